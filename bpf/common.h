@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Helpers shared by every program: log2 buckets and the cgroup id a signal attributes a task to. */
+#ifndef __EBPF_TUNER_COMMON_H
+#define __EBPF_TUNER_COMMON_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+/* Branch-free-ish log2 without __builtin_clzll, which some clang versions mis-handle for the BPF target. */
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0, s;
+
+	s = (v > 0xffffffffULL) << 5; v >>= s; r |= s;
+	s = (v > 0xffff) << 4; v >>= s; r |= s;
+	s = (v > 0xff) << 3; v >>= s; r |= s;
+	s = (v > 0xf) << 2; v >>= s; r |= s;
+	s = (v > 0x3) << 1; v >>= s; r |= s;
+	r |= (v >> 1);
+	return r;
+}
+
+/*
+ * The id of the cgroup a task belongs to, in the hierarchy user space resolves targets in.
+ * cgroup v2: the default hierarchy. cgroup v1 (and hybrid hosts): the cpu controller's hierarchy, because
+ * bpf_get_current_cgroup_id() only ever returns the v2 id, and it is the cpu hierarchy that cpu knobs live in.
+ * Both ids equal the inode number of the cgroup's directory (kernfs_node.id, a u64 since v5.5).
+ */
+static __always_inline __u64 task_cgroup_id(struct task_struct *t, bool v1)
+{
+	struct css_set *cs = BPF_CORE_READ(t, cgroups);
+	struct cgroup *cg;
+
+	if (!cs)
+		return 0;
+	if (v1) {
+		struct cgroup_subsys_state *css = NULL;
+		int idx = bpf_core_enum_value(enum cgroup_subsys_id, cpu_cgrp_id);
+
+		if (idx < 0 || idx >= CGROUP_SUBSYS_COUNT)
+			return 0;
+		bpf_core_read(&css, sizeof(css), &cs->subsys[idx]);
+		if (!css)
+			return 0;
+		cg = BPF_CORE_READ(css, cgroup);
+	} else {
+		cg = BPF_CORE_READ(cs, dfl_cgrp);
+	}
+	if (!cg)
+		return 0;
+	return BPF_CORE_READ(cg, kn, id);
+}
+
+/*
+ * Target membership, shared by every signal: which slot (target index) a task belongs to. User space keeps both maps
+ * current (every cgroup id of each target's subtree; every tgid of pid targets) so filtering happens here, in the
+ * kernel, and a signal's cost does not grow with unrelated activity on the host.
+ */
+#define TARGET_MAX_SLOTS 64
+#define TARGET_MAX_CGROUPS 4096
+#define TARGET_MAX_PIDS 4096
+
+/* The first bytes of every signal's rodata config; src/signals/membership.ts writes them. */
+struct target_filter {
+	__u8 cgroup_v1;		/* attribute tasks by their v1 cpu cgroup instead of the v2 one */
+	__u8 match_cgroups;
+	__u8 match_pids;
+	__u8 host;		/* also aggregate every task into the host slot (TARGET_MAX_SLOTS) */
+};
+
+#define DECLARE_TARGET_MAPS()							\
+	struct {								\
+		__uint(type, BPF_MAP_TYPE_HASH);				\
+		__uint(max_entries, TARGET_MAX_CGROUPS);			\
+		__type(key, __u64);						\
+		__type(value, __u32);						\
+	} cgroup_slots SEC(".maps");						\
+	struct {								\
+		__uint(type, BPF_MAP_TYPE_HASH);				\
+		__uint(max_entries, TARGET_MAX_PIDS);				\
+		__type(key, __u32);						\
+		__type(value, __u32);						\
+	} pid_slots SEC(".maps")
+
+/* The slot of task `t` (thread group `tgid`), or -1 when it belongs to no target. Needs DECLARE_TARGET_MAPS(). */
+#define TARGET_SLOT_OF(filter, t, tgid)						\
+	({									\
+		int __slot = -1;						\
+		__u32 __tgid = (tgid), *__s;					\
+		if ((filter).match_pids) {					\
+			__s = bpf_map_lookup_elem(&pid_slots, &__tgid);		\
+			if (__s)						\
+				__slot = *__s;					\
+		}								\
+		if (__slot < 0 && (filter).match_cgroups) {			\
+			__u64 __id = task_cgroup_id((t), (filter).cgroup_v1);	\
+			__s = bpf_map_lookup_elem(&cgroup_slots, &__id);	\
+			if (__s)						\
+				__slot = *__s;					\
+		}								\
+		__slot;								\
+	})
+
+#endif /* __EBPF_TUNER_COMMON_H */

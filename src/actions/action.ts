@@ -1,0 +1,73 @@
+/**
+ * The action contract. An action declares the knobs it touches for a target, reads their current state in its own
+ * units, plans a change from a desired state, and applies or reverts it — always through the KnobWriter, which owns
+ * scope checks, journaling and override detection. The orchestrator treats every action alike through this.
+ */
+import type { KnobRef, Target } from '../core/types.js';
+import type { RestoreItem } from '../journal/restore.js';
+import type { KnobWriter, SetResult } from './knob-writer.js';
+
+export type Desired = Record<string, number | string>;
+
+export interface PlannedChange {
+  knob: KnobRef;
+  /** The knob's value when planned. */
+  from: string;
+  /** The value to write, in the knob's own format. */
+  to: string;
+}
+
+export interface ActionPlan {
+  action: string;
+  target: string;
+  /** The desired state after normalization (clamped, rounded), in the action's units. */
+  desired: Desired;
+  /** Empty when the knobs already hold the desired state. */
+  changes: PlannedChange[];
+  /** Adjustments made to the request, e.g. a value clamped to the knob's range. */
+  notes: string[];
+}
+
+export interface ApplyResult {
+  action: string;
+  target: string;
+  results: SetResult[];
+  /** Some knob was written. */
+  changed: boolean;
+  /** Some knob belongs to another writer now and was left alone. */
+  overridden: boolean;
+}
+
+export interface Action {
+  readonly name: string;
+  /** The knobs this action may change for a target; refuses targets it cannot act on. */
+  knobs(target: Target): KnobRef[];
+  /** Current state in the action's units (e.g. { weight: 100 }), whatever the knob's own format. */
+  read(target: Target): Record<string, number>;
+  plan(target: Target, desired: Desired): ActionPlan;
+  apply(plan: ActionPlan, writer: KnobWriter): ApplyResult;
+  /** Put back every knob this action changed for the target (those another writer took are left alone). */
+  revert(target: Target, writer: KnobWriter): RestoreItem[];
+}
+
+/** The apply every knob-setting action shares: each planned change through the writer, in order. */
+export function applyPlan(plan: ActionPlan, writer: KnobWriter): ApplyResult {
+  const results = plan.changes.map((c) => writer.set(c.knob, plan.action, c.to));
+  return {
+    action: plan.action,
+    target: plan.target,
+    results,
+    changed: results.some((r) => r.status === 'written'),
+    overridden: results.some((r) => r.status === 'overridden'),
+  };
+}
+
+/** The revert every knob-setting action shares: restore each declared knob that has an active journal entry. */
+export function revertKnobs(knobs: KnobRef[], writer: KnobWriter): RestoreItem[] {
+  const out: RestoreItem[] = [];
+  for (const k of knobs) {
+    const item = writer.restore(k.id);
+    if (item !== undefined) out.push(item);
+  }
+  return out;
+}

@@ -1,0 +1,14 @@
+/** Every action the agent can take. Adding one is one line here; the orchestrator never branches on a name. */
+import type { Action } from './action.js';
+import { cpuWeight } from './cpu-weight/cpu-weight.js';
+
+export const ACTIONS: readonly Action[] = [
+  cpuWeight,
+];
+
+export type { Action, ActionPlan, ApplyResult, Desired, PlannedChange } from './action.js';
+
+/** The action a nudge names, or undefined for a name no action has. */
+export function findAction(name: string): Action | undefined {
+  return ACTIONS.find((a) => a.name === name);
+}

@@ -1,0 +1,244 @@
+/**
+ * The only way an action changes a knob. It enforces the three rules every write obeys:
+ *   1. scope — only files inside a configured target's cgroup, never inside the deny list;
+ *   2. journal first — the original value is durably recorded before the first write;
+ *   3. no fighting — once someone else changes a knob after us, it is theirs: we stop writing it.
+ * In dry-run it computes and reports the same decisions and touches neither the knob nor the journal.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { channels, publish } from '../core/events.js';
+import { TunerError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import type { KnobRef } from '../core/types.js';
+import { cgroupOfPidIn, kernelKnobIO, normalizeKnobValue, type KnobIO } from '../cgroup/cgroup.js';
+import { detectLayout, isPathUnder, type CgroupLayout } from '../cgroup/layout.js';
+import type { Journal, JournalEntry } from '../journal/journal.js';
+import { restoreAll, restoreEntry, type KnobEvent, type RestoreItem, type RestoreReport } from '../journal/restore.js';
+
+export interface DenyRule {
+  /** Absolute cgroup directory. */
+  path: string;
+  /** Deny the whole subtree, or only the directory itself. */
+  subtree: boolean;
+  /** Shown in the refusal message. */
+  reason: string;
+}
+
+export type SetStatus = 'written' | 'unchanged' | 'overridden' | 'dry-run';
+
+export interface SetResult {
+  status: SetStatus;
+  knobId: string;
+  path: string;
+  /** The value found before this call (for 'overridden': what the other writer left). */
+  previous?: string;
+  /** The value asked for. */
+  value: string;
+  /** True when this would be (or was) the first change to the knob, i.e. its original is (to be) journaled now. */
+  firstWrite: boolean;
+}
+
+export interface KnobWriterOptions {
+  journal: Journal;
+  log: Logger;
+  dryRun?: boolean;
+  /** Cgroup directories of the targets; a knob must be inside one of them. */
+  scope: string[];
+  /** Replaces the default deny list (see `defaultDenyList`); extend it with `[...defaultDenyList(layout), ...]`. */
+  deny?: DenyRule[];
+  /** Used for the default deny list; probed when absent. */
+  layout?: CgroupLayout;
+  io?: KnobIO;
+}
+
+/** Resolve symlinks where the path exists, so a link cannot smuggle a write out of scope. */
+function canonical(p: string): string {
+  const abs = path.resolve(p);
+  try {
+    return fs.realpathSync(abs);
+  } catch {
+    try {
+      return path.join(fs.realpathSync(path.dirname(abs)), path.basename(abs));
+    } catch {
+      return abs;
+    }
+  }
+}
+
+/**
+ * The defaults: every controller root itself (a write there changes the whole host), `init.scope` and
+ * `system.slice` (PID 1 and the system services), and the agent's own cgroup with its ancestors (starving those
+ * would starve the agent, which must stay able to restore).
+ */
+export function defaultDenyList(layout: CgroupLayout, opts: { pid?: number; procRoot?: string } = {}): DenyRule[] {
+  const pid = opts.pid ?? process.pid;
+  const rules: DenyRule[] = [];
+  for (const m of layout.mounts) {
+    const root = canonical(m.mount);
+    rules.push({ path: root, subtree: false, reason: 'a cgroup controller root' });
+    rules.push({ path: path.join(root, 'init.scope'), subtree: true, reason: 'init.scope (PID 1)' });
+    rules.push({ path: path.join(root, 'system.slice'), subtree: true, reason: 'system.slice (system services)' });
+    let own: string | undefined;
+    try {
+      own = canonical(cgroupOfPidIn(pid, m, opts.procRoot !== undefined ? { procRoot: opts.procRoot } : {}));
+    } catch {
+      // Without /proc/<pid>/cgroup there is no own cgroup to protect in this hierarchy; the other rules still hold.
+      own = undefined;
+    }
+    for (let d = own; d !== undefined && isPathUnder(d, root) && d !== root; d = path.dirname(d)) {
+      rules.push({ path: d, subtree: false, reason: d === own ? "the agent's own cgroup" : "an ancestor of the agent's cgroup" });
+    }
+  }
+  return rules;
+}
+
+export class KnobWriter {
+  readonly dryRun: boolean;
+  private readonly journal: Journal;
+  private readonly log: Logger;
+  private readonly io: KnobIO;
+  private readonly deny: DenyRule[];
+  private scope: string[];
+
+  constructor(opts: KnobWriterOptions) {
+    this.journal = opts.journal;
+    this.log = opts.log.child({ module: 'knob-writer' });
+    this.dryRun = opts.dryRun === true;
+    this.io = opts.io ?? kernelKnobIO;
+    this.deny = (opts.deny ?? defaultDenyList(opts.layout ?? detectLayout())).map((r) => ({ ...r, path: canonical(r.path) }));
+    this.scope = opts.scope.map(canonical);
+  }
+
+  /** Targets changed: knobs must now lie inside these cgroup directories. */
+  updateScope(scope: string[]): void {
+    this.scope = scope.map(canonical);
+  }
+
+  /** Throws OUT_OF_SCOPE unless the knob file lies inside a scope directory and outside every deny rule. */
+  checkScope(knobPath: string): void {
+    if (!path.isAbsolute(knobPath)) {
+      throw new TunerError('OUT_OF_SCOPE', `write ${knobPath}: not an absolute path — knob paths are absolute cgroup file paths`);
+    }
+    const file = canonical(knobPath);
+    const dir = path.dirname(file);
+    const rule = this.deny.find((r) => (r.subtree ? isPathUnder(dir, r.path) : dir === r.path));
+    if (rule !== undefined) {
+      throw new TunerError(
+        'OUT_OF_SCOPE',
+        `write ${file}: ${rule.path} is ${rule.reason}, which the agent never changes — target a cgroup below it`,
+      );
+    }
+    if (!this.scope.some((s) => isPathUnder(dir, s))) {
+      throw new TunerError(
+        'OUT_OF_SCOPE',
+        `write ${file}: ${dir} is outside every configured target (${this.scope.join(', ') || 'none'}) — add its cgroup as a target`,
+      );
+    }
+  }
+
+  /**
+   * Set a knob to `value`. The first change journals the original durably before writing. If the knob no longer
+   * holds what we last wrote, another writer owns it: it is marked overridden and left alone (status 'overridden').
+   */
+  set(knob: KnobRef, action: string, value: string): SetResult {
+    this.checkScope(knob.path);
+    const base = { knobId: knob.id, path: knob.path, value };
+    const entry = this.journal.get(knob.id);
+    if (entry?.state === 'overridden') {
+      return { ...base, status: 'overridden', firstWrite: false, ...(entry.observed !== null ? { previous: entry.observed } : {}) };
+    }
+    const active = entry?.state === 'active' ? entry : undefined;
+    const firstWrite = active === undefined;
+    const current = this.io.read(knob.path);
+    const now = normalizeKnobValue(current);
+    const event = { knobId: knob.id, path: knob.path, target: knob.target, action };
+
+    if (active !== undefined) {
+      const ours = [active.lastWritten ?? active.original, active.pending].filter((v): v is string => v !== null);
+      if (!ours.map(normalizeKnobValue).includes(now)) {
+        if (!this.dryRun) this.journal.markOverridden(knob.id, current);
+        this.log.warn(
+          { knob: knob.id, path: knob.path, observed: current, lastWritten: active.lastWritten },
+          'knob was changed by another writer; it is theirs now and will not be written',
+        );
+        this.emit({ ...event, kind: 'overridden', observed: current });
+        return { ...base, status: 'overridden', previous: current, firstWrite };
+      }
+      // A run that crashed after writing but before recording it: the knob holds the pending value, which is ours.
+      if (!this.dryRun && active.pending !== null && normalizeKnobValue(active.pending) === now) {
+        this.journal.wrote(knob.id, current);
+      }
+    }
+
+    if (now === normalizeKnobValue(value)) return { ...base, status: 'unchanged', previous: current, firstWrite };
+
+    if (this.dryRun) {
+      this.log.info({ knob: knob.id, path: knob.path, from: current, to: value, dryRun: true }, 'would write knob');
+      this.emit({ ...event, kind: 'dry-run', from: current, to: value });
+      return { ...base, status: 'dry-run', previous: current, firstWrite };
+    }
+
+    if (firstWrite) this.journal.remember({ ...knob, action }, current);
+    this.journal.intend(knob.id, value);
+    try {
+      this.io.write(knob.path, value);
+    } catch (e) {
+      // Cgroup writes are all-or-nothing: a failed write changed nothing, so a first write leaves nothing to undo.
+      if (firstWrite) this.journal.markRestored(knob.id);
+      else this.journal.cancelPending(knob.id);
+      this.emit({ ...event, kind: 'failed', from: current, to: value, error: e instanceof Error ? e.message : String(e) });
+      throw e;
+    }
+    // Journal what the kernel shows, not what we sent: "max" written to cpu.max reads back as "max 100000".
+    let shown = value;
+    try {
+      shown = this.io.read(knob.path);
+    } catch {
+      shown = value;
+    }
+    this.journal.wrote(knob.id, shown);
+    this.log.info({ knob: knob.id, path: knob.path, target: knob.target, action, from: current, to: shown }, 'wrote knob');
+    this.emit({ ...event, kind: 'written', from: current, to: shown });
+    return { ...base, status: 'written', previous: current, firstWrite };
+  }
+
+  /** Put one knob's original back (if it still holds our value). Undefined when nothing of ours is journaled for it. */
+  restore(knobId: string): RestoreItem | undefined {
+    const entry = this.journal.get(knobId);
+    if (entry === undefined || entry.state !== 'active') return undefined;
+    return restoreEntry(this.journal, entry, this.log, { io: this.io, dryRun: this.dryRun });
+  }
+
+  /** Restore every active knob, optionally only those `filter` accepts. */
+  restoreAll(filter?: (e: JournalEntry) => boolean): RestoreReport {
+    return restoreAll(this.journal, this.log, { io: this.io, dryRun: this.dryRun, ...(filter !== undefined ? { filter } : {}) });
+  }
+
+  /**
+   * Has another writer taken this knob? Checks the live value against what we last wrote, and records the
+   * override (outside dry-run) when it finds one.
+   */
+  isOverridden(knobId: string): boolean {
+    const entry = this.journal.get(knobId);
+    if (entry === undefined) return false;
+    if (entry.state === 'overridden') return true;
+    if (entry.state !== 'active') return false;
+    let current: string;
+    try {
+      current = this.io.read(entry.path);
+    } catch {
+      return false;
+    }
+    const ours = [entry.lastWritten ?? entry.original, entry.pending].filter((v): v is string => v !== null);
+    if (ours.map(normalizeKnobValue).includes(normalizeKnobValue(current))) return false;
+    if (!this.dryRun) this.journal.markOverridden(knobId, current);
+    this.log.warn({ knob: knobId, path: entry.path, observed: current }, 'knob was changed by another writer');
+    this.emit({ kind: 'overridden', knobId, path: entry.path, target: entry.target, action: entry.action, observed: current });
+    return true;
+  }
+
+  private emit(e: Omit<KnobEvent, 'time'>): void {
+    publish(channels.knob, () => ({ ...e, time: Date.now() }) satisfies KnobEvent);
+  }
+}

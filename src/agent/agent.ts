@@ -1,0 +1,387 @@
+/**
+ * The agent: resolves targets, restores whatever a crashed run left behind, attaches the signals, and on every tick
+ * collects one snapshot, publishes it, asks the decision engine what to do and carries it out through the actions —
+ * or only logs it, in dry-run. stop() is idempotent and puts every original value back.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { channels, publish } from '../core/events.js';
+import { isTunerError, TunerError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import type { Signal, Target, TargetSignals, TickSnapshot } from '../core/types.js';
+import type { Config } from '../config/types.js';
+import { detectLayout, type CgroupLayout } from '../cgroup/layout.js';
+import { Journal } from '../journal/journal.js';
+import { restoreAll, type RestoreReport } from '../journal/restore.js';
+import { KnobWriter, defaultDenyList } from '../actions/knob-writer.js';
+import { findAction } from '../actions/index.js';
+import { AuditLog, type AuditKind } from '../audit/audit.js';
+import { ClosedLoop } from '../engine/closed-loop.js';
+import { DecisionEngine, type Decision } from '../engine/engine.js';
+import { Guardrails } from '../engine/guardrails.js';
+import { isRestore, type KnobValues } from '../engine/strategy.js';
+import { createStrategies } from '../engine/registry.js';
+import { createSignals } from '../signals/index.js';
+import { resolveTargets } from './resolve.js';
+
+export interface AgentOptions {
+  config: Config;
+  log: Logger;
+  stateDir: string;
+  dryRun?: boolean;
+  /** Injected for tests; probed when absent. */
+  layout?: CgroupLayout;
+}
+
+/** How many ticks between rescans of target membership (new child cgroups, exited pids). */
+const MEMBERSHIP_EVERY_TICKS = 5;
+
+export class Agent {
+  readonly config: Config;
+  readonly dryRun: boolean;
+  private readonly log: Logger;
+  private readonly stateDir: string;
+  private layout?: CgroupLayout;
+  private targets: Target[] = [];
+  private signals: Signal[] = [];
+  private journal?: Journal;
+  private tempStateDir?: string;
+  private writer?: KnobWriter;
+  private audit?: AuditLog;
+  private engine?: DecisionEngine;
+  private guardrails?: Guardrails;
+  private timer?: NodeJS.Timeout;
+  private ticks = 0;
+  private lastTick = 0;
+  private stopping?: Promise<RestoreReport | undefined>;
+  private started = false;
+  /** The last snapshot, for the HTTP API and `top`. */
+  last?: TickSnapshot;
+  /** What start() restored from a previous run. */
+  recovered?: RestoreReport;
+
+  constructor(opts: AgentOptions) {
+    this.config = opts.config;
+    this.log = opts.log;
+    this.stateDir = opts.stateDir;
+    this.dryRun = opts.dryRun === true;
+    this.layout = opts.layout;
+  }
+
+  get targetList(): readonly Target[] {
+    return this.targets;
+  }
+
+  get ready(): boolean {
+    return this.started && !this.stopping;
+  }
+
+  get paused(): boolean {
+    return this.guardrails?.paused ?? false;
+  }
+
+  pause(reason = 'paused by request'): void {
+    this.guardrails?.pause(reason);
+    this.log.warn({ reason }, 'acting paused: every change is reverted and no new one is made');
+    this.writer?.restoreAll();
+  }
+
+  resume(): void {
+    this.guardrails?.resume();
+    this.log.info('acting resumed');
+  }
+
+  /** Everything up to attaching: a failure here leaves the host exactly as it was. */
+  async start(): Promise<void> {
+    const layout = (this.layout ??= detectLayout());
+    // Resolution first: a bad target is reported before anything is written, restored or attached.
+    this.targets = resolveTargets(this.config, layout);
+
+    if (this.dryRun) {
+      // Dry-run touches no knob and no journal of a real run; it keeps its bookkeeping in a throwaway directory.
+      this.tempStateDir = mkdtempSync(join(tmpdir(), 'ebpf-tuner-dry-'));
+      this.journal = Journal.open(this.tempStateDir, this.log);
+    } else {
+      this.journal = Journal.open(this.stateDir, this.log);
+      if (this.journal.active().length > 0) {
+        this.recovered = restoreAll(this.journal, this.log);
+        this.log.warn(
+          {
+            restored: this.recovered.restored.length,
+            overridden: this.recovered.overridden.length,
+            vanished: this.recovered.vanished.length,
+            failed: this.recovered.failed.length,
+          },
+          'restored knobs left changed by a previous run',
+        );
+      }
+    }
+    this.audit = new AuditLog(this.journal.db);
+
+    const cgroupDirs = this.targets.flatMap((t) => (t.scope.kind === 'cgroup' ? [t.scope.path] : []));
+    const deny = [
+      ...defaultDenyList(layout),
+      ...this.config.guardrails.denyCgroups.map((p) => ({ path: p, subtree: true, reason: 'in guardrails.deny_cgroups' })),
+    ];
+    this.writer = new KnobWriter({ journal: this.journal, log: this.log, dryRun: this.dryRun, scope: cgroupDirs, deny, layout });
+
+    const closedLoop = new ClosedLoop(this.config.closedLoop);
+    this.guardrails = new Guardrails(this.config.guardrails, undefined, {
+      cgroupOf: (name) => {
+        const t = this.targets.find((x) => x.name === name);
+        return t?.scope.kind === 'cgroup' ? t.scope.path : undefined;
+      },
+      penalties: closedLoop,
+    });
+    this.engine = new DecisionEngine({
+      strategies: createStrategies(this.config),
+      guardrails: this.guardrails,
+      closedLoop,
+      idPrefix: Date.now().toString(36),
+    });
+
+    const cgroupVersion = layout.controllers.cpu?.version ?? (layout.unified ? 2 : 1);
+    this.signals = createSignals(this.config, this.targets.length === 0);
+    try {
+      for (const s of this.signals) await s.start({ log: this.log, targets: this.targets, cgroupVersion });
+    } catch (e) {
+      for (const s of this.signals) s.close();
+      throw e;
+    }
+    this.started = true;
+    this.lastTick = Date.now();
+    this.timer = setInterval(() => this.tickSafely(), this.config.tickMs);
+    publish(channels.lifecycle, () => ({ state: 'ready' }));
+    this.log.info(
+      {
+        targets: this.targets.map((t) => `${t.name}:${t.role}`),
+        tickMs: this.config.tickMs,
+        dryRun: this.dryRun,
+        config: this.config.source,
+      },
+      this.targets.length ? 'agent running' : 'agent running with no targets: observing the host only',
+    );
+  }
+
+  private tickSafely(): void {
+    try {
+      this.tick(Date.now());
+    } catch (e) {
+      // One bad tick (a target vanished mid-read, a transient EBUSY) must not take the agent down.
+      this.log.error({ err: e }, 'tick failed');
+    }
+  }
+
+  /** One tick: collect → publish → decide → act. Public so tests can drive time. */
+  tick(now: number): TickSnapshot {
+    const out: Record<string, TargetSignals> = {};
+    for (const t of this.targets) out[t.name] = { name: t.name, role: t.role };
+    for (const s of this.signals) s.collect(now, out);
+    const snapshot: TickSnapshot = { time: now, windowMs: now - this.lastTick, targets: out };
+    const host: Record<string, unknown> = {};
+    for (const s of this.signals) {
+      const h = (s as { hostWindow?: () => unknown }).hostWindow?.();
+      if (h !== undefined) host[s.name] = h;
+    }
+    if (Object.keys(host).length) snapshot.host = host;
+    this.lastTick = now;
+    this.last = snapshot;
+    this.ticks++;
+    publish(channels.tick, () => snapshot);
+    this.log.debug({ tick: this.ticks, targets: summarize(snapshot) }, 'tick');
+
+    if (this.ticks % MEMBERSHIP_EVERY_TICKS === 0) this.refreshMembership();
+    if (this.engine && this.targets.length > 0) {
+      const decisions = this.engine.tick({
+        now,
+        snapshot,
+        targets: this.targets,
+        current: (target, action) => this.current(target, action),
+        changed: (target, action) => this.changed(target, action),
+        original: (target, action) => this.original(target, action),
+      });
+      for (const d of decisions) this.carryOut(d, now);
+    }
+    return snapshot;
+  }
+
+  private refreshMembership(): void {
+    const alive = this.targets.map((t) =>
+      t.scope.kind === 'pids' ? { ...t, scope: { kind: 'pids' as const, pids: t.scope.pids.filter((p) => pidAlive(p)) } } : t,
+    );
+    for (const s of this.signals) s.updateTargets?.(alive);
+  }
+
+  private target(name: string): Target {
+    const t = this.targets.find((x) => x.name === name);
+    if (!t) throw new TunerError('INTERNAL', `find target ${name}: not configured`);
+    return t;
+  }
+
+  private current(target: string, action: string): KnobValues | undefined {
+    const a = findAction(action);
+    if (!a) return undefined;
+    try {
+      return a.read(this.target(target));
+    } catch {
+      return undefined;
+    }
+  }
+
+  private changed(target: string, action: string): boolean {
+    const a = findAction(action);
+    if (!a || !this.journal) return false;
+    try {
+      return a.knobs(this.target(target)).some((k) => this.journal!.get(k.id)?.state === 'active');
+    } catch {
+      return false;
+    }
+  }
+
+  private original(target: string, action: string): KnobValues | undefined {
+    // The action reads its own units; the journal holds the knob's raw original. Only single-knob actions can map
+    // one to the other without the action's help, which is all the strategies ask for today.
+    const a = findAction(action);
+    if (!a || !this.journal) return undefined;
+    try {
+      const t = this.target(target);
+      const [k] = a.knobs(t);
+      const e = k ? this.journal.get(k.id) : undefined;
+      if (!e || e.state !== 'active') return undefined;
+      return (a as { decode?: (t: Target, raw: string) => KnobValues }).decode?.(t, e.original);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private carryOut(d: Decision, now: number): void {
+    const n = d.nudge;
+    const base = { id: d.id, time: now, action: n.action, target: n.target, rule: n.rule, reason: n.reason, evidence: n.evidence, expected: n.expected };
+    if (d.kind === 'refused') {
+      this.record({ ...base, kind: 'refused', outcome: `${d.refusal?.code}: ${d.refusal?.reason}` });
+      return;
+    }
+    if (d.kind === 'kept') {
+      this.record({ ...base, kind: 'kept', ref: d.verdict?.decisionId, reason: verdictText(d), outcome: 'kept' });
+      if (d.verdict) this.audit?.outcome(d.verdict.decisionId, `kept: ${verdictText(d)}`);
+      return;
+    }
+    const action = findAction(n.action);
+    if (!action || !this.writer) {
+      this.engine?.failed(d.id, new TunerError('INTERNAL', `no action ${n.action}`));
+      this.record({ ...base, kind: 'failed', outcome: `no action named ${n.action}` });
+      return;
+    }
+    try {
+      const target = this.target(n.target);
+      const from = action.read(target);
+      let kind: AuditKind;
+      let outcome: string | undefined;
+      if (isRestore(n) && !hasValues(n.desired)) {
+        const items = this.dryRun ? [] : action.revert(target, this.writer);
+        kind = this.dryRun ? 'dry-run' : d.kind === 'revert' ? 'reverted' : 'restored';
+        outcome = items.map((i) => `${i.outcome} ${i.path}`).join('; ') || undefined;
+      } else {
+        const plan = action.plan(target, n.desired);
+        const res = action.apply(plan, this.writer);
+        kind = res.overridden ? 'overridden' : this.dryRun ? 'dry-run' : d.kind === 'revert' ? 'reverted' : 'applied';
+        if (res.overridden) outcome = 'another writer owns this knob now; left alone';
+        if (plan.notes.length) outcome = [outcome, ...plan.notes].filter(Boolean).join('; ');
+        if (res.overridden) {
+          this.engine?.failed(d.id, new TunerError('ACTION_FAILED', 'overridden'));
+          this.record({ ...base, kind, outcome, from: fmt(from) });
+          return;
+        }
+      }
+      const to = this.dryRun ? numericDesired(n.desired, from) : action.read(target);
+      this.engine?.applied(d.id, from, to, now);
+      this.record({ ...base, kind, outcome, from: fmt(from), to: fmt(to), ref: d.verdict?.decisionId });
+      if (d.kind === 'revert' && d.verdict) this.audit?.outcome(d.verdict.decisionId, `reverted by ${d.id}: ${verdictText(d)}`);
+    } catch (e) {
+      this.engine?.failed(d.id, e);
+      const msg = e instanceof Error ? e.message : String(e);
+      this.record({ ...base, kind: 'failed', outcome: msg });
+      if (isTunerError(e, 'OUT_OF_SCOPE')) this.log.error({ decision: d.id, err: msg }, 'refused a write outside the configured scope');
+    }
+  }
+
+  private record(rec: Parameters<AuditLog['record']>[0]): void {
+    const clean = Object.fromEntries(Object.entries(rec).filter(([, v]) => v !== undefined)) as typeof rec;
+    this.audit?.record(clean);
+    this.log.info({ decision: clean.id, kind: clean.kind, action: clean.action, target: clean.target, from: clean.from, to: clean.to, outcome: clean.outcome }, clean.reason);
+  }
+
+  /** Stops ticking, restores every original (unless dry-run), detaches every program. Idempotent. */
+  stop(): Promise<RestoreReport | undefined> {
+    this.stopping ??= (async () => {
+      if (this.timer) clearInterval(this.timer);
+      this.timer = undefined;
+      publish(channels.lifecycle, () => ({ state: 'stopping' }));
+      let report: RestoreReport | undefined;
+      try {
+        if (this.writer && !this.dryRun) report = this.writer.restoreAll();
+      } finally {
+        for (const s of this.signals) {
+          try {
+            s.close();
+          } catch (e) {
+            this.log.error({ err: e, signal: s.name }, 'closing signal failed');
+          }
+        }
+        this.journal?.close();
+        if (this.tempStateDir) rmSync(this.tempStateDir, { recursive: true, force: true });
+      }
+      if (report) {
+        this.log.info(
+          { restored: report.restored.length, overridden: report.overridden.length, vanished: report.vanished.length, failed: report.failed.length },
+          'agent stopped; originals restored',
+        );
+      } else this.log.info('agent stopped');
+      publish(channels.lifecycle, () => ({ state: 'stopped' }));
+      return report;
+    })();
+    return this.stopping;
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function hasValues(d: Record<string, number | string>): boolean {
+  return Object.keys(d).some((k) => k !== 'restore');
+}
+
+function numericDesired(d: Record<string, number | string>, from: KnobValues): KnobValues {
+  const out: KnobValues = { ...from };
+  for (const [k, v] of Object.entries(d)) if (k !== 'restore' && typeof v === 'number') out[k] = v;
+  return out;
+}
+
+function fmt(v: KnobValues): string {
+  return Object.entries(v)
+    .map(([k, x]) => `${k}=${x}`)
+    .join(' ');
+}
+
+function verdictText(d: Decision): string {
+  const v = d.verdict;
+  if (!v) return d.nudge.reason;
+  const num = (x: number | null): string => (x === null ? 'no data' : x.toFixed(0));
+  return `${v.verdict === 'kept' ? 'kept' : 'reverted'}: protected metric ${num(v.before)} → ${num(v.after)}${v.improvement === null ? '' : ` (${(v.improvement * 100).toFixed(0)}% better)`}`;
+}
+
+function summarize(s: TickSnapshot): Record<string, string> {
+  const o: Record<string, string> = {};
+  for (const [n, t] of Object.entries(s.targets)) {
+    const r = t.runqlat;
+    if (r) o[n] = `p99=${r.p99.toFixed(0)}us n=${r.count}`;
+  }
+  return o;
+}

@@ -1,0 +1,50 @@
+/**
+ * Turns configured targets into live ones: each cgroup must exist on a cgroup filesystem and lie in the hierarchy
+ * the cpu controller is attached to (that is where run-queue attribution and cpu knobs live); each pid must exist.
+ * Errors name the target, the path or pid, and the fix — and are raised before anything is written.
+ */
+import { existsSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import { TunerError } from '../core/errors.js';
+import type { Target } from '../core/types.js';
+import type { Config } from '../config/types.js';
+import { cgroupId, cgroupVersionOf, isPathUnder, type CgroupLayout } from '../cgroup/layout.js';
+
+export function cpuHierarchy(layout: CgroupLayout): { version: 1 | 2; mount: string } {
+  const cpu = layout.controllers.cpu;
+  if (!cpu) {
+    throw new TunerError(
+      'CGROUP_UNSUPPORTED',
+      'find the cpu controller: no cgroup hierarchy has it — fix: mount a v1 cpu hierarchy or enable "+cpu" in the v2 root cgroup.subtree_control',
+    );
+  }
+  return cpu;
+}
+
+export function resolveTargets(config: Config, layout: CgroupLayout): Target[] {
+  const cpu = config.targets.some((t) => t.cgroup) ? cpuHierarchy(layout) : undefined;
+  return config.targets.map((t, slot): Target => {
+    const where = `target ${t.name} (${config.source})`;
+    if (t.cgroup !== undefined) {
+      const path = resolvePath(t.cgroup);
+      if (!existsSync(path)) {
+        throw new TunerError('CGROUP_NOT_FOUND', `resolve ${where}: cgroup ${path} does not exist — fix: create it (mkdir) or correct targets[${slot}].cgroup`);
+      }
+      const version = cgroupVersionOf(path);
+      if (cpu && !isPathUnder(path, cpu.mount)) {
+        throw new TunerError(
+          'CGROUP_UNSUPPORTED',
+          `resolve ${where}: ${path} is outside the cpu controller's hierarchy (${cpu.mount}) — fix: name the target's cgroup under ${cpu.mount}`,
+        );
+      }
+      return { name: t.name, role: t.role, slot, scope: { kind: 'cgroup', path, version, id: cgroupId(path) } };
+    }
+    const pids = t.pids ?? [];
+    for (const pid of pids) {
+      if (!existsSync(`/proc/${pid}`)) {
+        throw new TunerError('PID_NOT_FOUND', `resolve ${where}: process ${pid} does not exist — fix: correct targets[${slot}].pids or use a cgroup target for short-lived processes`);
+      }
+    }
+    return { name: t.name, role: t.role, slot, scope: { kind: 'pids', pids: [...pids] } };
+  });
+}

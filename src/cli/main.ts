@@ -1,0 +1,107 @@
+/**
+ * The `ebpf-tuner` command line. Each subcommand parses its options through commander, turns every failure into
+ * one line "ebpf-tuner <cmd>: <message>" on stderr with a non-zero exit, and never writes anything on bad input.
+ */
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isTunerError, TunerError } from '../core/errors.js';
+import { projectRoot } from '../bpf/paths.js';
+
+const pkg = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string };
+
+export const DEFAULT_STATE_DIR = '/var/lib/ebpf-tuner';
+
+function positiveSeconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a positive number of seconds, got "${v}"`);
+  return n;
+}
+
+function fail(cmd: string, e: unknown, json = false): never {
+  const code = isTunerError(e) ? e.code : 'INTERNAL';
+  const message = e instanceof Error ? e.message : String(e);
+  if (json) process.stdout.write(JSON.stringify({ ok: false, error: { code, message, ...(isTunerError(e) && 'issues' in e ? { issues: (e as { issues: unknown }).issues } : {}) } }) + '\n');
+  process.stderr.write(`ebpf-tuner ${cmd}: ${message}\n`);
+  if (isTunerError(e) && e.log && process.env.EBPF_TUNER_LOG_LEVEL === 'debug') process.stderr.write(e.log + '\n');
+  else if (isTunerError(e, 'BPF_VERIFIER') && e.log) process.stderr.write(e.log.split('\n').slice(-30).join('\n') + '\n');
+  process.exit(code === 'CONFIG_INVALID' || code === 'CLI_USAGE' ? 2 : 1);
+}
+
+export function buildCli(): Command {
+  const program = new Command('ebpf-tuner')
+    .description('Always-on Linux tuner: eBPF telemetry, small safe reversible cgroup nudges')
+    .version(pkg.version)
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('run')
+    .description('run the agent: watch the targets, nudge their knobs, restore every original on exit')
+    .option('-c, --config <file>', 'YAML config (default: built-in: observe the host, no targets)')
+    .option('--dry-run', 'decide and log, write nothing')
+    .option('--duration <seconds>', 'stop cleanly (restoring everything) after this many seconds', positiveSeconds)
+    .option('--state-dir <dir>', 'journal and audit database', DEFAULT_STATE_DIR)
+    .option('--listen <host:port>', 'HTTP address for /metrics, the API and the dashboard (off unless given)')
+    .option('--token-file <file>', 'bearer token for state-changing HTTP requests (required to listen beyond loopback)')
+    .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+    .action(async (opts) => {
+      try {
+        const { runCommand } = await import('./run.js');
+        await runCommand(opts);
+      } catch (e) {
+        fail('run', e);
+      }
+    });
+
+  program
+    .command('check')
+    .description('probe every requirement (privileges, BTF, attach types, cgroups, PSI...) and say how to fix what is missing')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { json?: boolean }) => {
+      try {
+        const { runCheck, formatCheck } = await import('../check/check.js');
+        const report = await runCheck();
+        process.stdout.write((opts.json ? JSON.stringify(report, bigintJson, 2) : formatCheck(report)) + '\n');
+        process.exitCode = report.ok ? 0 : 1;
+      } catch (e) {
+        fail('check', e, opts.json);
+      }
+    });
+
+  program
+    .command('rollback')
+    .description('restore every knob the agent changed to its journaled original, without starting the agent')
+    .option('--state-dir <dir>', 'journal and audit database', DEFAULT_STATE_DIR)
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { stateDir: string; json?: boolean }) => {
+      try {
+        const { rollbackCommand } = await import('./rollback.js');
+        process.exitCode = await rollbackCommand(opts);
+      } catch (e) {
+        fail('rollback', e, opts.json);
+      }
+    });
+
+  return program;
+}
+
+export function bigintJson(_k: string, v: unknown): unknown {
+  return typeof v === 'bigint' ? v.toString() : v;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildCli();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // commander already printed the message (and help); help and --version exit 0.
+      process.exit(e.exitCode === 0 ? 0 : 2);
+    }
+    fail(program.args[0] ?? '', e instanceof TunerError ? e : new TunerError('INTERNAL', String(e)));
+  }
+}
+
+const invokedDirectly = process.argv[1] && /(?:^|\/)(?:main\.(?:js|ts)|ebpf-tuner)$/.test(process.argv[1]);
+if (invokedDirectly) await main(process.argv);

@@ -1,0 +1,613 @@
+/**
+ * The one schema for the configuration file. It validates the parsed YAML document (snake_case keys), fills in
+ * defaults, and maps it into the camelCase `Config`. Each field states what it expects and how to fix a wrong value,
+ * so that every validation issue reads as advice to the person editing the file: "expected …, got … — fix: …".
+ *
+ * Only the shape and ranges of values are checked here. Whether a cgroup or a process exists is a question about the
+ * live system that target resolution answers later.
+ */
+import { z } from 'zod';
+import { DEFAULTS } from './defaults.js';
+import type { Config, TargetConfig } from './types.js';
+
+export const LIMITS = {
+  tickMinMs: 100,
+  tickMaxMs: 60_000,
+  cooldownMaxMs: 3_600_000,
+  /** Kernel-side per-target arrays are sized for this many targets. */
+  maxTargets: 64,
+  nameMaxLength: 64,
+  /** PID_MAX_LIMIT on 64-bit kernels: no pid can be larger. */
+  pidMax: 4_194_304,
+  /** PATH_MAX. */
+  pathMaxLength: 4096,
+  p99ThresholdMaxUs: 10_000_000,
+  triggerTicksMax: 1000,
+  calmTicksMax: 100_000,
+  /** cgroup v2 cpu.weight range. */
+  weightMin: 1,
+  weightMax: 10_000,
+  maxChangesPerMinuteMax: 10_000,
+  windowTicksMax: 1000,
+  penaltyMaxMs: 86_400_000,
+} as const;
+
+/** A value as the person who wrote the file would recognise it, for "got …" in messages. */
+export function describeValue(v: unknown): string {
+  if (v === undefined || v === null) return 'nothing';
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}…` : v);
+  if (typeof v === 'number') {
+    if (Number.isNaN(v)) return '.nan';
+    if (v === Infinity) return '.inf';
+    if (v === -Infinity) return '-.inf';
+    return String(v);
+  }
+  if (typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  if (Array.isArray(v)) return 'a list';
+  if (v instanceof Uint8Array) return 'binary data';
+  if (typeof v === 'object') return 'a mapping';
+  return typeof v;
+}
+
+interface Hint {
+  expected: string;
+  fix: string;
+}
+
+function advice(h: Hint, input: unknown): string {
+  return `expected ${h.expected}, got ${describeValue(input)} — fix: ${h.fix}`;
+}
+
+/**
+ * One message for every way a field can be wrong (wrong type, not an integer, out of range): the reader needs the
+ * whole contract of the field, not which of zod's checks tripped first.
+ */
+function errorFor(h: Hint) {
+  return { error: (iss: { input?: unknown }) => advice(h, iss.input) };
+}
+
+function int(min: number, max: number, h: Hint) {
+  const e = errorFor(h);
+  return z.number(e).int(e).gte(min, e).lte(max, e);
+}
+
+function fraction(h: Hint, opts: { includeOne: boolean }) {
+  const e = errorFor(h);
+  const n = z.number(e).gt(0, e);
+  return opts.includeOne ? n.lte(1, e) : n.lt(1, e);
+}
+
+function bool(h: Hint) {
+  return z.boolean(errorFor(h));
+}
+
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+const DURATION = /^(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)$/;
+
+export function formatMs(ms: number): string {
+  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms >= 1000 && ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
+/**
+ * A duration written as "1s", "250ms", "1.5s", "2m", "1h" or a bare number of milliseconds; the output is whole
+ * milliseconds. A bare number inside quotes is refused rather than guessed at, because "30" could have meant seconds.
+ */
+function duration(opts: { min: number; max: number; allowZero: boolean; fix: string }) {
+  const range = `from ${formatMs(opts.min)} to ${formatMs(opts.max)}`;
+  return z.unknown().transform((input, ctx): number => {
+    const fail = (what: string): never => {
+      ctx.issues.push({ code: 'custom', input, message: `${what}, got ${describeValue(input)} — fix: ${opts.fix}` });
+      return z.NEVER as never;
+    };
+    let ms: number;
+    if (typeof input === 'number') {
+      if (!Number.isFinite(input)) return fail(`expected a duration ${range}`);
+      ms = input;
+    } else if (typeof input === 'string') {
+      const s = input.trim();
+      const m = DURATION.exec(s);
+      if (m) {
+        ms = Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
+      } else if (/^-\s*(\d|\.\d)/.test(s)) {
+        return fail(opts.allowZero ? 'must not be negative' : 'must be a positive duration');
+      } else if (/^(\d+(\.\d+)?|\.\d+)$/.test(s)) {
+        return fail('expected a duration with a unit (ms, s, m, h)');
+      } else {
+        return fail('expected a duration like "1s" or "250ms" (units ms, s, m, h), or a number of milliseconds');
+      }
+    } else {
+      return fail('expected a duration like "1s" or "250ms", or a number of milliseconds');
+    }
+    if (ms < 0 || (ms === 0 && !opts.allowZero)) {
+      return fail(opts.allowZero ? 'must not be negative' : 'must be a positive duration');
+    }
+    if (ms < opts.min || ms > opts.max) return fail(`expected a duration ${range}`);
+    return Math.round(ms);
+  });
+}
+
+/** Problems that make a string unusable as an absolute path; undefined when it is fine. */
+function pathProblem(p: string): string | undefined {
+  if (!p.startsWith('/')) return 'expected an absolute path (starting with /)';
+  if (p.includes('\0')) return 'expected a path without NUL characters';
+  if (p.length > LIMITS.pathMaxLength) return `expected a path of at most ${LIMITS.pathMaxLength} characters`;
+  // ".." would let a target or a deny rule point somewhere other than where it reads; resolution compares paths
+  // textually, so they must already be in canonical form.
+  if (p.split('/').some((s) => s === '.' || s === '..')) return 'expected a path without . or .. segments';
+  return undefined;
+}
+
+/** Collapse repeated slashes and drop a trailing one, so equal paths compare equal. */
+function canonicalPath(p: string): string {
+  const c = p.replace(/\/{2,}/g, '/');
+  return c.length > 1 && c.endsWith('/') ? c.slice(0, -1) : c;
+}
+
+function absPath(h: Hint) {
+  return z.string(errorFor(h)).transform((p, ctx) => {
+    const problem = pathProblem(p);
+    if (problem !== undefined) {
+      ctx.issues.push({ code: 'custom', input: p, message: `${problem}, got ${describeValue(p)} — fix: ${h.fix}` });
+      return z.NEVER;
+    }
+    return canonicalPath(p);
+  });
+}
+
+/**
+ * A mapping that rejects unknown keys. Unknown keys are left to `explainIssues`, which splits them one per key and
+ * suggests the nearest known key; every other issue on the mapping itself means it was not a mapping at all.
+ */
+function strict<S extends z.core.$ZodLooseShape>(shape: S, h: Hint) {
+  return z.strictObject(shape, {
+    error: (iss) => (iss.code === 'unrecognized_keys' ? undefined : advice(h, iss.input)),
+  });
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const NAME = /^[a-z0-9_-]+$/;
+
+const pidHint: Hint = { expected: 'a positive integer', fix: 'list process ids as numbers' };
+
+const pid = (() => {
+  const e = errorFor(pidHint);
+  return z
+    .number(e)
+    .int(e)
+    .gte(1, e)
+    .lte(LIMITS.pidMax, {
+      error: (iss) =>
+        advice({ expected: `a process id no larger than ${LIMITS.pidMax}`, fix: 'check the process id' }, iss.input),
+    });
+})();
+
+const target = strict(
+  {
+    name: (() => {
+      const e = errorFor({
+        expected: `a name of 1 to ${LIMITS.nameMaxLength} characters from a-z, 0-9, _ and -`,
+        fix: 'use lowercase letters, digits, _ or -, e.g. name: db-primary',
+      });
+      return z.string(e).regex(NAME, e).max(LIMITS.nameMaxLength, e);
+    })(),
+    role: z.enum(['protect', 'noisy'], errorFor({
+      expected: '"protect" or "noisy"',
+      fix: 'use protect for the workload to shield, noisy for the one that may be held back',
+    })),
+    cgroup: absPath({
+      expected: 'an absolute cgroup directory path',
+      fix: 'write the full path of the cgroup directory, e.g. cgroup: /sys/fs/cgroup/web.slice',
+    }).optional(),
+    pids: (() => {
+      const e = errorFor({ expected: 'a non-empty list of process ids', fix: 'write e.g. pids: [1234, 5678]' });
+      return z.array(pid, e).min(1, e).optional();
+    })(),
+  },
+  {
+    expected: 'a mapping with name, role, and cgroup or pids',
+    fix: 'write a target as: - { name: web, role: protect, cgroup: /sys/fs/cgroup/web.slice }',
+  },
+).superRefine(
+  (t, ctx) => {
+    const hasCgroup = t.cgroup !== undefined;
+    const hasPids = t.pids !== undefined;
+    if (hasCgroup && hasPids) {
+      ctx.addIssue({
+        code: 'custom',
+        input: t,
+        message: 'has both cgroup and pids — fix: keep one; a target is either a cgroup or a list of processes',
+      });
+    } else if (!hasCgroup && !hasPids) {
+      ctx.addIssue({
+        code: 'custom',
+        input: t,
+        message:
+          'has neither cgroup nor pids — fix: add cgroup: /sys/fs/cgroup/<path> or pids: [<pid>, ...] to say which tasks it covers',
+      });
+    }
+    if (Array.isArray(t.pids)) {
+      const seen = new Map<unknown, number>();
+      t.pids.forEach((p, i) => {
+        const first = seen.get(p);
+        if (first === undefined) seen.set(p, i);
+        else
+          ctx.addIssue({
+            code: 'custom',
+            input: p,
+            path: ['pids', i],
+            message: `pid ${describeValue(p)} is listed twice (also pids[${first}]) — fix: remove the repeat`,
+          });
+      });
+    }
+  },
+  // Run even when a field failed, so that one pass reports every problem of the target; but not when the target
+  // has an unknown key, which is most often a misspelt cgroup or pids that would be reported twice.
+  {
+    when: (payload) =>
+      isObject(payload.value) &&
+      !payload.issues.some((i) => i.code === 'unrecognized_keys' && (i.path?.length ?? 0) === 0),
+  },
+);
+
+const targets = z
+  .array(target, errorFor({ expected: 'a list of targets', fix: 'write each target as an item starting with "- "' }))
+  // Runs even when an item failed, so that one pass reports every problem of the list.
+  .superRefine(
+    (ts, ctx) => {
+      if (ts.length > LIMITS.maxTargets) {
+        ctx.addIssue({
+          code: 'custom',
+          input: ts,
+          message:
+            `expected at most ${LIMITS.maxTargets} targets, got ${ts.length} — ` +
+            'fix: group processes into fewer cgroups and name those',
+        });
+      }
+      const names = new Map<string, number>();
+      const cgroups = new Map<string, number>();
+      const pids = new Map<number, number>();
+      ts.forEach((t: unknown, i) => {
+        if (!isObject(t)) return;
+        const label = (j: number) => `targets[${j}]${typeof ts[j]?.name === 'string' ? ` (${ts[j].name})` : ''}`;
+        if (typeof t.name === 'string') {
+          const j = names.get(t.name);
+          if (j === undefined) names.set(t.name, i);
+          else
+            ctx.addIssue({
+              code: 'custom',
+              input: t.name,
+              path: [i, 'name'],
+              message: `duplicate name ${describeValue(t.name)} (also targets[${j}]) — fix: give each target its own name`,
+            });
+        }
+        // The same tasks under two targets would be both protected and held back, or counted twice.
+        if (typeof t.cgroup === 'string') {
+          const j = cgroups.get(t.cgroup);
+          if (j === undefined) cgroups.set(t.cgroup, i);
+          else
+            ctx.addIssue({
+              code: 'custom',
+              input: t.cgroup,
+              path: [i, 'cgroup'],
+              message: `same cgroup as ${label(j)} — fix: list each cgroup under one target only`,
+            });
+        }
+        if (Array.isArray(t.pids)) {
+          t.pids.forEach((p: unknown, k: number) => {
+            if (typeof p !== 'number') return;
+            const j = pids.get(p);
+            if (j === undefined) pids.set(p, i);
+            else if (j !== i)
+              ctx.addIssue({
+                code: 'custom',
+                input: p,
+                path: [i, 'pids', k],
+                message: `pid ${p} is also in ${label(j)} — fix: list each process under one target only`,
+              });
+          });
+        }
+      });
+    },
+    { when: (payload) => Array.isArray(payload.value) },
+  );
+
+const D = DEFAULTS;
+const N = DEFAULTS.policy.noisyNeighbor;
+const G = DEFAULTS.guardrails;
+const L = DEFAULTS.closedLoop;
+
+const noisyNeighbor = strict(
+  {
+    enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(N.enabled),
+    p99_threshold_us: int(1, LIMITS.p99ThresholdMaxUs, {
+      expected: `a whole number of microseconds from 1 to ${LIMITS.p99ThresholdMaxUs}`,
+      fix: `write e.g. p99_threshold_us: ${N.p99ThresholdUs} for ${N.p99ThresholdUs / 1000} ms`,
+    }).default(N.p99ThresholdUs),
+    trigger_ticks: int(1, LIMITS.triggerTicksMax, {
+      expected: `a whole number of ticks from 1 to ${LIMITS.triggerTicksMax}`,
+      fix: `write e.g. trigger_ticks: ${N.triggerTicks}`,
+    }).default(N.triggerTicks),
+    calm_ticks: int(1, LIMITS.calmTicksMax, {
+      expected: `a whole number of ticks from 1 to ${LIMITS.calmTicksMax}`,
+      fix: `write e.g. calm_ticks: ${N.calmTicks}`,
+    }).default(N.calmTicks),
+    calm_fraction: fraction(
+      {
+        expected: 'a number greater than 0 and at most 1',
+        fix: `write e.g. calm_fraction: ${N.calmFraction} (calm means p99 below threshold × calm_fraction)`,
+      },
+      { includeOne: true },
+    ).default(N.calmFraction),
+    step_fraction: fraction(
+      {
+        expected: 'a number greater than 0 and less than 1',
+        fix: `write e.g. step_fraction: ${N.stepFraction} (each step multiplies the weight by 1 - step_fraction)`,
+      },
+      { includeOne: false },
+    ).default(N.stepFraction),
+    min_weight: int(LIMITS.weightMin, LIMITS.weightMax, {
+      expected: `a whole number from ${LIMITS.weightMin} to ${LIMITS.weightMax} (cpu.weight units)`,
+      fix: `write e.g. min_weight: ${N.minWeight}`,
+    }).default(N.minWeight),
+    max_noisy_per_step: int(1, LIMITS.maxTargets, {
+      expected: `a whole number from 1 to ${LIMITS.maxTargets}`,
+      fix: `write e.g. max_noisy_per_step: ${N.maxNoisyPerStep}`,
+    }).default(N.maxNoisyPerStep),
+  },
+  { expected: 'a mapping of policy settings', fix: 'indent the settings under noisy_neighbor:' },
+);
+
+/** Validates the parsed YAML document (with absent values as undefined) and yields a Config without `source`. */
+export const configSchema = strict(
+  {
+    tick: duration({
+      min: LIMITS.tickMinMs,
+      max: LIMITS.tickMaxMs,
+      allowZero: false,
+      fix: `use a duration from ${formatMs(LIMITS.tickMinMs)} to ${formatMs(LIMITS.tickMaxMs)}, e.g. tick: 1s`,
+    }).default(D.tickMs),
+    ewma_alpha: fraction(
+      {
+        expected: 'a number greater than 0 and at most 1',
+        fix: `write e.g. ewma_alpha: ${D.ewmaAlpha}; smaller values smooth more`,
+      },
+      { includeOne: true },
+    ).default(D.ewmaAlpha),
+    signals: strict(
+      {
+        runqlat: strict(
+          {
+            enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(
+              D.signals.runqlat.enabled,
+            ),
+            per_thread: bool({ expected: 'true or false', fix: 'write per_thread: true or per_thread: false' }).default(
+              D.signals.runqlat.perThread,
+            ),
+          },
+          { expected: 'a mapping of runqlat settings', fix: 'indent enabled and per_thread under runqlat:' },
+        ).prefault({}),
+      },
+      { expected: 'a mapping of signals', fix: 'indent each signal under signals:, e.g. runqlat:' },
+    ).prefault({}),
+    targets: targets.default(() => []),
+    policy: strict(
+      { noisy_neighbor: noisyNeighbor.prefault({}) },
+      { expected: 'a mapping of policies', fix: 'indent each policy under policy:, e.g. noisy_neighbor:' },
+    ).prefault({}),
+    guardrails: strict(
+      {
+        cooldown: duration({
+          min: 0,
+          max: LIMITS.cooldownMaxMs,
+          allowZero: true,
+          fix: `use a duration from 0s to ${formatMs(LIMITS.cooldownMaxMs)}, e.g. cooldown: ${formatMs(G.cooldownMs)}`,
+        }).default(G.cooldownMs),
+        max_changes_per_minute: int(1, LIMITS.maxChangesPerMinuteMax, {
+          expected: `a whole number from 1 to ${LIMITS.maxChangesPerMinuteMax}`,
+          fix: `write e.g. max_changes_per_minute: ${G.maxChangesPerMinute}; to stop all changes, disable the policy instead`,
+        }).default(G.maxChangesPerMinute),
+        deny_cgroups: z
+          .array(
+            absPath({
+              expected: 'an absolute cgroup directory path',
+              fix: 'write the full path, e.g. /sys/fs/cgroup/system.slice',
+            }),
+            errorFor({ expected: 'a list of cgroup paths', fix: 'write e.g. deny_cgroups: [/sys/fs/cgroup/system.slice]' }),
+          )
+          .default(() => []),
+      },
+      {
+        expected: 'a mapping of guardrail settings',
+        fix: 'indent cooldown, max_changes_per_minute and deny_cgroups under guardrails:',
+      },
+    ).prefault({}),
+    closed_loop: strict(
+      {
+        window_ticks: int(1, LIMITS.windowTicksMax, {
+          expected: `a whole number of ticks from 1 to ${LIMITS.windowTicksMax}`,
+          fix: `write e.g. window_ticks: ${L.windowTicks}`,
+        }).default(L.windowTicks),
+        // Below 1: an improvement of 100% or more is out of reach for a lower-is-better metric, so every change
+        // would be reverted.
+        margin: (() => {
+          const e = errorFor({
+            expected: 'a number from 0 up to (not including) 1',
+            fix: `write e.g. margin: ${L.margin} to keep only changes that improve the metric by 10% or more`,
+          });
+          return z.number(e).gte(0, e).lt(1, e);
+        })().default(L.margin),
+        penalty: duration({
+          min: 0,
+          max: LIMITS.penaltyMaxMs,
+          allowZero: true,
+          fix: `use a duration from 0s to 24h, e.g. penalty: ${formatMs(L.penaltyMs)}`,
+        }).default(L.penaltyMs),
+      },
+      { expected: 'a mapping of closed-loop settings', fix: 'indent window_ticks, margin and penalty under closed_loop:' },
+    ).prefault({}),
+  },
+  { expected: 'a mapping of settings (key: value lines)', fix: 'start the file with top-level keys, e.g. tick: 1s' },
+).transform(
+  (c): Omit<Config, 'source'> => ({
+    tickMs: c.tick,
+    ewmaAlpha: c.ewma_alpha,
+    signals: { runqlat: { enabled: c.signals.runqlat.enabled, perThread: c.signals.runqlat.per_thread } },
+    targets: c.targets.map((t): TargetConfig => {
+      const out: TargetConfig = { name: t.name, role: t.role };
+      if (t.cgroup !== undefined) out.cgroup = t.cgroup;
+      if (t.pids !== undefined) out.pids = [...t.pids];
+      return out;
+    }),
+    policy: {
+      noisyNeighbor: {
+        enabled: c.policy.noisy_neighbor.enabled,
+        p99ThresholdUs: c.policy.noisy_neighbor.p99_threshold_us,
+        triggerTicks: c.policy.noisy_neighbor.trigger_ticks,
+        calmTicks: c.policy.noisy_neighbor.calm_ticks,
+        calmFraction: c.policy.noisy_neighbor.calm_fraction,
+        stepFraction: c.policy.noisy_neighbor.step_fraction,
+        minWeight: c.policy.noisy_neighbor.min_weight,
+        maxNoisyPerStep: c.policy.noisy_neighbor.max_noisy_per_step,
+      },
+    },
+    guardrails: {
+      cooldownMs: c.guardrails.cooldown,
+      maxChangesPerMinute: c.guardrails.max_changes_per_minute,
+      denyCgroups: [...c.guardrails.deny_cgroups],
+    },
+    closedLoop: {
+      windowTicks: c.closed_loop.window_ticks,
+      margin: c.closed_loop.margin,
+      penaltyMs: c.closed_loop.penalty,
+    },
+  }),
+);
+
+/** One problem in a config document, ready to show: `path` like `targets[1].cgroup`, '' for the whole file. */
+export interface ConfigIssue {
+  path: string;
+  message: string;
+  /** 1-based position in the file, when the problem can be pinned to one. */
+  line?: number;
+  column?: number;
+}
+
+/** `targets[1].cgroup` from ['targets', 1, 'cgroup']. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else {
+      const s = String(seg);
+      out += /^[A-Za-z_][A-Za-z0-9_-]*$/.test(s) ? (out === '' ? s : `.${s}`) : `[${JSON.stringify(s)}]`;
+    }
+  }
+  return out;
+}
+
+type Walkable = z.core.$ZodType;
+
+/** The keys the mapping at `path` accepts, or undefined when there is no mapping there. */
+export function knownKeysAt(path: readonly PropertyKey[]): string[] | undefined {
+  let s: Walkable | undefined = unwrap(configSchema);
+  for (const seg of path) {
+    if (s instanceof z.ZodObject) s = (s.shape as Record<string, Walkable>)[String(seg)];
+    else if (s instanceof z.ZodArray) s = s.element as Walkable;
+    else return undefined;
+    if (s === undefined) return undefined;
+    s = unwrap(s);
+  }
+  return s instanceof z.ZodObject ? Object.keys(s.shape) : undefined;
+}
+
+function unwrap(s: Walkable): Walkable {
+  for (;;) {
+    if (s instanceof z.ZodPipe) s = s.in as Walkable;
+    else if (s instanceof z.ZodDefault || s instanceof z.ZodPrefault || s instanceof z.ZodOptional) {
+      s = s.unwrap() as Walkable;
+    }
+    else return s;
+  }
+}
+
+/** Optimal string alignment distance: Levenshtein plus adjacent transpositions, the commonest typo. */
+export function editDistance(a: string, b: string): number {
+  const m = a.length;
+  const n = b.length;
+  const d: number[][] = Array.from({ length: m + 1 }, (_, i) =>
+    Array.from({ length: n + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= m; i++) {
+    for (let j = 1; j <= n; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2][j - 2] + 1);
+      d[i][j] = v;
+    }
+  }
+  return d[m][n];
+}
+
+/** camelCase, kebab-case and UPPER spellings of a snake_case key all mean that key. */
+function asSnake(key: string): string {
+  return key
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .replace(/[-\s]+/g, '_')
+    .toLowerCase();
+}
+
+/** The known key the author most likely meant by `key`, or undefined when none is close. */
+export function closestKey(key: string, known: readonly string[]): string | undefined {
+  const k = asSnake(key);
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const cand of known) {
+    if (cand === k) return cand;
+    // "cooldown_ms" for "cooldown", "max_changes" for "max_changes_per_minute".
+    if (k.length >= 3 && (cand.startsWith(`${k}_`) || k.startsWith(`${cand}_`))) {
+      if (bestD > 0.5) {
+        best = cand;
+        bestD = 0.5;
+      }
+      continue;
+    }
+    const dist = editDistance(k, cand);
+    if (dist <= Math.max(1, Math.floor(cand.length / 3)) && dist < bestD) {
+      best = cand;
+      bestD = dist;
+    }
+  }
+  return best;
+}
+
+function unknownKeyMessage(key: string, known: readonly string[] | undefined): string {
+  const guess = known && closestKey(key, known);
+  if (guess !== undefined) return `unknown key — fix: did you mean "${guess}"?`;
+  if (known && known.length > 0) return `unknown key — fix: remove it; known keys here: ${known.join(', ')}`;
+  return 'unknown key — fix: remove it';
+}
+
+export interface PathIssue {
+  path: PropertyKey[];
+  message: string;
+}
+
+/** Zod's issues as advice: one issue per unknown key (with a suggestion), paths kept as arrays for locating. */
+export function explainIssues(issues: readonly z.core.$ZodIssue[]): PathIssue[] {
+  const out: PathIssue[] = [];
+  for (const iss of issues) {
+    const path = [...iss.path];
+    if (iss.code === 'unrecognized_keys') {
+      const known = knownKeysAt(path);
+      for (const key of iss.keys) out.push({ path: [...path, key], message: unknownKeyMessage(key, known) });
+    } else {
+      out.push({ path, message: iss.message });
+    }
+  }
+  return out;
+}

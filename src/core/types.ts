@@ -1,0 +1,99 @@
+/**
+ * The small contracts every part of the agent is written against. The orchestrator treats every signal and every
+ * action alike through these; it never branches on a name.
+ */
+import type { Logger } from './log.js';
+
+export type Role = 'protect' | 'noisy';
+
+/** A target after config validation and resolution against the live system. */
+export interface Target {
+  /** Stable name from the config; the key for metrics, JSON and logs. */
+  name: string;
+  role: Role;
+  /** Index into the kernel-side per-target arrays (0..MAX_TARGETS-1). */
+  slot: number;
+  scope:
+    | { kind: 'cgroup'; path: string; version: 1 | 2; id: bigint }
+    | { kind: 'pids'; pids: number[] };
+}
+
+/** A log2 histogram: counts[i] holds values in [2^i, 2^(i+1)) (counts[0] also holds 0). Units are the signal's. */
+export interface Log2Histogram {
+  counts: number[];
+  total: number;
+  sum: number;
+}
+
+/** Windowed statistics of one latency-like quantity, in microseconds unless the field name says otherwise. */
+export interface LatencyStats {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  mean: number;
+  /** EWMA of p99 across ticks. */
+  p99Ewma: number;
+}
+
+/** What one tick's worth of signals says about one target. Signals fill in the parts they own. */
+export interface TargetSignals {
+  name: string;
+  role: Role;
+  runqlat?: LatencyStats & {
+    /** Run-queue wait summed over the window, µs. */
+    waitUs: number;
+    /** On-CPU time summed over the window, µs. */
+    oncpuUs: number;
+  };
+  [signal: string]: unknown;
+}
+
+export interface TickSnapshot {
+  /** Wall clock, ms since the epoch. */
+  time: number;
+  /** Window length this snapshot covers, ms. */
+  windowMs: number;
+  targets: Record<string, TargetSignals>;
+  host?: Record<string, unknown>;
+}
+
+export interface SignalContext {
+  log: Logger;
+  targets: Target[];
+  /** Cgroup mode of the host, which decides how the kernel side reads a task's cgroup id. */
+  cgroupVersion: 1 | 2;
+}
+
+/**
+ * A signal: open/attach → collect(now) → close(). `collect` reads its kernel aggregates in bulk and writes its
+ * part of each target's TargetSignals. `close` is idempotent.
+ */
+export interface Signal {
+  readonly name: string;
+  start(ctx: SignalContext): Promise<void> | void;
+  /** Targets changed (a process came or went): update the kernel-side membership maps. */
+  updateTargets?(targets: Target[]): void;
+  collect(now: number, out: Record<string, TargetSignals>): void;
+  close(): void;
+}
+
+/** One file (or other setting) an action may change. `id` is unique and stable across runs. */
+export interface KnobRef {
+  id: string;
+  /** Absolute path of the file written, for audit and scope checks. */
+  path: string;
+  target: string;
+}
+
+export interface Nudge {
+  action: string;
+  target: string;
+  /** Action-specific desired value, e.g. { weight: 50 }. */
+  desired: Record<string, number | string>;
+  reason: string;
+  /** The rule or strategy that proposed it. */
+  rule: string;
+  /** The signal values that triggered it, for audit and explain. */
+  evidence: Record<string, number>;
+}

@@ -1,0 +1,281 @@
+import { describe, expect, it } from 'vitest';
+import type { NoisyNeighborPolicy } from '../config/types.js';
+import { isTunerError } from '../core/errors.js';
+import type { TargetSignals, TickSnapshot } from '../core/types.js';
+import { ClosedLoop } from './closed-loop.js';
+import { DecisionEngine, type Decision } from './engine.js';
+import { Guardrails } from './guardrails.js';
+import { NoisyNeighborRule } from './heuristic/noisy-neighbor.js';
+import type { KnobValues, Strategy, StrategyNudge, StrategyTarget } from './strategy.js';
+
+const policy: NoisyNeighborPolicy = {
+  enabled: true,
+  p99ThresholdUs: 4_000,
+  triggerTicks: 3,
+  calmTicks: 3,
+  calmFraction: 0.75,
+  stepFraction: 0.25,
+  minWeight: 10,
+  maxNoisyPerStep: 1,
+};
+
+const targets: StrategyTarget[] = [
+  { name: 'web', role: 'protect' },
+  { name: 'batch', role: 'noisy' },
+];
+
+/**
+ * A small simulated host: web's run-queue p99 depends on batch's weight through `latency`, and the "agent" applies
+ * every proposed or revert decision at once, journaling the original before the first change.
+ */
+class World {
+  weight = 100;
+  original: number | undefined;
+  readonly log: Decision[] = [];
+  readonly loop = new ClosedLoop({ windowTicks: 3, margin: 0.1, penaltyMs: 20_000 });
+  readonly guardrails = new Guardrails({ cooldownMs: 5_000, maxChangesPerMinute: 10, denyCgroups: [] }, undefined, {
+    penalties: this.loop,
+  });
+  readonly engine: DecisionEngine;
+
+  constructor(
+    readonly latency: (weight: number, tick: number) => number | null,
+    strategies: Strategy[] = [new NoisyNeighborRule(policy)],
+  ) {
+    this.engine = new DecisionEngine({ strategies, guardrails: this.guardrails, closedLoop: this.loop, idPrefix: 'boot1' });
+  }
+
+  run(ticks: number, from = 0): Decision[] {
+    const out: Decision[] = [];
+    for (let i = from; i < from + ticks; i++) {
+      const now = 1_000 * (i + 1);
+      const decisions = this.engine.tick({
+        now,
+        snapshot: this.snapshot(i, now),
+        targets,
+        current: (t) => (t === 'batch' ? { weight: this.weight } : undefined),
+        changed: (t) => t === 'batch' && this.original !== undefined,
+        original: (t) => (t === 'batch' && this.original !== undefined ? { weight: this.original } : undefined),
+      });
+      for (const d of decisions) if (d.kind === 'proposed' || d.kind === 'revert') this.apply(d, now);
+      out.push(...decisions);
+    }
+    this.log.push(...out);
+    return out;
+  }
+
+  apply(d: Decision, now: number): void {
+    const from: KnobValues = { weight: this.weight };
+    const restore = d.nudge.desired.restore === 1;
+    if (!restore && this.original === undefined) this.original = this.weight;
+    this.weight = Number(d.nudge.desired.weight ?? this.original);
+    if (restore && this.weight === this.original) this.original = undefined;
+    this.engine.applied(d.id, from, { weight: this.weight }, now);
+  }
+
+  snapshot(i: number, now: number): TickSnapshot {
+    const p99 = this.latency(this.weight, i);
+    const web: TargetSignals = {
+      name: 'web',
+      role: 'protect',
+      runqlat: { count: p99 === null ? 0 : 80, p50: 0, p90: 0, p99: p99 ?? 0, mean: 0, p99Ewma: p99 ?? 0, waitUs: 0, oncpuUs: 0 },
+    };
+    const batch: TargetSignals = {
+      name: 'batch',
+      role: 'noisy',
+      runqlat: { count: 500, p50: 0, p90: 0, p99: 300, mean: 0, p99Ewma: 300, waitUs: 0, oncpuUs: 1_900_000 },
+    };
+    return { time: now, windowMs: 1_000, targets: { web, batch } };
+  }
+}
+
+/** Lowering batch helps web; after tick 20 the load goes away altogether. */
+const helps = (w: number, tick: number): number => (tick >= 20 ? 1_000 : w >= 100 ? 7_200 : w >= 75 ? 5_000 : w >= 56 ? 3_500 : 2_000);
+/** Lowering batch makes no difference. */
+const useless = (): number => 7_200;
+
+const brief = (ds: Decision[]): string[] =>
+  ds.map((d) => `${d.time / 1_000}:${d.kind}${d.refusal ? `:${d.refusal.code}` : ''}:${JSON.stringify(d.nudge.desired)}`);
+
+describe('DecisionEngine flow', () => {
+  it('steps, keeps a change that helps, steps again, holds in the band, and restores when calm', () => {
+    const w = new World(helps);
+    const ds = w.run(30);
+    expect(brief(ds)).toEqual([
+      '3:proposed:{"weight":75}',
+      '4:refused:EVALUATING:{"weight":56}',
+      '5:refused:EVALUATING:{"weight":56}',
+      '6:kept:{"weight":75}', // 7.2 ms → 5 ms over the 3 ticks after
+      '6:refused:COOLDOWN:{"weight":56}', // verdicts come first, so the knob is free, but it changed at t=3 s
+      '7:refused:COOLDOWN:{"weight":56}',
+      '8:proposed:{"weight":56}',
+      '11:kept:{"weight":56}', // 5 ms → 3.5 ms, now inside the band: nothing more to do until the load goes
+      '23:proposed:{"weight":100,"restore":1}', // calm for 3 ticks (t = 21, 22, 23 s)
+    ]);
+    expect(w.weight).toBe(100);
+    expect(w.original).toBeUndefined();
+    expect(ds.find((d) => d.kind === 'kept')!.verdict).toMatchObject({ decisionId: ds[0]!.id, before: 7_200, after: 5_000 });
+  });
+
+  it('reverts a change that did not help, then refuses the pair while penalised', () => {
+    const w = new World(useless);
+    const ds = w.run(30);
+    const revert = ds.find((d) => d.kind === 'revert')!;
+    expect(revert).toMatchObject({
+      time: 6_000,
+      source: 'closed-loop',
+      nudge: { target: 'batch', desired: { weight: 100, restore: 1 }, rule: 'noisy-neighbor' },
+      verdict: { decisionId: ds[0]!.id, verdict: 'revert', before: 7_200, after: 7_200, improvement: 0 },
+    });
+    expect(revert.nudge.reason).toBe(
+      'closed loop: web run-queue p99 median 7.2 ms before, 7.2 ms after over 3 ticks (0% better, needs ≥ 10% better); ' +
+        'putting batch cpu_weight back (weight 75 → 100)',
+    );
+    expect(w.weight).toBe(100);
+    // Penalty runs from t=6 s for 20 s: the same experiment is refused until then, and tried again after.
+    const after = ds.filter((d) => d.time > 6_000);
+    expect(after.filter((d) => d.time < 26_000).every((d) => d.kind === 'refused' && d.refusal!.code === 'PENALISED')).toBe(true);
+    expect(after.find((d) => d.kind === 'proposed')!.time).toBe(26_000);
+  });
+
+  it('refuses forward changes while paused but lets a restore through', () => {
+    const w = new World(helps);
+    w.run(4);
+    expect(w.weight).toBe(75);
+    w.guardrails.pause('maintenance');
+    const paused = w.run(10, 4);
+    expect(paused.filter((d) => d.kind === 'proposed')).toEqual([]);
+    expect(paused.some((d) => d.refusal?.code === 'PAUSED')).toBe(true);
+    const calm = w.run(3, 20);
+    expect(brief(calm)).toEqual(['23:proposed:{"weight":100,"restore":1}']);
+    expect(w.weight).toBe(100);
+  });
+});
+
+describe('DecisionEngine determinism and ids', () => {
+  it('gives the same decisions for the same inputs', () => {
+    const a = new World(helps).run(30);
+    const b = new World(helps).run(30);
+    expect(a).toEqual(b);
+    const c = new World(useless).run(40);
+    const d = new World(useless).run(40);
+    expect(c).toEqual(d);
+  });
+
+  it('numbers decisions with the prefix, strictly increasing in sort order', () => {
+    const ds = new World(useless).run(40);
+    expect(ds[0]!.id).toBe('boot1-00000001');
+    const ids = ds.map((d) => d.id);
+    expect([...ids].sort()).toEqual(ids);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+});
+
+/** A strategy that proposes whatever it is given, for exercising the engine alone. */
+function fixed(name: string, nudges: StrategyNudge[], seen?: number[]): Strategy {
+  return {
+    name,
+    historyTicks: 2,
+    decide: (input) => {
+      seen?.push(input.history.length);
+      return nudges;
+    },
+  };
+}
+
+const step = (target: string, weight: number): StrategyNudge => ({
+  action: 'cpu_weight',
+  target,
+  desired: { weight },
+  reason: 'test',
+  rule: 'fixed',
+  evidence: {},
+});
+
+function engineWith(
+  strategies: Strategy[],
+  onStrategyError?: (strategy: string, error: unknown) => void,
+): { engine: DecisionEngine; tick: (i: number) => Decision[] } {
+  const loop = new ClosedLoop({ windowTicks: 3, margin: 0.1, penaltyMs: 0 });
+  const guardrails = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 100, denyCgroups: [] }, undefined, { penalties: loop });
+  const engine = new DecisionEngine({
+    strategies,
+    guardrails,
+    closedLoop: loop,
+    ...(onStrategyError !== undefined ? { onStrategyError } : {}),
+  });
+  const tick = (i: number): Decision[] =>
+    engine.tick({
+      now: i * 1_000,
+      snapshot: { time: i * 1_000, windowMs: 1_000, targets: {} },
+      targets,
+      current: () => ({ weight: 100 }),
+      changed: () => false,
+    });
+  return { engine, tick };
+}
+
+describe('DecisionEngine bookkeeping', () => {
+  it('refuses a second proposal on a knob with an unreported decision, until it is reported', () => {
+    const { engine, tick } = engineWith([fixed('a', [step('batch', 80)]), fixed('b', [step('batch', 90)])]);
+    const first = tick(1);
+    expect(first.map((d) => [d.source, d.kind, d.refusal?.code])).toEqual([
+      ['a', 'proposed', undefined],
+      ['b', 'refused', 'PENDING'],
+    ]);
+    expect(engine.pending).toEqual([first[0]!.id]);
+    expect(tick(2).map((d) => d.refusal?.code)).toEqual(['PENDING', 'PENDING']);
+    engine.failed(first[0]!.id, new Error('EACCES'));
+    expect(engine.pending).toEqual([]);
+    expect(tick(3).map((d) => d.kind)).toEqual(['proposed', 'refused']);
+  });
+
+  it('refuses targets that are not configured', () => {
+    const { tick } = engineWith([fixed('a', [step('ghost', 80)])]);
+    expect(tick(1)[0]!.refusal).toEqual({ code: 'UNKNOWN_TARGET', reason: 'ghost is not a configured target' });
+  });
+
+  it('throws on a report for a decision that is not pending', () => {
+    const { engine, tick } = engineWith([fixed('a', [step('batch', 80)])]);
+    const [d] = tick(1);
+    engine.applied(d!.id, { weight: 100 }, { weight: 80 }, 1_000);
+    let err: unknown;
+    try {
+      engine.applied(d!.id, { weight: 100 }, { weight: 80 }, 1_000);
+    } catch (e) {
+      err = e;
+    }
+    expect(isTunerError(err, 'INTERNAL')).toBe(true);
+    expect(() => engine.failed('nope', null)).toThrow(/not a pending/);
+  });
+
+  it('keeps a bounded history, excluding the current snapshot', () => {
+    const seen: number[] = [];
+    const { tick } = engineWith([fixed('a', [], seen)]);
+    for (let i = 1; i <= 6; i++) tick(i);
+    // historyTicks 2, but the closed loop's window of 3 needs more for baselines.
+    expect(seen).toEqual([0, 1, 2, 3, 3, 3]);
+  });
+});
+
+describe('DecisionEngine and a strategy that throws', () => {
+  const broken: Strategy = {
+    name: 'broken',
+    decide: () => {
+      throw new Error('model file missing');
+    },
+  };
+
+  it('propagates before anything is decided when no handler is given', () => {
+    const { engine, tick } = engineWith([fixed('a', [step('batch', 80)]), broken]);
+    expect(() => tick(1)).toThrow('model file missing');
+    expect(engine.pending).toEqual([]);
+  });
+
+  it('skips only that strategy when a handler is given', () => {
+    const errors: string[] = [];
+    const { tick } = engineWith([broken, fixed('a', [step('batch', 80)])], (name, e) => errors.push(`${name}: ${String(e)}`));
+    expect(tick(1).map((d) => [d.source, d.kind])).toEqual([['a', 'proposed']]);
+    expect(errors).toEqual(['broken: Error: model file missing']);
+  });
+});

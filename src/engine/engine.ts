@@ -1,0 +1,282 @@
+/**
+ * The decision engine: each tick it asks the strategies what to do, puts every proposal through guardrails, and
+ * turns closed-loop verdicts into reverts. It stays pure: it touches no knob, reads no clock and writes no journal.
+ * The caller (the agent) applies or dry-runs each decision, journals it, and reports back with applied() or failed();
+ * every decision carries an id so the journal, the audit log and the dashboard can all refer to the same one.
+ */
+import { TunerError } from '../core/errors.js';
+import type { TickSnapshot } from '../core/types.js';
+import { metricValue, objectiveOf, type ClosedLoop, type Verdict } from './closed-loop.js';
+import { formatPercent, formatUs } from './format.js';
+import type { Guardrails, RefusalCode } from './guardrails.js';
+import {
+  RESTORE_KEY,
+  isRestore,
+  type DecideInput,
+  type KnobValues,
+  type Strategy,
+  type StrategyNudge,
+  type StrategyTarget,
+} from './strategy.js';
+
+/**
+ * proposed: apply (or dry-run) it, then report. revert: the closed loop judged an earlier change useless; apply it
+ * like a proposal. refused: journal only. kept: the closed loop judged an earlier change useful; journal only.
+ */
+export type DecisionKind = 'proposed' | 'refused' | 'revert' | 'kept';
+
+/** Refusals the engine makes before guardrails are asked. */
+export type EngineRefusalCode =
+  | 'UNKNOWN_TARGET' // not among this tick's targets
+  | 'PENDING' // an earlier decision on the same knob has not been reported yet
+  | 'EVALUATING'; // the closed loop is still judging the last change on this knob
+
+export interface Decision {
+  /** Unique and increasing within one engine: `${prefix}-${counter}`, zero-padded so ids sort as they were made. */
+  id: string;
+  time: number;
+  kind: DecisionKind;
+  nudge: StrategyNudge;
+  /** The strategy that proposed it, or 'closed-loop' for reverts and kept verdicts. */
+  source: string;
+  refusal?: { code: RefusalCode | EngineRefusalCode; reason: string };
+  /** For revert and kept: the verdict, whose decisionId names the change it judges. */
+  verdict?: Verdict;
+}
+
+export interface TickInput {
+  now: number;
+  snapshot: TickSnapshot;
+  targets: readonly StrategyTarget[];
+  current(target: string, action: string): KnobValues | undefined;
+  changed(target: string, action: string): boolean;
+  original?(target: string, action: string): KnobValues | undefined;
+}
+
+export interface DecisionEngineOptions {
+  /** Asked in order each tick; an earlier strategy's proposal on a knob wins over a later one's in the same tick. */
+  strategies: readonly Strategy[];
+  /** Should be built with `penalties: closedLoop` so that reverted pairs are refused for a while. */
+  guardrails: Guardrails;
+  closedLoop: ClosedLoop;
+  /** Makes ids unique across engines and restarts, e.g. the agent's boot time. Default 'd'. */
+  idPrefix?: string;
+  /**
+   * Called when a strategy throws; the tick then goes on without that strategy, so a broken learned policy cannot
+   * hold back the others (and their restores). Without it the error propagates out of tick().
+   */
+  onStrategyError?: (strategy: string, error: unknown) => void;
+}
+
+const CLOSED_LOOP_SOURCE = 'closed-loop';
+
+interface Applied {
+  nudge: StrategyNudge;
+  from: KnobValues;
+  to: KnobValues;
+}
+
+export class DecisionEngine {
+  readonly #strategies: readonly Strategy[];
+  readonly #guardrails: Guardrails;
+  readonly #loop: ClosedLoop;
+  readonly #prefix: string;
+  readonly #onStrategyError: ((strategy: string, error: unknown) => void) | undefined;
+  readonly #historyLimit: number;
+  readonly #history: TickSnapshot[] = [];
+  /** Decisions handed to the caller to apply and not yet reported, in the order they were made. */
+  readonly #pending = new Map<string, Decision>();
+  /** Applied changes under evaluation, so a revert knows what to put back. */
+  readonly #underEvaluation = new Map<string, Applied>();
+  #counter = 0;
+
+  constructor(opts: DecisionEngineOptions) {
+    this.#strategies = opts.strategies;
+    this.#guardrails = opts.guardrails;
+    this.#loop = opts.closedLoop;
+    this.#prefix = opts.idPrefix ?? 'd';
+    this.#onStrategyError = opts.onStrategyError;
+    this.#historyLimit = Math.max(opts.closedLoop.windowTicks, ...opts.strategies.map((s) => s.historyTicks ?? 0));
+  }
+
+  /** Ids of decisions the caller has not reported on yet. */
+  get pending(): readonly string[] {
+    return [...this.#pending.keys()];
+  }
+
+  tick(input: TickInput): Decision[] {
+    const { now, snapshot } = input;
+    const out: Decision[] = [];
+    try {
+      // Strategies run before anything in the engine changes, so one that throws leaves no half-made decisions.
+      const proposals = this.#ask(input);
+
+      // Verdicts before proposals, so a revert claims its knob before a strategy's nudge can.
+      for (const v of this.#loop.observe(snapshot, now)) {
+        const a = this.#underEvaluation.get(v.decisionId);
+        if (a === undefined) continue; // tracked by someone sharing the closed loop, not by this engine
+        this.#underEvaluation.delete(v.decisionId);
+        if (v.verdict === 'kept') {
+          out.push(this.#make(now, 'kept', a.nudge, CLOSED_LOOP_SOURCE, { verdict: v }));
+        } else {
+          const d = this.#make(now, 'revert', revertNudge(a, v, this.#loop.margin), CLOSED_LOOP_SOURCE, { verdict: v });
+          this.#pending.set(d.id, d);
+          out.push(d);
+        }
+      }
+
+      const known = new Set(input.targets.map((t) => t.name));
+      for (const [source, nudge] of proposals) out.push(this.#consider(nudge, source, input, known));
+    } finally {
+      // Even after a failure, so streaks and baselines keep counting real ticks.
+      this.#history.push(snapshot);
+      if (this.#history.length > this.#historyLimit) this.#history.splice(0, this.#history.length - this.#historyLimit);
+    }
+    return out;
+  }
+
+  #ask(input: TickInput): [source: string, nudge: StrategyNudge][] {
+    const decide: DecideInput = {
+      now: input.now,
+      snapshot: input.snapshot,
+      // A copy, so a strategy that keeps it does not see later ticks appear in it.
+      history: this.#history.slice(),
+      targets: input.targets,
+      current: input.current,
+      changed: input.changed,
+    };
+    if (input.original !== undefined) decide.original = input.original;
+    const proposals: [string, StrategyNudge][] = [];
+    for (const s of this.#strategies) {
+      let nudges: StrategyNudge[];
+      try {
+        nudges = s.decide(decide);
+      } catch (e) {
+        if (this.#onStrategyError === undefined) throw e;
+        this.#onStrategyError(s.name, e);
+        continue;
+      }
+      for (const n of nudges) proposals.push([s.name, n]);
+    }
+    return proposals;
+  }
+
+  /**
+   * The caller applied (or dry-ran) a proposed or revert decision: `from` is what the knob held before, `to` what it
+   * holds now. Counts against guardrails and starts the closed-loop evaluation of a forward change.
+   */
+  applied(decisionId: string, from: KnobValues, to: KnobValues, now: number): void {
+    const d = this.#take(decisionId, 'applied');
+    this.#guardrails.record(d.nudge, now);
+    const { action, target } = d.nudge;
+    if (isRestore(d.nudge)) {
+      // The knob moved back; whatever was being judged on it is no longer what the next window would measure.
+      const cancelled = this.#loop.forget(action, target);
+      if (cancelled !== undefined) this.#underEvaluation.delete(cancelled);
+      return;
+    }
+    const objective = objectiveOf(d.nudge);
+    const baseline: number[] = [];
+    for (const s of this.#history.slice(-this.#loop.windowTicks)) {
+      const v = metricValue(s, objective);
+      if (v !== undefined) baseline.push(v);
+    }
+    const replaced = this.#loop.evaluating(action, target);
+    if (replaced !== undefined) this.#underEvaluation.delete(replaced);
+    this.#loop.track(decisionId, d.nudge, baseline, now);
+    this.#underEvaluation.set(decisionId, { nudge: d.nudge, from: { ...from }, to: { ...to } });
+  }
+
+  /**
+   * The caller could not apply a decision. Nothing changed, so nothing is recorded; the strategy will propose again
+   * if the condition persists. The caller journals `error`.
+   */
+  failed(decisionId: string, error: unknown): void {
+    void error;
+    this.#take(decisionId, 'failed');
+  }
+
+  #consider(nudge: StrategyNudge, source: string, input: TickInput, known: Set<string>): Decision {
+    const { now } = input;
+    const { action, target } = nudge;
+    const refused = (code: RefusalCode | EngineRefusalCode, reason: string): Decision =>
+      this.#make(now, 'refused', nudge, source, { refusal: { code, reason } });
+
+    if (!known.has(target)) return refused('UNKNOWN_TARGET', `${target} is not a configured target`);
+    for (const p of this.#pending.values()) {
+      if (p.nudge.action === action && p.nudge.target === target) {
+        return refused('PENDING', `decision ${p.id} on ${target} ${action} has not been reported yet`);
+      }
+    }
+    if (!isRestore(nudge)) {
+      const judging = this.#loop.evaluating(action, target);
+      if (judging !== undefined) {
+        return refused('EVALUATING', `the closed loop is still judging decision ${judging} on ${target} ${action}`);
+      }
+    }
+    const r = this.#guardrails.check(nudge, now, { current: input.current(target, action), inFlight: this.#pending.size });
+    if (!r.ok) return refused(r.code, r.reason);
+    const d = this.#make(now, 'proposed', nudge, source, {});
+    this.#pending.set(d.id, d);
+    return d;
+  }
+
+  #take(decisionId: string, what: string): Decision {
+    const d = this.#pending.get(decisionId);
+    if (d === undefined) {
+      throw new TunerError('INTERNAL', `record ${what} decision ${decisionId}: not a pending proposal or revert`);
+    }
+    this.#pending.delete(decisionId);
+    return d;
+  }
+
+  #make(
+    time: number,
+    kind: DecisionKind,
+    nudge: StrategyNudge,
+    source: string,
+    extra: Pick<Decision, 'refusal' | 'verdict'>,
+  ): Decision {
+    this.#counter++;
+    const d: Decision = { id: `${this.#prefix}-${String(this.#counter).padStart(8, '0')}`, time, kind, nudge, source };
+    if (extra.refusal !== undefined) d.refusal = extra.refusal;
+    if (extra.verdict !== undefined) d.verdict = extra.verdict;
+    return d;
+  }
+}
+
+/** Puts back what the knob held before the judged change; marked as a restore because it moves toward the original. */
+function revertNudge(a: Applied, v: Verdict, margin: number): StrategyNudge {
+  const objective = objectiveOf(a.nudge);
+  const fmt = (x: number): string => (objective.unit === 'us' ? formatUs(x) : String(x));
+  const what = `${(objective.targets ?? ['protect targets']).join(', ')} ${metricLabel(objective.metric)}`;
+  const move = Object.keys(a.from)
+    .map((k) => `${k} ${a.to[k] ?? '?'} → ${a.from[k]}`)
+    .join(', ');
+  let finding: string;
+  if (v.before === null || v.after === null || v.improvement === null) {
+    finding = `no ${what} data ${v.before === null ? 'before' : 'after'} the change, so no evidence it helped`;
+  } else {
+    const change =
+      v.improvement >= 0 ? `${formatPercent(v.improvement)} better` : `${formatPercent(-v.improvement)} worse`;
+    finding =
+      `${what} median ${fmt(v.before)} before, ${fmt(v.after)} after over ${v.samples} ticks ` +
+      `(${change}, needs ≥ ${formatPercent(margin)} better)`;
+  }
+  const evidence: Record<string, number> = { margin, samples: v.samples };
+  if (v.before !== null) evidence.before = v.before;
+  if (v.after !== null) evidence.after = v.after;
+  if (v.improvement !== null) evidence.improvement = v.improvement;
+  return {
+    action: a.nudge.action,
+    target: a.nudge.target,
+    desired: { ...a.from, [RESTORE_KEY]: 1 },
+    reason: `closed loop: ${finding}; putting ${a.nudge.target} ${a.nudge.action} back (${move})`,
+    rule: a.nudge.rule,
+    evidence,
+  };
+}
+
+function metricLabel(metric: string): string {
+  return metric.startsWith('runqlat.') ? `run-queue ${metric.slice('runqlat.'.length)}` : metric;
+}

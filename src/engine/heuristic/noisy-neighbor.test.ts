@@ -1,0 +1,215 @@
+import { describe, expect, it } from 'vitest';
+import type { NoisyNeighborPolicy } from '../../config/types.js';
+import type { TargetSignals, TickSnapshot } from '../../core/types.js';
+import type { DecideInput, StrategyNudge, StrategyTarget } from '../strategy.js';
+import { CPU_WEIGHT_ACTION, NoisyNeighborRule, stepWeight } from './noisy-neighbor.js';
+
+const policy: NoisyNeighborPolicy = {
+  enabled: true,
+  p99ThresholdUs: 4_000,
+  triggerTicks: 3,
+  calmTicks: 5,
+  calmFraction: 0.75,
+  stepFraction: 0.25,
+  minWeight: 10,
+  maxNoisyPerStep: 1,
+};
+
+const targets: StrategyTarget[] = [
+  { name: 'web', role: 'protect' },
+  { name: 'batch', role: 'noisy' },
+  { name: 'backup', role: 'noisy' },
+];
+
+/** p99 in µs for a protect target, or null for a tick in which it had no run-queue data. */
+type P99 = number | null;
+const HOT = 7_200;
+const BAND = 3_500; // between calm (3 ms) and hot (4 ms)
+const CALM = 1_000;
+
+function runqlat(p99: number, oncpuUs = 0): NonNullable<TargetSignals['runqlat']> {
+  return { count: 100, p50: p99 / 4, p90: p99 / 2, p99, mean: p99 / 3, p99Ewma: p99, waitUs: 10_000, oncpuUs };
+}
+
+function snapshot(i: number, protect: Record<string, P99>, oncpu: Record<string, number> = { batch: 1_900_000, backup: 300_000 }): TickSnapshot {
+  const t: Record<string, TargetSignals> = {};
+  for (const [name, p99] of Object.entries(protect)) {
+    t[name] = p99 === null ? { name, role: 'protect', runqlat: { ...runqlat(0), count: 0 } } : { name, role: 'protect', runqlat: runqlat(p99) };
+  }
+  for (const [name, us] of Object.entries(oncpu)) t[name] = { name, role: 'noisy', runqlat: runqlat(200, us) };
+  return { time: 1_000 * (i + 1), windowMs: 1_000, targets: t };
+}
+
+interface Knobs {
+  weights?: Record<string, number | undefined>;
+  changed?: string[];
+  originals?: Record<string, number>;
+}
+
+function input(snap: TickSnapshot, history: TickSnapshot[], tgts: StrategyTarget[], k: Knobs = {}): DecideInput {
+  const weights = k.weights ?? { batch: 100, backup: 100 };
+  return {
+    now: snap.time,
+    snapshot: snap,
+    history,
+    targets: tgts,
+    current: (t, a) => {
+      const w = a === CPU_WEIGHT_ACTION ? weights[t] : undefined;
+      return w === undefined ? undefined : { weight: w };
+    },
+    changed: (t) => (k.changed ?? []).includes(t),
+    original: (t) => (k.originals?.[t] !== undefined ? { weight: k.originals[t]! } : undefined),
+  };
+}
+
+/** Feeds the ticks in order and returns the nudges of the last one. */
+function lastTick(seq: P99[], k: Knobs = {}, p: NoisyNeighborPolicy = policy, tgts = targets): StrategyNudge[] {
+  const rule = new NoisyNeighborRule(p);
+  const snaps = seq.map((v, i) => snapshot(i, { web: v }));
+  const history = snaps.slice(0, -1).slice(-rule.historyTicks);
+  return rule.decide(input(snaps.at(-1)!, history, tgts, k));
+}
+
+describe('NoisyNeighborRule trigger', () => {
+  it.each<[string, P99[], boolean]>([
+    ['one hot tick', [HOT], false],
+    ['two hot ticks', [CALM, HOT, HOT], false],
+    ['three hot ticks', [HOT, HOT, HOT], true],
+    ['still hot after more ticks', [HOT, HOT, HOT, HOT, HOT, HOT], true],
+    ['streak broken by a band tick', [HOT, HOT, BAND, HOT, HOT], false],
+    ['streak broken by a calm tick', [HOT, CALM, HOT, HOT], false],
+    ['streak broken by a tick without data', [HOT, HOT, null, HOT, HOT], false],
+    ['exactly at the threshold is not hot', [4_000, 4_000, 4_000], false],
+    ['three hot ticks after a gap without data', [null, HOT, HOT, HOT], true],
+  ])('%s → step: %s', (_name, seq, steps) => {
+    const nudges = lastTick(seq);
+    expect(nudges.length > 0).toBe(steps);
+    if (steps) expect(nudges[0]).toMatchObject({ action: 'cpu_weight', target: 'batch', desired: { weight: 75 } });
+  });
+
+  it('any protect target being hot triggers, naming the worst', () => {
+    const rule = new NoisyNeighborRule(policy);
+    const tgts: StrategyTarget[] = [{ name: 'api', role: 'protect' }, ...targets];
+    const snaps = [0, 1, 2].map((i) => snapshot(i, { web: HOT, api: 5_000 }));
+    const [n] = rule.decide(input(snaps[2]!, snaps.slice(0, 2), tgts));
+    expect(n!.reason).toMatch(/^web run-queue p99 7\.2 ms > 4 ms for 3 ticks \(also hot: api\);/);
+    expect(n!.objective).toEqual({ targets: ['api', 'web'], metric: 'runqlat.p99', better: 'lower', unit: 'us' });
+  });
+
+  it('says why in words with the numbers, and keeps the numbers as evidence', () => {
+    const [n] = lastTick([HOT, HOT, HOT]);
+    expect(n!.reason).toBe(
+      'web run-queue p99 7.2 ms > 4 ms for 3 ticks; batch is the busiest noisy target (1.9 s on-CPU/s); cpu.weight 100 → 75',
+    );
+    expect(n!.rule).toBe('noisy-neighbor');
+    expect(n!.evidence).toMatchObject({
+      p99Us: 7_200,
+      thresholdUs: 4_000,
+      hotTicks: 3,
+      oncpuUsPerS: 1_900_000,
+      fromWeight: 100,
+      toWeight: 75,
+    });
+  });
+
+  it('does nothing when disabled', () => {
+    expect(lastTick([HOT, HOT, HOT], {}, { ...policy, enabled: false })).toEqual([]);
+  });
+});
+
+describe('NoisyNeighborRule choice of noisy targets', () => {
+  const hot = [0, 1, 2].map((i) => ({ web: HOT }) as Record<string, P99>);
+
+  function decide(oncpu: Record<string, number>, k: Knobs = {}, p = policy): StrategyNudge[] {
+    const rule = new NoisyNeighborRule(p);
+    const snaps = hot.map((w, i) => snapshot(i, w, oncpu));
+    const tgts: StrategyTarget[] = [
+      { name: 'web', role: 'protect' },
+      ...Object.keys(oncpu).map((name) => ({ name, role: 'noisy' as const })),
+    ];
+    return rule.decide(input(snaps[2]!, snaps.slice(0, 2), tgts, k));
+  }
+
+  it.each<[string, Record<string, number>, Knobs, number, string[]]>([
+    ['busiest wins', { batch: 1_900_000, backup: 300_000 }, {}, 1, ['batch']],
+    ['busiest wins regardless of order', { backup: 300_000, batch: 1_900_000 }, {}, 1, ['batch']],
+    ['two per step, busiest first', { backup: 300_000, batch: 1_900_000, idle: 1_000 }, {}, 2, ['batch', 'backup']],
+    ['ties broken by name', { b: 500_000, a: 500_000 }, {}, 1, ['a']],
+    ['a target that did not run is not lowered', { batch: 0 }, {}, 1, []],
+    ['a target at the floor is skipped for the next busiest', { batch: 1_900_000, backup: 300_000 }, { weights: { batch: 10, backup: 100 } }, 1, ['backup']],
+    ['a target with unknown weight is skipped', { batch: 1_900_000, backup: 300_000 }, { weights: { backup: 100 } }, 1, ['backup']],
+  ])('%s', (_name, oncpu, k, maxNoisy, expected) => {
+    const weights = k.weights ?? Object.fromEntries(Object.keys(oncpu).map((n) => [n, 100]));
+    const nudges = decide(oncpu, { ...k, weights }, { ...policy, maxNoisyPerStep: maxNoisy });
+    expect(nudges.map((n) => n.target)).toEqual(expected);
+  });
+
+  it('names the rank of a second target', () => {
+    const nudges = decide({ batch: 1_900_000, backup: 300_000 }, { weights: { batch: 100, backup: 100 } }, { ...policy, maxNoisyPerStep: 2 });
+    expect(nudges[1]!.reason).toContain('backup is the 2nd busiest noisy target (300 ms on-CPU/s)');
+  });
+
+  it.each<[number, number, number, number]>([
+    // current, stepFraction, minWeight, expected
+    [100, 0.25, 10, 75],
+    [75, 0.25, 10, 56],
+    [12, 0.25, 10, 10],
+    [11, 0.5, 10, 10],
+    [2, 0.25, 1, 1], // rounding alone would stay at 2
+    [10_000, 0.1, 1, 9_000],
+  ])('stepWeight(%i, step %f, floor %i) = %i', (current, stepFraction, minWeight, expected) => {
+    expect(stepWeight(current, { stepFraction, minWeight })).toBe(expected);
+  });
+
+  it('never goes below the floor while stepping repeatedly', () => {
+    let w = 100;
+    for (let i = 0; i < 50; i++) w = stepWeight(w, policy);
+    expect(w).toBe(policy.minWeight);
+  });
+});
+
+describe('NoisyNeighborRule restore and hysteresis', () => {
+  const held: Knobs = { weights: { batch: 42, backup: 100 }, changed: ['batch'], originals: { batch: 100 } };
+
+  it.each<[string, P99[], boolean]>([
+    ['four calm ticks are not enough', [CALM, CALM, CALM, CALM], false],
+    ['five calm ticks restore', [CALM, CALM, CALM, CALM, CALM], true],
+    ['a band tick breaks calm', [CALM, CALM, BAND, CALM, CALM], false],
+    ['a hot tick breaks calm', [CALM, HOT, CALM, CALM, CALM], false],
+    ['ticks without data do not break calm', [CALM, null, CALM, null, CALM], true],
+    ['a protect target idle throughout counts as calm', [null, null, null, null, null], true],
+    ['the band holds forever', Array<P99>(20).fill(BAND), false],
+    ['the band after a step neither steps nor restores', [HOT, HOT, HOT, BAND, BAND, BAND, BAND, BAND, BAND], false],
+  ])('%s → restore: %s', (_name, seq, restores) => {
+    const nudges = lastTick(seq, held);
+    expect(nudges.length > 0).toBe(restores);
+    if (restores) {
+      expect(nudges).toHaveLength(1);
+      expect(nudges[0]).toMatchObject({ target: 'batch', desired: { weight: 100, restore: 1 } });
+      expect(nudges[0]!.reason).toMatch(/^calm: /);
+    }
+  });
+
+  it('explains the restore with the numbers', () => {
+    const [n] = lastTick([CALM, CALM, CALM, CALM, CALM], held);
+    expect(n!.reason).toBe(
+      "calm: every protect target's run-queue p99 < 3 ms (4 ms × 0.75) for 5 ticks (worst now web 1 ms); restoring batch cpu.weight 42 → 100",
+    );
+    expect(n!.evidence).toMatchObject({ calmBelowUs: 3_000, calmTicks: 5, worstP99Us: 1_000, fromWeight: 42, toWeight: 100 });
+  });
+
+  it('restores only what is held', () => {
+    expect(lastTick([CALM, CALM, CALM, CALM, CALM], { weights: { batch: 100, backup: 100 } })).toEqual([]);
+  });
+
+  it('asks the action to restore its journaled original when the original is not known here', () => {
+    const [n] = lastTick([CALM, CALM, CALM, CALM, CALM], { weights: { batch: 42 }, changed: ['batch'] });
+    expect(n!.desired).toEqual({ restore: 1 });
+    expect(n!.reason).toContain('cpu.weight 42 → its journaled original');
+  });
+
+  it('keeps stepping while still hot even when a change is held', () => {
+    const nudges = lastTick([HOT, HOT, HOT, HOT], held);
+    expect(nudges).toMatchObject([{ target: 'batch', desired: { weight: 32 } }]);
+  });
+});

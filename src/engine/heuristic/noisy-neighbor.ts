@@ -1,0 +1,183 @@
+/**
+ * The built-in default strategy: when a latency-sensitive (protect) target keeps waiting on the run queue, give the
+ * busiest noisy targets a smaller share of the CPU, one bounded step at a time, and give it back once things have
+ * stayed calm. Two thresholds (hot above p99ThresholdUs, calm below p99ThresholdUs × calmFraction) and two streak
+ * lengths make a hysteresis band, so the rule does not flap around a single line.
+ *
+ * The rule keeps no state of its own: streaks are counted from the history the engine passes in, so replaying the
+ * same ticks replays the same nudges, and a restarted agent needs only to observe again.
+ *
+ * A protect target with no run-queue data in a tick (no runqlat, or count 0) had nothing waiting in that window:
+ * that tick is not hot (it ends a hot streak, so the rule acts only on consecutive fresh evidence) and does not
+ * break calm (an idle target needs no protection, so holding its neighbours down would be pure cost).
+ */
+import type { NoisyNeighborPolicy } from '../../config/types.js';
+import type { TargetSignals, TickSnapshot } from '../../core/types.js';
+import { formatUs, ordinal } from '../format.js';
+import { RESTORE_KEY, type DecideInput, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
+
+export const NOISY_NEIGHBOR_RULE = 'noisy-neighbor';
+/** The action this rule drives; its knob is `weight` in cgroup v2 cpu.weight units. */
+export const CPU_WEIGHT_ACTION = 'cpu_weight';
+
+type Runqlat = NonNullable<TargetSignals['runqlat']>;
+
+/**
+ * The next weight one step down: max(minWeight, round(current × (1 − stepFraction))), but at least one unit below
+ * current, because rounding alone would leave small weights stuck (round(2 × 0.75) = 2).
+ */
+export function stepWeight(current: number, policy: Pick<NoisyNeighborPolicy, 'stepFraction' | 'minWeight'>): number {
+  const next = Math.min(current - 1, Math.round(current * (1 - policy.stepFraction)));
+  return Math.max(policy.minWeight, next);
+}
+
+export class NoisyNeighborRule implements Strategy {
+  readonly name = NOISY_NEIGHBOR_RULE;
+  readonly historyTicks: number;
+  readonly #policy: NoisyNeighborPolicy;
+
+  constructor(policy: NoisyNeighborPolicy) {
+    this.#policy = policy;
+    // Streaks include the current snapshot, so one tick fewer of history suffices.
+    this.historyTicks = Math.max(policy.triggerTicks, policy.calmTicks) - 1;
+  }
+
+  decide(input: DecideInput): StrategyNudge[] {
+    const p = this.#policy;
+    if (!p.enabled) return [];
+    const protect = input.targets.filter((t) => t.role === 'protect');
+    const noisy = input.targets.filter((t) => t.role === 'noisy');
+
+    const hot: { name: string; stats: Runqlat; ticks: number }[] = [];
+    for (const t of protect) {
+      const ticks = streak(input, t.name, p.triggerTicks, (q) => q !== undefined && q.p99 > p.p99ThresholdUs);
+      if (ticks >= p.triggerTicks) hot.push({ name: t.name, stats: data(input.snapshot, t.name)!, ticks });
+    }
+    if (hot.length > 0) return this.#step(input, hot, noisy);
+
+    const calmBelowUs = p.p99ThresholdUs * p.calmFraction;
+    const calm = protect.every(
+      (t) => streak(input, t.name, p.calmTicks, (q) => q === undefined || q.p99 < calmBelowUs) >= p.calmTicks,
+    );
+    if (calm) return this.#restore(input, protect, noisy, calmBelowUs);
+    // Between the thresholds, or a streak not yet long enough: hold whatever is in place.
+    return [];
+  }
+
+  #step(input: DecideInput, hot: { name: string; stats: Runqlat; ticks: number }[], noisy: StrategyTarget[]): StrategyNudge[] {
+    const p = this.#policy;
+    hot.sort((a, b) => b.stats.p99 - a.stats.p99 || cmp(a.name, b.name));
+    const worst = hot[0]!;
+    const others = hot.slice(1).map((h) => h.name);
+    const windowS = input.snapshot.windowMs / 1000;
+
+    const candidates: { name: string; oncpuUs: number; from: number; to: number }[] = [];
+    for (const t of noisy) {
+      const q = data(input.snapshot, t.name);
+      if (q === undefined || !(q.oncpuUs > 0)) continue;
+      const from = input.current(t.name, CPU_WEIGHT_ACTION)?.weight;
+      // Without the current weight there is no bounded step to compute; without room above the floor, no step.
+      if (from === undefined || !Number.isFinite(from)) continue;
+      const to = stepWeight(from, p);
+      if (to >= from) continue;
+      candidates.push({ name: t.name, oncpuUs: q.oncpuUs, from, to });
+    }
+    candidates.sort((a, b) => b.oncpuUs - a.oncpuUs || cmp(a.name, b.name));
+
+    const why =
+      `${worst.name} run-queue p99 ${formatUs(worst.stats.p99)} > ${formatUs(p.p99ThresholdUs)} for ${worst.ticks} ticks` +
+      (others.length > 0 ? ` (also hot: ${others.join(', ')})` : '');
+    const objectiveTargets = hot.map((h) => h.name).sort(cmp);
+    return candidates.slice(0, Math.max(0, p.maxNoisyPerStep)).map((c, i) => {
+      const perS = windowS > 0 ? c.oncpuUs / windowS : c.oncpuUs;
+      const rank = i === 0 ? 'the busiest' : `the ${ordinal(i + 1)} busiest`;
+      return {
+        action: CPU_WEIGHT_ACTION,
+        target: c.name,
+        desired: { weight: c.to },
+        reason: `${why}; ${c.name} is ${rank} noisy target (${formatUs(perS)} on-CPU/s); cpu.weight ${c.from} → ${c.to}`,
+        rule: NOISY_NEIGHBOR_RULE,
+        evidence: {
+          p99Us: worst.stats.p99,
+          p99EwmaUs: worst.stats.p99Ewma,
+          thresholdUs: p.p99ThresholdUs,
+          hotTicks: worst.ticks,
+          hotTargets: hot.length,
+          oncpuUsPerS: perS,
+          busiestRank: i + 1,
+          fromWeight: c.from,
+          toWeight: c.to,
+        },
+        expected: `${objectiveTargets.join(', ')} run-queue p99 falls from ${formatUs(worst.stats.p99)} toward ${formatUs(p.p99ThresholdUs)}`,
+        objective: { targets: objectiveTargets, metric: 'runqlat.p99', better: 'lower', unit: 'us' },
+      };
+    });
+  }
+
+  #restore(input: DecideInput, protect: StrategyTarget[], noisy: StrategyTarget[], calmBelowUs: number): StrategyNudge[] {
+    const p = this.#policy;
+    const held = noisy.filter((t) => input.changed(t.name, CPU_WEIGHT_ACTION)).sort((a, b) => cmp(a.name, b.name));
+    if (held.length === 0) return [];
+
+    let worst: { name: string; p99: number } | undefined;
+    for (const t of protect) {
+      const q = data(input.snapshot, t.name);
+      if (q !== undefined && (worst === undefined || q.p99 > worst.p99)) worst = { name: t.name, p99: q.p99 };
+    }
+    const bar = `${formatUs(calmBelowUs)} (${formatUs(p.p99ThresholdUs)} × ${p.calmFraction})`;
+    const why =
+      protect.length === 0
+        ? 'calm: no protect target configured'
+        : `calm: every protect target's run-queue p99 < ${bar} for ${p.calmTicks} ticks` +
+          (worst !== undefined ? ` (worst now ${worst.name} ${formatUs(worst.p99)})` : ' (none ran this tick)');
+
+    return held.map((t) => {
+      const from = input.current(t.name, CPU_WEIGHT_ACTION)?.weight;
+      const original = input.original?.(t.name, CPU_WEIGHT_ACTION)?.weight;
+      const move =
+        original !== undefined
+          ? `cpu.weight ${from ?? '?'} → ${original}`
+          : `cpu.weight ${from ?? '?'} → its journaled original`;
+      const evidence: Record<string, number> = {
+        thresholdUs: p.p99ThresholdUs,
+        calmBelowUs,
+        calmTicks: p.calmTicks,
+      };
+      if (worst !== undefined) evidence.worstP99Us = worst.p99;
+      if (from !== undefined) evidence.fromWeight = from;
+      if (original !== undefined) evidence.toWeight = original;
+      const desired: Record<string, number> =
+        original !== undefined ? { weight: original, [RESTORE_KEY]: 1 } : { [RESTORE_KEY]: 1 };
+      return {
+        action: CPU_WEIGHT_ACTION,
+        target: t.name,
+        desired,
+        reason: `${why}; restoring ${t.name} ${move}`,
+        rule: NOISY_NEIGHBOR_RULE,
+        evidence,
+        expected: `protect targets stay below ${formatUs(p.p99ThresholdUs)} with ${t.name} at its original share`,
+      };
+    });
+  }
+}
+
+/** The target's run-queue stats in this snapshot, or undefined when it had nothing waiting (see module header). */
+function data(snapshot: TickSnapshot, name: string): Runqlat | undefined {
+  const q = snapshot.targets[name]?.runqlat;
+  return q !== undefined && q.count > 0 ? q : undefined;
+}
+
+/** Consecutive ticks, newest first, for which `holds` is true; counting stops at `cap`. */
+function streak(input: DecideInput, name: string, cap: number, holds: (q: Runqlat | undefined) => boolean): number {
+  if (!holds(data(input.snapshot, name))) return 0;
+  let n = 1;
+  for (let i = input.history.length - 1; i >= 0 && n < cap; i--) {
+    if (!holds(data(input.history[i]!, name))) break;
+    n++;
+  }
+  return n;
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

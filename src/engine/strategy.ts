@@ -1,0 +1,76 @@
+/**
+ * The contract between the decision engine and whatever chooses nudges. A strategy sees one tick of signals, a
+ * bounded history and read-only views of the knobs, and returns the nudges it wants. It never applies anything and
+ * never sees guardrails or the closed loop, so the built-in rules and a learned policy plug in the same way.
+ */
+import type { Nudge, Role, TickSnapshot } from '../core/types.js';
+
+export interface StrategyTarget {
+  readonly name: string;
+  readonly role: Role;
+}
+
+/** Knob values in an action's own units, e.g. { weight: 100 } for cpu_weight. */
+export type KnobValues = Record<string, number>;
+
+export interface DecideInput {
+  /** ms since the epoch. The only clock a strategy may read, so that replaying inputs replays decisions. */
+  readonly now: number;
+  readonly snapshot: TickSnapshot;
+  /**
+   * Earlier snapshots, oldest first, excluding `snapshot`. Bounded: at least the `historyTicks` the strategy
+   * declared, and never more than the longest any strategy or the closed loop asked for.
+   */
+  readonly history: readonly TickSnapshot[];
+  readonly targets: readonly StrategyTarget[];
+  /** Current knob values, or undefined when the action cannot read them for that target. */
+  current(target: string, action: string): KnobValues | undefined;
+  /** Whether the agent currently holds a change of `action` on `target` (its original is journaled). */
+  changed(target: string, action: string): boolean;
+  /**
+   * The value journaled before the first change, while a change is held. Optional because only an agent with a
+   * journal can answer; a strategy must still be able to ask for a restore without it (see RESTORE_KEY).
+   */
+  original?(target: string, action: string): KnobValues | undefined;
+}
+
+/** What an applied nudge is meant to improve, so the closed loop can judge it without knowing the strategy. */
+export interface Objective {
+  /** Targets whose metric should improve; absent means every protect target in the snapshot. */
+  targets?: readonly string[];
+  /** Dotted path into TargetSignals, e.g. 'runqlat.p99'. */
+  metric: string;
+  better: 'lower' | 'higher';
+  /** Unit of the metric, for reasons only. */
+  unit?: 'us';
+}
+
+/** A Nudge plus what the engine needs to judge it afterwards. Plain Nudges are valid StrategyNudges. */
+export interface StrategyNudge extends Nudge {
+  /** The effect the strategy expects, in words, for the audit trail. */
+  expected?: string;
+  /** Absent means DEFAULT_OBJECTIVE. */
+  objective?: Objective;
+}
+
+export interface Strategy {
+  readonly name: string;
+  /** How many past snapshots `decide` needs in `history`; 0 when absent. */
+  readonly historyTicks?: number;
+  /** Pure in its inputs: the same sequence of inputs must yield the same nudges. */
+  decide(input: DecideInput): StrategyNudge[];
+}
+
+/**
+ * `desired[RESTORE_KEY] === 1` marks a nudge that puts back a value the knob held before (its original, or the value
+ * before a step the closed loop reverts). Any other numeric keys are the values to write; when they are absent the
+ * action restores the journaled original itself.
+ */
+export const RESTORE_KEY = 'restore';
+
+export function isRestore(nudge: Nudge): boolean {
+  return nudge.desired[RESTORE_KEY] === 1;
+}
+
+/** Run-queue latency of the protect targets: the reason this agent exists. */
+export const DEFAULT_OBJECTIVE: Objective = { metric: 'runqlat.p99', better: 'lower', unit: 'us' };

@@ -1,0 +1,65 @@
+/**
+ * Target membership for the kernel side of every signal (bpf/common.h: struct target_filter, DECLARE_TARGET_MAPS).
+ * Each target's cgroup subtree and pid list is written into the `cgroup_slots` / `pid_slots` maps of a signal's
+ * object, so programs filter to the configured scope in the kernel.
+ */
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Target } from '../core/types.js';
+import type { BpfObject } from '../bpf/object.js';
+
+export const TARGET_MAX_SLOTS = 64;
+/** The slot every task is aggregated into when the filter's `host` flag is set. */
+export const HOST_SLOT = TARGET_MAX_SLOTS;
+export const TARGET_FILTER_SIZE = 4;
+
+/** The 4 bytes of struct target_filter, to place at the start of a signal's rodata config. */
+export function targetFilter(targets: readonly Target[], cgroupVersion: 1 | 2, host: boolean): Buffer {
+  const b = Buffer.alloc(TARGET_FILTER_SIZE);
+  b[0] = cgroupVersion === 1 ? 1 : 0;
+  b[1] = targets.some((t) => t.scope.kind === 'cgroup') ? 1 : 0;
+  b[2] = targets.some((t) => t.scope.kind === 'pids') ? 1 : 0;
+  b[3] = host ? 1 : 0;
+  return b;
+}
+
+/** Every cgroup directory at or below `dir` with its id (the directory's inode number, as the kernel side sees it). */
+export function subtreeIds(dir: string, out: bigint[] = []): bigint[] {
+  try {
+    out.push(statSync(dir, { bigint: true }).ino);
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) subtreeIds(join(dir, e.name), out);
+  } catch {
+    // a cgroup removed while we walk: it simply has no members any more
+  }
+  return out;
+}
+
+/** Rewrites the membership maps of `obj` for `targets`, touching only entries that changed. */
+export function syncMembership(obj: BpfObject, targets: readonly Target[]): void {
+  const cg = new Map<string, Buffer>();
+  const pids = new Map<string, Buffer>();
+  for (const t of targets) {
+    const slot = Buffer.alloc(4);
+    slot.writeUInt32LE(t.slot);
+    if (t.scope.kind === 'cgroup') {
+      for (const id of subtreeIds(t.scope.path)) {
+        const k = Buffer.alloc(8);
+        k.writeBigUInt64LE(id);
+        cg.set(k.toString('hex'), slot);
+      }
+    } else {
+      for (const pid of t.scope.pids) {
+        const k = Buffer.alloc(4);
+        k.writeUInt32LE(pid);
+        pids.set(k.toString('hex'), slot);
+      }
+    }
+  }
+  obj.map('cgroup_slots').sync(cg);
+  obj.map('pid_slots').sync(pids);
+}
+
+/** Reads a cumulative u64 counter from a map value (exact below 2^53, which counters reach after centuries). */
+export function u64(buf: Buffer, off: number): number {
+  return buf.readUInt32LE(off) + buf.readUInt32LE(off + 4) * 0x1_0000_0000;
+}

@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Run-queue latency and on-CPU time per target, from a single hook on sched_switch.
+ *
+ * The scheduler already timestamps what we need (CONFIG_SCHED_INFO): at the sched_switch tracepoint
+ * next->sched_info.last_queued still holds the rq clock at which `next` became runnable, and
+ * prev->sched_info.last_arrival the rq clock at which `prev` got the CPU; sched_info_switch() consumes both right
+ * after the tracepoint, against the same rq->clock we read here. So no wakeup hooks and no per-task timestamps are
+ * needed: one hook; for tasks outside every target, one or two membership lookups and nothing else.
+ *
+ * When a wakeup preempts the running task the scheduler skips the clock update in __schedule (RQCF_ACT_SKIP: the
+ * wakeup just updated it), so rq->clock can equal last_queued: a wait of 0 by the kernel's own clock, counted as such
+ * (>=, not >), which keeps the totals identical to the kernel's schedstat run_delay.
+ *
+ * The rq is reached through next->se.cfs_rq->rq (set for every task on the CPU it is queued on, whatever its class)
+ * rather than the per-CPU `runqueues` ksym, which needs CONFIG_KALLSYMS_ALL — minimal kernels (this one) lack it.
+ * se.cfs_rq exists with CONFIG_FAIR_GROUP_SCHED, which every kernel with a cgroup cpu controller has.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "common.h"
+#include "runqlat.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+const volatile struct runqlat_cfg cfg SEC(".rodata.cfg") = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RUNQLAT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct runqlat_hist);
+} hists SEC(".maps");
+
+DECLARE_TARGET_MAPS();
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, RUNQLAT_MAX_THREADS);
+	__type(key, __u32);
+	__type(value, struct runqlat_thread);
+} threads SEC(".maps");
+
+/*
+ * A waiting task that is migrated is dequeued (the kernel adds that segment to sched_info.run_delay) and enqueued
+ * again with a new last_queued, so last_queued alone would only show the last segment. We remember the run_delay
+ * total seen at each task's previous switch-in; the difference is its whole wait, across migrations. Only target
+ * tasks get an entry. Task storage where arguments are BTF-typed; a tid-keyed LRU hash on the raw_tp fallback.
+ */
+struct task_wait {
+	__u64 seen;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_wait);
+} task_waits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, RUNQLAT_MAX_THREADS);
+	__type(key, __u32);
+	__type(value, struct task_wait);
+} tid_waits SEC(".maps");
+
+static __always_inline struct task_wait *task_wait_of(struct task_struct *t, __u32 tid, bool btf)
+{
+	struct task_wait *tw;
+
+	if (btf)
+		return bpf_task_storage_get(&task_waits, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	tw = bpf_map_lookup_elem(&tid_waits, &tid);
+	if (!tw) {
+		struct task_wait zero = {};
+
+		bpf_map_update_elem(&tid_waits, &tid, &zero, BPF_NOEXIST);
+		tw = bpf_map_lookup_elem(&tid_waits, &tid);
+	}
+	return tw;
+}
+
+static __always_inline int slot_of(struct task_struct *t, __u32 tgid)
+{
+	return TARGET_SLOT_OF(cfg.filter, t, tgid);
+}
+
+static __always_inline void account_thread(__u32 tid, __u32 tgid, __u32 slot, __u32 bucket, __u64 delta)
+{
+	struct runqlat_thread *th = bpf_map_lookup_elem(&threads, &tid);
+
+	if (!th) {
+		struct runqlat_thread zero = { .slot = slot, .tgid = tgid };
+
+		bpf_map_update_elem(&threads, &tid, &zero, BPF_NOEXIST);
+		th = bpf_map_lookup_elem(&threads, &tid);
+		if (!th)
+			return;
+	}
+	th->buckets[bucket & (RUNQLAT_BUCKETS - 1)]++;
+	th->count++;
+	th->wait_ns += delta;
+	if (delta > th->max_ns)
+		th->max_ns = delta;
+}
+
+static __always_inline void on_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
+				      __u64 now, __u64 queued, __u64 run_delay, __u64 arrived,
+				      __u32 next_pid, __u32 next_tgid, __u32 prev_pid, __u32 prev_tgid, bool btf)
+{
+	struct runqlat_hist *h;
+	__u32 key;
+	int slot;
+
+	/* `next` waited on the run queue from `queued` until now (plus earlier segments, if it was migrated). */
+	if (next_pid && queued && now >= queued) {
+		__u64 delta = now - queued, total = run_delay + delta;
+		struct task_wait *tw;
+		__u32 bucket;
+
+		slot = slot_of(next, next_tgid);
+		if ((slot < 0 || slot >= RUNQLAT_MAX_TARGETS) && !cfg.filter.host)
+			goto out;
+		tw = task_wait_of(next, next_pid, btf);
+		if (tw) {
+			if (tw->seen && total > tw->seen && total - tw->seen > delta)
+				delta = total - tw->seen;
+			tw->seen = total;
+		}
+		bucket = log2_u64(delta / 1000);
+		if (bucket >= RUNQLAT_BUCKETS)
+			bucket = RUNQLAT_BUCKETS - 1;
+		if (slot >= 0 && slot < RUNQLAT_MAX_TARGETS) {
+			key = slot;
+			h = bpf_map_lookup_elem(&hists, &key);
+			if (h) {
+				h->buckets[bucket]++;
+				h->count++;
+				h->wait_ns += delta;
+			}
+			if (cfg.per_thread)
+				account_thread(next_pid, next_tgid, slot, bucket, delta);
+		}
+		if (cfg.filter.host) {
+			key = RUNQLAT_HOST_SLOT;
+			h = bpf_map_lookup_elem(&hists, &key);
+			if (h) {
+				h->buckets[bucket]++;
+				h->count++;
+				h->wait_ns += delta;
+			}
+		}
+	}
+out:
+	/* `prev` ran from `arrived` until now. */
+	if (prev_pid && arrived && now >= arrived) {
+		slot = slot_of(prev, prev_tgid);
+		if (slot >= 0 && slot < RUNQLAT_MAX_TARGETS) {
+			key = slot;
+			h = bpf_map_lookup_elem(&hists, &key);
+			if (h) {
+				h->oncpu_ns += now - arrived;
+				h->switches_out++;
+				h->preempted += preempt;
+			}
+		}
+		if (cfg.filter.host) {
+			key = RUNQLAT_HOST_SLOT;
+			h = bpf_map_lookup_elem(&hists, &key);
+			if (h) {
+				h->oncpu_ns += now - arrived;
+				h->switches_out++;
+				h->preempted += preempt;
+			}
+		}
+	}
+}
+
+/* BTF-typed arguments: direct loads, the cheapest form (v5.5+). */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(runqlat_switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	struct cfs_rq *cfs = next->se.cfs_rq;
+	struct rq *rq = cfs ? cfs->rq : NULL;
+
+	if (!rq)
+		return 0;
+	on_switch(preempt, prev, next, rq->clock, next->sched_info.last_queued, next->sched_info.run_delay,
+		  prev->sched_info.last_arrival, next->pid, next->tgid, prev->pid, prev->tgid, true);
+	return 0;
+}
+
+/* Fallback for kernels without tp_btf (v4.17+): the same, reading through bpf_probe_read_kernel. */
+SEC("raw_tp/sched_switch")
+int BPF_PROG(runqlat_switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	struct rq *rq = BPF_CORE_READ(next, se.cfs_rq, rq);
+
+	if (!rq)
+		return 0;
+	on_switch(preempt, prev, next, BPF_CORE_READ(rq, clock), BPF_CORE_READ(next, sched_info.last_queued),
+		  BPF_CORE_READ(next, sched_info.run_delay), BPF_CORE_READ(prev, sched_info.last_arrival),
+		  BPF_CORE_READ(next, pid), BPF_CORE_READ(next, tgid), BPF_CORE_READ(prev, pid),
+		  BPF_CORE_READ(prev, tgid), false);
+	return 0;
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Shared between runqlat.bpf.c and runqlat.ts: sizes and layouts user space decodes. */
+#ifndef __RUNQLAT_H
+#define __RUNQLAT_H
+
+#define RUNQLAT_BUCKETS 32	/* log2(µs) buckets: [2^i, 2^(i+1)) µs; bucket 0 also holds < 1 µs */
+#define RUNQLAT_MAX_TARGETS 64	/* TARGET_MAX_SLOTS */
+#define RUNQLAT_HOST_SLOT RUNQLAT_MAX_TARGETS /* every task on the host, when cfg.filter.host is set */
+#define RUNQLAT_SLOTS (RUNQLAT_MAX_TARGETS + 1)
+#define RUNQLAT_MAX_THREADS 8192
+
+/* Lives alone in section .rodata.cfg so it sits at offset 0 of its own map; set between open and load. */
+struct runqlat_cfg {
+	struct target_filter filter;
+	__u8 per_thread;
+	__u8 pad[3];
+};
+
+/* One per target slot, per CPU; cumulative since load. 296 bytes. */
+struct runqlat_hist {
+	__u64 buckets[RUNQLAT_BUCKETS];
+	__u64 count;		/* switches in (= samples in buckets) */
+	__u64 wait_ns;		/* run-queue wait, summed */
+	__u64 oncpu_ns;		/* on-CPU time of runs that ended, summed */
+	__u64 switches_out;	/* context switches away from a target task */
+	__u64 preempted;	/* of which involuntary (the task was still runnable) */
+};
+
+/* Per thread of a target, when cfg.per_thread is set. 168 bytes. */
+struct runqlat_thread {
+	__u32 buckets[RUNQLAT_BUCKETS];
+	__u64 count;
+	__u64 wait_ns;
+	__u64 max_ns;
+	__u32 slot;
+	__u32 tgid;
+};
+
+#endif /* __RUNQLAT_H */

@@ -1,0 +1,192 @@
+/**
+ * The first complete loop, end to end on the real kernel through the real CLI: a victim and a sibling with CPU hogs
+ * in v1 cgroups the test creates; the agent lowers the sibling's weight, and puts every original back on SIGTERM,
+ * and after kill -9 through `rollback`. Dry-run leaves every cgroup file byte-identical.
+ */
+import { readdirSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { toolPath } from '../../src/bpf/paths.js';
+import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
+import { runCli, startAgent, tempDir } from './helpers.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const shares = (cg: TestCgroup) => Number(readFileSync(join(cg.path, 'cpu.shares'), 'utf8'));
+
+let base: TestCgroup;
+let victimCg: TestCgroup;
+let siblingCg: TestCgroup;
+let victim: SpawnedProcess;
+let state: ReturnType<typeof tempDir>;
+const procs: SpawnedProcess[] = [];
+
+function config(extra = ''): string {
+  return state.file(
+    'config.yaml',
+    `tick: 1s
+targets:
+  - {name: web, cgroup: ${victimCg.path}, role: protect}
+  - {name: batch, cgroup: ${siblingCg.path}, role: noisy}
+${extra}`,
+  );
+}
+
+async function startHogs(): Promise<SpawnedProcess> {
+  const h = await spawnInCgroup(siblingCg.path, toolPath('hog'), ['--threads', '4']);
+  procs.push(h);
+  return h;
+}
+
+beforeEach(async () => {
+  base = makeTestCgroup('cpu');
+  victimCg = base.child('web');
+  siblingCg = base.child('batch');
+  state = tempDir();
+  victim = await spawnInCgroup(victimCg.path, toolPath('victim'), ['--period-us', '2000', '--work-us', '300', '--quiet']);
+  procs.push(victim);
+});
+
+afterEach(async () => {
+  for (const p of procs.splice(0)) await killAndWait(p);
+  base.remove();
+  state.remove();
+});
+
+afterAll(async () => {
+  await cleanupAll();
+});
+
+async function waitUntil(pred: () => boolean, timeoutMs: number): Promise<number> {
+  const t0 = Date.now();
+  while (!pred()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await sleep(50);
+  }
+  return Date.now() - t0;
+}
+
+describe('foundation loop: runqlat → cpu_weight → journal → restore', () => {
+  it('lowers the noisy sibling within 5 s of contention and restores both on SIGTERM', async () => {
+    const agent = startAgent(['--config', config(), '--state-dir', state.path]);
+    procs.push(agent);
+    await agent.waitFor((l) => l.msg === 'agent running');
+    expect(shares(siblingCg)).toBe(1024);
+    await startHogs();
+    const took = await waitUntil(() => shares(siblingCg) < 1024, 5000);
+    console.log(`contention → sibling cpu.shares lowered to ${shares(siblingCg)} in ${took} ms`);
+    expect(shares(victimCg)).toBe(1024);
+    agent.child.kill('SIGTERM');
+    const exit = await agent.exited;
+    expect(exit.code).toBe(0);
+    expect(shares(siblingCg)).toBe(1024);
+    expect(shares(victimCg)).toBe(1024);
+    expect(agent.lines.some((l) => l.msg === 'agent stopped; originals restored')).toBe(true);
+  });
+
+  it('after kill -9, rollback restores the originals without starting the agent', async () => {
+    const agent = startAgent(['--config', config(), '--state-dir', state.path]);
+    procs.push(agent);
+    await agent.waitFor((l) => l.msg === 'agent running');
+    await startHogs();
+    await waitUntil(() => shares(siblingCg) < 1024, 5000);
+    const lowered = shares(siblingCg);
+    agent.child.kill('SIGKILL');
+    await agent.exited;
+    expect(shares(siblingCg)).toBe(lowered); // nothing ran on the way down
+    const r = runCli(['rollback', '--state-dir', state.path, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { restored: { path: string; original: string }[] };
+    expect(out.restored.map((x) => x.path)).toContain(join(siblingCg.path, 'cpu.shares'));
+    expect(shares(siblingCg)).toBe(1024);
+    // A second rollback has nothing left to do.
+    expect(JSON.parse(runCli(['rollback', '--state-dir', state.path, '--json']).stdout).restored).toEqual([]);
+  });
+
+  it('after kill -9, the next start restores first', async () => {
+    const agent = startAgent(['--config', config(), '--state-dir', state.path]);
+    procs.push(agent);
+    await agent.waitFor((l) => l.msg === 'agent running');
+    const hog = await startHogs();
+    await waitUntil(() => shares(siblingCg) < 1024, 5000);
+    agent.child.kill('SIGKILL');
+    await agent.exited;
+    await killAndWait(hog);
+    const again = startAgent(['--config', config(), '--state-dir', state.path]);
+    procs.push(again);
+    await again.waitFor((l) => l.msg === 'restored knobs left changed by a previous run');
+    expect(shares(siblingCg)).toBe(1024);
+    again.child.kill('SIGTERM');
+    expect((await again.exited).code).toBe(0);
+  });
+
+  it('leaves a knob someone else changed alone, and says so', async () => {
+    const agent = startAgent(['--config', config(), '--state-dir', state.path]);
+    procs.push(agent);
+    await agent.waitFor((l) => l.msg === 'agent running');
+    await startHogs();
+    await waitUntil(() => shares(siblingCg) < 1024, 5000);
+    // An administrator sets their own value.
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(join(siblingCg.path, 'cpu.shares'), '777');
+    agent.child.kill('SIGTERM');
+    await agent.exited;
+    expect(shares(siblingCg)).toBe(777);
+    expect(agent.lines.some((l) => String(l.msg).includes('another writer') || String(l.msg).includes('changed by someone else'))).toBe(true);
+  });
+
+  it('--dry-run decides and logs but leaves every cgroup file byte-identical', async () => {
+    const files = (cg: TestCgroup) =>
+      readdirSync(cg.path)
+        .filter((f) => !/stat|usage|procs|tasks/.test(f))
+        .map((f) => [f, readFileSync(join(cg.path, f))] as const);
+    const before = [...files(victimCg), ...files(siblingCg)];
+    const agent = startAgent(['--config', config(), '--state-dir', state.path, '--dry-run']);
+    procs.push(agent);
+    await agent.waitFor((l) => l.msg === 'agent running');
+    await startHogs();
+    await agent.waitFor((l) => l.kind === 'dry-run' && l.action === 'cpu_weight', 8000);
+    agent.child.kill('SIGTERM');
+    expect((await agent.exited).code).toBe(0);
+    const after = [...files(victimCg), ...files(siblingCg)];
+    expect(after.map(([f, b]) => [f, b.toString('hex')])).toEqual(before.map(([f, b]) => [f, b.toString('hex')]));
+    expect(existsSync(join(state.path, 'state.db'))).toBe(false);
+  });
+});
+
+describe('bad input: one clear error, a non-zero exit, no write', () => {
+  const cases: [string, (cg: { victim: string; sibling: string }) => string, RegExp][] = [
+    ['wrong type', (c) => `targets:\n  - {name: web, cgroup: ${c.victim}, role: 42}\n`, /targets\[0\]\.role/],
+    ['unknown key', (c) => `tick: 1s\ntickk: 2s\ntargets:\n  - {name: web, cgroup: ${c.victim}, role: protect}\n`, /tickk/],
+    ['negative interval', (c) => `tick: -5s\ntargets:\n  - {name: web, cgroup: ${c.victim}, role: protect}\n`, /tick/],
+    ['missing cgroup', (c) => `targets:\n  - {name: web, cgroup: ${c.victim}/nope, role: protect}\n`, /does not exist/],
+    ['missing pid', () => `targets:\n  - {name: db, pids: [999999999], role: protect}\n`, /999999999/],
+  ];
+  for (const [name, text, re] of cases) {
+    it(name, () => {
+      const before = [shares(victimCg), shares(siblingCg)];
+      const f = state.file('bad.yaml', text({ victim: victimCg.path, sibling: siblingCg.path }));
+      const r = runCli(['run', '--config', f, '--state-dir', join(state.path, 'st'), '--duration', '1']);
+      expect(r.code).not.toBe(0);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(re);
+      expect(lines[0]).toMatch(/^ebpf-tuner run: /);
+      expect([shares(victimCg), shares(siblingCg)]).toEqual(before);
+      expect(existsSync(join(state.path, 'st'))).toBe(false);
+    });
+  }
+});
+
+describe('check', () => {
+  it('reports the hybrid cgroup layout and that fentry is unavailable here', () => {
+    const r = runCli(['check', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const rep = JSON.parse(r.stdout) as { ok: boolean; items: { name: string; ok: boolean; detail: string }[] };
+    expect(rep.ok).toBe(true);
+    const item = (n: string) => rep.items.find((i) => i.name === n)!;
+    expect(item('cgroup').detail).toMatch(/^hybrid/);
+    expect(item('cgroup').detail).toMatch(/cpu: v1 at \/sys\/fs\/cgroup\/cpu/);
+    expect(item('attach:fentry').ok).toBe(false);
+    expect(item('attach:tp_btf').ok).toBe(true);
+  });
+});

@@ -1,0 +1,26 @@
+import { defineConfig } from 'vitest/config';
+
+// Two projects: pure logic runs in parallel and unprivileged; kernel tests touch shared host state
+// (scheduler latency, cgroups, BPF programs) and run one file at a time so they do not disturb each other.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['src/**/*.test.ts'],
+          exclude: ['src/**/*.kernel.test.ts'],
+        },
+      },
+      {
+        test: {
+          name: 'kernel',
+          include: ['src/**/*.kernel.test.ts', 'tests/**/*.kernel.test.ts', 'tools/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 60_000,
+        },
+      },
+    ],
+  },
+});
