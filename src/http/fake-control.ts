@@ -1,0 +1,119 @@
+/**
+ * A fake of the agent's control surface and synthetic bus traffic, for exercising the HTTP server and dashboard
+ * without an engine or a kernel. It publishes on the real channels, so the server under test consumes exactly what
+ * the agent would send.
+ */
+import { channels } from '../core/events.js';
+import type { TargetSignals, TickSnapshot } from '../core/types.js';
+import type { AgentControl, DecisionEvent, KnobEvent, ProgramStats, TargetInfo } from './types.js';
+
+export class FakeControl implements AgentControl {
+  isPaused = false;
+  isReady = true;
+  readonly knobs = new Map<string, KnobEvent>();
+  readonly calls: string[] = [];
+  stats: ProgramStats[] = [
+    { name: 'handle_sched_wakeup', runTimeNs: 0, runCnt: 0 },
+    { name: 'handle_sched_switch', runTimeNs: 0, runCnt: 0 },
+  ];
+
+  constructor(
+    readonly targetList: TargetInfo[] = [
+      { name: 'web', role: 'protect' },
+      { name: 'batch', role: 'noisy' },
+    ],
+  ) {}
+
+  paused(): boolean {
+    return this.isPaused;
+  }
+  pause(): void {
+    this.calls.push('pause');
+    this.isPaused = true;
+  }
+  resume(): void {
+    this.calls.push('resume');
+    this.isPaused = false;
+  }
+  revert(knobId: string): boolean {
+    this.calls.push(`revert:${knobId}`);
+    const k = this.knobs.get(knobId);
+    if (!k || k.state !== 'active') return false;
+    const restored: KnobEvent = { ...k, value: k.original, state: 'restored', time: Date.now() };
+    this.knobs.set(knobId, restored);
+    channels.knob.publish(restored);
+    return true;
+  }
+  changes(): KnobEvent[] {
+    return [...this.knobs.values()];
+  }
+  targets(): TargetInfo[] {
+    return this.targetList;
+  }
+  ready(): boolean {
+    return this.isReady;
+  }
+  programStats(): ProgramStats[] {
+    return this.stats.map((s) => ({ ...s }));
+  }
+
+  /** Records a knob write as the agent would, and publishes it. */
+  write(k: Omit<KnobEvent, 'state'>): KnobEvent {
+    const ev: KnobEvent = { ...k, state: 'active', time: k.time ?? Date.now() };
+    this.knobs.set(k.knobId, ev);
+    channels.knob.publish(ev);
+    return ev;
+  }
+
+  /** Advances the fake BPF counters as if `events` program runs of `nsPerRun` each had happened. */
+  runPrograms(events: number, nsPerRun: number): void {
+    for (const s of this.stats) {
+      s.runCnt += events;
+      s.runTimeNs += events * nsPerRun;
+    }
+  }
+}
+
+/** A plausible snapshot: `web` suffers run-queue latency that grows with `i`, `batch` keeps the CPU busy. */
+export function syntheticSnapshot(time: number, i: number, windowMs = 1000): TickSnapshot {
+  const wave = Math.sin(i / 6);
+  const web: TargetSignals = {
+    name: 'web',
+    role: 'protect',
+    runqlat: {
+      count: 1200 + 40 * i,
+      p50: 40 + 10 * wave,
+      p90: 180 + 60 * wave,
+      p99: 900 + 400 * wave + 20 * i,
+      mean: 70 + 12 * wave,
+      p99Ewma: 880 + 15 * i,
+      waitUs: 90_000 + 2000 * i,
+      oncpuUs: 400_000 + 10_000 * wave,
+    },
+    oncpu: { ratio: 0.35 + 0.1 * wave },
+  };
+  const batch: TargetSignals = {
+    name: 'batch',
+    role: 'noisy',
+    runqlat: {
+      count: 5000,
+      p50: 15 + 3 * wave,
+      p90: 60,
+      p99: 300 + 50 * wave,
+      mean: 25,
+      p99Ewma: 310,
+      waitUs: 40_000,
+      oncpuUs: 1_800_000 + 50_000 * wave,
+    },
+    oncpu: { ratio: 0.9 + 0.05 * wave },
+  };
+  return { time, windowMs, targets: { web, batch }, host: { psi: { cpuSomeAvg10Pct: 12 + 5 * wave } } };
+}
+
+export function publishTick(s: TickSnapshot): void {
+  channels.tick.publish(s);
+}
+
+export function publishDecision(d: DecisionEvent): void {
+  channels.decision.publish(d);
+}

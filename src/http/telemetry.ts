@@ -1,0 +1,252 @@
+/**
+ * What the HTTP server knows about the running agent, gathered from the event bus: the last tick snapshot and a
+ * bounded history of them, recent decisions with per-kind counts, the agent's own overhead over time, and the
+ * field catalogue. /metrics, the JSON API and the live stream all read from here; none of them subscribes itself.
+ */
+import { channels } from '../core/events.js';
+import type { Logger } from '../core/log.js';
+import { FieldCatalogue, isRecord, type FieldInfo, type FieldSample } from './fields.js';
+import { Ring } from './ring.js';
+import type { AgentControl, DecisionEvent } from './types.js';
+
+export interface OverheadSample {
+  /** ms since the epoch. */
+  time: number;
+  /** Agent process CPU (user + system) as a percentage of one CPU, since the previous sample. */
+  cpuPercent: number;
+  rssBytes: number;
+  /** Kernel time in the agent's BPF programs as a percentage of one CPU; null when the kernel reports no runs. */
+  bpfCpuPercent: number | null;
+  /** Mean ns per BPF program run since the previous sample; null when there were no runs. */
+  bpfNsPerRun: number | null;
+  bpfRunsPerSec: number;
+  /** Cumulative runs of all programs; stays 0 while the kernel's BPF run statistics are off. */
+  bpfRunsTotal: number;
+  programs: { name: string; nsPerRun: number | null; runsPerSec: number }[];
+}
+
+export type StreamEvent = 'tick' | 'decision' | 'change' | 'fields' | 'overhead';
+export type StreamListener = (event: StreamEvent, json: string) => void;
+
+export interface TelemetryOptions {
+  control: AgentControl;
+  log: Logger;
+  /** Ticks kept for /api/signals. */
+  history: number;
+  /** Decisions kept for /api/decisions. */
+  decisions: number;
+  /** Metric names the exporter owns, so a signal field can never shadow one. */
+  reservedMetrics: Iterable<string>;
+  maxFields?: number;
+}
+
+interface StoredDecision {
+  json: string;
+  time: number;
+}
+
+/** Distinct (kind, action) pairs counted; past this, further pairs fold into action="other". */
+const MAX_DECISION_SERIES = 256;
+/** Overhead is sampled on ticks but no more often than this, so a fast tick does not turn it into noise. */
+const MIN_OVERHEAD_INTERVAL_MS = 900;
+
+export class Telemetry {
+  readonly startedAt = Date.now();
+  readonly fields: FieldCatalogue;
+  ticks = 0;
+  windowMs: number | undefined;
+  lastTickTime: number | undefined;
+  lifecycle = 'unknown';
+  /** Base-unit samples of the last snapshot, for /metrics. */
+  lastSamples: FieldSample[] = [];
+  readonly decisionCounts = new Map<string, { kind: string; action: string; n: number }>();
+  droppedEvents = 0;
+
+  private lastJson: string | undefined;
+  private readonly tickRing: Ring<string>;
+  private readonly decisionRing: Ring<StoredDecision>;
+  readonly overheadRing: Ring<OverheadSample>;
+  private readonly listeners = new Set<StreamListener>();
+  private readonly control: AgentControl;
+  private readonly log: Logger;
+  private prevCpu: { at: number; cpu: NodeJS.CpuUsage; progs: Map<string, { t: number; n: number }> } | undefined;
+  private closed = false;
+
+  private readonly onTick = (msg: unknown): void => this.guard('tick', () => this.tick(msg));
+  private readonly onDecision = (msg: unknown): void => this.guard('decision', () => this.decision(msg));
+  private readonly onKnob = (msg: unknown): void => this.guard('knob', () => this.emit('change', stringify(msg)));
+  private readonly onLifecycle = (msg: unknown): void =>
+    this.guard('lifecycle', () => {
+      if (isRecord(msg) && typeof msg.state === 'string') this.lifecycle = msg.state.slice(0, 64);
+    });
+
+  constructor(opts: TelemetryOptions) {
+    this.control = opts.control;
+    this.log = opts.log;
+    this.tickRing = new Ring(opts.history);
+    this.decisionRing = new Ring(opts.decisions);
+    this.overheadRing = new Ring(opts.history);
+    this.fields = new FieldCatalogue(opts.maxFields ?? 512, opts.reservedMetrics);
+    channels.tick.subscribe(this.onTick);
+    channels.decision.subscribe(this.onDecision);
+    channels.knob.subscribe(this.onKnob);
+    channels.lifecycle.subscribe(this.onLifecycle);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    channels.tick.unsubscribe(this.onTick);
+    channels.decision.unsubscribe(this.onDecision);
+    channels.knob.unsubscribe(this.onKnob);
+    channels.lifecycle.unsubscribe(this.onLifecycle);
+    this.listeners.clear();
+  }
+
+  addListener(fn: StreamListener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** JSON text of the last snapshot, or undefined before the first tick. */
+  lastSnapshotJson(): string | undefined {
+    return this.lastJson;
+  }
+
+  /** JSON text of the kept snapshots, oldest first. */
+  historyJson(): string[] {
+    return this.tickRing.toArray();
+  }
+
+  /** JSON text of up to `limit` decisions, newest first. */
+  decisionsJson(limit: number): string[] {
+    return this.decisionRing.newest(limit).map((d) => d.json);
+  }
+
+  fieldList(): FieldInfo[] {
+    return this.fields.list();
+  }
+
+  // A subscriber that throws would surface as an uncaught exception in the publisher's tick; contain it here.
+  private guard(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.droppedEvents++;
+      this.log.warn({ err, channel: what }, 'drop bus event: handler failed');
+    }
+  }
+
+  private emit(event: StreamEvent, json: string | undefined): void {
+    if (json === undefined) return;
+    for (const fn of this.listeners) fn(event, json);
+  }
+
+  private tick(msg: unknown): void {
+    if (!isRecord(msg) || typeof msg.time !== 'number' || !isRecord(msg.targets)) {
+      this.droppedEvents++;
+      return;
+    }
+    // The publisher may reuse its snapshot object on the next tick; keep our own copy, serialised once.
+    const json = stringify(msg);
+    if (json === undefined) {
+      this.droppedEvents++;
+      return;
+    }
+    const copy = JSON.parse(json) as { time: number; windowMs?: unknown; targets: unknown; host?: unknown };
+    this.ticks++;
+    this.lastTickTime = copy.time;
+    if (typeof copy.windowMs === 'number') this.windowMs = copy.windowMs;
+    this.lastJson = json;
+    this.tickRing.push(json);
+    const before = this.fields.version;
+    this.lastSamples = this.fields.flatten(copy);
+    if (this.fields.version !== before) this.emit('fields', JSON.stringify(this.fields.list()));
+    this.emit('tick', json);
+    const o = this.sampleOverhead(copy.time);
+    if (o) this.emit('overhead', JSON.stringify(o));
+  }
+
+  private decision(msg: unknown): void {
+    if (!isRecord(msg) || typeof msg.kind !== 'string' || typeof msg.action !== 'string') {
+      this.droppedEvents++;
+      return;
+    }
+    const json = stringify(msg);
+    if (json === undefined) {
+      this.droppedEvents++;
+      return;
+    }
+    const d = msg as unknown as DecisionEvent;
+    this.decisionRing.push({ json, time: typeof d.time === 'number' ? d.time : Date.now() });
+    this.countDecision(d.kind, d.action);
+    this.emit('decision', json);
+  }
+
+  private countDecision(kind: string, action: string): void {
+    let key = `${kind}\u0000${action}`;
+    let entry = this.decisionCounts.get(key);
+    if (!entry && this.decisionCounts.size >= MAX_DECISION_SERIES) {
+      key = `${kind}\u0000other`;
+      entry = this.decisionCounts.get(key);
+      action = 'other';
+    }
+    if (entry) entry.n++;
+    else this.decisionCounts.set(key, { kind, action, n: 1 });
+  }
+
+  /** Samples the agent's own cost; returns the new sample, or undefined when it is too soon after the last one. */
+  sampleOverhead(now: number): OverheadSample | undefined {
+    const at = performance.now();
+    if (this.prevCpu && at - this.prevCpu.at < MIN_OVERHEAD_INTERVAL_MS) return undefined;
+    const cpu = process.cpuUsage();
+    const progs = new Map<string, { t: number; n: number }>();
+    try {
+      for (const p of this.control.programStats()) progs.set(p.name, { t: p.runTimeNs, n: p.runCnt });
+    } catch (err) {
+      this.log.debug({ err }, 'read bpf program stats: failed');
+    }
+    const prev = this.prevCpu;
+    this.prevCpu = { at, cpu, progs };
+    if (!prev) return undefined;
+    const wallUs = (at - prev.at) * 1000;
+    const cpuUs = cpu.user + cpu.system - (prev.cpu.user + prev.cpu.system);
+    let dt = 0;
+    let dn = 0;
+    let total = 0;
+    const programs: OverheadSample['programs'] = [];
+    for (const [name, cur] of progs) {
+      const p = prev.progs.get(name);
+      // A program that was reloaded restarts its counters; a negative delta is a restart, not negative work.
+      const pt = p && cur.t >= p.t ? cur.t - p.t : cur.t;
+      const pn = p && cur.n >= p.n ? cur.n - p.n : cur.n;
+      dt += pt;
+      dn += pn;
+      total += cur.n;
+      programs.push({ name, nsPerRun: pn > 0 ? pt / pn : null, runsPerSec: (pn * 1e6) / wallUs });
+    }
+    const sample: OverheadSample = {
+      time: now,
+      cpuPercent: (cpuUs / wallUs) * 100,
+      rssBytes: process.memoryUsage.rss(),
+      bpfCpuPercent: dn > 0 ? (dt / 1000 / wallUs) * 100 : null,
+      bpfNsPerRun: dn > 0 ? dt / dn : null,
+      bpfRunsPerSec: (dn * 1e6) / wallUs,
+      bpfRunsTotal: total,
+      programs,
+    };
+    this.overheadRing.push(sample);
+    return sample;
+  }
+}
+
+/** JSON text of a bus payload; bigints (cgroup ids) become numbers or strings, a cycle makes it undefined. */
+export function stringify(v: unknown): string | undefined {
+  try {
+    return JSON.stringify(v, (_k, x: unknown) =>
+      typeof x === 'bigint' ? (x <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(x) : x.toString()) : x,
+    );
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * The shapes the HTTP server needs from the rest of the agent. The server sees the agent only through these and the
+ * event bus, so it can be tested against a fake and never reaches into the engine's internals.
+ */
+
+export type DecisionKind = 'applied' | 'dry-run' | 'refused' | 'reverted' | 'overridden' | 'restored';
+
+/** Payload of `channels.decision`. */
+export interface DecisionEvent {
+  id: string;
+  /** Wall clock, ms since the epoch. */
+  time: number;
+  kind: DecisionKind;
+  action: string;
+  target: string;
+  rule: string;
+  from?: string;
+  to?: string;
+  reason: string;
+  outcome?: string;
+  evidence?: Record<string, number>;
+}
+
+export type KnobState = 'active' | 'restored' | 'overridden';
+
+/** Payload of `channels.knob`, and one row of `AgentControl.changes()`. */
+export interface KnobEvent {
+  knobId: string;
+  target: string;
+  action: string;
+  /** Absolute path of the file written. */
+  path: string;
+  /** The value journaled before the first write; what a revert restores. */
+  original: string;
+  value: string;
+  state: KnobState;
+  /** When the knob was last written or restored, ms since the epoch. */
+  time?: number;
+}
+
+export interface TargetInfo {
+  name: string;
+  role: string;
+}
+
+/** Cumulative kernel counters of one BPF program (bpf_prog_info run_time_ns / run_cnt; zero unless bpf_stats_enabled). */
+export interface ProgramStats {
+  name: string;
+  runTimeNs: number;
+  runCnt: number;
+}
+
+/** What the agent lets the HTTP server read and do. Every method is synchronous and cheap: it runs on a request. */
+export interface AgentControl {
+  paused(): boolean;
+  pause(): void;
+  resume(): void;
+  /** Restore one knob to its journaled original. False when no change with that id is in effect. */
+  revert(knobId: string): boolean;
+  /** Every change the agent made that is still in effect (and recently restored or overridden ones, marked so). */
+  changes(): KnobEvent[];
+  targets(): TargetInfo[];
+  /** True once signals are attached and the first tick has been taken. */
+  ready(): boolean;
+  programStats(): ProgramStats[];
+}
