@@ -57,16 +57,17 @@ static __always_inline __u64 task_cgroup_id(struct task_struct *t, bool v1)
  * current (every cgroup id of each target's subtree; every tgid of pid targets) so filtering happens here, in the
  * kernel, and a signal's cost does not grow with unrelated activity on the host.
  */
-#define TARGET_MAX_SLOTS 64
-#define TARGET_MAX_CGROUPS 4096
-#define TARGET_MAX_PIDS 4096
+#define TARGET_MAX_SLOTS 1024
+#define TARGET_MAX_CGROUPS 16384
+#define TARGET_MAX_PIDS 16384
 
 /* The first bytes of every signal's rodata config; src/signals/membership.ts writes them. */
 struct target_filter {
 	__u8 cgroup_v1;		/* attribute tasks by their v1 cpu cgroup instead of the v2 one */
 	__u8 match_cgroups;
 	__u8 match_pids;
-	__u8 host;		/* also aggregate every task into the host slot (TARGET_MAX_SLOTS) */
+	__u8 host;		/* also aggregate every task into slot host_slot */
+	__u32 host_slot;	/* = the number of targets: slots 0..host_slot-1 are targets */
 };
 
 #define DECLARE_TARGET_MAPS()							\

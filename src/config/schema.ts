@@ -15,7 +15,7 @@ export const LIMITS = {
   tickMaxMs: 60_000,
   cooldownMaxMs: 3_600_000,
   /** Kernel-side per-target arrays are sized for this many targets. */
-  maxTargets: 64,
+  maxTargets: 1024,
   nameMaxLength: 64,
   /** PID_MAX_LIMIT on 64-bit kernels: no pid can be larger. */
   pidMax: 4_194_304,

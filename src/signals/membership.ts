@@ -8,19 +8,32 @@ import { join } from 'node:path';
 import type { Target } from '../core/types.js';
 import type { BpfObject } from '../bpf/object.js';
 
-export const TARGET_MAX_SLOTS = 64;
-/** The slot every task is aggregated into when the filter's `host` flag is set. */
-export const HOST_SLOT = TARGET_MAX_SLOTS;
-export const TARGET_FILTER_SIZE = 4;
+export const TARGET_MAX_SLOTS = 1024;
+export const TARGET_FILTER_SIZE = 8;
 
-/** The 4 bytes of struct target_filter, to place at the start of a signal's rodata config. */
+/**
+ * The 8 bytes of struct target_filter, to place at the start of a signal's rodata config. Slots 0..n-1 are the
+ * targets (Target.slot); slot n (`host_slot`) aggregates every task when `host` is set — so per-slot maps are sized
+ * n + 1 at load (`slotCount`).
+ */
 export function targetFilter(targets: readonly Target[], cgroupVersion: 1 | 2, host: boolean): Buffer {
   const b = Buffer.alloc(TARGET_FILTER_SIZE);
   b[0] = cgroupVersion === 1 ? 1 : 0;
   b[1] = targets.some((t) => t.scope.kind === 'cgroup') ? 1 : 0;
   b[2] = targets.some((t) => t.scope.kind === 'pids') ? 1 : 0;
   b[3] = host ? 1 : 0;
+  b.writeUInt32LE(hostSlot(targets), 4);
   return b;
+}
+
+/** The host slot index for this target list: one past the last target. */
+export function hostSlot(targets: readonly Target[]): number {
+  return targets.reduce((m, t) => Math.max(m, t.slot + 1), 0);
+}
+
+/** Entries a per-slot map needs: every target plus the host slot. */
+export function slotCount(targets: readonly Target[]): number {
+  return hostSlot(targets) + 1;
 }
 
 /** Every cgroup directory at or below `dir` with its id (the directory's inode number, as the kernel side sees it). */

@@ -122,7 +122,7 @@ static __always_inline void on_switch(bool preempt, struct task_struct *prev, st
 		__u32 bucket;
 
 		slot = slot_of(next, next_tgid);
-		if ((slot < 0 || slot >= RUNQLAT_MAX_TARGETS) && !cfg.filter.host)
+		if ((slot < 0 || slot >= cfg.filter.host_slot) && !cfg.filter.host)
 			goto out;
 		tw = task_wait_of(next, next_pid, btf);
 		if (tw) {
@@ -133,7 +133,7 @@ static __always_inline void on_switch(bool preempt, struct task_struct *prev, st
 		bucket = log2_u64(delta / 1000);
 		if (bucket >= RUNQLAT_BUCKETS)
 			bucket = RUNQLAT_BUCKETS - 1;
-		if (slot >= 0 && slot < RUNQLAT_MAX_TARGETS) {
+		if (slot >= 0 && slot < cfg.filter.host_slot) {
 			key = slot;
 			h = bpf_map_lookup_elem(&hists, &key);
 			if (h) {
@@ -145,7 +145,7 @@ static __always_inline void on_switch(bool preempt, struct task_struct *prev, st
 				account_thread(next_pid, next_tgid, slot, bucket, delta);
 		}
 		if (cfg.filter.host) {
-			key = RUNQLAT_HOST_SLOT;
+			key = cfg.filter.host_slot;
 			h = bpf_map_lookup_elem(&hists, &key);
 			if (h) {
 				h->buckets[bucket]++;
@@ -158,7 +158,7 @@ out:
 	/* `prev` ran from `arrived` until now. */
 	if (prev_pid && arrived && now >= arrived) {
 		slot = slot_of(prev, prev_tgid);
-		if (slot >= 0 && slot < RUNQLAT_MAX_TARGETS) {
+		if (slot >= 0 && slot < cfg.filter.host_slot) {
 			key = slot;
 			h = bpf_map_lookup_elem(&hists, &key);
 			if (h) {
@@ -168,7 +168,7 @@ out:
 			}
 		}
 		if (cfg.filter.host) {
-			key = RUNQLAT_HOST_SLOT;
+			key = cfg.filter.host_slot;
 			h = bpf_map_lookup_elem(&hists, &key);
 			if (h) {
 				h->oncpu_ns += now - arrived;

@@ -4,9 +4,8 @@
 #define __RUNQLAT_H
 
 #define RUNQLAT_BUCKETS 32	/* log2(µs) buckets: [2^i, 2^(i+1)) µs; bucket 0 also holds < 1 µs */
-#define RUNQLAT_MAX_TARGETS 64	/* TARGET_MAX_SLOTS */
-#define RUNQLAT_HOST_SLOT RUNQLAT_MAX_TARGETS /* every task on the host, when cfg.filter.host is set */
-#define RUNQLAT_SLOTS (RUNQLAT_MAX_TARGETS + 1)
+/* hists has one slot per target plus the host slot; sized to the target count at load (at most this). */
+#define RUNQLAT_SLOTS (TARGET_MAX_SLOTS + 1)
 #define RUNQLAT_MAX_THREADS 8192
 
 /* Lives alone in section .rodata.cfg so it sits at offset 0 of its own map; set between open and load. */

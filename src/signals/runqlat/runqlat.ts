@@ -11,16 +11,14 @@ import { loadFirstWorking, type AttachKind } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
 import { histPercentile } from '../../stats/histogram.js';
 import { Ewma } from '../../stats/ewma.js';
-import { syncMembership, targetFilter, u64 } from '../membership.js';
+import { hostSlot, slotCount, syncMembership, targetFilter, TARGET_MAX_SLOTS, u64 } from '../membership.js';
 
 // Mirrors runqlat.h.
 export const RUNQLAT_BUCKETS = 32;
-export const RUNQLAT_MAX_TARGETS = 64;
-export const RUNQLAT_HOST_SLOT = 64;
 const HIST_U64S = RUNQLAT_BUCKETS + 5;
 const HIST_SIZE = HIST_U64S * 8; // sizeof(struct runqlat_hist)
 const THREAD_SIZE = RUNQLAT_BUCKETS * 4 + 3 * 8 + 8; // sizeof(struct runqlat_thread)
-const CFG_SIZE = 8; // sizeof(struct runqlat_cfg)
+const CFG_SIZE = 12; // sizeof(struct runqlat_cfg)
 
 export interface RunqlatOptions {
   perThread: boolean;
@@ -77,18 +75,21 @@ export class RunqlatSignal implements Signal {
   }
 
   start(ctx: SignalContext): void {
-    if (ctx.targets.length > RUNQLAT_MAX_TARGETS) {
-      throw new TunerError('CONFIG_INVALID', `start runqlat: ${ctx.targets.length} targets, at most ${RUNQLAT_MAX_TARGETS} are supported`);
+    if (ctx.targets.length > TARGET_MAX_SLOTS) {
+      throw new TunerError('CONFIG_INVALID', `start runqlat: ${ctx.targets.length} targets, at most ${TARGET_MAX_SLOTS} are supported`);
     }
     this.log = ctx.log.child({ signal: this.name });
     this.targets = ctx.targets;
     const cfg = Buffer.alloc(CFG_SIZE);
     targetFilter(ctx.targets, ctx.cgroupVersion, this.opts.host).copy(cfg, 0);
-    cfg[4] = this.opts.perThread ? 1 : 0;
+    cfg[8] = this.opts.perThread ? 1 : 0;
     const { obj, kind, program } = loadFirstWorking(
       'runqlat',
       { tp_btf: 'runqlat_switch_btf', raw_tp: 'runqlat_switch_raw' },
-      (o) => o.setRodata('.rodata.cfg', cfg),
+      (o) => {
+        o.setRodata('.rodata.cfg', cfg);
+        o.setMaxEntries('hists', slotCount(ctx.targets));
+      },
       this.log,
     );
     this.obj = obj;
@@ -168,7 +169,7 @@ export class RunqlatSignal implements Signal {
       const sig = (out[t.name] ??= { name: t.name, role: t.role });
       sig.runqlat = w;
     }
-    if (this.opts.host) this.lastHost = this.windowOf(RUNQLAT_HOST_SLOT);
+    if (this.opts.host) this.lastHost = this.windowOf(hostSlot(this.targets));
     if (this.opts.perThread) this.attachThreads(out);
     // Swap: this tick's cumulative becomes the next tick's baseline.
     for (const [slot, c] of this.cur) {
