@@ -250,7 +250,7 @@ signals:
     ['policy: {noisy_neighbor: {min_weight: 0}}', 'policy.noisy_neighbor.min_weight', /from 1 to 10000/],
     ['policy: {noisy_neighbor: {trigger_ticks: 1.5}}', 'policy.noisy_neighbor.trigger_ticks', /whole number.*got 1.5/],
     ['policy: {noisy_neighbor: {p99_threshold_us: -1}}', 'policy.noisy_neighbor.p99_threshold_us', /microseconds/],
-    ['policy: {noisy_neighbor: {max_noisy_per_step: 65}}', 'policy.noisy_neighbor.max_noisy_per_step', /from 1 to 64/],
+    ['policy: {noisy_neighbor: {max_noisy_per_step: 1025}}', 'policy.noisy_neighbor.max_noisy_per_step', /from 1 to 1024/],
     ['policy: {noisy_neighbor: 3}', 'policy.noisy_neighbor', /^expected a mapping of policy settings, got 3/],
     ['guardrails: {deny_cgroups: system.slice}', 'guardrails.deny_cgroups', /^expected a list of cgroup paths/],
     ['guardrails: {deny_cgroups: [rel/path]}', 'guardrails.deny_cgroups[0]', /^expected an absolute path/],
@@ -382,9 +382,9 @@ describe('targets', () => {
     expect(firstIssue(t('  -')).path).toBe('targets[0]');
   });
 
-  it('at most 64', () => {
-    const many = Array.from({ length: 65 }, (_, i) => `  - {name: t${i}, role: noisy, pids: [${i + 1}]}`).join('\n');
-    expect(firstIssue(t(many))).toMatchObject({ path: 'targets', message: expect.stringMatching(/^expected at most 64 targets, got 65/) });
+  it('at most 1024', () => {
+    const many = Array.from({ length: 1025 }, (_, i) => `  - {name: t${i}, role: noisy, pids: [${i + 1}]}`).join('\n');
+    expect(firstIssue(t(many))).toMatchObject({ path: 'targets', message: expect.stringMatching(/^expected at most 1024 targets, got 1025/) });
     expect(parseConfig(t(many.split('\n').slice(0, 64).join('\n')), SRC).targets).toHaveLength(64);
   });
 
