@@ -36,6 +36,8 @@ export interface AgentOptions {
 
 /** How many ticks between rescans of target membership (new child cgroups, exited pids). */
 const MEMBERSHIP_EVERY_TICKS = 5;
+/** How many ticks between info-level summaries of the signals (every tick is logged at debug). */
+const SUMMARY_EVERY_TICKS = 10;
 
 export class Agent {
   readonly config: Config;
@@ -56,6 +58,7 @@ export class Agent {
   private lastTick = 0;
   private stopping?: Promise<RestoreReport | undefined>;
   private started = false;
+  private readonly lastRefusal = new Map<string, string>();
   /** The last snapshot, for the HTTP API and `top`. */
   last?: TickSnapshot;
   /** What start() restored from a previous run. */
@@ -190,6 +193,7 @@ export class Agent {
     this.ticks++;
     publish(channels.tick, () => snapshot);
     this.log.debug({ tick: this.ticks, targets: summarize(snapshot) }, 'tick');
+    if (this.ticks % SUMMARY_EVERY_TICKS === 0) this.log.info({ targets: summarize(snapshot), host: summarizeHost(snapshot) }, 'signals');
 
     if (this.ticks % MEMBERSHIP_EVERY_TICKS === 0) this.refreshMembership();
     if (this.engine && this.targets.length > 0) {
@@ -259,9 +263,19 @@ export class Agent {
     const n = d.nudge;
     const base = { id: d.id, time: now, action: n.action, target: n.target, rule: n.rule, reason: n.reason, evidence: n.evidence, expected: n.expected };
     if (d.kind === 'refused') {
-      this.record({ ...base, kind: 'refused', outcome: `${d.refusal?.code}: ${d.refusal?.reason}` });
+      // A refusal repeats every tick while its cause holds (a cooldown, an evaluation in progress): record the first
+      // of a run, not every tick of it.
+      const key = `${n.rule}|${n.action}|${n.target}`;
+      const code = d.refusal?.code ?? 'UNKNOWN';
+      if (this.lastRefusal.get(key) === code) {
+        this.log.debug({ decision: d.id, code, target: n.target }, 'refused again');
+        return;
+      }
+      this.lastRefusal.set(key, code);
+      this.record({ ...base, kind: 'refused', outcome: `${code}: ${d.refusal?.reason}` });
       return;
     }
+    this.lastRefusal.delete(`${n.rule}|${n.action}|${n.target}`);
     if (d.kind === 'kept') {
       this.record({ ...base, kind: 'kept', ref: d.verdict?.decisionId, reason: verdictText(d), outcome: 'kept' });
       if (d.verdict) this.audit?.outcome(d.verdict.decisionId, `kept: ${verdictText(d)}`);
@@ -375,6 +389,11 @@ function verdictText(d: Decision): string {
   if (!v) return d.nudge.reason;
   const num = (x: number | null): string => (x === null ? 'no data' : x.toFixed(0));
   return `${v.verdict === 'kept' ? 'kept' : 'reverted'}: protected metric ${num(v.before)} → ${num(v.after)}${v.improvement === null ? '' : ` (${(v.improvement * 100).toFixed(0)}% better)`}`;
+}
+
+function summarizeHost(s: TickSnapshot): Record<string, string> | undefined {
+  const r = s.host?.runqlat as { p50: number; p99: number; count: number } | undefined;
+  return r ? { runqlat: `p50=${r.p50.toFixed(0)}us p99=${r.p99.toFixed(0)}us n=${r.count}` } : undefined;
 }
 
 function summarize(s: TickSnapshot): Record<string, string> {

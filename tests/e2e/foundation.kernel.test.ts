@@ -24,6 +24,8 @@ function config(extra = ''): string {
   return state.file(
     'config.yaml',
     `tick: 1s
+policy:
+  noisy_neighbor: {p99_threshold_us: 3000}
 targets:
   - {name: web, cgroup: ${victimCg.path}, role: protect}
   - {name: batch, cgroup: ${siblingCg.path}, role: noisy}
@@ -32,7 +34,7 @@ ${extra}`,
 }
 
 async function startHogs(): Promise<SpawnedProcess> {
-  const h = await spawnInCgroup(siblingCg.path, toolPath('hog'), ['--threads', '4']);
+  const h = await spawnInCgroup(siblingCg.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '4']);
   procs.push(h);
   return h;
 }
@@ -42,7 +44,8 @@ beforeEach(async () => {
   victimCg = base.child('web');
   siblingCg = base.child('batch');
   state = tempDir();
-  victim = await spawnInCgroup(victimCg.path, toolPath('victim'), ['--period-us', '2000', '--work-us', '300', '--quiet']);
+  // Victim and hogs share CPU 1: the same contention on any machine, whatever else runs on the other CPU.
+  victim = await spawnInCgroup(victimCg.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '1500', '--quiet']);
   procs.push(victim);
 });
 
