@@ -11,7 +11,7 @@ import { isTunerError, TunerError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { Signal, Target, TargetSignals, TickSnapshot } from '../core/types.js';
 import type { Config } from '../config/types.js';
-import { detectLayout, type CgroupLayout } from '../cgroup/layout.js';
+import { detectLayout, type CgroupLayout, type CgroupProbe } from '../cgroup/layout.js';
 import { Journal } from '../journal/journal.js';
 import { restoreAll, type RestoreReport } from '../journal/restore.js';
 import { KnobWriter, defaultDenyList } from '../actions/knob-writer.js';
@@ -30,8 +30,11 @@ export interface AgentOptions {
   log: Logger;
   stateDir: string;
   dryRun?: boolean;
-  /** Injected for tests; probed when absent. */
+  /** Injected for tests (a fake cgroup2 tree); probed when absent. */
   layout?: CgroupLayout;
+  probe?: CgroupProbe;
+  /** Injected for tests; built from the config when absent. */
+  signals?: Signal[];
 }
 
 /** How many ticks between rescans of target membership (new child cgroups, exited pids). */
@@ -45,6 +48,8 @@ export class Agent {
   private readonly log: Logger;
   private readonly stateDir: string;
   private layout?: CgroupLayout;
+  private readonly probe: CgroupProbe;
+  private readonly injectedSignals?: Signal[];
   private targets: Target[] = [];
   private signals: Signal[] = [];
   private journal?: Journal;
@@ -70,6 +75,8 @@ export class Agent {
     this.stateDir = opts.stateDir;
     this.dryRun = opts.dryRun === true;
     this.layout = opts.layout;
+    this.probe = opts.probe ?? {};
+    this.injectedSignals = opts.signals;
   }
 
   get targetList(): readonly Target[] {
@@ -99,7 +106,7 @@ export class Agent {
   async start(): Promise<void> {
     const layout = (this.layout ??= detectLayout());
     // Resolution first: a bad target is reported before anything is written, restored or attached.
-    this.targets = resolveTargets(this.config, layout);
+    this.targets = resolveTargets(this.config, layout, this.probe);
 
     if (this.dryRun) {
       // Dry-run touches no knob and no journal of a real run; it keeps its bookkeeping in a throwaway directory.
@@ -145,7 +152,7 @@ export class Agent {
     });
 
     const cgroupVersion = layout.controllers.cpu?.version ?? (layout.unified ? 2 : 1);
-    this.signals = createSignals(this.config, this.targets.length === 0);
+    this.signals = this.injectedSignals ?? createSignals(this.config, this.targets.length === 0);
     try {
       for (const s of this.signals) await s.start({ log: this.log, targets: this.targets, cgroupVersion });
     } catch (e) {

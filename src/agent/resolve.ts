@@ -8,7 +8,7 @@ import { resolve as resolvePath } from 'node:path';
 import { TunerError } from '../core/errors.js';
 import type { Target } from '../core/types.js';
 import type { Config } from '../config/types.js';
-import { cgroupId, cgroupVersionOf, isPathUnder, type CgroupLayout } from '../cgroup/layout.js';
+import { cgroupId, cgroupVersionOf, isPathUnder, type CgroupLayout, type CgroupProbe } from '../cgroup/layout.js';
 
 export function cpuHierarchy(layout: CgroupLayout): { version: 1 | 2; mount: string } {
   const cpu = layout.controllers.cpu;
@@ -21,7 +21,7 @@ export function cpuHierarchy(layout: CgroupLayout): { version: 1 | 2; mount: str
   return cpu;
 }
 
-export function resolveTargets(config: Config, layout: CgroupLayout): Target[] {
+export function resolveTargets(config: Config, layout: CgroupLayout, probe: CgroupProbe = {}): Target[] {
   const cpu = config.targets.some((t) => t.cgroup) ? cpuHierarchy(layout) : undefined;
   return config.targets.map((t, slot): Target => {
     const where = `target ${t.name} (${config.source})`;
@@ -30,7 +30,7 @@ export function resolveTargets(config: Config, layout: CgroupLayout): Target[] {
       if (!existsSync(path)) {
         throw new TunerError('CGROUP_NOT_FOUND', `resolve ${where}: cgroup ${path} does not exist — fix: create it (mkdir) or correct targets[${slot}].cgroup`);
       }
-      const version = cgroupVersionOf(path);
+      const version = cgroupVersionOf(path, probe);
       if (cpu && !isPathUnder(path, cpu.mount)) {
         throw new TunerError(
           'CGROUP_UNSUPPORTED',

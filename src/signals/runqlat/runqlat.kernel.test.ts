@@ -3,7 +3,7 @@
  * test starts compete with it, and the wait the program measures matches the kernel's own per-task accounting
  * (/proc/<pid>/task/<tid>/schedstat run_delay).
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../core/log.js';
 import type { Target, TargetSignals } from '../../core/types.js';
@@ -95,6 +95,30 @@ describe('runqlat on the real kernel', () => {
       if (hog) await killAndWait(hog);
       await killAndWait(victim);
       base.remove();
+    }
+  });
+
+  it('attributes tasks by their cgroup v2 id (the unified hierarchy of this hybrid host)', async () => {
+    const dir = `/sys/fs/cgroup/unified/ebpf-tuner-test-${process.pid}-v2`;
+    mkdirSync(dir);
+    const signal = new RunqlatSignal({ perThread: false, host: false, ewmaAlpha: 0.5 });
+    let victim: Awaited<ReturnType<typeof spawnInCgroup>> | undefined;
+    try {
+      victim = await spawnInCgroup(dir, toolPath('victim'), ['--period-us', '2000', '--work-us', '200', '--quiet']);
+      signal.start({
+        log: silentLogger,
+        targets: [{ name: 'v2', role: 'protect', slot: 0, scope: { kind: 'cgroup', path: dir, version: 2, id: cgroupId(dir) } }],
+        cgroupVersion: 2,
+      });
+      await sleep(1000);
+      const snap: Record<string, TargetSignals> = {};
+      signal.collect(Date.now(), snap);
+      expect(snap.v2.runqlat?.count).toBeGreaterThan(100);
+      expect(snap.v2.runqlat?.oncpuUs).toBeGreaterThan(0);
+    } finally {
+      signal.close();
+      if (victim) await killAndWait(victim);
+      rmdirSync(dir);
     }
   });
 
