@@ -12,7 +12,7 @@ import type { Logger } from '../core/log.js';
 import type { Signal, Target, TargetSignals, TickSnapshot } from '../core/types.js';
 import type { Config } from '../config/types.js';
 import { detectLayout, type CgroupLayout, type CgroupProbe } from '../cgroup/layout.js';
-import { Journal } from '../journal/journal.js';
+import { Journal, type JournalEntry } from '../journal/journal.js';
 import { restoreAll, type RestoreReport } from '../journal/restore.js';
 import { KnobWriter, defaultDenyList } from '../actions/knob-writer.js';
 import { findAction } from '../actions/index.js';
@@ -100,6 +100,26 @@ export class Agent {
   resume(): void {
     this.guardrails?.resume();
     this.log.info('acting resumed');
+  }
+
+  /** Every knob change the journal knows of: in effect (active) first, then recently restored or overridden. */
+  changes(): JournalEntry[] {
+    if (!this.journal?.isOpen) return [];
+    const all = this.journal.all();
+    return [...all.filter((e) => e.state === 'active'), ...all.filter((e) => e.state !== 'active').slice(-50)];
+  }
+
+  /** Put one knob back to its original now (an operator's request). False when no change of ours is in effect there. */
+  revert(knobId: string): boolean {
+    if (!this.writer || this.journal?.get(knobId)?.state !== 'active') return false;
+    const item = this.writer.restore(knobId);
+    this.log.info({ knob: knobId, outcome: item?.outcome }, 'knob reverted on request');
+    return item !== undefined && (item.outcome === 'restored' || item.outcome === 'vanished');
+  }
+
+  /** The BPF programs attached by every signal. */
+  programs(): { name: string; fd: number }[] {
+    return this.signals.flatMap((s) => s.programs?.() ?? []);
   }
 
   /** Everything up to attaching: a failure here leaves the host exactly as it was. */

@@ -1,10 +1,17 @@
 /**
- * `ebpf-tuner run`: load and validate the config, start the agent, and stop it cleanly — restoring every original —
- * on SIGINT/SIGTERM, at --duration, or on a fatal error.
+ * `ebpf-tuner run`: check the config and state directory are safe, load and validate the config, start the agent
+ * (which restores whatever a crashed run left behind before attaching), serve HTTP when asked, tell systemd when
+ * ready, and stop cleanly — restoring every original — on SIGINT/SIGTERM, at --duration, or on a fatal error.
  */
 import { createLogger } from '../core/log.js';
+import { TunerError } from '../core/errors.js';
 import { loadConfig } from '../config/load.js';
+import { assertSafeConfigFile, ensureSafeStateDir } from '../security/perms.js';
+import { loadToken } from '../security/token.js';
+import { notifyReady, notifyStatus, notifyStopping, startWatchdog } from '../service/sd-notify.js';
+import { enableBpfStats } from '../bpf/stats.js';
 import { Agent } from '../agent/agent.js';
+import { agentControl } from '../agent/control.js';
 
 export interface RunOptions {
   config?: string;
@@ -14,18 +21,37 @@ export interface RunOptions {
   listen?: string;
   tokenFile?: string;
   logLevel?: string;
+  bpfStats?: boolean;
 }
 
 export async function runCommand(opts: RunOptions): Promise<void> {
   const log = createLogger({ level: opts.logLevel });
+  // Everything that can be wrong with the input is found before anything is created, attached or written.
+  if (opts.config) assertSafeConfigFile(opts.config);
   const config = loadConfig(opts.config);
+  const token = opts.tokenFile ? loadToken(opts.tokenFile) : undefined;
+  if (opts.tokenFile && !opts.listen) {
+    throw new TunerError('CLI_USAGE', 'use --token-file: it only applies with --listen HOST:PORT — add --listen or drop --token-file');
+  }
+  if (!opts.dryRun) ensureSafeStateDir(opts.stateDir);
+
   const agent = new Agent({ config, log, stateDir: opts.stateDir, dryRun: opts.dryRun });
+  const releaseStats = opts.bpfStats ? enableBpfStats() : undefined;
+  let http: { url: string; close(): Promise<void> } | undefined;
+  let stopWatchdog: (() => void) | undefined;
 
   let exitCode = 0;
+  let stopping = false;
   const shutdown = async (why: string, code = 0): Promise<void> => {
     exitCode = Math.max(exitCode, code);
+    if (stopping) return;
+    stopping = true;
     log.info({ why }, 'stopping');
+    notifyStopping(why);
+    stopWatchdog?.();
     const report = await agent.stop();
+    await http?.close();
+    releaseStats?.();
     process.exitCode = exitCode || (report && report.failed.length > 0 ? 1 : 0);
     // Nothing else keeps the loop alive once the agent has stopped; exit explicitly in case a handle lingers.
     setImmediate(() => process.exit(process.exitCode));
@@ -37,6 +63,21 @@ export async function runCommand(opts: RunOptions): Promise<void> {
     void shutdown('fatal error', 1);
   });
 
-  await agent.start();
+  try {
+    await agent.start();
+    if (opts.listen) {
+      const { startHttpServer } = await import('../http/server.js');
+      http = await startHttpServer({ listen: opts.listen, token, control: agentControl(agent), log });
+      log.info({ url: http.url }, 'http listening');
+    }
+  } catch (e) {
+    await agent.stop();
+    releaseStats?.();
+    throw e;
+  }
+  notifyReady(`watching ${agent.targetList.length} target(s)`);
+  stopWatchdog = startWatchdog({ healthy: () => agent.ready });
+  const status = setInterval(() => notifyStatus(`watching ${agent.targetList.length} target(s)${agent.paused ? ', paused' : ''}`), 30_000);
+  status.unref();
   if (opts.duration !== undefined) setTimeout(() => void shutdown(`--duration ${opts.duration}s elapsed`), opts.duration * 1000);
 }

@@ -75,6 +75,8 @@ export interface Signal {
   /** Targets changed (a process came or went): update the kernel-side membership maps. */
   updateTargets?(targets: Target[]): void;
   collect(now: number, out: Record<string, TargetSignals>): void;
+  /** The BPF programs this signal has attached, for per-program cost (run_time_ns / run_cnt). */
+  programs?(): { name: string; fd: number }[];
   close(): void;
 }
 

@@ -6,7 +6,7 @@ import { ClosedLoop } from './closed-loop.js';
 import { DecisionEngine, type Decision } from './engine.js';
 import { Guardrails } from './guardrails.js';
 import { NoisyNeighborRule } from './heuristic/noisy-neighbor.js';
-import type { KnobValues, Strategy, StrategyNudge, StrategyTarget } from './strategy.js';
+import type { KnobValues, Strategy, StrategyFeedback, StrategyNudge, StrategyTarget } from './strategy.js';
 
 const policy: NoisyNeighborPolicy = {
   enabled: true,
@@ -41,8 +41,15 @@ class World {
   constructor(
     readonly latency: (weight: number, tick: number) => number | null,
     strategies: Strategy[] = [new NoisyNeighborRule(policy)],
+    onStrategyError?: (strategy: string, error: unknown) => void,
   ) {
-    this.engine = new DecisionEngine({ strategies, guardrails: this.guardrails, closedLoop: this.loop, idPrefix: 'boot1' });
+    this.engine = new DecisionEngine({
+      strategies,
+      guardrails: this.guardrails,
+      closedLoop: this.loop,
+      idPrefix: 'boot1',
+      ...(onStrategyError !== undefined ? { onStrategyError } : {}),
+    });
   }
 
   run(ticks: number, from = 0): Decision[] {
@@ -277,5 +284,54 @@ describe('DecisionEngine and a strategy that throws', () => {
     const { tick } = engineWith([broken, fixed('a', [step('batch', 80)])], (name, e) => errors.push(`${name}: ${String(e)}`));
     expect(tick(1).map((d) => [d.source, d.kind])).toEqual([['a', 'proposed']]);
     expect(errors).toEqual(['broken: Error: model file missing']);
+  });
+});
+
+describe('DecisionEngine feedback to the proposing strategy', () => {
+  /** The noisy-neighbor rule with a feedback hook, so the engine's routing can be watched. */
+  function listening(name: string, outcomes: StrategyFeedback[], fail = false): Strategy {
+    const rule = new NoisyNeighborRule(policy);
+    return {
+      name,
+      historyTicks: rule.historyTicks,
+      decide: (input) => rule.decide(input),
+      feedback: (o) => {
+        outcomes.push(o);
+        if (fail) throw new Error('model store full');
+      },
+    };
+  }
+
+  it('hands every verdict to the strategy that proposed the change, with the snapshots around it', () => {
+    const outcomes: StrategyFeedback[] = [];
+    const w = new World(helps, [listening('learner', outcomes)]);
+    const ds = w.run(12);
+    const verdicts = ds.filter((d) => d.verdict !== undefined);
+    expect(verdicts.map((d) => d.kind)).toEqual(['kept', 'kept']);
+    expect(outcomes.map((o) => [o.decisionId, o.verdict.verdict])).toEqual(verdicts.map((d) => [d.verdict!.decisionId, 'kept']));
+    const first = ds.find((d) => d.kind === 'proposed')!;
+    expect(outcomes[0]!.nudge).toBe(first.nudge);
+    expect(outcomes[0]!.snapshotBefore!.time).toBe(first.time);
+    expect(outcomes[0]!.snapshotAfter!.time).toBe(verdicts[0]!.time);
+  });
+
+  it('reports a revert verdict too, and none for refused nudges or other strategies', () => {
+    const mine: StrategyFeedback[] = [];
+    const theirs: StrategyFeedback[] = [];
+    const w = new World(useless, [listening('first', mine), listening('second', theirs)]);
+    const ds = w.run(12);
+    expect(ds.some((d) => d.source === 'second' && d.kind === 'refused')).toBe(true);
+    expect(mine.map((o) => o.verdict.verdict)).toEqual(['revert']);
+    expect(theirs).toEqual([]);
+  });
+
+  it('still hands out the revert when feedback throws, and reports the error', () => {
+    const outcomes: StrategyFeedback[] = [];
+    const errors: string[] = [];
+    const w = new World(useless, [listening('learner', outcomes, true)], (name, e) => errors.push(`${name}: ${String(e)}`));
+    const ds = w.run(8);
+    expect(ds.filter((d) => d.kind === 'revert')).toHaveLength(1);
+    expect(w.weight).toBe(100);
+    expect(errors).toEqual(['learner: Error: model store full']);
   });
 });

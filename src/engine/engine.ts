@@ -15,6 +15,7 @@ import {
   type DecideInput,
   type KnobValues,
   type Strategy,
+  type StrategyFeedback,
   type StrategyNudge,
   type StrategyTarget,
 } from './strategy.js';
@@ -74,6 +75,10 @@ interface Applied {
   nudge: StrategyNudge;
   from: KnobValues;
   to: KnobValues;
+  /** The strategy that proposed it, which gets the verdict as feedback. */
+  source: string;
+  /** The snapshot of the tick the change was proposed in. */
+  before: TickSnapshot | undefined;
 }
 
 export class DecisionEngine {
@@ -86,6 +91,8 @@ export class DecisionEngine {
   readonly #history: TickSnapshot[] = [];
   /** Decisions handed to the caller to apply and not yet reported, in the order they were made. */
   readonly #pending = new Map<string, Decision>();
+  /** The snapshot each pending proposal was made from, for the proposing strategy's feedback. */
+  readonly #proposedIn = new Map<string, TickSnapshot>();
   /** Applied changes under evaluation, so a revert knows what to put back. */
   readonly #underEvaluation = new Map<string, Applied>();
   #counter = 0;
@@ -116,6 +123,7 @@ export class DecisionEngine {
         const a = this.#underEvaluation.get(v.decisionId);
         if (a === undefined) continue; // tracked by someone sharing the closed loop, not by this engine
         this.#underEvaluation.delete(v.decisionId);
+        this.#feedback(a, v, snapshot);
         if (v.verdict === 'kept') {
           out.push(this.#make(now, 'kept', a.nudge, CLOSED_LOOP_SOURCE, { verdict: v }));
         } else {
@@ -162,10 +170,27 @@ export class DecisionEngine {
   }
 
   /**
+   * Tells the proposing strategy how its change did. A strategy that throws here is reported like one that throws in
+   * decide, but never propagated: the verdict's revert must still reach the caller, or the change would stay held.
+   */
+  #feedback(a: Applied, v: Verdict, after: TickSnapshot): void {
+    const s = this.#strategies.find((x) => x.name === a.source);
+    if (s?.feedback === undefined) return;
+    const outcome: StrategyFeedback = { decisionId: v.decisionId, nudge: a.nudge, verdict: v, snapshotAfter: after };
+    if (a.before !== undefined) outcome.snapshotBefore = a.before;
+    try {
+      s.feedback(outcome);
+    } catch (e) {
+      this.#onStrategyError?.(s.name, e);
+    }
+  }
+
+  /**
    * The caller applied (or dry-ran) a proposed or revert decision: `from` is what the knob held before, `to` what it
    * holds now. Counts against guardrails and starts the closed-loop evaluation of a forward change.
    */
   applied(decisionId: string, from: KnobValues, to: KnobValues, now: number): void {
+    const proposedIn = this.#proposedIn.get(decisionId);
     const d = this.#take(decisionId, 'applied');
     this.#guardrails.record(d.nudge, now);
     const { action, target } = d.nudge;
@@ -184,7 +209,13 @@ export class DecisionEngine {
     const replaced = this.#loop.evaluating(action, target);
     if (replaced !== undefined) this.#underEvaluation.delete(replaced);
     this.#loop.track(decisionId, d.nudge, baseline, now);
-    this.#underEvaluation.set(decisionId, { nudge: d.nudge, from: { ...from }, to: { ...to } });
+    this.#underEvaluation.set(decisionId, {
+      nudge: d.nudge,
+      from: { ...from },
+      to: { ...to },
+      source: d.source,
+      before: proposedIn,
+    });
   }
 
   /**
@@ -218,6 +249,7 @@ export class DecisionEngine {
     if (!r.ok) return refused(r.code, r.reason);
     const d = this.#make(now, 'proposed', nudge, source, {});
     this.#pending.set(d.id, d);
+    this.#proposedIn.set(d.id, input.snapshot);
     return d;
   }
 
@@ -227,6 +259,7 @@ export class DecisionEngine {
       throw new TunerError('INTERNAL', `record ${what} decision ${decisionId}: not a pending proposal or revert`);
     }
     this.#pending.delete(decisionId);
+    this.#proposedIn.delete(decisionId);
     return d;
   }
 

@@ -4,6 +4,7 @@
  * never sees guardrails or the closed loop, so the built-in rules and a learned policy plug in the same way.
  */
 import type { Nudge, Role, TickSnapshot } from '../core/types.js';
+import type { Verdict } from './closed-loop.js';
 
 export interface StrategyTarget {
   readonly name: string;
@@ -53,12 +54,30 @@ export interface StrategyNudge extends Nudge {
   objective?: Objective;
 }
 
+/** What the closed loop measured after a strategy's nudge was applied: the outcome a learning strategy learns from. */
+export interface StrategyFeedback {
+  /** The decision that carried the nudge. */
+  decisionId: string;
+  /** The nudge exactly as the strategy returned it (the same object). */
+  nudge: StrategyNudge;
+  verdict: Verdict;
+  /** The snapshot of the tick the nudge was proposed in, when the engine still had it. */
+  snapshotBefore?: TickSnapshot;
+  /** The snapshot of the tick whose arrival completed the verdict. */
+  snapshotAfter?: TickSnapshot;
+}
+
 export interface Strategy {
   readonly name: string;
   /** How many past snapshots `decide` needs in `history`; 0 when absent. */
   readonly historyTicks?: number;
-  /** Pure in its inputs: the same sequence of inputs must yield the same nudges. */
+  /** Pure in its inputs: the same sequence of inputs (and feedback) must yield the same nudges. */
   decide(input: DecideInput): StrategyNudge[];
+  /**
+   * Called once per closed-loop verdict on a forward change this strategy proposed, in the tick the verdict is
+   * reached (after every strategy's decide of that tick). Refused, failed and cancelled nudges get no feedback.
+   */
+  feedback?(outcome: StrategyFeedback): void;
 }
 
 /**

@@ -74,6 +74,10 @@ export class RunqlatSignal implements Signal {
     return this.obj.programFd(this.program);
   }
 
+  programs(): { name: string; fd: number }[] {
+    return this.obj && this.program ? [{ name: this.program, fd: this.obj.programFd(this.program) }] : [];
+  }
+
   start(ctx: SignalContext): void {
     if (ctx.targets.length > TARGET_MAX_SLOTS) {
       throw new TunerError('CONFIG_INVALID', `start runqlat: ${ctx.targets.length} targets, at most ${TARGET_MAX_SLOTS} are supported`);

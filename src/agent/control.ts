@@ -1,0 +1,34 @@
+/** The agent as the HTTP server sees it (src/http/types.ts AgentControl): cheap, synchronous reads and a few controls. */
+import type { AgentControl, KnobEvent, ProgramStats, TargetInfo } from '../http/types.js';
+import { progStats } from '../bpf/stats.js';
+import type { Agent } from './agent.js';
+
+export function agentControl(agent: Agent): AgentControl {
+  return {
+    paused: () => agent.paused,
+    pause: () => agent.pause('paused over HTTP'),
+    resume: () => agent.resume(),
+    revert: (knobId) => agent.revert(knobId),
+    changes: (): KnobEvent[] =>
+      agent.changes().map((e) => ({
+        knobId: e.knobId,
+        target: e.target,
+        action: e.action,
+        path: e.path,
+        original: e.original,
+        value: e.state === 'overridden' ? (e.observed ?? '') : (e.lastWritten ?? e.original),
+        state: e.state === 'vanished' ? 'restored' : e.state,
+        time: e.updatedAt,
+      })),
+    targets: (): TargetInfo[] => agent.targetList.map((t) => ({ name: t.name, role: t.role })),
+    ready: () => agent.ready && agent.last !== undefined,
+    programStats: (): ProgramStats[] =>
+      agent.programs().map((p) => {
+        try {
+          return { name: p.name, ...progStats(p.fd) };
+        } catch {
+          return { name: p.name, runTimeNs: 0, runCnt: 0 };
+        }
+      }),
+  };
+}
