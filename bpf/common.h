@@ -26,18 +26,36 @@ static __always_inline __u32 log2_u64(__u64 v)
  * cgroup v2: the default hierarchy. cgroup v1 (and hybrid hosts): the cpu controller's hierarchy, because
  * bpf_get_current_cgroup_id() only ever returns the v2 id, and it is the cpu hierarchy that cpu knobs live in.
  * Both ids equal the inode number of the cgroup's directory (kernfs_node.id, a u64 since v5.5).
+ *
+ * `btf`: the task pointer is BTF-typed (tp_btf, fentry, iterators), so the chain is walked with direct loads — a
+ * few ns, against ~25 ns for each bpf_probe_read_kernel that BPF_CORE_READ costs; a constant at every call site.
  */
-static __always_inline __u64 task_cgroup_id(struct task_struct *t, bool v1)
+static __always_inline __u64 task_cgroup_id(struct task_struct *t, bool v1, const bool btf)
 {
-	struct css_set *cs = BPF_CORE_READ(t, cgroups);
+	int idx = bpf_core_enum_value(enum cgroup_subsys_id, cpu_cgrp_id);
+	struct cgroup_subsys_state *css;
+	struct css_set *cs;
 	struct cgroup *cg;
 
+	if (btf) {
+		cs = t->cgroups;
+		if (!cs)
+			return 0;
+		if (v1) {
+			if (idx < 0 || idx >= CGROUP_SUBSYS_COUNT)
+				return 0;
+			css = cs->subsys[idx];
+			cg = css ? css->cgroup : NULL;
+		} else {
+			cg = cs->dfl_cgrp;
+		}
+		return cg ? cg->kn->id : 0;
+	}
+	cs = BPF_CORE_READ(t, cgroups);
 	if (!cs)
 		return 0;
 	if (v1) {
-		struct cgroup_subsys_state *css = NULL;
-		int idx = bpf_core_enum_value(enum cgroup_subsys_id, cpu_cgrp_id);
-
+		css = NULL;
 		if (idx < 0 || idx >= CGROUP_SUBSYS_COUNT)
 			return 0;
 		bpf_core_read(&css, sizeof(css), &cs->subsys[idx]);
@@ -84,8 +102,13 @@ struct target_filter {
 		__type(value, __u32);						\
 	} pid_slots SEC(".maps")
 
-/* The slot of task `t` (thread group `tgid`), or -1 when it belongs to no target. Needs DECLARE_TARGET_MAPS(). */
-#define TARGET_SLOT_OF(filter, t, tgid)						\
+/*
+ * The slot of task `t` (thread group `tgid`), or -1 when it belongs to no target. Needs DECLARE_TARGET_MAPS().
+ * TARGET_SLOT_OF_BTF where `t` is BTF-typed (tp_btf): direct loads, 3-4x cheaper; TARGET_SLOT_OF elsewhere.
+ */
+#define TARGET_SLOT_OF(filter, t, tgid) TARGET_SLOT_OF_X(filter, t, tgid, false)
+#define TARGET_SLOT_OF_BTF(filter, t, tgid) TARGET_SLOT_OF_X(filter, t, tgid, true)
+#define TARGET_SLOT_OF_X(filter, t, tgid, btf)						\
 	({									\
 		int __slot = -1;						\
 		__u32 __tgid = (tgid), *__s;					\
@@ -95,7 +118,7 @@ struct target_filter {
 				__slot = *__s;					\
 		}								\
 		if (__slot < 0 && (filter).match_cgroups) {			\
-			__u64 __id = task_cgroup_id((t), (filter).cgroup_v1);	\
+			__u64 __id = task_cgroup_id((t), (filter).cgroup_v1, (btf));	\
 			__s = bpf_map_lookup_elem(&cgroup_slots, &__id);	\
 			if (__s)						\
 				__slot = *__s;					\

@@ -83,9 +83,9 @@ static __always_inline struct task_wait *task_wait_of(struct task_struct *t, __u
 	return tw;
 }
 
-static __always_inline int slot_of(struct task_struct *t, __u32 tgid)
+static __always_inline int slot_of(struct task_struct *t, __u32 tgid, const bool btf)
 {
-	return TARGET_SLOT_OF(cfg.filter, t, tgid);
+	return TARGET_SLOT_OF_X(cfg.filter, t, tgid, btf);
 }
 
 static __always_inline void account_thread(__u32 tid, __u32 tgid, __u32 slot, __u32 bucket, __u64 delta)
@@ -121,7 +121,7 @@ static __always_inline void on_switch(bool preempt, struct task_struct *prev, st
 		struct task_wait *tw;
 		__u32 bucket;
 
-		slot = slot_of(next, next_tgid);
+		slot = slot_of(next, next_tgid, btf);
 		if ((slot < 0 || slot >= cfg.filter.host_slot) && !cfg.filter.host)
 			goto out;
 		tw = task_wait_of(next, next_pid, btf);
@@ -157,7 +157,7 @@ static __always_inline void on_switch(bool preempt, struct task_struct *prev, st
 out:
 	/* `prev` ran from `arrived` until now. */
 	if (prev_pid && arrived && now >= arrived) {
-		slot = slot_of(prev, prev_tgid);
+		slot = slot_of(prev, prev_tgid, btf);
 		if (slot >= 0 && slot < cfg.filter.host_slot) {
 			key = slot;
 			h = bpf_map_lookup_elem(&hists, &key);
