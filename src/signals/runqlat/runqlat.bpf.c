@@ -107,24 +107,71 @@ static __always_inline void account_thread(__u32 tid, __u32 tgid, __u32 slot, __
 		th->max_ns = delta;
 }
 
+/*
+ * The slot of the task each CPU switched in last. At the next switch on that CPU it is usually `prev`, whose slot
+ * is then known without walking its cgroup chain again: one membership lookup per switch instead of two.
+ */
+struct cpu_current {
+	__u32 pid;
+	__s32 slot;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cpu_current);
+} cpu_current SEC(".maps");
+
+static __always_inline void add_wait(__u32 key, __u32 bucket, __u64 delta)
+{
+	struct runqlat_hist *h = bpf_map_lookup_elem(&hists, &key);
+
+	if (h) {
+		h->buckets[bucket & (RUNQLAT_BUCKETS - 1)]++;
+		h->count++;
+		h->wait_ns += delta;
+	}
+}
+
+static __always_inline void add_run(__u32 key, __u64 ran, bool preempt)
+{
+	struct runqlat_hist *h = bpf_map_lookup_elem(&hists, &key);
+
+	if (h) {
+		h->oncpu_ns += ran;
+		h->switches_out++;
+		h->preempted += preempt;
+	}
+}
+
 static __always_inline void on_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
 				      __u64 now, __u64 queued, __u64 run_delay, __u64 arrived,
-				      __u32 next_pid, __u32 next_tgid, __u32 prev_pid, __u32 prev_tgid, bool btf)
+				      __u32 next_pid, __u32 next_tgid, __u32 prev_pid, __u32 prev_tgid, const bool btf)
 {
-	struct runqlat_hist *h;
-	__u32 key;
-	int slot;
+	__u32 zero = 0, nslots = cfg.filter.host_slot;
+	struct cpu_current *cur = bpf_map_lookup_elem(&cpu_current, &zero);
+	int prev_slot = -1, next_slot = -1;
+
+	if (prev_pid) {
+		if (cur && cur->pid == prev_pid)
+			prev_slot = cur->slot;
+		else
+			prev_slot = slot_of(prev, prev_tgid, btf);
+	}
+	if (next_pid)
+		next_slot = slot_of(next, next_tgid, btf);
+	if (cur) {
+		cur->pid = next_pid;
+		cur->slot = next_slot;
+	}
 
 	/* `next` waited on the run queue from `queued` until now (plus earlier segments, if it was migrated). */
-	if (next_pid && queued && now >= queued) {
+	if (next_pid && queued && now >= queued && ((next_slot >= 0 && next_slot < nslots) || cfg.filter.host)) {
 		__u64 delta = now - queued, total = run_delay + delta;
-		struct task_wait *tw;
+		struct task_wait *tw = task_wait_of(next, next_pid, btf);
 		__u32 bucket;
 
-		slot = slot_of(next, next_tgid, btf);
-		if ((slot < 0 || slot >= cfg.filter.host_slot) && !cfg.filter.host)
-			goto out;
-		tw = task_wait_of(next, next_pid, btf);
 		if (tw) {
 			if (tw->seen && total > tw->seen && total - tw->seen > delta)
 				delta = total - tw->seen;
@@ -133,49 +180,21 @@ static __always_inline void on_switch(bool preempt, struct task_struct *prev, st
 		bucket = log2_u64(delta / 1000);
 		if (bucket >= RUNQLAT_BUCKETS)
 			bucket = RUNQLAT_BUCKETS - 1;
-		if (slot >= 0 && slot < cfg.filter.host_slot) {
-			key = slot;
-			h = bpf_map_lookup_elem(&hists, &key);
-			if (h) {
-				h->buckets[bucket]++;
-				h->count++;
-				h->wait_ns += delta;
-			}
+		if (next_slot >= 0 && next_slot < nslots) {
+			add_wait(next_slot, bucket, delta);
 			if (cfg.per_thread)
-				account_thread(next_pid, next_tgid, slot, bucket, delta);
+				account_thread(next_pid, next_tgid, next_slot, bucket, delta);
 		}
-		if (cfg.filter.host) {
-			key = cfg.filter.host_slot;
-			h = bpf_map_lookup_elem(&hists, &key);
-			if (h) {
-				h->buckets[bucket]++;
-				h->count++;
-				h->wait_ns += delta;
-			}
-		}
+		if (cfg.filter.host)
+			add_wait(nslots, bucket, delta);
 	}
-out:
+
 	/* `prev` ran from `arrived` until now. */
 	if (prev_pid && arrived && now >= arrived) {
-		slot = slot_of(prev, prev_tgid, btf);
-		if (slot >= 0 && slot < cfg.filter.host_slot) {
-			key = slot;
-			h = bpf_map_lookup_elem(&hists, &key);
-			if (h) {
-				h->oncpu_ns += now - arrived;
-				h->switches_out++;
-				h->preempted += preempt;
-			}
-		}
-		if (cfg.filter.host) {
-			key = cfg.filter.host_slot;
-			h = bpf_map_lookup_elem(&hists, &key);
-			if (h) {
-				h->oncpu_ns += now - arrived;
-				h->switches_out++;
-				h->preempted += preempt;
-			}
-		}
+		if (prev_slot >= 0 && prev_slot < nslots)
+			add_run(prev_slot, now - arrived, preempt);
+		if (cfg.filter.host)
+			add_run(nslots, now - arrived, preempt);
 	}
 }
 
