@@ -35,6 +35,8 @@ export interface AgentOptions {
   probe?: CgroupProbe;
   /** Injected for tests; built from the config when absent. */
   signals?: Signal[];
+  /** Creates or checks the state directory, after targets resolve and before the journal opens. */
+  prepareStateDir?: (dir: string) => void;
 }
 
 /** How many ticks between rescans of target membership (new child cgroups, exited pids). */
@@ -50,6 +52,7 @@ export class Agent {
   private layout?: CgroupLayout;
   private readonly probe: CgroupProbe;
   private readonly injectedSignals?: Signal[];
+  private readonly prepareStateDir?: (dir: string) => void;
   private targets: Target[] = [];
   private signals: Signal[] = [];
   private journal?: Journal;
@@ -77,6 +80,7 @@ export class Agent {
     this.layout = opts.layout;
     this.probe = opts.probe ?? {};
     this.injectedSignals = opts.signals;
+    this.prepareStateDir = opts.prepareStateDir;
   }
 
   get targetList(): readonly Target[] {
@@ -133,6 +137,7 @@ export class Agent {
       this.tempStateDir = mkdtempSync(join(tmpdir(), 'ebpf-tuner-dry-'));
       this.journal = Journal.open(this.tempStateDir, this.log);
     } else {
+      this.prepareStateDir?.(this.stateDir);
       this.journal = Journal.open(this.stateDir, this.log);
       if (this.journal.active().length > 0) {
         this.recovered = restoreAll(this.journal, this.log);

@@ -33,9 +33,9 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   if (opts.tokenFile && !opts.listen) {
     throw new TunerError('CLI_USAGE', 'use --token-file: it only applies with --listen HOST:PORT — add --listen or drop --token-file');
   }
-  if (!opts.dryRun) ensureSafeStateDir(opts.stateDir);
-
-  const agent = new Agent({ config, log, stateDir: opts.stateDir, dryRun: opts.dryRun });
+  // The state directory is created (0700, with safe parents) only once the targets have resolved: a bad config
+  // leaves no trace on the host.
+  const agent = new Agent({ config, log, stateDir: opts.stateDir, dryRun: opts.dryRun, prepareStateDir: ensureSafeStateDir });
   const releaseStats = opts.bpfStats ? enableBpfStats() : undefined;
   let http: { url: string; close(): Promise<void> } | undefined;
   let stopWatchdog: (() => void) | undefined;
