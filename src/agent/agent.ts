@@ -3,7 +3,7 @@
  * collects one snapshot, publishes it, asks the decision engine what to do and carries it out through the actions —
  * or only logs it, in dry-run. stop() is idempotent and puts every original value back.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { channels, publish } from '../core/events.js';
@@ -24,6 +24,9 @@ import { isRestore, type KnobValues } from '../engine/strategy.js';
 import { createStrategies } from '../engine/registry.js';
 import { createSignals } from '../signals/index.js';
 import { resolveTargets } from './resolve.js';
+
+/** Written in the state directory while a (non-dry) run is alive, for `ebpf-tuner status`. */
+export const PID_FILE = 'agent.pid';
 
 export interface AgentOptions {
   config: Config;
@@ -139,6 +142,7 @@ export class Agent {
     } else {
       this.prepareStateDir?.(this.stateDir);
       this.journal = Journal.open(this.stateDir, this.log);
+      writeFileSync(join(this.stateDir, PID_FILE), `${process.pid}\n`, { mode: 0o600 });
       if (this.journal.active().length > 0) {
         this.recovered = restoreAll(this.journal, this.log);
         this.log.warn(
@@ -376,6 +380,7 @@ export class Agent {
           }
         }
         this.journal?.close();
+        if (!this.dryRun && this.journal) rmSync(join(this.stateDir, PID_FILE), { force: true });
         if (this.tempStateDir) rmSync(this.tempStateDir, { recursive: true, force: true });
       }
       if (report) {

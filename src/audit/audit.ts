@@ -111,6 +111,24 @@ export class AuditLog {
     return rows.map(fromRow);
   }
 
+  /** Queries for a read-only handle (the CLI reading a running agent's database), which cannot create tables. */
+  static queryReadOnly(db: Database.Database, opts: { since?: number; limit?: number; target?: string } = {}): AuditRecord[] {
+    const rows = db
+      .prepare(`SELECT * FROM decisions WHERE time >= ? ${opts.target ? 'AND target = ?' : ''} ORDER BY time DESC, id DESC LIMIT ?`)
+      .all(...[opts.since ?? 0, ...(opts.target ? [opts.target] : []), opts.limit ?? 1000]) as Row[];
+    return rows.map(fromRow);
+  }
+
+  static getReadOnly(db: Database.Database, id: string): AuditRecord | undefined {
+    const r = db.prepare('SELECT * FROM decisions WHERE id = ?').get(id) as Row | undefined;
+    return r ? fromRow(r) : undefined;
+  }
+
+  /** Later decisions that refer to this one (the closed loop's verdict on it, a revert of it). */
+  static relatedReadOnly(db: Database.Database, id: string): AuditRecord[] {
+    return (db.prepare('SELECT * FROM decisions WHERE ref = ? ORDER BY time, id').all(id) as Row[]).map(fromRow);
+  }
+
   get(id: string): AuditRecord | undefined {
     const r = this.db.prepare('SELECT * FROM decisions WHERE id = ?').get(id) as Row | undefined;
     return r ? fromRow(r) : undefined;

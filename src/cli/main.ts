@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isTunerError, TunerError } from '../core/errors.js';
 import { projectRoot } from '../bpf/paths.js';
+import { parseDurationMs } from '../config/schema.js';
 
 const pkg = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string };
 
@@ -84,7 +85,67 @@ export function buildCli(): Command {
       }
     });
 
+  const stateDirOption = ['--state-dir <dir>', 'journal and audit database', DEFAULT_STATE_DIR] as const;
+
+  program
+    .command('log')
+    .description('the audit trail: every decision (applied, dry-run, refused, reverted, kept, overridden) with its reason')
+    .option(...stateDirOption)
+    .option('--since <duration>', 'only decisions this recent, e.g. 10m, 1h', durationOption)
+    .option('--target <name>', 'only decisions about this target')
+    .option('--limit <n>', 'at most this many (newest)', positiveInt, 200)
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { stateDir: string; since?: number; target?: string; limit: number; json?: boolean }) => {
+      try {
+        const { logCommand } = await import('./audit.js');
+        process.stdout.write(logCommand(opts) + '\n');
+      } catch (e) {
+        fail('log', e, opts.json);
+      }
+    });
+
+  program
+    .command('status')
+    .description('whether the agent runs, and every change it has in effect right now')
+    .option(...stateDirOption)
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { stateDir: string; json?: boolean }) => {
+      try {
+        const { statusCommand } = await import('./audit.js');
+        process.stdout.write(statusCommand(opts) + '\n');
+      } catch (e) {
+        fail('status', e, opts.json);
+      }
+    });
+
+  program
+    .command('explain')
+    .argument('<id>', 'a decision id from `ebpf-tuner log`')
+    .description('why a decision was made, in words, with the numbers behind it and what came of it')
+    .option(...stateDirOption)
+    .option('--json', 'machine-readable output')
+    .action(async (id: string, opts: { stateDir: string; json?: boolean }) => {
+      try {
+        const { explainCommand } = await import('./audit.js');
+        process.stdout.write(explainCommand({ ...opts, id }) + '\n');
+      } catch (e) {
+        fail('explain', e, opts.json);
+      }
+    });
+
   return program;
+}
+
+function durationOption(v: string): number {
+  const ms = parseDurationMs(v);
+  if (ms === undefined) throw new InvalidArgumentError(`expected a duration like 10m, 1h or 30s, got "${v}"`);
+  return ms;
+}
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive whole number, got "${v}"`);
+  return n;
 }
 
 export function bigintJson(_k: string, v: unknown): unknown {

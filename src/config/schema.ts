@@ -90,6 +90,12 @@ export function formatMs(ms: number): string {
   return `${ms}ms`;
 }
 
+/** "10m", "1.5s", "250ms" → milliseconds; undefined for anything else (CLI options use the config's units). */
+export function parseDurationMs(text: string): number | undefined {
+  const m = DURATION.exec(text.trim());
+  return m ? Math.round(Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS]) : undefined;
+}
+
 /**
  * A duration written as "1s", "250ms", "1.5s", "2m", "1h" or a bare number of milliseconds; the output is whole
  * milliseconds. A bare number inside quotes is refused rather than guessed at, because "30" could have meant seconds.

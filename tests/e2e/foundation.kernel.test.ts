@@ -78,6 +78,17 @@ describe('foundation loop: runqlat → cpu_weight → journal → restore', () =
     const took = await waitUntil(() => shares(siblingCg) < 1024, 5000);
     console.log(`contention → sibling cpu.shares lowered to ${shares(siblingCg)} in ${took} ms`);
     expect(shares(victimCg)).toBe(1024);
+    // What is changed right now, and why.
+    const status = JSON.parse(runCli(['status', '--state-dir', state.path, '--json']).stdout) as { running: boolean; changes: { target: string; path: string; original: string }[] };
+    expect(status.running).toBe(true);
+    expect(status.changes).toEqual([expect.objectContaining({ target: 'batch', path: join(siblingCg.path, 'cpu.shares'), original: '1024' })]);
+    const log = JSON.parse(runCli(['log', '--state-dir', state.path, '--json', '--since', '1m']).stdout) as { id: string; kind: string; action: string }[];
+    const applied = log.find((r) => r.kind === 'applied' && r.action === 'cpu_weight');
+    expect(applied).toBeDefined();
+    const why = runCli(['explain', applied!.id, '--state-dir', state.path]);
+    expect(why.code, why.stderr).toBe(0);
+    expect(why.stdout).toMatch(/why: web run-queue p99 .* for 2 ticks/);
+    expect(why.stdout).toMatch(/evidence:/);
     agent.child.kill('SIGTERM');
     const exit = await agent.exited;
     expect(exit.code).toBe(0);

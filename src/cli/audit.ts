@@ -1,0 +1,138 @@
+/**
+ * `ebpf-tuner log`, `status` and `explain`: read the audit trail and the journal in the state directory, while the
+ * agent runs or after it stopped. Read-only: nothing is created when there is no state yet.
+ */
+import Database from 'better-sqlite3';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TunerError } from '../core/errors.js';
+import { AuditLog, type AuditRecord } from '../audit/audit.js';
+import type { JournalEntry } from '../journal/journal.js';
+
+import { PID_FILE } from '../agent/agent.js';
+
+function openDb(stateDir: string): Database.Database | undefined {
+  const file = join(stateDir, 'state.db');
+  if (!existsSync(file)) return undefined;
+  try {
+    return new Database(file, { readonly: true, fileMustExist: true });
+  } catch (e) {
+    throw new TunerError('JOURNAL', `open ${file}: ${e instanceof Error ? e.message : String(e)} — check --state-dir`);
+  }
+}
+
+function hasTable(db: Database.Database, name: string): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
+}
+
+function records(db: Database.Database, opts: { since?: number; limit?: number; target?: string }): AuditRecord[] {
+  if (!hasTable(db, 'decisions')) return [];
+  // AuditLog's constructor creates its table; on a read-only handle query through the same row mapping instead.
+  return AuditLog.queryReadOnly(db, opts);
+}
+
+const time = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+
+export function logCommand(opts: { stateDir: string; json?: boolean; since?: number; target?: string; limit?: number }): string {
+  const db = openDb(opts.stateDir);
+  if (!db) return opts.json ? '[]' : `no decisions recorded in ${opts.stateDir}`;
+  try {
+    const since = opts.since !== undefined ? Date.now() - opts.since : 0;
+    const rows = records(db, { since, target: opts.target, limit: opts.limit ?? 200 }).reverse();
+    if (opts.json) return JSON.stringify(rows);
+    if (rows.length === 0) return 'no decisions in that period';
+    return rows
+      .map((r) => {
+        const change = r.from || r.to ? ` ${r.from ?? '?'} → ${r.to ?? '?'}` : '';
+        return `${time(r.time)}  ${r.id}  ${r.kind.padEnd(10)} ${r.action} ${r.target}${change}  ${r.reason}${r.outcome ? ` [${r.outcome}]` : ''}`;
+      })
+      .join('\n');
+  } finally {
+    db.close();
+  }
+}
+
+interface KnobRow {
+  knob_id: string;
+  path: string;
+  target: string;
+  action: string;
+  original: string;
+  last_written: string | null;
+  state: JournalEntry['state'];
+  observed: string | null;
+  updated_at: number;
+}
+
+function agentPid(stateDir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(join(stateDir, PID_FILE), 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
+export function statusCommand(opts: { stateDir: string; json?: boolean }): string {
+  const pid = agentPid(opts.stateDir);
+  const db = openDb(opts.stateDir);
+  let knobs: KnobRow[] = [];
+  let last: AuditRecord | undefined;
+  try {
+    if (db && hasTable(db, 'knobs')) knobs = db.prepare('SELECT * FROM knobs ORDER BY updated_at DESC').all() as KnobRow[];
+    if (db) last = records(db, { limit: 1 })[0];
+  } finally {
+    db?.close();
+  }
+  const active = knobs.filter((k) => k.state === 'active');
+  const overridden = knobs.filter((k) => k.state === 'overridden');
+  const status = {
+    running: pid !== undefined,
+    pid,
+    stateDir: opts.stateDir,
+    changes: active.map((k) => ({ target: k.target, action: k.action, path: k.path, original: k.original, value: k.last_written, since: k.updated_at })),
+    overridden: overridden.map((k) => ({ target: k.target, action: k.action, path: k.path, original: k.original, observed: k.observed })),
+    lastDecision: last ? { id: last.id, time: last.time, kind: last.kind, target: last.target, reason: last.reason } : undefined,
+  };
+  if (opts.json) return JSON.stringify(status);
+  const lines = [pid ? `agent running (pid ${pid})` : `agent not running (state in ${opts.stateDir})`];
+  if (active.length === 0) lines.push('no changes in effect: every knob holds its original value');
+  else {
+    lines.push(`${active.length} change(s) in effect:`);
+    for (const k of active) lines.push(`  ${k.target}  ${k.path}: ${k.original} → ${k.last_written ?? '(being written)'}  (${k.action}, since ${time(k.updated_at)})`);
+  }
+  for (const k of overridden) lines.push(`  left alone: ${k.path} was changed by another writer to ${k.observed} (original ${k.original})`);
+  if (last) lines.push(`last decision: ${last.id} ${last.kind} ${last.action} ${last.target} at ${time(last.time)}`);
+  return lines.join('\n');
+}
+
+export function explainCommand(opts: { stateDir: string; id: string; json?: boolean }): string {
+  const db = openDb(opts.stateDir);
+  if (!db || !hasTable(db, 'decisions')) {
+    db?.close();
+    throw new TunerError('CLI_USAGE', `explain ${opts.id}: no decisions recorded in ${opts.stateDir} — check --state-dir`);
+  }
+  try {
+    const rec = AuditLog.getReadOnly(db, opts.id);
+    if (!rec) throw new TunerError('CLI_USAGE', `explain ${opts.id}: no such decision — list them with: ebpf-tuner log`);
+    const related = AuditLog.relatedReadOnly(db, opts.id);
+    if (opts.json) return JSON.stringify({ decision: rec, related });
+    const lines = [
+      `${rec.id} at ${time(rec.time)}: ${rec.kind} — ${rec.action} on ${rec.target}, by ${rec.rule}`,
+      `why: ${rec.reason}`,
+    ];
+    if (rec.from || rec.to) lines.push(`change: ${rec.from ?? '?'} → ${rec.to ?? '?'}`);
+    if (rec.expected) lines.push(`expected: ${rec.expected}`);
+    if (rec.evidence && Object.keys(rec.evidence).length) {
+      lines.push('evidence:');
+      for (const [k, v] of Object.entries(rec.evidence)) lines.push(`  ${k} = ${Number.isInteger(v) ? v : v.toFixed(3)}`);
+    }
+    if (rec.outcome) lines.push(`outcome: ${rec.outcome}`);
+    for (const r of related) lines.push(`then ${r.id} at ${time(r.time)}: ${r.kind} — ${r.reason}${r.outcome ? ` [${r.outcome}]` : ''}`);
+    return lines.join('\n');
+  } finally {
+    db.close();
+  }
+}
