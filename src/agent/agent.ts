@@ -15,7 +15,7 @@ import { detectLayout, type CgroupLayout, type CgroupProbe } from '../cgroup/lay
 import { Journal, type JournalEntry } from '../journal/journal.js';
 import { restoreAll, type RestoreReport } from '../journal/restore.js';
 import { KnobWriter, defaultDenyList } from '../actions/knob-writer.js';
-import { findAction } from '../actions/index.js';
+import { ACTIONS, findAction } from '../actions/index.js';
 import { AuditLog, type AuditKind } from '../audit/audit.js';
 import { ClosedLoop } from '../engine/closed-loop.js';
 import { DecisionEngine, type Decision } from '../engine/engine.js';
@@ -122,6 +122,21 @@ export class Agent {
     const item = this.writer.restore(knobId);
     this.log.info({ knob: knobId, outcome: item?.outcome }, 'knob reverted on request');
     return item !== undefined && (item.outcome === 'restored' || item.outcome === 'vanished');
+  }
+
+  /** Every target's knob values in each action's units, where the action can read them (for recordings). */
+  knobValues(): Record<string, Record<string, KnobValues>> {
+    const out: Record<string, Record<string, KnobValues>> = {};
+    for (const t of this.targets) {
+      for (const a of ACTIONS) {
+        try {
+          (out[t.name] ??= {})[a.name] = a.read(t);
+        } catch {
+          // not applicable to this target (e.g. a pid target for a cgroup knob)
+        }
+      }
+    }
+    return out;
   }
 
   /** The BPF programs attached by every signal. */

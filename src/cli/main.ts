@@ -133,6 +133,37 @@ export function buildCli(): Command {
       }
     });
 
+  program
+    .command('record')
+    .description('store every tick\'s signal snapshots (gzip\'d JSON lines) for replay; acts on nothing')
+    .requiredOption('-o, --out <file>', 'recording to write')
+    .option('-c, --config <file>', 'YAML config (targets and signals to record)')
+    .option('--duration <seconds>', 'stop after this many seconds (default: at Ctrl-C)', positiveSeconds)
+    .option('--log-level <level>', 'trace, debug, info, warn, error', 'warn')
+    .action(async (opts: { out: string; config?: string; duration?: number; logLevel: string }) => {
+      try {
+        const { recordCommand } = await import('./record.js');
+        await recordCommand(opts);
+      } catch (e) {
+        fail('record', e);
+      }
+    });
+
+  program
+    .command('replay')
+    .argument('<file>', 'a recording made by `ebpf-tuner record`')
+    .description('run the strategies over a recording, touching nothing, and print the decisions they would make')
+    .option('-c, --config <file>', 'config to replay with (default: the one the recording was made under)')
+    .option('--json', 'one JSON object per decision')
+    .action(async (file: string, opts: { config?: string; json?: boolean }) => {
+      try {
+        const { replayCommand } = await import('./record.js');
+        await replayCommand(file, opts);
+      } catch (e) {
+        fail('replay', e, opts.json);
+      }
+    });
+
   return program;
 }
 

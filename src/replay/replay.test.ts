@@ -1,0 +1,42 @@
+/** Replay is a pure function of the recording and the config: pinned on a synthetic recording. */
+import { describe, expect, it } from 'vitest';
+import type { TickSnapshot } from '../core/types.js';
+import { parseConfig } from '../config/load.js';
+import type { RecordingHeader } from './recording.js';
+import { formatReplay, replay } from './replay.js';
+
+const config = parseConfig('policy: {noisy_neighbor: {p99_threshold_us: 4000, trigger_ticks: 2, calm_ticks: 3}}\nguardrails: {cooldown: 0s}\n', 'test.yaml');
+const header: RecordingHeader = {
+  format: 'ebpf-tuner-recording',
+  version: 1,
+  startedAt: 0,
+  host: 'h',
+  kernel: 'k',
+  config,
+  targets: [
+    { name: 'web', role: 'protect' },
+    { name: 'batch', role: 'noisy' },
+  ],
+  knobs: { web: { cpu_weight: { weight: 100 } }, batch: { cpu_weight: { weight: 100 } } },
+};
+
+function tick(i: number, p99: number): TickSnapshot {
+  const w = (p: number, oncpu: number) => ({ count: 400, p50: 100, p90: p / 2, p99: p, mean: 200, p99Ewma: p, waitUs: 1e4, oncpuUs: oncpu });
+  return { time: 1_000_000 + i * 1000, windowMs: 1000, targets: { web: { name: 'web', role: 'protect', runqlat: w(p99, 2e5) }, batch: { name: 'batch', role: 'noisy', runqlat: w(20_000, 9e5) } } };
+}
+
+// Hot for 8 ticks (improving after the nudge), then calm.
+const ticks = [...[9000, 9000, 9000, 3000, 3000, 3000, 3000, 3000].map((p, i) => tick(i, p)), ...Array.from({ length: 8 }, (_, i) => tick(8 + i, 200))];
+
+describe('replay', () => {
+  it('lowers the noisy weight, keeps it when the victim improved, restores it when calm — the same every time', () => {
+    const a = replay(header, ticks, config);
+    const b = replay(header, ticks, config);
+    expect(a).toEqual(b);
+    const applied = a.filter((d) => d.kind === 'proposed' || d.kind === 'revert');
+    expect(applied[0]).toMatchObject({ tick: 1, action: 'cpu_weight', target: 'batch', from: { weight: 100 }, to: { weight: 50 } });
+    expect(a.some((d) => d.kind === 'kept')).toBe(true);
+    expect(applied.at(-1)).toMatchObject({ target: 'batch', to: { weight: 100 } });
+    expect(formatReplay(a)).toMatch(/proposed cpu_weight batch weight=100 → weight=50/);
+  });
+});
