@@ -164,6 +164,22 @@ export function buildCli(): Command {
       }
     });
 
+  program
+    .command('demo')
+    .description('see it help: a victim beside a noisy neighbour, before and after the agent acts, with the live dashboard')
+    .option('--seconds <n>', 'seconds per phase', positiveSeconds, 10)
+    .option('--listen <host:port>', 'dashboard address (default: a free loopback port)')
+    .option('--json', 'print one JSON summary instead of the progress display')
+    .action(async (opts: { seconds: number; listen?: string; json?: boolean }) => {
+      try {
+        const { runDemo } = await import('../demo/demo.js');
+        process.exitCode = await runDemo(opts);
+        setImmediate(() => process.exit(process.exitCode));
+      } catch (e) {
+        fail('demo', e, opts.json);
+      }
+    });
+
   return program;
 }
 
