@@ -134,6 +134,21 @@ export function buildCli(): Command {
     });
 
   program
+    .command('top')
+    .description('live view of every target\'s signals, worst values highlighted; acts on nothing')
+    .option('-c, --config <file>', 'YAML config (targets and signals)')
+    .option('--once', 'print one snapshot after one window and exit')
+    .option('--json', 'JSON instead of the table (one object per tick; with --once, exactly one)')
+    .action(async (opts: { config?: string; once?: boolean; json?: boolean }) => {
+      try {
+        const { topCommand } = await import('./top.js');
+        await topCommand(opts);
+      } catch (e) {
+        fail('top', e, opts.json);
+      }
+    });
+
+  program
     .command('record')
     .description('store every tick\'s signal snapshots (gzip\'d JSON lines) for replay; acts on nothing')
     .requiredOption('-o, --out <file>', 'recording to write')

@@ -44,8 +44,12 @@ function newCumulative(): Cumulative {
 export interface RunqlatWindow extends LatencyStats {
   waitUs: number;
   oncpuUs: number;
+  /** on-CPU / (on-CPU + run-queue wait) over the window: 1 = never waited for a CPU. */
+  oncpuRatio: number;
   switchesOut: number;
-  preempted: number;
+  /** Context switches away while still runnable (preempted), and the rest (blocked, slept, yielded). */
+  involuntary: number;
+  voluntary: number;
   /** Thread-level detail (top threads by wait), when per-thread accounting is on. */
   threads?: { tid: number; tgid: number; count: number; maxUs: number; meanUs: number }[];
 }
@@ -151,6 +155,9 @@ export class RunqlatSignal implements Signal {
     const p99 = count > 0 ? histPercentile(this.window, 0.99) : 0;
     // A window without samples says nothing about latency: the EWMA keeps its value rather than decaying to 0.
     if (count > 0) ewma.update(p99);
+    const oncpuUs = Math.max(0, c.oncpuNs - p.oncpuNs) / 1000;
+    const switchesOut = Math.max(0, c.switchesOut - p.switchesOut);
+    const involuntary = Math.max(0, c.preempted - p.preempted);
     return {
       count,
       p50: count > 0 ? histPercentile(this.window, 0.5) : 0,
@@ -159,9 +166,11 @@ export class RunqlatSignal implements Signal {
       mean: count > 0 ? waitUs / count : 0,
       p99Ewma: ewma.value ?? 0,
       waitUs,
-      oncpuUs: Math.max(0, c.oncpuNs - p.oncpuNs) / 1000,
-      switchesOut: Math.max(0, c.switchesOut - p.switchesOut),
-      preempted: Math.max(0, c.preempted - p.preempted),
+      oncpuUs,
+      oncpuRatio: oncpuUs + waitUs > 0 ? oncpuUs / (oncpuUs + waitUs) : 1,
+      switchesOut,
+      involuntary,
+      voluntary: switchesOut - involuntary,
     };
   }
 
