@@ -8,6 +8,8 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
+          // Property tests run thousands of cases; a loaded CI machine must not turn that into a timeout.
+          testTimeout: 30_000,
           include: ['src/**/*.test.ts'],
           exclude: ['src/**/*.kernel.test.ts'],
         },

@@ -100,4 +100,19 @@ describe('agent on cgroup v2 (fake tree)', () => {
     expect(weight('app/batch')).toBe('100');
     await agent.stop();
   });
+
+  it('ticks early when a signal wakes it (a PSI trigger), instead of waiting for the next tick', async () => {
+    const signal = new ScriptedSignal();
+    let wake: ((reason: string) => void) | undefined;
+    const waking = Object.assign(signal, { onWake: (fn: (r: string) => void) => ((wake = fn), () => (wake = undefined)) });
+    const slow = parseConfig(`tick: 60s\ntargets:\n  - {name: web, cgroup: ${fake.path('app/web')}, role: protect}\n  - {name: batch, cgroup: ${fake.path('app/batch')}, role: noisy}\n`, 't.yaml');
+    const agent = new Agent({ config: slow, log: silentLogger, stateDir: state, layout: fake.layout, probe: fake.probe, signals: [waking] });
+    await agent.start();
+    expect(agent.last).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 150));
+    wake?.('psi trigger');
+    expect(agent.last?.targets.web.runqlat?.p99).toBe(10_000);
+    await agent.stop();
+    expect(wake).toBeUndefined();
+  });
 });

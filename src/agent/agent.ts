@@ -70,6 +70,7 @@ export class Agent {
   private stopping?: Promise<RestoreReport | undefined>;
   private started = false;
   private readonly lastRefusal = new Map<string, string>();
+  private readonly unwake: (() => void)[] = [];
   /** The last snapshot, for the HTTP API and `top`. */
   last?: TickSnapshot;
   /** What start() restored from a previous run. */
@@ -206,6 +207,16 @@ export class Agent {
     this.started = true;
     this.lastTick = Date.now();
     this.timer = setInterval(() => this.tickSafely(), this.config.tickMs);
+    // A pressure spike seen by a trigger is acted on now, not at the next tick; at most one early tick per 100 ms so a
+    // storm of triggers cannot turn into a busy loop.
+    for (const s of this.signals) {
+      const off = s.onWake?.((reason) => {
+        if (!this.started || this.stopping || Date.now() - this.lastTick < 100) return;
+        this.log.debug({ signal: s.name, reason }, 'early tick');
+        this.tickSafely();
+      });
+      if (off) this.unwake.push(off);
+    }
     publish(channels.lifecycle, () => ({ state: 'ready' }));
     this.log.info(
       {
@@ -382,6 +393,7 @@ export class Agent {
     this.stopping ??= (async () => {
       if (this.timer) clearInterval(this.timer);
       this.timer = undefined;
+      for (const off of this.unwake.splice(0)) off();
       publish(channels.lifecycle, () => ({ state: 'stopping' }));
       let report: RestoreReport | undefined;
       try {

@@ -2,7 +2,7 @@
  * The built-in configuration: what the agent runs with when a setting (or the whole file) is absent. The schema
  * takes every default from here, so the documented defaults, an empty file and no file at all agree by construction.
  */
-import type { Config } from './types.js';
+import type { Config, StrategyConfig } from './types.js';
 
 /** The `source` of a configuration that did not come from a file. */
 export const BUILT_IN_SOURCE = '<built-in>';
@@ -30,6 +30,13 @@ export const DEFAULTS = deepFreeze({
   ewmaAlpha: 0.3,
   signals: {
     runqlat: { enabled: true, perThread: false },
+    // No PSI trigger by default: each one makes the kernel sample pressure far more often while stalls last (window/10
+    // with CAP_SYS_RESOURCE), and no default rule acts faster than a tick, which reads the same pressure anyway.
+    psi: { enabled: true, triggers: [] },
+    cgstat: { enabled: true },
+    net: { enabled: true },
+    futex: { enabled: true },
+    blkio: { enabled: true },
   },
   targets: [],
   policy: {
@@ -43,6 +50,45 @@ export const DEFAULTS = deepFreeze({
       minWeight: 10,
       maxNoisyPerStep: 1,
     },
+    pressureBackoff: {
+      enabled: true,
+      psiSomeAvg10Threshold: 20,
+      triggerTicks: 3,
+      calmTicks: 30,
+      decreaseFactor: 0.5,
+      increaseStepCpus: 0.25,
+      floorCpus: 0.2,
+    },
+    ioPrefetch: {
+      enabled: true,
+      seqRatioThreshold: 0.8,
+      maxRequestKb: 64,
+      minIosPerS: 50,
+      triggerTicks: 3,
+      calmTicks: 10,
+      readAheadKb: 1024,
+      prefetchMb: 0,
+    },
+    cpusetSpread: {
+      enabled: true,
+      mode: 'affinity',
+      minPileup: 2,
+      idleBelow: 0.5,
+      triggerTicks: 3,
+      calmTicks: 30,
+      pinCpus: '',
+    },
+    numaRebalance: {
+      enabled: true,
+      move: 'cpus',
+      remoteThreshold: 0.5,
+      dominance: 0.75,
+      calmFraction: 0.8,
+      minMemoryMb: 64,
+      triggerTicks: 5,
+      calmTicks: 30,
+      sampleTicks: 5,
+    },
   },
   guardrails: {
     cooldownMs: 3000,
@@ -55,6 +101,17 @@ export const DEFAULTS = deepFreeze({
     penaltyMs: 300_000,
   },
 } satisfies Omit<Config, 'source'>);
+
+/**
+ * The strategy section's defaults. Kept out of DEFAULTS because a config without the section carries none: the
+ * default rule stays in charge until the learner is asked for.
+ */
+export const DEFAULT_STRATEGY = deepFreeze({
+  kind: 'heuristic',
+  canaryTargets: [],
+  seed: 1,
+  exploration: { scale: 1, decay: 0.98, minScale: 0.05 },
+} satisfies StrategyConfig);
 
 /** A fresh, mutable copy of the built-in configuration. */
 export function defaultConfig(source: string = BUILT_IN_SOURCE): Config {

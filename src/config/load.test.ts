@@ -45,7 +45,14 @@ describe('defaults', () => {
     expect(DEFAULTS).toEqual({
       tickMs: 1000,
       ewmaAlpha: 0.3,
-      signals: { runqlat: { enabled: true, perThread: false } },
+      signals: {
+        runqlat: { enabled: true, perThread: false },
+        psi: { enabled: true, triggers: [] },
+        cgstat: { enabled: true },
+        net: { enabled: true },
+        futex: { enabled: true },
+        blkio: { enabled: true },
+      },
       targets: [],
       policy: {
         noisyNeighbor: {
@@ -57,6 +64,45 @@ describe('defaults', () => {
           stepFraction: 0.5,
           minWeight: 10,
           maxNoisyPerStep: 1,
+        },
+        cpusetSpread: {
+          enabled: true,
+          mode: 'affinity',
+          minPileup: 2,
+          idleBelow: 0.5,
+          triggerTicks: 3,
+          calmTicks: 30,
+          pinCpus: '',
+        },
+        numaRebalance: {
+          enabled: true,
+          move: 'cpus',
+          remoteThreshold: 0.5,
+          dominance: 0.75,
+          calmFraction: 0.8,
+          minMemoryMb: 64,
+          triggerTicks: 5,
+          calmTicks: 30,
+          sampleTicks: 5,
+        },
+        pressureBackoff: {
+          enabled: true,
+          psiSomeAvg10Threshold: 20,
+          triggerTicks: 3,
+          calmTicks: 30,
+          decreaseFactor: 0.5,
+          increaseStepCpus: 0.25,
+          floorCpus: 0.2,
+        },
+        ioPrefetch: {
+          enabled: true,
+          seqRatioThreshold: 0.8,
+          maxRequestKb: 64,
+          minIosPerS: 50,
+          triggerTicks: 3,
+          calmTicks: 10,
+          readAheadKb: 1024,
+          prefetchMb: 0,
         },
       },
       guardrails: { cooldownMs: 3000, maxChangesPerMinute: 30, denyCgroups: [] },
@@ -89,6 +135,11 @@ tick: 250ms
 ewma_alpha: 0.5
 signals:
   runqlat: { enabled: false, per_thread: true }
+  psi: { triggers: [{ resource: memory, kind: full, stall: 150ms, window: 2s }] }
+  cgstat: { enabled: false }
+  net: { enabled: false }
+  futex: { enabled: false }
+  blkio: { enabled: false }
 targets:
   - name: web
     role: protect
@@ -119,7 +170,14 @@ closed_loop:
       source: SRC,
       tickMs: 250,
       ewmaAlpha: 0.5,
-      signals: { runqlat: { enabled: false, perThread: true } },
+      signals: {
+        runqlat: { enabled: false, perThread: true },
+        psi: { enabled: true, triggers: [{ resource: 'memory', kind: 'full', stallUs: 150_000, windowUs: 2_000_000 }] },
+        cgstat: { enabled: false },
+        net: { enabled: false },
+        futex: { enabled: false },
+        blkio: { enabled: false },
+      },
       targets: [
         { name: 'web', role: 'protect', cgroup: '/sys/fs/cgroup/web.slice' },
         { name: 'batch_1', role: 'noisy', pids: [1234, 5678] },
@@ -135,6 +193,10 @@ closed_loop:
           minWeight: 5,
           maxNoisyPerStep: 2,
         },
+        cpusetSpread: DEFAULTS.policy.cpusetSpread,
+        numaRebalance: DEFAULTS.policy.numaRebalance,
+        pressureBackoff: DEFAULTS.policy.pressureBackoff,
+        ioPrefetch: DEFAULTS.policy.ioPrefetch,
       },
       guardrails: {
         cooldownMs: 1500,
@@ -289,7 +351,7 @@ describe('unknown keys', () => {
 
   it('lists the known keys when nothing is close', () => {
     const i = firstIssue('signals: {cpu_pressure: {}}');
-    expect(i).toMatchObject({ path: 'signals.cpu_pressure', message: 'unknown key — fix: remove it; known keys here: runqlat', line: 1 });
+    expect(i).toMatchObject({ path: 'signals.cpu_pressure', message: 'unknown key — fix: remove it; known keys here: runqlat, psi, cgstat, net, futex, blkio', line: 1 });
   });
 
   it('reports each unknown key separately, even without a value', () => {
@@ -495,5 +557,23 @@ describe('helpers', () => {
   it('closestKey does not guess wildly', () => {
     expect(closestKey('colour', ['tick', 'targets'])).toBeUndefined();
     expect(closestKey('TICK', ['tick', 'targets'])).toBe('tick');
+  });
+});
+
+describe('signals.psi.triggers', () => {
+  it('takes durations and hands them on in microseconds', () => {
+    const c = parseConfig('signals:\n  psi:\n    triggers:\n      - { resource: cpu, kind: some, stall: 0.2s, window: 10s }\n', SRC);
+    expect(c.signals.psi.triggers).toEqual([{ resource: 'cpu', kind: 'some', stallUs: 200_000, windowUs: 10_000_000 }]);
+  });
+
+  it.each([
+    ['{ resource: cpu, kind: some, stall: 3s, window: 2s }', 'signals.psi.triggers[0].stall', /longer than the window 2s — fix: /],
+    ['{ resource: cpu, kind: some, stall: 100ms, window: 100ms }', 'signals.psi.triggers[0].window', /from 500ms to 10s/],
+    ['{ resource: irq, kind: some, stall: 100ms, window: 1s }', 'signals.psi.triggers[0].resource', /expected cpu, memory or io/],
+    ['{ resource: cpu, kind: half, stall: 100ms, window: 1s }', 'signals.psi.triggers[0].kind', /expected some or full/],
+  ])('%s → an issue on the field with a fix', (trigger, path, message) => {
+    const i = firstIssue(`signals:\n  psi:\n    triggers: [${trigger}]\n`);
+    expect(i.path).toBe(path);
+    expect(i.message).toMatch(message);
   });
 });

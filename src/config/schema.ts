@@ -7,7 +7,7 @@
  * live system that target resolution answers later.
  */
 import { z } from 'zod';
-import { DEFAULTS } from './defaults.js';
+import { DEFAULT_STRATEGY, DEFAULTS } from './defaults.js';
 import type { Config, TargetConfig } from './types.js';
 
 export const LIMITS = {
@@ -368,6 +368,271 @@ const noisyNeighbor = strict(
   { expected: 'a mapping of policy settings', fix: 'indent the settings under noisy_neighbor:' },
 );
 
+/** A number in [lo, hi], or (lo, hi] when `loOpen`. */
+function real(lo: number, hi: number, h: Hint, opts: { loOpen: boolean } = { loOpen: false }) {
+  const e = errorFor(h);
+  const n = z.number(e);
+  return (opts.loOpen ? n.gt(lo, e) : n.gte(lo, e)).lte(hi, e);
+}
+
+const PB = DEFAULTS.policy.pressureBackoff;
+
+const pressureBackoff = strict(
+  {
+    enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(PB.enabled),
+    psi_some_avg10_threshold: real(0, 100, {
+      expected: 'a percentage greater than 0 and at most 100',
+      fix: `write e.g. psi_some_avg10_threshold: ${PB.psiSomeAvg10Threshold} (PSI "some" avg10, percent of time stalled)`,
+    }, { loOpen: true }).default(PB.psiSomeAvg10Threshold),
+    trigger_ticks: int(1, LIMITS.triggerTicksMax, {
+      expected: `a whole number of ticks from 1 to ${LIMITS.triggerTicksMax}`,
+      fix: `write e.g. trigger_ticks: ${PB.triggerTicks}`,
+    }).default(PB.triggerTicks),
+    calm_ticks: int(1, LIMITS.calmTicksMax, {
+      expected: `a whole number of ticks from 1 to ${LIMITS.calmTicksMax}`,
+      fix: `write e.g. calm_ticks: ${PB.calmTicks}`,
+    }).default(PB.calmTicks),
+    decrease_factor: fraction(
+      {
+        expected: 'a number greater than 0 and less than 1',
+        fix: `write e.g. decrease_factor: ${PB.decreaseFactor} (each decrease multiplies the quota by it)`,
+      },
+      { includeOne: false },
+    ).default(PB.decreaseFactor),
+    increase_step_cpus: real(0.01, 1024, {
+      expected: 'a number of CPUs from 0.01 to 1024',
+      fix: `write e.g. increase_step_cpus: ${PB.increaseStepCpus}`,
+    }).default(PB.increaseStepCpus),
+    // The kernel's smallest quota is 1 ms per period: 0.01 CPU at the default 100 ms period.
+    floor_cpus: real(0.01, 1024, {
+      expected: 'a number of CPUs from 0.01 to 1024',
+      fix: `write e.g. floor_cpus: ${PB.floorCpus} for a fifth of one CPU`,
+    }).default(PB.floorCpus),
+  },
+  { expected: 'a mapping of policy settings', fix: 'indent the settings under pressure_backoff:' },
+);
+
+const IP = DEFAULTS.policy.ioPrefetch;
+
+const ioPrefetch = strict(
+  {
+    enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(IP.enabled),
+    seq_ratio_threshold: fraction(
+      {
+        expected: 'a number greater than 0 and at most 1',
+        fix: `write e.g. seq_ratio_threshold: ${IP.seqRatioThreshold} (the fraction of reads that must be sequential)`,
+      },
+      { includeOne: true },
+    ).default(IP.seqRatioThreshold),
+    max_request_kb: int(1, 65_536, {
+      expected: 'a whole number of KiB from 1 to 65536',
+      fix: `write e.g. max_request_kb: ${IP.maxRequestKb}`,
+    }).default(IP.maxRequestKb),
+    min_ios_per_s: real(0, 10_000_000, {
+      expected: 'a number of requests per second greater than 0',
+      fix: `write e.g. min_ios_per_s: ${IP.minIosPerS}`,
+    }, { loOpen: true }).default(IP.minIosPerS),
+    trigger_ticks: int(1, LIMITS.triggerTicksMax, {
+      expected: `a whole number of ticks from 1 to ${LIMITS.triggerTicksMax}`,
+      fix: `write e.g. trigger_ticks: ${IP.triggerTicks}`,
+    }).default(IP.triggerTicks),
+    calm_ticks: int(1, LIMITS.calmTicksMax, {
+      expected: `a whole number of ticks from 1 to ${LIMITS.calmTicksMax}`,
+      fix: `write e.g. calm_ticks: ${IP.calmTicks}`,
+    }).default(IP.calmTicks),
+    read_ahead_kb: int(1, 16_384, {
+      expected: 'a whole number of KiB from 1 to 16384',
+      fix: `write e.g. read_ahead_kb: ${IP.readAheadKb}`,
+    }).default(IP.readAheadKb),
+    prefetch_mb: real(0, 1024, {
+      expected: 'a number of MiB from 0 to 1024',
+      fix: 'write e.g. prefetch_mb: 64, or prefetch_mb: 0 to pre-read nothing',
+    }).default(IP.prefetchMb),
+  },
+  { expected: 'a mapping of policy settings', fix: 'indent the settings under io_prefetch:' },
+);
+
+const S = DEFAULT_STRATEGY;
+
+const strategy = strict(
+  {
+    kind: z.enum(['heuristic', 'learned', 'shadow', 'canary'], errorFor({
+      expected: 'one of heuristic, learned, shadow, canary',
+      fix: 'write kind: heuristic (the default rule), shadow (learner only reports), canary (learner acts on canary_targets) or learned',
+    })).default(S.kind),
+    canary_targets: (() => {
+      const e = errorFor({
+        expected: 'a list of target names',
+        fix: 'write e.g. canary_targets: [batch], naming targets from the targets list',
+      });
+      return z.array(z.string(e).regex(NAME, e).max(LIMITS.nameMaxLength, e), e);
+    })().default(() => []),
+    seed: int(0, 0xffff_ffff, {
+      expected: 'a whole number from 0 to 4294967295',
+      fix: `write e.g. seed: ${S.seed}`,
+    }).default(S.seed),
+    exploration: strict(
+      {
+        scale: (() => {
+          const e = errorFor({
+            expected: 'a number greater than 0 and at most 10',
+            fix: `write e.g. scale: ${S.exploration.scale} (posterior standard deviations; smaller explores less)`,
+          });
+          return z.number(e).gt(0, e).lte(10, e);
+        })().default(S.exploration.scale),
+        decay: fraction(
+          {
+            expected: 'a number greater than 0 and at most 1',
+            fix: `write e.g. decay: ${S.exploration.decay} (1 keeps exploring as much forever)`,
+          },
+          { includeOne: true },
+        ).default(S.exploration.decay),
+        min_scale: (() => {
+          const e = errorFor({ expected: 'a number from 0 to 10', fix: `write e.g. min_scale: ${S.exploration.minScale}` });
+          return z.number(e).gte(0, e).lte(10, e);
+        })().default(S.exploration.minScale),
+      },
+      { expected: 'a mapping of exploration settings', fix: 'indent scale, decay and min_scale under exploration:' },
+    ).prefault({}),
+  },
+  { expected: 'a mapping of strategy settings', fix: 'indent kind, canary_targets, seed and exploration under strategy:' },
+).superRefine((st, ctx) => {
+  if (st.kind === 'canary' && st.canary_targets.length === 0) {
+    ctx.addIssue({
+      code: 'custom',
+      input: st.canary_targets,
+      path: ['canary_targets'],
+      message: 'kind canary needs at least one target — fix: list the targets the learner may act on, e.g. canary_targets: [batch]',
+    });
+  }
+  if (st.exploration.min_scale > st.exploration.scale) {
+    ctx.addIssue({
+      code: 'custom',
+      input: st.exploration.min_scale,
+      path: ['exploration', 'min_scale'],
+      message: `${st.exploration.min_scale} is above scale ${st.exploration.scale} — fix: make min_scale at most scale`,
+    });
+  }
+});
+
+const CS = DEFAULTS.policy.cpusetSpread;
+const CPU_LIST = /^$|^\d+(-\d+)?(,\d+(-\d+)?)*$/;
+
+const cpusetSpread = strict(
+  {
+    enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(CS.enabled),
+    mode: z.enum(['affinity', 'cpuset'], errorFor({
+      expected: '"affinity" or "cpuset"',
+      fix: 'write mode: affinity (each thread\'s CPU affinity) or mode: cpuset (the target\'s cpuset.cpus)',
+    })).default(CS.mode),
+    min_pileup: int(2, 4096, {
+      expected: 'a whole number of threads from 2 to 4096',
+      fix: `write e.g. min_pileup: ${CS.minPileup} (runnable threads on one CPU that count as a pile-up)`,
+    }).default(CS.minPileup),
+    idle_below: fraction(
+      {
+        expected: 'a number greater than 0 and at most 1',
+        fix: `write e.g. idle_below: ${CS.idleBelow} (a CPU busy less than this fraction of a tick counts as idle)`,
+      },
+      { includeOne: true },
+    ).default(CS.idleBelow),
+    trigger_ticks: int(1, LIMITS.triggerTicksMax, {
+      expected: `a whole number of ticks from 1 to ${LIMITS.triggerTicksMax}`,
+      fix: `write e.g. trigger_ticks: ${CS.triggerTicks}`,
+    }).default(CS.triggerTicks),
+    calm_ticks: int(1, LIMITS.calmTicksMax, {
+      expected: `a whole number of ticks from 1 to ${LIMITS.calmTicksMax}`,
+      fix: `write e.g. calm_ticks: ${CS.calmTicks}`,
+    }).default(CS.calmTicks),
+    pin_cpus: (() => {
+      const e = errorFor({
+        expected: 'a CPU list like "2-3" or "0,2,4", or "" for none',
+        fix: 'write e.g. pin_cpus: "2-3" to pin a piled-up target to CPUs 2 and 3, or leave it out to spread instead',
+      });
+      return z.string(e).regex(CPU_LIST, e);
+    })().default(CS.pinCpus),
+  },
+  { expected: 'a mapping of policy settings', fix: 'indent the settings under cpuset_spread:' },
+);
+
+const NR = DEFAULTS.policy.numaRebalance;
+
+const numaRebalance = strict(
+  {
+    enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(NR.enabled),
+    move: z.enum(['cpus', 'memory'], errorFor({
+      expected: '"cpus" or "memory"',
+      fix: 'write move: cpus (move the CPUs to the memory) or move: memory (migrate the memory to the CPUs)',
+    })).default(NR.move),
+    remote_threshold: fraction(
+      {
+        expected: 'a number greater than 0 and at most 1',
+        fix: `write e.g. remote_threshold: ${NR.remoteThreshold} (share of memory accesses expected to cross nodes)`,
+      },
+      { includeOne: true },
+    ).default(NR.remoteThreshold),
+    dominance: fraction(
+      {
+        expected: 'a number greater than 0 and at most 1',
+        fix: `write e.g. dominance: ${NR.dominance} (share of the memory one node must hold to be its home)`,
+      },
+      { includeOne: true },
+    ).default(NR.dominance),
+    calm_fraction: fraction(
+      {
+        expected: 'a number greater than 0 and at most 1',
+        fix: `write e.g. calm_fraction: ${NR.calmFraction} (restore when the home share falls below dominance × calm_fraction)`,
+      },
+      { includeOne: true },
+    ).default(NR.calmFraction),
+    min_memory_mb: int(0, 1_000_000_000, {
+      expected: 'a whole number of MiB, 0 or more',
+      fix: `write e.g. min_memory_mb: ${NR.minMemoryMb}`,
+    }).default(NR.minMemoryMb),
+    trigger_ticks: int(1, LIMITS.triggerTicksMax, {
+      expected: `a whole number of ticks from 1 to ${LIMITS.triggerTicksMax}`,
+      fix: `write e.g. trigger_ticks: ${NR.triggerTicks}`,
+    }).default(NR.triggerTicks),
+    calm_ticks: int(1, LIMITS.calmTicksMax, {
+      expected: `a whole number of ticks from 1 to ${LIMITS.calmTicksMax}`,
+      fix: `write e.g. calm_ticks: ${NR.calmTicks}`,
+    }).default(NR.calmTicks),
+    sample_ticks: int(1, 1000, {
+      expected: 'a whole number of ticks from 1 to 1000',
+      fix: `write e.g. sample_ticks: ${NR.sampleTicks} (numa_maps is read once every this many ticks)`,
+    }).default(NR.sampleTicks),
+  },
+  { expected: 'a mapping of policy settings', fix: 'indent the settings under numa_rebalance:' },
+);
+
+/** A signal whose only setting is whether it runs. */
+function signalSwitch(name: string, on: boolean) {
+  return strict(
+    { enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(on) },
+    { expected: `a mapping of ${name} settings`, fix: `indent enabled under ${name}:` },
+  ).prefault({});
+}
+
+/** A PSI trigger; stall and window are durations, handed on in microseconds (the kernel's unit). */
+const psiTrigger = strict(
+  {
+    resource: z.enum(['cpu', 'memory', 'io'], errorFor({ expected: 'cpu, memory or io', fix: 'write e.g. resource: cpu' })),
+    kind: z.enum(['some', 'full'], errorFor({ expected: 'some or full', fix: 'write kind: some (any task stalled) or kind: full (all stalled)' })),
+    stall: duration({ min: 1, max: 10_000, allowZero: false, fix: 'use a stall time from 1ms up to the window, e.g. stall: 200ms' }),
+    window: duration({ min: 500, max: 10_000, allowZero: false, fix: 'use a window from 500ms to 10s, e.g. window: 2s' }),
+  },
+  { expected: 'a mapping with resource, kind, stall and window', fix: 'write e.g. {resource: cpu, kind: some, stall: 200ms, window: 2s}' },
+).superRefine((t, ctx) => {
+  if (t.stall > t.window) {
+    ctx.addIssue({
+      code: 'custom',
+      input: t.stall,
+      path: ['stall'],
+      message: `stall ${formatMs(t.stall)} is longer than the window ${formatMs(t.window)} — fix: use a stall time shorter than the window, e.g. 10% of it`,
+    });
+  }
+});
+
 /** Validates the parsed YAML document (with absent values as undefined) and yields a Config without `source`. */
 export const configSchema = strict(
   {
@@ -397,12 +662,31 @@ export const configSchema = strict(
           },
           { expected: 'a mapping of runqlat settings', fix: 'indent enabled and per_thread under runqlat:' },
         ).prefault({}),
+        psi: strict(
+          {
+            enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(D.signals.psi.enabled),
+            triggers: z
+              .array(psiTrigger, errorFor({ expected: 'a list of triggers', fix: 'write e.g. triggers: [{resource: cpu, kind: some, stall: 200ms, window: 2s}]' }))
+              .default(() => []),
+          },
+          { expected: 'a mapping of psi settings', fix: 'indent enabled and triggers under psi:' },
+        ).prefault({}),
+        cgstat: signalSwitch('cgstat', D.signals.cgstat.enabled),
+        net: signalSwitch('net', D.signals.net.enabled),
+        futex: signalSwitch('futex', D.signals.futex.enabled),
+        blkio: signalSwitch('blkio', D.signals.blkio.enabled),
       },
       { expected: 'a mapping of signals', fix: 'indent each signal under signals:, e.g. runqlat:' },
     ).prefault({}),
     targets: targets.default(() => []),
     policy: strict(
-      { noisy_neighbor: noisyNeighbor.prefault({}) },
+      {
+        noisy_neighbor: noisyNeighbor.prefault({}),
+        cpuset_spread: cpusetSpread.prefault({}),
+        numa_rebalance: numaRebalance.prefault({}),
+        pressure_backoff: pressureBackoff.prefault({}),
+        io_prefetch: ioPrefetch.prefault({}),
+      },
       { expected: 'a mapping of policies', fix: 'indent each policy under policy:, e.g. noisy_neighbor:' },
     ).prefault({}),
     guardrails: strict(
@@ -456,13 +740,39 @@ export const configSchema = strict(
       },
       { expected: 'a mapping of closed-loop settings', fix: 'indent window_ticks, margin and penalty under closed_loop:' },
     ).prefault({}),
+    strategy: strategy.optional(),
   },
   { expected: 'a mapping of settings (key: value lines)', fix: 'start the file with top-level keys, e.g. tick: 1s' },
-).transform(
+)
+  .superRefine((c, ctx) => {
+    // Only once the targets themselves are valid, so a bad target is not also reported as an unknown canary.
+    const names = new Set(c.targets.map((t) => t.name));
+    c.strategy?.canary_targets.forEach((n, i) => {
+      if (!names.has(n)) {
+        ctx.addIssue({
+          code: 'custom',
+          input: n,
+          path: ['strategy', 'canary_targets', i],
+          message: `${describeValue(n)} is not a configured target — fix: name a target from the targets list`,
+        });
+      }
+    });
+  })
+  .transform(
   (c): Omit<Config, 'source'> => ({
     tickMs: c.tick,
     ewmaAlpha: c.ewma_alpha,
-    signals: { runqlat: { enabled: c.signals.runqlat.enabled, perThread: c.signals.runqlat.per_thread } },
+    signals: {
+      runqlat: { enabled: c.signals.runqlat.enabled, perThread: c.signals.runqlat.per_thread },
+      psi: {
+        enabled: c.signals.psi.enabled,
+        triggers: c.signals.psi.triggers.map((t) => ({ resource: t.resource, kind: t.kind, stallUs: t.stall * 1000, windowUs: t.window * 1000 })),
+      },
+      cgstat: { enabled: c.signals.cgstat.enabled },
+      net: { enabled: c.signals.net.enabled },
+      futex: { enabled: c.signals.futex.enabled },
+      blkio: { enabled: c.signals.blkio.enabled },
+    },
     targets: c.targets.map((t): TargetConfig => {
       const out: TargetConfig = { name: t.name, role: t.role };
       if (t.cgroup !== undefined) out.cgroup = t.cgroup;
@@ -480,6 +790,45 @@ export const configSchema = strict(
         minWeight: c.policy.noisy_neighbor.min_weight,
         maxNoisyPerStep: c.policy.noisy_neighbor.max_noisy_per_step,
       },
+      cpusetSpread: {
+        enabled: c.policy.cpuset_spread.enabled,
+        mode: c.policy.cpuset_spread.mode,
+        minPileup: c.policy.cpuset_spread.min_pileup,
+        idleBelow: c.policy.cpuset_spread.idle_below,
+        triggerTicks: c.policy.cpuset_spread.trigger_ticks,
+        calmTicks: c.policy.cpuset_spread.calm_ticks,
+        pinCpus: c.policy.cpuset_spread.pin_cpus,
+      },
+      numaRebalance: {
+        enabled: c.policy.numa_rebalance.enabled,
+        move: c.policy.numa_rebalance.move,
+        remoteThreshold: c.policy.numa_rebalance.remote_threshold,
+        dominance: c.policy.numa_rebalance.dominance,
+        calmFraction: c.policy.numa_rebalance.calm_fraction,
+        minMemoryMb: c.policy.numa_rebalance.min_memory_mb,
+        triggerTicks: c.policy.numa_rebalance.trigger_ticks,
+        calmTicks: c.policy.numa_rebalance.calm_ticks,
+        sampleTicks: c.policy.numa_rebalance.sample_ticks,
+      },
+      pressureBackoff: {
+        enabled: c.policy.pressure_backoff.enabled,
+        psiSomeAvg10Threshold: c.policy.pressure_backoff.psi_some_avg10_threshold,
+        triggerTicks: c.policy.pressure_backoff.trigger_ticks,
+        calmTicks: c.policy.pressure_backoff.calm_ticks,
+        decreaseFactor: c.policy.pressure_backoff.decrease_factor,
+        increaseStepCpus: c.policy.pressure_backoff.increase_step_cpus,
+        floorCpus: c.policy.pressure_backoff.floor_cpus,
+      },
+      ioPrefetch: {
+        enabled: c.policy.io_prefetch.enabled,
+        seqRatioThreshold: c.policy.io_prefetch.seq_ratio_threshold,
+        maxRequestKb: c.policy.io_prefetch.max_request_kb,
+        minIosPerS: c.policy.io_prefetch.min_ios_per_s,
+        triggerTicks: c.policy.io_prefetch.trigger_ticks,
+        calmTicks: c.policy.io_prefetch.calm_ticks,
+        readAheadKb: c.policy.io_prefetch.read_ahead_kb,
+        prefetchMb: c.policy.io_prefetch.prefetch_mb,
+      },
     },
     guardrails: {
       cooldownMs: c.guardrails.cooldown,
@@ -491,6 +840,20 @@ export const configSchema = strict(
       margin: c.closed_loop.margin,
       penaltyMs: c.closed_loop.penalty,
     },
+    ...(c.strategy !== undefined
+      ? {
+          strategy: {
+            kind: c.strategy.kind,
+            canaryTargets: [...c.strategy.canary_targets],
+            seed: c.strategy.seed,
+            exploration: {
+              scale: c.strategy.exploration.scale,
+              decay: c.strategy.exploration.decay,
+              minScale: c.strategy.exploration.min_scale,
+            },
+          },
+        }
+      : {}),
   }),
 );
 

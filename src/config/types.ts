@@ -29,6 +29,82 @@ export interface NoisyNeighborPolicy {
   maxNoisyPerStep: number;
 }
 
+export interface PressureBackoffPolicy {
+  enabled: boolean;
+  /** PSI "some" avg10 (percent of time, 0–100) of the host or a protect target above this counts as a pressured tick. */
+  psiSomeAvg10Threshold: number;
+  /** Consecutive pressured ticks before lowering the offender's CPU quota. */
+  triggerTicks: number;
+  /** Consecutive unpressured ticks before putting the original quota back. */
+  calmTicks: number;
+  /** Each decrease multiplies the quota by this (0 < f < 1). */
+  decreaseFactor: number;
+  /** Each increase while unpressured adds this many CPUs. */
+  increaseStepCpus: number;
+  /** The quota is never lowered below this many CPUs. */
+  floorCpus: number;
+}
+
+export interface IoPrefetchPolicy {
+  enabled: boolean;
+  /** Fraction of a target's reads that continue where the previous one ended, for its reads to count as a stream. */
+  seqRatioThreshold: number;
+  /** A stream's mean request at or below this many KiB counts as small. */
+  maxRequestKb: number;
+  /** A stream needs at least this many requests per second. */
+  minIosPerS: number;
+  /** Consecutive ticks of small sequential reads before raising read-ahead. */
+  triggerTicks: number;
+  /** Consecutive ticks without a sequential stream before putting read-ahead back. */
+  calmTicks: number;
+  /** The device's read_ahead_kb while the stream lasts. */
+  readAheadKb: number;
+  /** Pre-read this many MiB of the streamed files per raise; 0 turns pre-reading off. */
+  prefetchMb: number;
+}
+
+export interface CpusetSpreadPolicy {
+  enabled: boolean;
+  /** How to spread: 'affinity' sets each thread's CPU affinity, 'cpuset' the target's cpuset.cpus. */
+  mode: 'affinity' | 'cpuset';
+  /** Runnable threads on one CPU that make a pile-up (≥ 2). */
+  minPileup: number;
+  /** A CPU busy for less than this fraction of the window counts as idle (0 < x ≤ 1). */
+  idleBelow: number;
+  /** Consecutive pile-up ticks before spreading. */
+  triggerTicks: number;
+  /** Consecutive ticks with fewer runnable threads than minPileup before restoring the original placement. */
+  calmTicks: number;
+  /** A CPU list (e.g. "2-3"): when set, a pile-up pins the target to exactly these CPUs instead of spreading it. */
+  pinCpus: string;
+}
+
+export interface NumaRebalancePolicy {
+  enabled: boolean;
+  /** 'cpus' moves the target's CPUs to its memory (cpuset.cpus); 'memory' its memory to its CPUs (cpuset.mems, migrate_pages). */
+  move: 'cpus' | 'memory';
+  /** Expected share of remote memory accesses at or above which a tick counts as "memory far from its CPUs". */
+  remoteThreshold: number;
+  /** Share of the target's memory one node must hold to be its home node. */
+  dominance: number;
+  /** Calm (restore) when the home node's share falls below dominance × calmFraction. */
+  calmFraction: number;
+  /** Targets with less memory than this (MiB) are left alone. */
+  minMemoryMb: number;
+  triggerTicks: number;
+  calmTicks: number;
+  /** numa_maps is read every this many ticks (it walks every mapped page). */
+  sampleTicks: number;
+}
+
+/** A PSI trigger: wake the agent when `kind` stall on `resource` reaches stallUs within any windowUs (host-wide). */
+export interface PsiTriggerConfig {
+  resource: 'cpu' | 'memory' | 'io';
+  kind: 'some' | 'full';
+  stallUs: number;
+  windowUs: number;
+}
+
 export interface GuardrailsConfig {
   /** Minimum time between two changes to the same target, ms. */
   cooldownMs: number;
@@ -47,6 +123,25 @@ export interface ClosedLoopConfig {
   penaltyMs: number;
 }
 
+/** Which strategy decides: the default rule alone, the learner alone, or the learner beside the rule. */
+export type StrategyKind = 'heuristic' | 'learned' | 'shadow' | 'canary';
+
+export interface StrategyConfig {
+  kind: StrategyKind;
+  /** For kind canary: the targets the learner may act on; elsewhere it only reports what it would do. */
+  canaryTargets: string[];
+  /** Seed of the learner's random draws, so runs and tests replay. */
+  seed: number;
+  exploration: {
+    /** Spread of the learner's draws, in posterior standard deviations, before it has learned anything. */
+    scale: number;
+    /** Multiplies the spread once per outcome learned. */
+    decay: number;
+    /** The spread never falls below this. */
+    minScale: number;
+  };
+}
+
 export interface Config {
   /** Where the config came from, for error messages; '<built-in>' for the default. */
   source: string;
@@ -55,9 +150,16 @@ export interface Config {
   ewmaAlpha: number;
   signals: {
     runqlat: { enabled: boolean; perThread: boolean };
+    psi: { enabled: boolean; triggers: PsiTriggerConfig[] };
+    cgstat: { enabled: boolean };
+    net: { enabled: boolean };
+    futex: { enabled: boolean };
+    blkio: { enabled: boolean };
   };
   targets: TargetConfig[];
-  policy: { noisyNeighbor: NoisyNeighborPolicy };
+  policy: { noisyNeighbor: NoisyNeighborPolicy; pressureBackoff: PressureBackoffPolicy; ioPrefetch: IoPrefetchPolicy; cpusetSpread: CpusetSpreadPolicy; numaRebalance: NumaRebalancePolicy };
   guardrails: GuardrailsConfig;
   closedLoop: ClosedLoopConfig;
+  /** Absent when the file has no strategy section: DEFAULT_STRATEGY applies (the default rule alone). */
+  strategy?: StrategyConfig;
 }

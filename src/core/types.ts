@@ -75,6 +75,11 @@ export interface Signal {
   /** Targets changed (a process came or went): update the kernel-side membership maps. */
   updateTargets?(targets: Target[]): void;
   collect(now: number, out: Record<string, TargetSignals>): void;
+  /**
+   * For signals that can see a spike before the next tick (PSI triggers): call `fn` to have the agent tick now.
+   * Returns a function that unregisters it.
+   */
+  onWake?(fn: (reason: string) => void): () => void;
   /** The BPF programs this signal has attached, for per-program cost (run_time_ns / run_cnt). */
   programs?(): { name: string; fd: number }[];
   close(): void;

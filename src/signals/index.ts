@@ -1,6 +1,13 @@
 /** Every signal the agent can run. Adding one is one line here; the agent never branches on a name. */
 import type { Signal } from '../core/types.js';
 import type { Config } from '../config/types.js';
+import { BlkioSignal } from './blkio/blkio.js';
+import { CgstatSignal } from './cgstat/cgstat.js';
+import { FutexSignal } from './futex/futex.js';
+import { NetSignal } from './net/net.js';
+import { NumaSignal } from './numa/numa.js';
+import { PlacementSignal } from './placement/placement.js';
+import { PsiSignal } from './psi/psi.js';
 import { RunqlatSignal } from './runqlat/runqlat.js';
 
 export function createSignals(config: Config, observeHost: boolean): Signal[] {
@@ -8,5 +15,12 @@ export function createSignals(config: Config, observeHost: boolean): Signal[] {
   if (config.signals.runqlat.enabled) {
     out.push(new RunqlatSignal({ perThread: config.signals.runqlat.perThread, host: observeHost, ewmaAlpha: config.ewmaAlpha }));
   }
+  if (config.signals.psi.enabled) out.push(new PsiSignal({ triggers: config.signals.psi.triggers }));
+  if (config.signals.cgstat.enabled) out.push(new CgstatSignal());
+  if (config.signals.net.enabled) out.push(new NetSignal({ host: true }));
+  if (config.signals.futex.enabled) out.push(new FutexSignal({ host: observeHost }));
+  if (config.signals.blkio.enabled) out.push(new BlkioSignal({ host: observeHost }));
+  if (config.policy.cpusetSpread.enabled) out.push(new PlacementSignal({ idleBelow: config.policy.cpusetSpread.idleBelow }));
+  if (config.policy.numaRebalance.enabled) out.push(new NumaSignal({ everyTicks: config.policy.numaRebalance.sampleTicks }));
   return out;
 }
