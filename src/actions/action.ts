@@ -40,6 +40,8 @@ export interface ApplyResult {
 
 export interface Action {
   readonly name: string;
+  /** Once per agent start, after the journal is restored and before the first tick (e.g. clear stale side files). */
+  start?(ctx: { stateDir: string; dryRun: boolean }): void;
   /** The knobs this action may change for a target; refuses targets it cannot act on. */
   knobs(target: Target): KnobRef[];
   /** Current state in the action's units (e.g. { weight: 100 }), whatever the knob's own format. */

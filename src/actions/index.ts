@@ -1,9 +1,17 @@
 /** Every action the agent can take. Adding one is one line here; the orchestrator never branches on a name. */
 import type { Action } from './action.js';
 import { cpuWeight } from './cpu-weight/cpu-weight.js';
+import { cpusetSpread } from './cpuset-spread/cpuset-spread.js';
+import { numaRebalance } from './numa-rebalance/numa-rebalance.js';
+import { ioPrefetch } from './io-prefetch/io-prefetch.js';
+import { pressureBackoff } from './pressure-backoff/pressure-backoff.js';
 
 export const ACTIONS: readonly Action[] = [
   cpuWeight,
+  cpusetSpread,
+  numaRebalance,
+  pressureBackoff,
+  ioPrefetch,
 ];
 
 export type { Action, ActionPlan, ApplyResult, Desired, PlannedChange } from './action.js';

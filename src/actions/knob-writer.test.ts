@@ -114,6 +114,72 @@ describe('KnobWriter scope', () => {
   });
 });
 
+describe('KnobWriter files declared outside the cgroup tree', () => {
+  function device(): { dir: string; knob: string; link: string } {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-tuner-fake-sysfs-'));
+    extra.push(dir);
+    fs.mkdirSync(path.join(dir, 'devices/loop0/queue'), { recursive: true });
+    const knob = path.join(dir, 'devices/loop0/queue/read_ahead_kb');
+    fs.writeFileSync(knob, '128\n');
+    fs.mkdirSync(path.join(dir, 'block'));
+    const link = path.join(dir, 'block/loop0');
+    fs.symlinkSync(path.join(dir, 'devices/loop0'), link);
+    return { dir, knob, link };
+  }
+  const ref = (p: string, target = 'reader') => ({ id: `io_prefetch:${p}`, path: p, target });
+
+  it('lets only the declaring action write only the declared files, for only that target', () => {
+    const d = device();
+    const other = path.join(d.dir, 'devices/loop0/queue/nr_requests');
+    fs.writeFileSync(other, '128\n');
+    const w = writer();
+    expect(() => w.set(ref(d.knob), 'io_prefetch', '1024')).toThrow(/add its cgroup as a target/);
+    w.allowOutside('io_prefetch', 'reader', [d.knob]);
+    // Reached through a symlink, the file is still the declared one.
+    expect(w.set(ref(path.join(d.link, 'queue/read_ahead_kb')), 'io_prefetch', '1024').status).toBe('written');
+    expect(read(d.knob)).toBe('1024\n');
+    expect(() => w.set(ref(d.knob, 'someone-else'), 'io_prefetch', '512')).toThrow(expect.objectContaining({ code: 'OUT_OF_SCOPE' }));
+    expect(() => w.set(ref(d.knob), 'cpu_weight', '512')).toThrow(expect.objectContaining({ code: 'OUT_OF_SCOPE' }));
+    expect(() => w.set(ref(other), 'io_prefetch', '4')).toThrow(/not among the 1 io_prefetch declared for reader/);
+    expect(read(other)).toBe('128\n');
+    // A new declaration replaces the old one.
+    w.allowOutside('io_prefetch', 'reader', []);
+    expect(() => w.set(ref(d.knob), 'io_prefetch', '2048')).toThrow(expect.objectContaining({ code: 'OUT_OF_SCOPE' }));
+    expect(read(d.knob)).toBe('1024\n');
+    // Restores are not limited by scope, so a knob changed under an old declaration can always go back.
+    expect(w.restoreAll().restored).toHaveLength(1);
+    expect(read(d.knob)).toBe('128\n');
+  });
+
+  it('refuses to declare a file inside a cgroup tree, or a relative path', () => {
+    fake.mkdir('other');
+    const w = writer();
+    expect(() => w.allowOutside('io_prefetch', 'reader', [path.join(fake.path('other'), 'cpu.weight')])).toThrow(
+      /lies in the cgroup tree .*where only the targets' own cgroups are in scope/,
+    );
+    expect(() => w.allowOutside('io_prefetch', 'reader', ['queue/read_ahead_kb'])).toThrow(/not an absolute path/);
+    expect(() => w.set(knob('other'), 'io_prefetch', '5')).toThrow(expect.objectContaining({ code: 'OUT_OF_SCOPE' }));
+  });
+
+  it('still applies the deny list to declared files', () => {
+    const d = device();
+    const w = new KnobWriter({
+      journal,
+      log: silentLogger,
+      scope: [],
+      layout: fake.layout,
+      deny: [{ path: path.dirname(d.knob), subtree: true, reason: 'a denied device' }],
+    });
+    w.allowOutside('io_prefetch', 'reader', [d.knob]);
+    expect(() => w.set(ref(d.knob), 'io_prefetch', '1024')).toThrow(/a denied device/);
+    expect(read(d.knob)).toBe('128\n');
+  });
+
+  it('exposes the state directory the journal lives in', () => {
+    expect(writer().stateDir).toBe(path.resolve(stateDir));
+  });
+});
+
 describe('KnobWriter writes', () => {
   it('journals the original durably before the first write', () => {
     fake.mkdir('app.slice/a');

@@ -1,6 +1,8 @@
 /**
  * The only way an action changes a knob. It enforces the three rules every write obeys:
- *   1. scope — only files inside a configured target's cgroup, never inside the deny list;
+ *   1. scope — only files inside a configured target's cgroup, or files outside every cgroup tree that an action
+ *      declared for one target (a block device's queue knobs, say), and never inside the deny list; a knob that is
+ *      not a file (a thread's CPU affinity) belongs to a thread, whose cgroup must pass the same test;
  *   2. journal first — the original value is durably recorded before the first write;
  *   3. no fighting — once someone else changes a knob after us, it is theirs: we stop writing it.
  * In dry-run it computes and reports the same decisions and touches neither the knob nor the journal.
@@ -25,6 +27,41 @@ export interface DenyRule {
   reason: string;
 }
 
+/**
+ * A knob that is not a cgroup interface file, e.g. a thread's CPU affinity. Its path reads `<scheme>:<rest>`. The
+ * scheme reads and writes it and names the thread it acts on; the writer holds that thread to the same scope and
+ * deny rules as a file's directory, so one check guards every kind of knob.
+ */
+export interface KnobScheme {
+  /** The prefix before the first ':' of the knob paths this scheme owns. */
+  readonly scheme: string;
+  /** Must throw CGROUP_NOT_FOUND once the knob is gone (its thread exited): restore then reports it vanished. */
+  readonly io: KnobIO;
+  /** The thread the knob acts on. Throws PID_NOT_FOUND when it no longer exists. */
+  task(knobPath: string): { tid: number; tgid: number };
+}
+
+const schemes = new Map<string, KnobScheme>();
+
+/** Make a kind of knob known to every writer and restore; the module defining the scheme calls this once. */
+export function registerKnobScheme(scheme: KnobScheme): void {
+  schemes.set(scheme.scheme, scheme);
+}
+
+/** The registered scheme owning a knob path, or undefined for an (absolute) file path. */
+export function knobSchemeOf(knobPath: string): KnobScheme | undefined {
+  const i = knobPath.indexOf(':');
+  return i > 0 && !knobPath.startsWith('/') ? schemes.get(knobPath.slice(0, i)) : undefined;
+}
+
+/** One KnobIO for every kind of knob: registered schemes by their prefix, everything else as a file through `files`. */
+export function knobIO(files: KnobIO = kernelKnobIO): KnobIO {
+  return {
+    read: (p) => (knobSchemeOf(p)?.io ?? files).read(p),
+    write: (p, value) => (knobSchemeOf(p)?.io ?? files).write(p, value),
+  };
+}
+
 export type SetStatus = 'written' | 'unchanged' | 'overridden' | 'dry-run';
 
 export interface SetResult {
@@ -45,10 +82,13 @@ export interface KnobWriterOptions {
   dryRun?: boolean;
   /** Cgroup directories of the targets; a knob must be inside one of them. */
   scope: string[];
+  /** Processes of pid-list targets: a thread knob of one of these is in scope too. */
+  pids?: number[];
   /** Replaces the default deny list (see `defaultDenyList`); extend it with `[...defaultDenyList(layout), ...]`. */
   deny?: DenyRule[];
-  /** Used for the default deny list; probed when absent. */
+  /** Used for the default deny list and to find a thread's cgroups; probed when absent. */
   layout?: CgroupLayout;
+  /** File reads and writes; knobs of registered schemes go to their own IO. */
   io?: KnobIO;
 }
 
@@ -95,28 +135,74 @@ export function defaultDenyList(layout: CgroupLayout, opts: { pid?: number; proc
 
 export class KnobWriter {
   readonly dryRun: boolean;
+  /** The journal's directory: the agent's state directory, where actions also keep the files they publish. */
+  readonly stateDir: string;
   private readonly journal: Journal;
   private readonly log: Logger;
   private readonly io: KnobIO;
   private readonly deny: DenyRule[];
   private scope: string[];
+  private pids: Set<number>;
+  private layout: CgroupLayout | undefined;
+  /** `${action}\0${target}` → canonical knob files outside the cgroup trees declared for that pair. */
+  private readonly outside = new Map<string, Set<string>>();
 
   constructor(opts: KnobWriterOptions) {
     this.journal = opts.journal;
     this.log = opts.log.child({ module: 'knob-writer' });
     this.dryRun = opts.dryRun === true;
-    this.io = opts.io ?? kernelKnobIO;
+    this.stateDir = path.dirname(opts.journal.file);
+    this.io = knobIO(opts.io ?? kernelKnobIO);
+    this.layout = opts.layout;
     this.deny = (opts.deny ?? defaultDenyList(opts.layout ?? detectLayout())).map((r) => ({ ...r, path: canonical(r.path) }));
     this.scope = opts.scope.map(canonical);
+    this.pids = new Set(opts.pids ?? []);
   }
 
-  /** Targets changed: knobs must now lie inside these cgroup directories. */
-  updateScope(scope: string[]): void {
+  /** Targets changed: knobs must now lie inside these cgroup directories (thread knobs: or these processes). */
+  updateScope(scope: string[], pids?: number[]): void {
     this.scope = scope.map(canonical);
+    if (pids !== undefined) this.pids = new Set(pids);
   }
 
-  /** Throws OUT_OF_SCOPE unless the knob file lies inside a scope directory and outside every deny rule. */
-  checkScope(knobPath: string): void {
+  /**
+   * Declare the knob files outside the cgroup trees that `action` may write for `target` (e.g. read_ahead_kb of the
+   * block devices the target reads), replacing what it declared for that pair before. Only exact files are allowed,
+   * only to that action for that target, and never a file inside a cgroup mount: cgroup knobs stay limited to the
+   * targets' own cgroups.
+   */
+  allowOutside(action: string, target: string, paths: readonly string[]): void {
+    const roots = (this.layout ??= detectLayout()).mounts.map((m) => canonical(m.mount));
+    const files = new Set<string>();
+    for (const p of paths) {
+      if (!path.isAbsolute(p)) {
+        throw new TunerError('OUT_OF_SCOPE', `declare ${p} for ${action} on ${target}: not an absolute path`);
+      }
+      const file = canonical(p);
+      const root = roots.find((r) => isPathUnder(file, r));
+      if (root !== undefined) {
+        throw new TunerError(
+          'OUT_OF_SCOPE',
+          `declare ${file} for ${action} on ${target}: it lies in the cgroup tree ${root}, where only the targets' own cgroups are in scope`,
+        );
+      }
+      files.add(file);
+    }
+    const key = `${action}\0${target}`;
+    if (files.size > 0) this.outside.set(key, files);
+    else this.outside.delete(key);
+  }
+
+  /**
+   * Throws OUT_OF_SCOPE unless the knob file lies outside every deny rule and either inside a scope directory or,
+   * given the writing `owner`, among the files that owner declared with allowOutside.
+   */
+  checkScope(knobPath: string, owner?: { action: string; target: string }): void {
+    const scheme = knobSchemeOf(knobPath);
+    if (scheme !== undefined) {
+      this.checkTaskScope(knobPath, scheme);
+      return;
+    }
     if (!path.isAbsolute(knobPath)) {
       throw new TunerError('OUT_OF_SCOPE', `write ${knobPath}: not an absolute path — knob paths are absolute cgroup file paths`);
     }
@@ -130,11 +216,69 @@ export class KnobWriter {
       );
     }
     if (!this.scope.some((s) => isPathUnder(dir, s))) {
+      const declared = owner !== undefined ? this.outside.get(`${owner.action}\0${owner.target}`) : undefined;
+      if (declared?.has(file) === true) return;
+      const targets = this.scope.join(', ') || 'none';
       throw new TunerError(
         'OUT_OF_SCOPE',
-        `write ${file}: ${dir} is outside every configured target (${this.scope.join(', ') || 'none'}) — add its cgroup as a target`,
+        declared !== undefined
+          ? `write ${file}: ${dir} is outside every configured target (${targets}) and the file is not among the ${declared.size} ` +
+              `${owner!.action} declared for ${owner!.target} — it is not a knob of that target`
+          : `write ${file}: ${dir} is outside every configured target (${targets}) — add its cgroup as a target`,
       );
     }
+  }
+
+  /**
+   * A thread knob is in scope when the thread's cgroup, in the hierarchy of some scope directory, lies inside that
+   * directory, or when its process is one of the scope's pids; either way none of its cgroups may be denied.
+   */
+  private checkTaskScope(knobPath: string, scheme: KnobScheme): void {
+    const { tid, tgid } = scheme.task(knobPath);
+    const layout = (this.layout ??= detectLayout());
+    const where = new Map<string, string>();
+    const cgroupIn = (mount: CgroupLayout['mounts'][number]): string | undefined => {
+      if (!where.has(mount.mount)) {
+        try {
+          where.set(mount.mount, canonical(cgroupOfPidIn(tid, mount)));
+        } catch (e) {
+          if (e instanceof TunerError && e.code === 'PID_NOT_FOUND') throw e;
+          // A hierarchy this thread has no line for cannot put it in scope.
+          return undefined;
+        }
+      }
+      return where.get(mount.mount);
+    };
+    const refuseDenied = (dir: string): void => {
+      const rule = this.deny.find((r) => (r.subtree ? isPathUnder(dir, r.path) : dir === r.path));
+      if (rule !== undefined) {
+        throw new TunerError(
+          'OUT_OF_SCOPE',
+          `change ${knobPath}: thread ${tid} is in ${dir}, and ${rule.path} is ${rule.reason}, which the agent never changes`,
+        );
+      }
+    };
+    for (const s of this.scope) {
+      const mount = layout.mounts
+        .filter((m) => isPathUnder(s, canonical(m.mount)))
+        .sort((a, b) => b.mount.length - a.mount.length)[0];
+      const dir = mount !== undefined ? cgroupIn(mount) : undefined;
+      if (dir !== undefined && isPathUnder(dir, s)) {
+        refuseDenied(dir);
+        return;
+      }
+    }
+    if (this.pids.has(tgid)) {
+      for (const m of layout.mounts) {
+        const dir = cgroupIn(m);
+        if (dir !== undefined) refuseDenied(dir);
+      }
+      return;
+    }
+    throw new TunerError(
+      'OUT_OF_SCOPE',
+      `change ${knobPath}: thread ${tid} (process ${tgid}) is in ${[...where.values()].join(', ') || 'no known cgroup'}, outside every configured target (${this.scope.join(', ') || 'none'}) — add its cgroup or process as a target`,
+    );
   }
 
   /**
@@ -142,7 +286,7 @@ export class KnobWriter {
    * holds what we last wrote, another writer owns it: it is marked overridden and left alone (status 'overridden').
    */
   set(knob: KnobRef, action: string, value: string): SetResult {
-    this.checkScope(knob.path);
+    this.checkScope(knob.path, { action, target: knob.target });
     const base = { knobId: knob.id, path: knob.path, value };
     const entry = this.journal.get(knob.id);
     if (entry?.state === 'overridden') {

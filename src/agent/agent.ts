@@ -3,9 +3,9 @@
  * collects one snapshot, publishes it, asks the decision engine what to do and carries it out through the actions —
  * or only logs it, in dry-run. stop() is idempotent and puts every original value back.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { channels, publish } from '../core/events.js';
 import { isTunerError, TunerError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -14,7 +14,7 @@ import type { Config } from '../config/types.js';
 import { detectLayout, type CgroupLayout, type CgroupProbe } from '../cgroup/layout.js';
 import { Journal, type JournalEntry } from '../journal/journal.js';
 import { restoreAll, type RestoreReport } from '../journal/restore.js';
-import { KnobWriter, defaultDenyList } from '../actions/knob-writer.js';
+import { KnobWriter, defaultDenyList, knobIO } from '../actions/knob-writer.js';
 import { ACTIONS, findAction } from '../actions/index.js';
 import { AuditLog, type AuditKind } from '../audit/audit.js';
 import { ClosedLoop } from '../engine/closed-loop.js';
@@ -71,6 +71,7 @@ export class Agent {
   private started = false;
   private readonly lastRefusal = new Map<string, string>();
   private readonly unwake: (() => void)[] = [];
+  private scopeDirs: string[] = [];
   /** The last snapshot, for the HTTP API and `top`. */
   last?: TickSnapshot;
   /** What start() restored from a previous run. */
@@ -160,7 +161,8 @@ export class Agent {
       this.journal = Journal.open(this.stateDir, this.log);
       writeFileSync(join(this.stateDir, PID_FILE), `${process.pid}\n`, { mode: 0o600 });
       if (this.journal.active().length > 0) {
-        this.recovered = restoreAll(this.journal, this.log);
+        // knobIO: thread affinities and other non-file knobs are restored through their own schemes.
+        this.recovered = restoreAll(this.journal, this.log, { io: knobIO() });
         this.log.warn(
           {
             restored: this.recovered.restored.length,
@@ -173,13 +175,18 @@ export class Agent {
       }
     }
     this.audit = new AuditLog(this.journal.db);
+    if (!this.dryRun) for (const a of ACTIONS) a.start?.({ stateDir: this.stateDir, dryRun: this.dryRun });
 
-    const cgroupDirs = this.targets.flatMap((t) => (t.scope.kind === 'cgroup' ? [t.scope.path] : []));
+    // A v1 target's cgroup in the other hierarchies (cpuset, memory...) at the same relative path is the same
+    // target: its cpuset.cpus or memory knobs are in scope too.
+    const cgroupDirs = this.targets.flatMap((t) => (t.scope.kind === 'cgroup' ? sameCgroupEverywhere(t.scope.path, layout) : []));
+    const pids = this.targets.flatMap((t) => (t.scope.kind === 'pids' ? t.scope.pids : []));
     const deny = [
       ...defaultDenyList(layout),
       ...this.config.guardrails.denyCgroups.map((p) => ({ path: p, subtree: true, reason: 'in guardrails.deny_cgroups' })),
     ];
-    this.writer = new KnobWriter({ journal: this.journal, log: this.log, dryRun: this.dryRun, scope: cgroupDirs, deny, layout });
+    this.writer = new KnobWriter({ journal: this.journal, log: this.log, dryRun: this.dryRun, scope: cgroupDirs, pids, deny, layout });
+    this.scopeDirs = cgroupDirs;
 
     const closedLoop = new ClosedLoop(this.config.closedLoop);
     this.guardrails = new Guardrails(this.config.guardrails, undefined, {
@@ -190,9 +197,11 @@ export class Agent {
       penalties: closedLoop,
     });
     this.engine = new DecisionEngine({
-      strategies: createStrategies(this.config),
+      strategies: createStrategies(this.config, { stateDir: this.stateDir, dryRun: this.dryRun, log: this.log }),
       guardrails: this.guardrails,
       closedLoop,
+      // One strategy failing (a learner's model, a rule on an unexpected snapshot) must not stop the others.
+      onStrategyError: (strategy, error) => this.log.error({ strategy, err: error }, 'strategy failed; skipped this tick'),
       idPrefix: Date.now().toString(36),
     });
 
@@ -277,6 +286,7 @@ export class Agent {
       t.scope.kind === 'pids' ? { ...t, scope: { kind: 'pids' as const, pids: t.scope.pids.filter((p) => pidAlive(p)) } } : t,
     );
     for (const s of this.signals) s.updateTargets?.(alive);
+    this.writer?.updateScope(this.scopeDirs, alive.flatMap((t) => (t.scope.kind === 'pids' ? t.scope.pids : [])));
   }
 
   private target(name: string): Target {
@@ -421,6 +431,19 @@ export class Agent {
     })();
     return this.stopping;
   }
+}
+
+function sameCgroupEverywhere(dir: string, layout: CgroupLayout): string[] {
+  const out = [dir];
+  const home = layout.mounts.filter((m) => dir === m.mount || dir.startsWith(m.mount + '/')).sort((a, b) => b.mount.length - a.mount.length)[0];
+  if (!home || home.version !== 1) return out;
+  const rel = relative(home.mount, dir);
+  for (const m of layout.mounts) {
+    if (m.version !== 1 || m.mount === home.mount) continue;
+    const other = join(m.mount, rel);
+    if (existsSync(other)) out.push(other);
+  }
+  return out;
 }
 
 function pidAlive(pid: number): boolean {

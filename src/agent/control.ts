@@ -1,6 +1,7 @@
 /** The agent as the HTTP server sees it (src/http/types.ts AgentControl): cheap, synchronous reads and a few controls. */
 import type { AgentControl, KnobEvent, ProgramStats, TargetInfo } from '../http/types.js';
 import { progStats } from '../bpf/stats.js';
+import { concurrencyHints } from '../actions/pressure-backoff/pressure-backoff.js';
 import type { Agent } from './agent.js';
 
 export function agentControl(agent: Agent): AgentControl {
@@ -20,6 +21,7 @@ export function agentControl(agent: Agent): AgentControl {
         state: e.state === 'vanished' ? 'restored' : e.state,
         time: e.updatedAt,
       })),
+    hints: () => concurrencyHints(),
     targets: (): TargetInfo[] => agent.targetList.map((t) => ({ name: t.name, role: t.role })),
     ready: () => agent.ready && agent.last !== undefined,
     programStats: (): ProgramStats[] =>

@@ -148,6 +148,34 @@ export function buildCli(): Command {
       }
     });
 
+  const model = program.command('model').description('the learned strategy\'s model in the state directory');
+  model
+    .command('show')
+    .description('what the learner has learned: per action, its estimate and uncertainty, and how often it was tried')
+    .option(...stateDirOption)
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { stateDir: string; json?: boolean }) => {
+      try {
+        const { modelShow } = await import('../engine/learned/cli.js');
+        process.stdout.write(modelShow(opts.stateDir, opts.json === true) + '\n');
+      } catch (e) {
+        fail('model show', e, opts.json);
+      }
+    });
+  model
+    .command('reset')
+    .description('forget everything the learner has learned (the next run starts from its priors)')
+    .option(...stateDirOption)
+    .action(async (opts: { stateDir: string }) => {
+      try {
+        const { modelReset } = await import('../engine/learned/cli.js');
+        modelReset(opts.stateDir);
+        process.stdout.write(`model reset in ${opts.stateDir}\n`);
+      } catch (e) {
+        fail('model reset', e);
+      }
+    });
+
   program
     .command('record')
     .description('store every tick\'s signal snapshots (gzip\'d JSON lines) for replay; acts on nothing')

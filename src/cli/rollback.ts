@@ -4,6 +4,9 @@ import { join } from 'node:path';
 import { createLogger } from '../core/log.js';
 import { Journal } from '../journal/journal.js';
 import { restoreAll, type RestoreItem } from '../journal/restore.js';
+import { knobIO } from '../actions/knob-writer.js';
+// Registers every action's knob schemes (thread affinity...), so their journaled originals can be put back.
+import '../actions/index.js';
 
 export async function rollbackCommand(opts: { stateDir: string; json?: boolean }): Promise<number> {
   const log = createLogger({ fd: 2 });
@@ -14,7 +17,7 @@ export async function rollbackCommand(opts: { stateDir: string; json?: boolean }
   }
   const journal = Journal.open(opts.stateDir, log);
   try {
-    const report = restoreAll(journal, log);
+    const report = restoreAll(journal, log, { io: knobIO() });
     const brief = (i: RestoreItem) => ({ target: i.target, action: i.action, path: i.path, original: i.original, observed: i.observed, error: i.error?.message });
     if (opts.json) {
       process.stdout.write(

@@ -395,6 +395,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     ],
     ['/api/status', { GET: ({ res }) => sendJson(res, 200, status()) }],
     ['/api/targets', { GET: ({ res }) => sendJson(res, 200, { targets: control.targets() }) }],
+    ['/api/hints', { GET: ({ res }) => sendJson(res, 200, { hints: control.hints?.() ?? {} }) }],
     [
       '/api/signals',
       {

@@ -63,4 +63,6 @@ export interface AgentControl {
   /** True once signals are attached and the first tick has been taken. */
   ready(): boolean;
   programStats(): ProgramStats[];
+  /** Advice published for cooperating applications (e.g. pressure_backoff's concurrency hints), by target. */
+  hints?(): Record<string, unknown>;
 }

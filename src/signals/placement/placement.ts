@@ -1,0 +1,170 @@
+/**
+ * Placement signal: where each target's runnable threads sit, and which CPUs they could use but leave idle. Each
+ * tick it samples every thread's state and last CPU from /proc/<tid>/stat, the CPUs its cpuset allows, and every
+ * CPU's busy fraction over the window from /proc/stat deltas. A "pile-up" is two or more runnable threads of one
+ * target queued on the same CPU while another CPU it may use sits idle: work the scheduler could spread but does
+ * not, usually because an affinity mask or cpuset holds the threads there.
+ *
+ * No BPF: the answer is an instantaneous sample per tick, which procfs gives at a cost proportional to the
+ * target's thread count, and the rule acting on it requires the condition over several ticks anyway.
+ */
+import type { Logger } from '../../core/log.js';
+import type { Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
+import { detectLayout, type CgroupLayout } from '../../cgroup/layout.js';
+import {
+  busyFractions,
+  readProcStat,
+  readTaskStat,
+  targetThreads,
+  threadAllowedCpus,
+  type CpuTimes,
+  type ProcRoots,
+} from './procfs.js';
+
+export interface PlacementOptions extends ProcRoots {
+  /** A CPU whose busy fraction over the window is below this counts as idle (0 < idleBelow ≤ 1). */
+  idleBelow: number;
+  /** Injected for tests; probed at start when absent. */
+  layout?: CgroupLayout;
+}
+
+/** What one tick says about one target's placement. Counts are of threads at the sampling instant. */
+export interface PlacementStats {
+  /** Threads in the target. */
+  threads: number;
+  /** Threads in state R (running or waiting for a CPU). */
+  runnable: number;
+  /** Distinct CPUs the runnable threads are on. */
+  cpusUsed: number;
+  /** The most runnable threads on one CPU (0 when none is runnable). */
+  pileup: number;
+  /** The CPU holding `pileup` threads (the lowest on ties); -1 when none is runnable. */
+  pileupCpu: number;
+  /** CPUs the target's cpusets allow (what spreading may use). */
+  allowedCpus: number;
+  /** How many allowed CPUs were idle over the window and hold none of its runnable threads. */
+  idleCpus: number;
+  /** Those idle CPUs, ascending. */
+  idle: number[];
+  /** Runnable threads per CPU, for CPUs holding at least one. */
+  perCpu: Record<string, number>;
+}
+
+/** The host part of a tick: snapshot.host.placement. */
+export interface PlacementHost {
+  /** Busy fraction (0..1) of each CPU over the window, indexed by CPU number; absent CPUs read 0. */
+  cpus: number[];
+}
+
+export class PlacementSignal implements Signal {
+  readonly name = 'placement';
+  private log?: Logger;
+  private layout?: CgroupLayout;
+  private targets: Target[] = [];
+  private prevStat?: Map<number, CpuTimes>;
+  private lastHost?: PlacementHost;
+
+  constructor(private readonly opts: PlacementOptions) {}
+
+  start(ctx: SignalContext): void {
+    this.log = ctx.log.child({ signal: this.name });
+    this.layout = this.opts.layout ?? detectLayout();
+    this.targets = ctx.targets;
+    // Baseline, so the first window measures only time after start.
+    this.prevStat = readProcStat(this.opts);
+    this.log.info({ targets: ctx.targets.length, idleBelow: this.opts.idleBelow }, 'placement sampling /proc');
+  }
+
+  updateTargets(targets: Target[]): void {
+    this.targets = targets;
+  }
+
+  collect(_now: number, out: Record<string, TargetSignals>): void {
+    if (this.layout === undefined) return;
+    const stat = readProcStat(this.opts);
+    const busy = busyFractions(this.prevStat ?? stat, stat);
+    this.prevStat = stat;
+    const cpus: number[] = [];
+    for (const [cpu, b] of busy) cpus[cpu] = b;
+    for (let i = 0; i < cpus.length; i++) cpus[i] ??= 0;
+    this.lastHost = { cpus };
+
+    // One cpuset read per distinct cpuset per tick, however many threads share it.
+    const cpusetCache = new Map<string, number[]>();
+    for (const t of this.targets) {
+      const sig = (out[t.name] ??= { name: t.name, role: t.role });
+      sig.placement = samplePlacement(t, this.layout, busy, this.opts, cpusetCache);
+    }
+  }
+
+  /** The host-wide part of the last collect (per-CPU busy fractions). */
+  hostWindow(): PlacementHost | undefined {
+    return this.lastHost;
+  }
+
+  close(): void {
+    this.layout = undefined;
+    this.prevStat = undefined;
+  }
+}
+
+/** One target's placement now, given each CPU's busy fraction over the window. */
+export function samplePlacement(
+  target: Target,
+  layout: CgroupLayout,
+  busy: ReadonlyMap<number, number>,
+  opts: PlacementOptions,
+  cpusetCache = new Map<string, number[]>(),
+): PlacementStats {
+  const tids = targetThreads(target, opts);
+  const perCpu = new Map<number, number>();
+  const allowed = new Set<number>();
+  let threads = 0;
+  let runnable = 0;
+  for (const tid of tids) {
+    const st = readTaskStat(tid, opts);
+    if (st === undefined) continue; // exited since it was listed
+    threads++;
+    if (st.state !== 'R') continue;
+    runnable++;
+    perCpu.set(st.processor, (perCpu.get(st.processor) ?? 0) + 1);
+    // Only runnable threads could use another CPU now, so only theirs decide what "allowed" means.
+    for (const c of threadAllowedCpus(tid, layout, opts, cpusetCache) ?? []) allowed.add(c);
+  }
+  return summarize(threads, runnable, perCpu, allowed, busy, opts.idleBelow);
+}
+
+/** The pure part: counts per CPU, allowed CPUs and busy fractions → PlacementStats. */
+export function summarize(
+  threads: number,
+  runnable: number,
+  perCpu: ReadonlyMap<number, number>,
+  allowed: ReadonlySet<number>,
+  busy: ReadonlyMap<number, number>,
+  idleBelow: number,
+): PlacementStats {
+  let pileup = 0;
+  let pileupCpu = -1;
+  for (const [cpu, n] of [...perCpu].sort((a, b) => a[0] - b[0])) {
+    if (n > pileup) {
+      pileup = n;
+      pileupCpu = cpu;
+    }
+  }
+  const idle = [...allowed]
+    .filter((c) => !perCpu.has(c) && (busy.get(c) ?? 1) < idleBelow)
+    .sort((a, b) => a - b);
+  const pc: Record<string, number> = {};
+  for (const [cpu, n] of [...perCpu].sort((a, b) => a[0] - b[0])) pc[String(cpu)] = n;
+  return {
+    threads,
+    runnable,
+    cpusUsed: perCpu.size,
+    pileup,
+    pileupCpu,
+    allowedCpus: allowed.size,
+    idleCpus: idle.length,
+    idle,
+    perCpu: pc,
+  };
+}
