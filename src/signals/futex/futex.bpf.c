@@ -122,19 +122,25 @@ static __always_inline __u64 waitv_uaddr(__u64 waiters)
 	return w.uaddr;
 }
 
-static __always_inline void on_enter(struct task_struct *t, __u64 uaddr, bool task_storage)
+/* BTF variants walk the task's cgroup chain with direct loads (common.h), the bulk of what a non-target pays. */
+static __always_inline int slot_of(struct task_struct *t, __u32 tgid, const bool btf)
+{
+	return TARGET_SLOT_OF_X(cfg.filter, t, tgid, btf);
+}
+
+static __always_inline void on_enter(struct task_struct *t, __u64 uaddr, const bool btf)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid, tgid = pid_tgid >> 32;
 	struct futex_pending *p;
 	int slot;
 
-	slot = TARGET_SLOT_OF(cfg.filter, t, tgid);
+	slot = slot_of(t, tgid, btf);
 	if (slot >= (int)cfg.filter.host_slot)
 		slot = -1;
 	if (slot < 0 && !cfg.filter.host)
 		return;
-	if (task_storage) {
+	if (btf) {
 		p = bpf_task_storage_get(&task_pending, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	} else {
 		p = bpf_map_lookup_elem(&tid_pending, &tid);
@@ -181,7 +187,7 @@ static __always_inline void add_hist(__u32 slot, __u32 bucket, __u64 delta)
 	h->wait_ns += delta;
 }
 
-static __always_inline void on_exit(struct task_struct *t, bool task_storage)
+static __always_inline void on_exit(struct task_struct *t, const bool btf)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid, tgid = pid_tgid >> 32;
@@ -189,7 +195,7 @@ static __always_inline void on_exit(struct task_struct *t, bool task_storage)
 	__u64 now, delta;
 	__u32 bucket;
 
-	if (task_storage)
+	if (btf)
 		p = bpf_task_storage_get(&task_pending, t, 0, 0);
 	else
 		p = bpf_map_lookup_elem(&tid_pending, &tid);

@@ -1,0 +1,383 @@
+/**
+ * Block I/O signal: per target and per device, how much it reads and writes, how long its requests take from issue
+ * to completion, how sequential they are, how deep the device's queue gets, and whether its I/O rate is bursting
+ * against its own usual level. The kernel half (blkio.bpf.c) keeps cumulative per-CPU statistics per {target,
+ * device} and a shared in-flight count per device; each tick this reads both in one batch, subtracts the previous
+ * tick and starts a new queue-depth epoch.
+ */
+import { readlinkSync } from 'node:fs';
+import { basename } from 'node:path';
+import { TunerError, isTunerError } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import type { Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
+import { BpfObject } from '../../bpf/object.js';
+import { bpfObjectPath } from '../../bpf/paths.js';
+import { probe } from '../../bpf/probe.js';
+import { possibleCpus } from '../../bpf/map.js';
+import { histPercentile } from '../../stats/histogram.js';
+import { BurstDetector, type BurstOptions } from '../../stats/burst.js';
+import { hostSlot, syncMembership, targetFilter, TARGET_MAX_SLOTS, u64 } from '../membership.js';
+
+// Mirrors blkio.h.
+export const BLKIO_BUCKETS = 32;
+const STAT_U64S = BLKIO_BUCKETS + 5;
+const STAT_SIZE = STAT_U64S * 8; // sizeof(struct blkio_stat)
+const KEY_SIZE = 8; // sizeof(struct blkio_key)
+const DEV_SIZE = 24; // sizeof(struct blkio_dev)
+const CFG_SIZE = 8; // sizeof(struct blkio_cfg)
+const MINORBITS = 20;
+
+export type BlkioHook = 'tp_btf' | 'raw_tp';
+
+/** Completion first, then issue, then insert: every request seen issued is also seen completing. */
+const VARIANTS: Record<BlkioHook, string[]> = {
+  tp_btf: ['blkio_complete_btf', 'blkio_issue_btf', 'blkio_insert_btf'],
+  raw_tp: ['blkio_complete_raw', 'blkio_issue_raw', 'blkio_insert_raw'],
+};
+export const BLKIO_HOOK_ORDER: readonly BlkioHook[] = ['tp_btf', 'raw_tp'];
+
+/**
+ * Burst detection on completed I/Os per tick. The floor keeps a mostly idle target (a few I/Os a tick) from
+ * "bursting" on every small batch.
+ */
+export const DEFAULT_BLKIO_BURST: BurstOptions = { window: 2, alpha: 0.1, k: 3, floor: 50, warmup: 5 };
+
+export interface BlkioOptions {
+  /** Aggregate every request on the host into an extra slot (host-wide view). */
+  host: boolean;
+  burst?: BurstOptions;
+  /** Hook variants to try, in order; default BLKIO_HOOK_ORDER. For benchmarks and tests. */
+  hooks?: readonly BlkioHook[];
+}
+
+/** One tick's read/write requests of one target on one device. Latency fields are µs per request. */
+export interface BlkioDeviceWindow {
+  /** "major:minor" of the whole disk. */
+  dev: string;
+  /** Kernel name of the disk (sda, nvme0n1, loop3), when it still exists. */
+  name?: string;
+  ios: number;
+  readBytes: number;
+  writeBytes: number;
+  /** Share of requests that started where the target's previous request on the device ended. */
+  seqRatio: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  mean: number;
+  /** Highest number of requests in flight on the device (every task's) during the tick. */
+  maxInflight: number;
+}
+
+export interface BlkioWindow {
+  ios: number;
+  readBytes: number;
+  writeBytes: number;
+  seqRatio: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  mean: number;
+  /** The deepest queue among the devices the target used during the tick. */
+  maxInflight: number;
+  /** 1 while the target's I/O per tick is well above its own EWMA baseline. */
+  burst: 0 | 1;
+  /** Devices the target used during the tick, busiest first. */
+  devices: BlkioDeviceWindow[];
+}
+
+interface Cumulative {
+  buckets: Float64Array;
+  ios: number;
+  latNs: number;
+  readBytes: number;
+  writeBytes: number;
+  seq: number;
+}
+
+interface DeviceDepth {
+  inflight: number;
+  max: number;
+}
+
+export class BlkioSignal implements Signal {
+  readonly name = 'blkio';
+  private obj?: BpfObject;
+  private log?: Logger;
+  private targets: Target[] = [];
+  private kind?: BlkioHook;
+  private programNames: string[] = [];
+  private epoch = 0;
+  private readonly epochKey = Buffer.alloc(4);
+  private readonly epochValue = Buffer.alloc(8);
+  private prev = new Map<number, Cumulative>();
+  private cur = new Map<number, Cumulative>();
+  private readonly depth = new Map<number, DeviceDepth>();
+  private readonly names = new Map<number, string | undefined>();
+  private readonly bursts = new Map<number, BurstDetector>();
+  private readonly window = new Float64Array(BLKIO_BUCKETS);
+  private readonly total = new Float64Array(BLKIO_BUCKETS);
+  private lastHost?: BlkioWindow;
+
+  constructor(private readonly opts: BlkioOptions) {}
+
+  get attachedAs(): { kind: BlkioHook; programs: string[] } | undefined {
+    return this.kind ? { kind: this.kind, programs: [...this.programNames] } : undefined;
+  }
+
+  /** The BPF programs attached, for per-program cost (run_time_ns / run_cnt). Empty before start and after close. */
+  programs(): { name: string; fd: number }[] {
+    const obj = this.obj;
+    return obj ? this.programNames.map((name) => ({ name, fd: obj.programFd(name) })) : [];
+  }
+
+  start(ctx: SignalContext): void {
+    if (ctx.targets.length > TARGET_MAX_SLOTS) {
+      throw new TunerError('CONFIG_INVALID', `start blkio: ${ctx.targets.length} targets, at most ${TARGET_MAX_SLOTS} are supported`);
+    }
+    this.log = ctx.log.child({ signal: this.name });
+    this.targets = ctx.targets;
+    const cfg = Buffer.alloc(CFG_SIZE);
+    targetFilter(ctx.targets, ctx.cgroupVersion, this.opts.host).copy(cfg, 0);
+    const errors: string[] = [];
+    for (const kind of this.opts.hooks ?? BLKIO_HOOK_ORDER) {
+      const p = probe(kind, this.log);
+      if (!p.ok) {
+        errors.push(`${kind}: ${p.error}`);
+        continue;
+      }
+      const obj = BpfObject.open(bpfObjectPath('blkio'), this.log);
+      try {
+        obj.selectPrograms(VARIANTS[kind]);
+        obj.setRodata('.rodata.cfg', cfg);
+        obj.load();
+        for (const prog of VARIANTS[kind]) obj.attach(prog);
+        this.obj = obj;
+        this.kind = kind;
+        this.programNames = [...VARIANTS[kind]];
+        break;
+      } catch (e) {
+        obj.close();
+        const detail = isTunerError(e) && e.log ? ` (${lastLine(e.log)})` : '';
+        errors.push(`${kind}: ${e instanceof Error ? e.message : String(e)}${detail}`);
+      }
+    }
+    if (!this.obj || !this.kind) {
+      throw new TunerError('BPF_NOT_SUPPORTED', `attach blkio: no hook works on this kernel (needs v5.11 with BTF, or raw tracepoints) — ${errors.join('; ')}`);
+    }
+    const stats = this.obj.map('stats');
+    const devs = this.obj.map('devs');
+    if (stats.valueSize !== STAT_SIZE || stats.keySize !== KEY_SIZE || devs.valueSize !== DEV_SIZE) {
+      this.close();
+      throw new TunerError(
+        'INTERNAL',
+        `decode blkio maps: stats key ${stats.keySize}/${KEY_SIZE} value ${stats.valueSize}/${STAT_SIZE} bytes, devs value ${devs.valueSize}/${DEV_SIZE}`,
+      );
+    }
+    this.updateTargets(ctx.targets);
+    // Baseline so the first window does not include history from before start.
+    this.readStats();
+    this.swap();
+    this.readDepth();
+    this.log.info({ attach: this.kind, targets: ctx.targets.length, host: this.opts.host }, 'blkio attached');
+  }
+
+  /** Rewrites the kernel's membership maps: every cgroup in each target's subtree, every tgid of pid targets. */
+  updateTargets(targets: Target[]): void {
+    if (!this.obj) return;
+    this.targets = targets;
+    syncMembership(this.obj, targets);
+  }
+
+  private readStats(): void {
+    const m = this.obj!.map('stats');
+    const { count, keys, values } = m.readAll();
+    const cpuStride = m.stride / possibleCpus;
+    for (let i = 0; i < count; i++) {
+      const id = keys.readUInt32LE(i * KEY_SIZE) * 0x1_0000_0000 + keys.readUInt32LE(i * KEY_SIZE + 4);
+      let c = this.cur.get(id);
+      if (!c) this.cur.set(id, (c = newCumulative()));
+      c.buckets.fill(0);
+      c.ios = c.latNs = c.readBytes = c.writeBytes = c.seq = 0;
+      for (let cpu = 0; cpu < possibleCpus; cpu++) {
+        const base = i * m.stride + cpu * cpuStride;
+        for (let b = 0; b < BLKIO_BUCKETS; b++) c.buckets[b] += u64(values, base + b * 8);
+        const tail = base + BLKIO_BUCKETS * 8;
+        c.ios += u64(values, tail);
+        c.latNs += u64(values, tail + 8);
+        c.readBytes += u64(values, tail + 16);
+        c.writeBytes += u64(values, tail + 24);
+        c.seq += u64(values, tail + 32);
+      }
+    }
+  }
+
+  /**
+   * Each device's deepest queue since the last read, then a new epoch. A device without an issue in the epoch kept
+   * its depth at most where it was at the start, which is the larger of then and now.
+   */
+  private readDepth(): void {
+    const m = this.obj!.map('devs');
+    const { count, keys, values } = m.readAll();
+    for (let i = 0; i < count; i++) {
+      const dev = keys.readUInt32LE(i * 4);
+      const off = i * m.stride;
+      const inflight = Math.max(0, Number(values.readBigInt64LE(off)));
+      const max = u64(values, off + 8);
+      const epoch = u64(values, off + 16);
+      let d = this.depth.get(dev);
+      if (!d) this.depth.set(dev, (d = { inflight: 0, max: 0 }));
+      d.max = Math.max(epoch === this.epoch ? max : 0, d.inflight, inflight);
+      d.inflight = inflight;
+    }
+    this.epoch++;
+    this.epochValue.writeBigUInt64LE(BigInt(this.epoch));
+    this.obj!.map('epoch').update(this.epochKey, this.epochValue);
+  }
+
+  private deviceWindow(id: number, dev: number): BlkioDeviceWindow | undefined {
+    const c = this.cur.get(id);
+    if (!c) return undefined;
+    const p = this.prev.get(id);
+    // Fewer I/Os than last time: the entry was created anew (the object reloaded), so all of it is new.
+    const fresh = !p || c.ios < p.ios;
+    const ios = fresh ? c.ios : c.ios - p.ios;
+    if (ios === 0) return undefined;
+    for (let b = 0; b < BLKIO_BUCKETS; b++) this.window[b] = fresh ? c.buckets[b] : Math.max(0, c.buckets[b] - p.buckets[b]);
+    for (let b = 0; b < BLKIO_BUCKETS; b++) this.total[b] += this.window[b];
+    const latUs = (fresh ? c.latNs : c.latNs - p.latNs) / 1000;
+    const seq = fresh ? c.seq : c.seq - p.seq;
+    return {
+      dev: `${dev >>> MINORBITS}:${dev & ((1 << MINORBITS) - 1)}`,
+      name: this.deviceName(dev),
+      ios,
+      readBytes: fresh ? c.readBytes : c.readBytes - p.readBytes,
+      writeBytes: fresh ? c.writeBytes : c.writeBytes - p.writeBytes,
+      seqRatio: seq / ios,
+      p50: histPercentile(this.window, 0.5),
+      p90: histPercentile(this.window, 0.9),
+      p99: histPercentile(this.window, 0.99),
+      mean: latUs / ios,
+      maxInflight: this.depth.get(dev)?.max ?? 0,
+    };
+  }
+
+  private deviceName(dev: number): string | undefined {
+    if (this.names.has(dev)) return this.names.get(dev);
+    let name: string | undefined;
+    try {
+      name = basename(readlinkSync(`/sys/dev/block/${dev >>> MINORBITS}:${dev & ((1 << MINORBITS) - 1)}`));
+    } catch {
+      name = undefined; // the device is gone (a loop device detached): the number alone still identifies it
+    }
+    this.names.set(dev, name);
+    return name;
+  }
+
+  private windowOf(slot: number, devIds: Map<number, number[]>): Omit<BlkioWindow, 'burst'> {
+    this.total.fill(0);
+    const devices: BlkioDeviceWindow[] = [];
+    for (const id of devIds.get(slot) ?? []) {
+      const d = this.deviceWindow(id, id % 0x1_0000_0000);
+      if (d) devices.push(d);
+    }
+    devices.sort((a, b) => b.ios - a.ios);
+    let ios = 0;
+    let readBytes = 0;
+    let writeBytes = 0;
+    let seq = 0;
+    let latUs = 0;
+    let maxInflight = 0;
+    for (const d of devices) {
+      ios += d.ios;
+      readBytes += d.readBytes;
+      writeBytes += d.writeBytes;
+      seq += d.seqRatio * d.ios;
+      latUs += d.mean * d.ios;
+      maxInflight = Math.max(maxInflight, d.maxInflight);
+    }
+    return {
+      ios,
+      readBytes,
+      writeBytes,
+      seqRatio: ios > 0 ? Math.round(seq) / ios : 0,
+      p50: ios > 0 ? histPercentile(this.total, 0.5) : 0,
+      p90: ios > 0 ? histPercentile(this.total, 0.9) : 0,
+      p99: ios > 0 ? histPercentile(this.total, 0.99) : 0,
+      mean: ios > 0 ? latUs / ios : 0,
+      maxInflight,
+      devices,
+    };
+  }
+
+  private burstOf(slot: number, ios: number): 0 | 1 {
+    let b = this.bursts.get(slot);
+    if (!b) this.bursts.set(slot, (b = new BurstDetector(this.opts.burst ?? DEFAULT_BLKIO_BURST)));
+    return b.update(ios) ? 1 : 0;
+  }
+
+  collect(_now: number, out: Record<string, TargetSignals>): void {
+    if (!this.obj) return;
+    this.readStats();
+    this.readDepth();
+    const bySlot = new Map<number, number[]>();
+    for (const id of this.cur.keys()) {
+      const slot = Math.floor(id / 0x1_0000_0000);
+      let list = bySlot.get(slot);
+      if (!list) bySlot.set(slot, (list = []));
+      list.push(id);
+    }
+    for (const t of this.targets) {
+      const w = this.windowOf(t.slot, bySlot);
+      const sig = (out[t.name] ??= { name: t.name, role: t.role });
+      sig.blkio = { ...w, burst: this.burstOf(t.slot, w.ios) } satisfies BlkioWindow;
+    }
+    if (this.opts.host) {
+      const slot = hostSlot(this.targets);
+      const w = this.windowOf(slot, bySlot);
+      this.lastHost = { ...w, burst: this.burstOf(slot, w.ios) };
+    }
+    this.swap();
+  }
+
+  /** This tick's cumulative counters become the next tick's baseline. */
+  private swap(): void {
+    for (const [id, c] of this.cur) {
+      const p = this.prev.get(id);
+      if (p) copyCumulative(c, p);
+      else this.prev.set(id, cloneCumulative(c));
+    }
+  }
+
+  /** The host-wide window of the last collect, when `host` is on. */
+  hostWindow(): BlkioWindow | undefined {
+    return this.lastHost;
+  }
+
+  close(): void {
+    this.obj?.close();
+    this.obj = undefined;
+  }
+}
+
+function lastLine(log: string): string {
+  const lines = log.split('\n').map((l) => l.trim()).filter((l) => l.length > 0 && !l.startsWith('--'));
+  return lines.find((l) => /unknown func|invalid|not supported|failed/i.test(l)) ?? lines[lines.length - 1] ?? '';
+}
+
+function newCumulative(): Cumulative {
+  return { buckets: new Float64Array(BLKIO_BUCKETS), ios: 0, latNs: 0, readBytes: 0, writeBytes: 0, seq: 0 };
+}
+
+function cloneCumulative(c: Cumulative): Cumulative {
+  return { ...c, buckets: Float64Array.from(c.buckets) };
+}
+
+function copyCumulative(from: Cumulative, to: Cumulative): void {
+  to.buckets.set(from.buckets);
+  to.ios = from.ios;
+  to.latNs = from.latNs;
+  to.readBytes = from.readBytes;
+  to.writeBytes = from.writeBytes;
+  to.seq = from.seq;
+}

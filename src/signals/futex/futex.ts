@@ -1,0 +1,334 @@
+/**
+ * Futex wait signal: how long each target's threads block in futex waits (contended mutexes, condition variables,
+ * joins), and which futex addresses of which processes they wait on longest. The kernel half (futex.bpf.c) keeps
+ * cumulative per-CPU log2 histograms per target slot and a per-CPU LRU hash of {slot, tgid, address} totals; each
+ * tick this reads both in one batch each, subtracts the previous tick, and reports percentiles and the top 5
+ * addresses per target.
+ */
+import { TunerError, isTunerError } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import type { Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
+import { BpfObject } from '../../bpf/object.js';
+import { bpfObjectPath } from '../../bpf/paths.js';
+import { probe } from '../../bpf/probe.js';
+import { possibleCpus } from '../../bpf/map.js';
+import { histPercentile } from '../../stats/histogram.js';
+import { hostSlot, slotCount, syncMembership, targetFilter, TARGET_MAX_SLOTS, u64 } from '../membership.js';
+
+// Mirrors futex.h.
+export const FUTEX_BUCKETS = 32;
+const HIST_SIZE = (FUTEX_BUCKETS + 2) * 8; // sizeof(struct futex_wait_hist)
+const ADDR_KEY_SIZE = 16; // sizeof(struct futex_addr_key)
+const ADDR_STAT_SIZE = 16; // sizeof(struct futex_addr_stat)
+const CFG_SIZE = 8; // sizeof(struct futex_wait_cfg)
+/** Addresses reported per target and tick. */
+export const FUTEX_TOP_N = 5;
+
+export type FutexHook = 'tracepoint' | 'tp_btf' | 'raw_tp';
+
+interface Variant {
+  kind: FutexHook;
+  /** Exit programs first: attached before their entry twin, so no wait that starts after attach loses its end. */
+  required: string[];
+  /** Syscalls this kernel may lack (futex_waitv v5.16, futex_wait v6.7): attached when present. */
+  optional: string[];
+}
+
+/** Cheapest first, by the measurements in README.md (Overhead). */
+const VARIANTS: Record<FutexHook, Variant> = {
+  tracepoint: {
+    kind: 'tracepoint',
+    required: ['futex_exit_tp', 'futex_enter_tp'],
+    optional: ['futex_waitv_exit_tp', 'futex_waitv_enter_tp', 'futex_wait_exit_tp', 'futex_wait_enter_tp'],
+  },
+  tp_btf: { kind: 'tp_btf', required: ['futex_exit_btf', 'futex_enter_btf'], optional: [] },
+  raw_tp: { kind: 'raw_tp', required: ['futex_exit_raw', 'futex_enter_raw'], optional: [] },
+};
+export const FUTEX_HOOK_ORDER: readonly FutexHook[] = ['tracepoint', 'tp_btf', 'raw_tp'];
+
+export interface FutexOptions {
+  /** Aggregate every task on the host into an extra slot (host-wide view). */
+  host: boolean;
+  /** Hook variants to try, in order; default FUTEX_HOOK_ORDER. For benchmarks and tests. */
+  hooks?: readonly FutexHook[];
+}
+
+export interface FutexAddress {
+  tgid: number;
+  /** The futex word's user-space address in that process, hex ("0x7f…"). */
+  uaddr: string;
+  waitUs: number;
+  count: number;
+}
+
+/** One tick's futex waits of one target. Latency fields are µs per wait. */
+export interface FutexWindow {
+  /** Waits that ended in the window. */
+  count: number;
+  /** Time blocked in them, summed, µs. */
+  waitUs: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  mean: number;
+  /** The addresses waited on longest in the window, at most FUTEX_TOP_N. */
+  top: FutexAddress[];
+}
+
+interface Cumulative {
+  buckets: Float64Array;
+  count: number;
+  waitNs: number;
+}
+
+interface AddrTotals {
+  slot: number;
+  tgid: number;
+  /** The address's low and high 32 bits; formatted only for the entries a tick reports. */
+  lo: number;
+  hi: number;
+  waitNs: number;
+  count: number;
+}
+
+export class FutexSignal implements Signal {
+  readonly name = 'futex';
+  private obj?: BpfObject;
+  private log?: Logger;
+  private targets: Target[] = [];
+  private kind?: FutexHook;
+  private programNames: string[] = [];
+  private readonly prev = new Map<number, Cumulative>();
+  private readonly cur = new Map<number, Cumulative>();
+  private readonly window = new Float64Array(FUTEX_BUCKETS);
+  private prevAddrs = new Map<string, AddrTotals>();
+  private lastHost?: FutexWindow;
+
+  constructor(private readonly opts: FutexOptions) {}
+
+  get attachedAs(): { kind: FutexHook; programs: string[] } | undefined {
+    return this.kind ? { kind: this.kind, programs: [...this.programNames] } : undefined;
+  }
+
+  /** The BPF programs attached, for per-program cost (run_time_ns / run_cnt). Empty before start and after close. */
+  programs(): { name: string; fd: number }[] {
+    const obj = this.obj;
+    return obj ? this.programNames.map((name) => ({ name, fd: obj.programFd(name) })) : [];
+  }
+
+  start(ctx: SignalContext): void {
+    if (ctx.targets.length > TARGET_MAX_SLOTS) {
+      throw new TunerError('CONFIG_INVALID', `start futex: ${ctx.targets.length} targets, at most ${TARGET_MAX_SLOTS} are supported`);
+    }
+    this.log = ctx.log.child({ signal: this.name });
+    this.targets = ctx.targets;
+    const cfg = Buffer.alloc(CFG_SIZE);
+    targetFilter(ctx.targets, ctx.cgroupVersion, this.opts.host).copy(cfg, 0);
+    const errors: string[] = [];
+    for (const kind of this.opts.hooks ?? FUTEX_HOOK_ORDER) {
+      const p = probe(kind, this.log);
+      if (!p.ok) {
+        errors.push(`${kind}: ${p.error}`);
+        continue;
+      }
+      try {
+        this.attachVariant(VARIANTS[kind], cfg, ctx.targets);
+        break;
+      } catch (e) {
+        // A verifier rejection here is most often a helper this kernel lacks (task storage, the BTF task pointer),
+        // so the next variant is tried; the message keeps the reason.
+        const detail = isTunerError(e) && e.log ? ` (${lastLine(e.log)})` : '';
+        errors.push(`${kind}: ${e instanceof Error ? e.message : String(e)}${detail}`);
+      }
+    }
+    if (!this.obj || !this.kind) {
+      throw new TunerError('BPF_NOT_SUPPORTED', `attach futex: no hook works on this kernel (needs v5.11 with BTF) — ${errors.join('; ')}`);
+    }
+    const hists = this.obj.map('hists');
+    const top = this.obj.map('top');
+    if (hists.valueSize !== HIST_SIZE || top.keySize !== ADDR_KEY_SIZE || top.valueSize !== ADDR_STAT_SIZE) {
+      this.close();
+      throw new TunerError(
+        'INTERNAL',
+        `decode futex maps: hists value ${hists.valueSize}/${HIST_SIZE} bytes, top key ${top.keySize}/${ADDR_KEY_SIZE}, value ${top.valueSize}/${ADDR_STAT_SIZE}`,
+      );
+    }
+    this.updateTargets(ctx.targets);
+    // Baseline so the first window does not include history from before start.
+    this.read();
+    for (const [slot, c] of this.cur) this.prev.set(slot, cloneCumulative(c));
+    this.prevAddrs = this.readAddrs();
+    this.log.info({ attach: this.kind, programs: this.programNames, targets: ctx.targets.length, host: this.opts.host }, 'futex attached');
+  }
+
+  private attachVariant(v: Variant, cfg: Buffer, targets: readonly Target[]): void {
+    const obj = BpfObject.open(bpfObjectPath('futex'), this.log);
+    try {
+      obj.selectPrograms([...v.required, ...v.optional]);
+      obj.setRodata('.rodata.cfg', cfg);
+      obj.setMaxEntries('hists', slotCount(targets));
+      obj.load();
+      const attached: string[] = [];
+      for (const p of v.required) {
+        obj.attach(p);
+        attached.push(p);
+      }
+      for (const p of v.optional) {
+        try {
+          obj.attach(p);
+          attached.push(p);
+        } catch (e) {
+          this.log?.debug({ program: p, err: e instanceof Error ? e.message : String(e) }, 'futex: optional hook not attached');
+        }
+      }
+      this.obj = obj;
+      this.kind = v.kind;
+      this.programNames = attached;
+    } catch (e) {
+      obj.close();
+      throw e;
+    }
+  }
+
+  /** Rewrites the kernel's membership maps: every cgroup in each target's subtree, every tgid of pid targets. */
+  updateTargets(targets: Target[]): void {
+    if (!this.obj) return;
+    this.targets = targets;
+    syncMembership(this.obj, targets);
+  }
+
+  private read(): void {
+    const hists = this.obj!.map('hists');
+    const { count, keys, values } = hists.readAll();
+    const cpuStride = hists.stride / possibleCpus;
+    for (let i = 0; i < count; i++) {
+      const slot = keys.readUInt32LE(i * 4);
+      let c = this.cur.get(slot);
+      if (!c) this.cur.set(slot, (c = newCumulative()));
+      c.buckets.fill(0);
+      c.count = c.waitNs = 0;
+      for (let cpu = 0; cpu < possibleCpus; cpu++) {
+        const base = i * hists.stride + cpu * cpuStride;
+        for (let b = 0; b < FUTEX_BUCKETS; b++) c.buckets[b] += u64(values, base + b * 8);
+        c.count += u64(values, base + FUTEX_BUCKETS * 8);
+        c.waitNs += u64(values, base + FUTEX_BUCKETS * 8 + 8);
+      }
+    }
+  }
+
+  /** Every {slot, tgid, address} entry with its totals summed over CPUs, keyed by the raw key bytes. */
+  private readAddrs(): Map<string, AddrTotals> {
+    const m = this.obj!.map('top');
+    const { count, keys, values } = m.readAll();
+    const cpuStride = m.stride / possibleCpus;
+    const out = new Map<string, AddrTotals>();
+    for (let i = 0; i < count; i++) {
+      const k = i * ADDR_KEY_SIZE;
+      let waitNs = 0;
+      let n = 0;
+      for (let cpu = 0; cpu < possibleCpus; cpu++) {
+        const base = i * m.stride + cpu * cpuStride;
+        waitNs += u64(values, base);
+        n += u64(values, base + 8);
+      }
+      out.set(keys.toString('hex', k, k + ADDR_KEY_SIZE), {
+        lo: keys.readUInt32LE(k),
+        hi: keys.readUInt32LE(k + 4),
+        tgid: keys.readUInt32LE(k + 8),
+        slot: keys.readUInt32LE(k + 12),
+        waitNs,
+        count: n,
+      });
+    }
+    return out;
+  }
+
+  /** Per slot, the addresses with the most wait in this window, longest first. */
+  private topBySlot(): Map<number, FutexAddress[]> {
+    const cur = this.readAddrs();
+    const bySlot = new Map<number, FutexAddress[]>();
+    for (const [key, c] of cur) {
+      const p = this.prevAddrs.get(key);
+      // An entry evicted and created again starts from zero: all it holds is new.
+      const fresh = !p || c.count < p.count || c.waitNs < p.waitNs;
+      const count = fresh ? c.count : c.count - p.count;
+      if (count === 0) continue;
+      const waitNs = fresh ? c.waitNs : c.waitNs - p.waitNs;
+      let list = bySlot.get(c.slot);
+      if (!list) bySlot.set(c.slot, (list = []));
+      list.push({ tgid: c.tgid, uaddr: hexAddress(c.lo, c.hi), waitUs: waitNs / 1000, count });
+    }
+    this.prevAddrs = cur;
+    for (const list of bySlot.values()) list.sort((a, b) => b.waitUs - a.waitUs || b.count - a.count);
+    return bySlot;
+  }
+
+  private windowOf(slot: number, top: FutexAddress[]): FutexWindow {
+    const c = this.cur.get(slot) ?? newCumulative();
+    const p = this.prev.get(slot) ?? newCumulative();
+    for (let b = 0; b < FUTEX_BUCKETS; b++) this.window[b] = Math.max(0, c.buckets[b] - p.buckets[b]);
+    const count = Math.max(0, c.count - p.count);
+    const waitUs = Math.max(0, c.waitNs - p.waitNs) / 1000;
+    return {
+      count,
+      waitUs,
+      p50: count > 0 ? histPercentile(this.window, 0.5) : 0,
+      p90: count > 0 ? histPercentile(this.window, 0.9) : 0,
+      p99: count > 0 ? histPercentile(this.window, 0.99) : 0,
+      mean: count > 0 ? waitUs / count : 0,
+      top: top.slice(0, FUTEX_TOP_N),
+    };
+  }
+
+  collect(_now: number, out: Record<string, TargetSignals>): void {
+    if (!this.obj) return;
+    this.read();
+    const top = this.topBySlot();
+    for (const t of this.targets) {
+      const sig = (out[t.name] ??= { name: t.name, role: t.role });
+      sig.futex = this.windowOf(t.slot, top.get(t.slot) ?? []);
+    }
+    if (this.opts.host) {
+      const all = [...top.values()].flat().sort((a, b) => b.waitUs - a.waitUs || b.count - a.count);
+      this.lastHost = this.windowOf(hostSlot(this.targets), all);
+    }
+    for (const [slot, c] of this.cur) {
+      const p = this.prev.get(slot);
+      if (p) copyCumulative(c, p);
+      else this.prev.set(slot, cloneCumulative(c));
+    }
+  }
+
+  /** The host-wide window of the last collect, when `host` is on. */
+  hostWindow(): FutexWindow | undefined {
+    return this.lastHost;
+  }
+
+  close(): void {
+    this.obj?.close();
+    this.obj = undefined;
+  }
+}
+
+function hexAddress(lo: number, hi: number): string {
+  return hi === 0 ? `0x${lo.toString(16)}` : `0x${hi.toString(16)}${lo.toString(16).padStart(8, '0')}`;
+}
+
+function lastLine(log: string): string {
+  const lines = log.split('\n').map((l) => l.trim()).filter((l) => l.length > 0 && !l.startsWith('--'));
+  return lines.find((l) => /unknown func|invalid|not supported|failed/i.test(l)) ?? lines[lines.length - 1] ?? '';
+}
+
+function newCumulative(): Cumulative {
+  return { buckets: new Float64Array(FUTEX_BUCKETS), count: 0, waitNs: 0 };
+}
+
+function cloneCumulative(c: Cumulative): Cumulative {
+  return { buckets: Float64Array.from(c.buckets), count: c.count, waitNs: c.waitNs };
+}
+
+function copyCumulative(from: Cumulative, to: Cumulative): void {
+  to.buckets.set(from.buckets);
+  to.count = from.count;
+  to.waitNs = from.waitNs;
+}
