@@ -24,6 +24,7 @@ import { isRestore, type KnobValues } from '../engine/strategy.js';
 import { createStrategies } from '../engine/registry.js';
 import { createSignals } from '../signals/index.js';
 import { resolveTargets } from './resolve.js';
+import { findProcesses } from './processes.js';
 
 /** Written in the state directory while a (non-dry) run is alive, for `ebpf-tuner status`. */
 export const PID_FILE = 'agent.pid';
@@ -282,9 +283,14 @@ export class Agent {
   }
 
   private refreshMembership(): void {
-    const alive = this.targets.map((t) =>
-      t.scope.kind === 'pids' ? { ...t, scope: { kind: 'pids' as const, pids: t.scope.pids.filter((p) => pidAlive(p)) } } : t,
+    // Process targets are found again (pidfile re-read, comm re-matched, children followed); the list is kept so the
+    // writer's scope and the kernel's membership move together.
+    this.targets = this.targets.map((t) =>
+      t.scope.kind === 'pids'
+        ? { ...t, scope: { ...t.scope, pids: t.scope.source ? findProcesses(t.scope.source) : t.scope.pids.filter((p) => pidAlive(p)) } }
+        : t,
     );
+    const alive = this.targets;
     for (const s of this.signals) s.updateTargets?.(alive);
     this.writer?.updateScope(this.scopeDirs, alive.flatMap((t) => (t.scope.kind === 'pids' ? t.scope.pids : [])));
   }

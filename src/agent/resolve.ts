@@ -6,7 +6,8 @@
 import { existsSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { TunerError } from '../core/errors.js';
-import type { Target } from '../core/types.js';
+import type { ProcessSource, Target } from '../core/types.js';
+import { findProcesses, readPidfile } from './processes.js';
 import type { Config } from '../config/types.js';
 import { cgroupId, cgroupVersionOf, isPathUnder, type CgroupLayout, type CgroupProbe } from '../cgroup/layout.js';
 
@@ -45,6 +46,14 @@ export function resolveTargets(config: Config, layout: CgroupLayout, probe: Cgro
         throw new TunerError('PID_NOT_FOUND', `resolve ${where}: process ${pid} does not exist — fix: correct targets[${slot}].pids or use a cgroup target for short-lived processes`);
       }
     }
-    return { name: t.name, role: t.role, slot, scope: { kind: 'pids', pids: [...pids] } };
+    if (t.pidfile !== undefined && readPidfile(t.pidfile) === undefined) {
+      throw new TunerError(
+        'PID_NOT_FOUND',
+        `resolve ${where}: pidfile ${t.pidfile} is missing or names no running process — fix: start the service first, or correct targets[${slot}].pidfile`,
+      );
+    }
+    // A comm target may match nothing yet: it follows processes of that name as they start.
+    const source: ProcessSource = { pids: t.pids, pidfile: t.pidfile, comm: t.comm, children: t.children };
+    return { name: t.name, role: t.role, slot, scope: { kind: 'pids', pids: findProcesses(source), source } };
   });
 }

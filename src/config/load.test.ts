@@ -440,7 +440,7 @@ describe('targets', () => {
     expect(firstIssue(t('  - {name: a, role: noisy, pids: [1.5]}')).message).toMatch(/^expected a positive integer, got 1.5/);
     expect(firstIssue(t('  - {name: a, role: noisy, pids: [99999999]}')).message).toMatch(/no larger than 4194304/);
     expect(firstIssue(t('  - {name: a, role: noisy, pids: 42}')).message).toMatch(/^expected a non-empty list of process ids, got 42/);
-    expect(firstIssue(t('  - web')).message).toMatch(/^expected a mapping with name, role, and cgroup or pids, got "web"/);
+    expect(firstIssue(t('  - web')).message).toMatch(/^expected a mapping with name, role, and one of cgroup, pids, pidfile or comm, got "web"/);
     expect(firstIssue(t('  -')).path).toBe('targets[0]');
   });
 

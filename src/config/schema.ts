@@ -213,27 +213,53 @@ const target = strict(
       const e = errorFor({ expected: 'a non-empty list of process ids', fix: 'write e.g. pids: [1234, 5678]' });
       return z.array(pid, e).min(1, e).optional();
     })(),
+    pidfile: absPath({
+      expected: 'an absolute path of a file holding a process id',
+      fix: 'write the full path, e.g. pidfile: /run/nginx.pid',
+    }).optional(),
+    comm: (() => {
+      const e = errorFor({
+        expected: 'a process name of 1 to 15 characters (as in /proc/<pid>/comm)',
+        fix: 'write the name ps shows in its COMMAND column, e.g. comm: postgres',
+      });
+      return z.string(e).min(1, e).max(15, e).optional();
+    })(),
+    children: bool({ expected: 'true or false', fix: 'write children: true to follow the processes\' descendants' }).optional(),
   },
   {
-    expected: 'a mapping with name, role, and cgroup or pids',
+    expected: 'a mapping with name, role, and one of cgroup, pids, pidfile or comm',
     fix: 'write a target as: - { name: web, role: protect, cgroup: /sys/fs/cgroup/web.slice }',
   },
 ).superRefine(
   (t, ctx) => {
     const hasCgroup = t.cgroup !== undefined;
     const hasPids = t.pids !== undefined;
+    const scopes = [t.cgroup, t.pids, t.pidfile, t.comm].filter((x) => x !== undefined).length;
     if (hasCgroup && hasPids) {
       ctx.addIssue({
         code: 'custom',
         input: t,
         message: 'has both cgroup and pids — fix: keep one; a target is either a cgroup or a list of processes',
       });
-    } else if (!hasCgroup && !hasPids) {
+    } else if (scopes > 1) {
+      ctx.addIssue({
+        code: 'custom',
+        input: t,
+        message: 'names more than one of cgroup, pids, pidfile and comm — fix: keep one scope per target',
+      });
+    } else if (t.children !== undefined && hasCgroup) {
+      ctx.addIssue({
+        code: 'custom',
+        input: t,
+        path: ['children'],
+        message: 'children applies to process scopes (pids, pidfile, comm) — fix: drop it; a cgroup target already covers every process in its subtree',
+      });
+    } else if (scopes === 0) {
       ctx.addIssue({
         code: 'custom',
         input: t,
         message:
-          'has neither cgroup nor pids — fix: add cgroup: /sys/fs/cgroup/<path> or pids: [<pid>, ...] to say which tasks it covers',
+          'has neither cgroup nor pids — fix: add cgroup: /sys/fs/cgroup/<path>, pids: [<pid>, ...], pidfile: <file> or comm: <name> to say which tasks it covers',
       });
     }
     if (Array.isArray(t.pids)) {

@@ -10,6 +10,12 @@ export interface TargetConfig {
   /** Absolute path of a cgroup directory (v1: under a controller mount such as /sys/fs/cgroup/cpu; v2: the unified tree). */
   cgroup?: string;
   pids?: number[];
+  /** A file holding the pid (re-read as the process restarts). */
+  pidfile?: string;
+  /** Every process whose /proc/<pid>/comm equals this (followed as processes come and go). */
+  comm?: string;
+  /** Also every descendant of the matched processes. */
+  children?: boolean;
 }
 
 export interface NoisyNeighborPolicy {

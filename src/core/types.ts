@@ -15,7 +15,7 @@ export interface Target {
   slot: number;
   scope:
     | { kind: 'cgroup'; path: string; version: 1 | 2; id: bigint }
-    | { kind: 'pids'; pids: number[] };
+    | { kind: 'pids'; pids: number[]; source?: ProcessSource };
 }
 
 /** A log2 histogram: counts[i] holds values in [2^i, 2^(i+1)) (counts[0] also holds 0). Units are the signal's. */
@@ -34,6 +34,14 @@ export interface LatencyStats {
   mean: number;
   /** EWMA of p99 across ticks. */
   p99Ewma: number;
+}
+
+/** How a process target finds its processes again as they come and go (re-resolved every few ticks). */
+export interface ProcessSource {
+  pids?: number[];
+  pidfile?: string;
+  comm?: string;
+  children?: boolean;
 }
 
 /** What one tick's worth of signals says about one target. Signals fill in the parts they own. */
