@@ -269,13 +269,23 @@ export class Agent {
 
     if (this.ticks % MEMBERSHIP_EVERY_TICKS === 0) this.refreshMembership();
     if (this.engine && this.targets.length > 0) {
+      // Every rule asks about every target's knobs; each answer is a file read or a journal query, so within one
+      // tick each (target, action) is read once.
+      const memo = <T>(fn: (t: string, a: string) => T) => {
+        const cache = new Map<string, T>();
+        return (t: string, a: string): T => {
+          const k = `${t}\0${a}`;
+          if (!cache.has(k)) cache.set(k, fn(t, a));
+          return cache.get(k) as T;
+        };
+      };
       const decisions = this.engine.tick({
         now,
         snapshot,
         targets: this.targets,
-        current: (target, action) => this.current(target, action),
-        changed: (target, action) => this.changed(target, action),
-        original: (target, action) => this.original(target, action),
+        current: memo((target, action) => this.current(target, action)),
+        changed: memo((target, action) => this.changed(target, action)),
+        original: memo((target, action) => this.original(target, action)),
       });
       for (const d of decisions) this.carryOut(d, now);
     }

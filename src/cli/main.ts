@@ -177,6 +177,22 @@ export function buildCli(): Command {
     });
 
   program
+    .command('bench')
+    .description('measure the agent: BPF cost per event, workload slowdown, agent CPU/RSS vs targets, reaction and effect')
+    .option('--quick', 'a few seconds per section: a smoke test, numbers not judged')
+    .option('--out <dir>', 'where results.json, summary.md and the charts go', 'bench-results')
+    .option('--sections <list>', 'comma-separated ids or numbers: bpf-cost, overhead, agent-cost, reaction, learner')
+    .action(async (opts: { quick?: boolean; out: string; sections?: string }) => {
+      try {
+        const { runBench } = await import('../bench/index.js');
+        await runBench({ quick: opts.quick === true, out: opts.out, sections: opts.sections ? opts.sections.split(',') : undefined });
+        setImmediate(() => process.exit(process.exitCode ?? 0));
+      } catch (e) {
+        fail('bench', e);
+      }
+    });
+
+  program
     .command('record')
     .description('store every tick\'s signal snapshots (gzip\'d JSON lines) for replay; acts on nothing')
     .requiredOption('-o, --out <file>', 'recording to write')

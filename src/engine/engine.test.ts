@@ -335,3 +335,35 @@ describe('DecisionEngine feedback to the proposing strategy', () => {
     expect(errors).toEqual(['learner: Error: model store full']);
   });
 });
+
+describe('closed-loop baseline', () => {
+  it('judges a change against the ticks its objective names, not calm ticks before the trouble began', async () => {
+    const { ClosedLoop } = await import('./closed-loop.js');
+    const { Guardrails } = await import('./guardrails.js');
+    const { DecisionEngine } = await import('./engine.js');
+    const cfg = { cooldownMs: 0, maxChangesPerMinute: 100, denyCgroups: [] };
+    const loop = new ClosedLoop({ windowTicks: 5, margin: 0.1, penaltyMs: 60_000 });
+    let fire = false;
+    const strategy = {
+      name: 'r',
+      decide: () =>
+        fire
+          ? [{ action: 'cpu_weight', target: 'b', desired: { weight: 50 }, reason: 'hot', rule: 'r', evidence: {}, objective: { metric: 'runqlat.p99', better: 'lower' as const, targets: ['a'], baselineTicks: 2 } }]
+          : [],
+    };
+    const engine = new DecisionEngine({ strategies: [strategy], guardrails: new Guardrails(cfg, undefined, { penalties: loop }), closedLoop: loop });
+    const snap = (t: number, p99: number) => ({ time: t, windowMs: 1000, targets: { a: { name: 'a', role: 'protect' as const, runqlat: { count: 100, p50: 1, p90: 1, p99, mean: 1, p99Ewma: p99, waitUs: 1, oncpuUs: 1 } }, b: { name: 'b', role: 'noisy' as const } } });
+    const input = (t: number, p99: number) => ({ now: t, snapshot: snap(t, p99), targets: [{ name: 'a', role: 'protect' as const }, { name: 'b', role: 'noisy' as const }], current: () => ({ weight: 100 }), changed: () => false });
+    // Calm, calm, calm, then contention: the rule fires on the second hot tick.
+    let t = 0;
+    for (const p of [100, 100, 100, 8000]) engine.tick(input((t += 1000), p));
+    fire = true;
+    const [d] = engine.tick(input((t += 1000), 8000));
+    fire = false;
+    engine.applied(d.id, { weight: 100 }, { weight: 50 }, t);
+    // After the change the victim is at 4000: twice better than the hot streak, far worse than the calm ticks.
+    const verdicts = [];
+    for (let i = 0; i < 5; i++) verdicts.push(...engine.tick(input((t += 1000), 4000)));
+    expect(verdicts.find((v) => v.kind === 'kept' || v.kind === 'revert')?.kind).toBe('kept');
+  });
+});

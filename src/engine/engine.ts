@@ -202,7 +202,8 @@ export class DecisionEngine {
     }
     const objective = objectiveOf(d.nudge);
     const baseline: number[] = [];
-    for (const s of this.#history.slice(-this.#loop.windowTicks)) {
+    const n = Math.max(1, Math.min(objective.baselineTicks ?? this.#loop.windowTicks, this.#loop.windowTicks));
+    for (const s of this.#history.slice(-n)) {
       const v = metricValue(s, objective);
       if (v !== undefined) baseline.push(v);
     }

@@ -44,6 +44,12 @@ export interface Objective {
   better: 'lower' | 'higher';
   /** Unit of the metric, for reasons only. */
   unit?: 'us';
+  /**
+   * How many ticks before the change describe the condition it answers (e.g. the hot streak a rule acted on).
+   * Absent: the closed loop's whole window — which can reach back to calm ticks before the trouble began and make any
+   * change look useless.
+   */
+  baselineTicks?: number;
 }
 
 /** A Nudge plus what the engine needs to judge it afterwards. Plain Nudges are valid StrategyNudges. */

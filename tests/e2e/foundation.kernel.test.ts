@@ -24,8 +24,14 @@ function config(extra = ''): string {
   return state.file(
     'config.yaml',
     `tick: 1s
+# The cpu_weight loop alone: the other rules (quota under host pressure, spreading...) would also answer this
+# contention and are tested on their own.
 policy:
   noisy_neighbor: {p99_threshold_us: 3000}
+  pressure_backoff: {enabled: false}
+  cpuset_spread: {enabled: false}
+  numa_rebalance: {enabled: false}
+  io_prefetch: {enabled: false}
 targets:
   - {name: web, cgroup: ${victimCg.path}, role: protect}
   - {name: batch, cgroup: ${siblingCg.path}, role: noisy}

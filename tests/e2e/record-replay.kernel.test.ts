@@ -27,7 +27,12 @@ describe('record and replay', () => {
       const config = dir.file(
         'c.yaml',
         `tick: 1s
-policy: {noisy_neighbor: {p99_threshold_us: 3000}}
+policy:
+  noisy_neighbor: {p99_threshold_us: 3000}
+  pressure_backoff: {enabled: false}
+  cpuset_spread: {enabled: false}
+  numa_rebalance: {enabled: false}
+  io_prefetch: {enabled: false}
 targets:
   - {name: web, cgroup: ${web.path}, role: protect}
   - {name: batch, cgroup: ${batch.path}, role: noisy}

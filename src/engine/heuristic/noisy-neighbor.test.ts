@@ -93,7 +93,7 @@ describe('NoisyNeighborRule trigger', () => {
     const snaps = [0, 1, 2].map((i) => snapshot(i, { web: HOT, api: 5_000 }));
     const [n] = rule.decide(input(snaps[2]!, snaps.slice(0, 2), tgts));
     expect(n!.reason).toMatch(/^web run-queue p99 7\.2 ms > 4 ms for 3 ticks \(also hot: api\);/);
-    expect(n!.objective).toEqual({ targets: ['api', 'web'], metric: 'runqlat.p99', better: 'lower', unit: 'us' });
+    expect(n!.objective).toEqual({ targets: ['api', 'web'], metric: 'runqlat.p99', better: 'lower', unit: 'us', baselineTicks: 3 });
   });
 
   it('says why in words with the numbers, and keeps the numbers as evidence', () => {

@@ -109,7 +109,7 @@ export class NoisyNeighborRule implements Strategy {
           toWeight: c.to,
         },
         expected: `${objectiveTargets.join(', ')} run-queue p99 falls from ${formatUs(worst.stats.p99)} toward ${formatUs(p.p99ThresholdUs)}`,
-        objective: { targets: objectiveTargets, metric: 'runqlat.p99', better: 'lower', unit: 'us' },
+        objective: { targets: objectiveTargets, metric: 'runqlat.p99', better: 'lower', unit: 'us', baselineTicks: p.triggerTicks },
       };
     });
   }

@@ -134,7 +134,7 @@ describe('LearnedStrategy: when it acts', () => {
     d2.tick(9000);
     const [m] = d2.tick(9000) as LearnedNudge[];
     expect(m).toMatchObject({ action: 'cpu_weight', target: 'batch', desired: { weight: 50 }, rule: 'learned:cpu_weight' });
-    expect(m!.objective).toEqual({ targets: ['web'], metric: 'runqlat.p99', better: 'lower', unit: 'us' });
+    expect(m!.objective).toEqual({ targets: ['web'], metric: 'runqlat.p99', better: 'lower', unit: 'us', baselineTicks: 2 });
     expect(Object.keys(m!.evidence)).toEqual(
       expect.arrayContaining(['p99Us', 'thresholdUs', 'est.noop', 'est.cpu_weight', 'sd.noop', 'sd.cpu_weight', 'draw.cpu_weight']),
     );

@@ -695,7 +695,8 @@ export class LearnedStrategy implements Strategy {
 }
 
 function objectiveFor(hot: readonly HotTarget[]): Objective {
-  return { targets: hot.map((h) => h.name).sort(cmp), metric: 'runqlat.p99', better: 'lower', unit: 'us' };
+  // It acts on the condition of the last ticks, not on calm ones before the trouble began.
+  return { targets: hot.map((h) => h.name).sort(cmp), metric: 'runqlat.p99', better: 'lower', unit: 'us', baselineTicks: 2 };
 }
 
 function p99Of(snapshot: TickSnapshot, name: string): number | undefined {

@@ -1,0 +1,248 @@
+/**
+ * The benchmark harness's pure parts: statistics, parsers of what perf, bpftool, /proc and the workloads print,
+ * the per-section summaries (which decide "met"/"not met"), the Markdown report and the SVG charts.
+ */
+import { describe, expect, it } from 'vitest';
+import { fitLine, fmtChange, median, ratio, spread } from './stats.js';
+import { parsePipeUsPerOp, parseTotalSeconds, type Workload } from './workloads.js';
+import { parseBpftoolProgs, progDeltas, progIdOfFdinfo } from './bpf-progs.js';
+import { parseStatTicks, statusKb, summarize as summarizeCost } from './sections/agent-cost.js';
+import { firstNudge, parseVictimLines, summarize as summarizeReaction } from './sections/reaction.js';
+import { hookOf, summarize as summarizeBpf } from './sections/bpf-cost.js';
+import { summarize as summarizeOverhead } from './sections/overhead.js';
+import { summarize as summarizeLearner } from './sections/learner.js';
+import { markdownTable, renderSummary } from './report.js';
+import { niceTicks, renderSvg, wrap } from './chart.js';
+import { selectSections } from './index.js';
+
+describe('stats', () => {
+  it('takes medians of finite values only', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([NaN, 5])).toBe(5);
+    expect(median([])).toBeNaN();
+    expect(spread([3, NaN, 1, 2])).toEqual([1, 3]);
+  });
+
+  it('refuses ratios to nothing', () => {
+    expect(ratio(3, 2)).toBe(1.5);
+    expect(ratio(3, 0)).toBeNaN();
+    expect(ratio(NaN, 2)).toBeNaN();
+    expect(fmtChange(1.031)).toBe('+3.1%');
+    expect(fmtChange(0.9)).toBe('-10.0%');
+  });
+
+  it('fits a line exactly through collinear points and reports r²', () => {
+    const f = fitLine([10, 100, 1000], [120, 300, 2100]);
+    expect(f.slope).toBeCloseTo(2, 10);
+    expect(f.intercept).toBeCloseTo(100, 8);
+    expect(f.r2).toBeCloseTo(1, 10);
+    const g = fitLine([1, 2, 3, 4], [1, 3, 2, 4]);
+    expect(g.slope).toBeCloseTo(0.8, 10);
+    expect(g.r2).toBeGreaterThan(0);
+    expect(g.r2).toBeLessThan(1);
+    expect(fitLine([5, 5], [1, 3])).toMatchObject({ slope: 0, intercept: 2 });
+  });
+});
+
+describe('parsers', () => {
+  it('reads perf bench sched pipe and messaging output', () => {
+    const pipe = "# Running 'sched/pipe' benchmark:\n# Executed 200000 pipe operations between two processes\n\n     Total time: 1.090 [sec]\n\n       5.451810 usecs/op\n         183425 ops/sec\n";
+    expect(parsePipeUsPerOp(pipe)).toBeCloseTo(5.45181, 6);
+    expect(parseTotalSeconds(pipe)).toBeCloseTo(1.09, 6);
+    expect(() => parsePipeUsPerOp('nothing')).toThrow(/usecs\/op/);
+    expect(() => parseTotalSeconds('nothing')).toThrow(/Total time/);
+  });
+
+  it('reads bpftool prog show --json and per-program deltas', () => {
+    const before = parseBpftoolProgs('[{"id":7,"type":"tracing","name":"a","run_time_ns":100,"run_cnt":2},{"id":8,"type":"tracepoint","name":"b"}]');
+    const after = parseBpftoolProgs('[{"id":7,"type":"tracing","name":"a","run_time_ns":1100,"run_cnt":12},{"id":8,"type":"tracepoint","name":"b","run_time_ns":50,"run_cnt":1}]');
+    expect(progDeltas(before, after, [7, 8, 9])).toEqual([
+      { id: 7, name: 'a', type: 'tracing', runTimeNs: 1000, runCnt: 10 },
+      { id: 8, name: 'b', type: 'tracepoint', runTimeNs: 50, runCnt: 1 },
+    ]);
+  });
+
+  it('finds the program id in an fdinfo text', () => {
+    expect(progIdOfFdinfo('pos:\t0\nflags:\t02000002\nprog_type:\t26\nprog_id:\t334\nrun_time_ns:\t5\n')).toBe(334);
+    expect(progIdOfFdinfo('pos:\t0\nflags:\t02\nmap_type:\t2\n')).toBeUndefined();
+  });
+
+  it('reads utime+stime past a command name with spaces and parentheses', () => {
+    const fields = Array.from({ length: 50 }, (_, i) => String(i + 3));
+    fields[11] = '40'; // utime (field 14)
+    fields[12] = '2'; // stime (field 15)
+    expect(parseStatTicks(`123 (node (x) y) ${fields.join(' ')}`)).toBe(42);
+    expect(statusKb('Name:\tnode\nVmHWM:\t  90000 kB\nVmRSS:\t   81234 kB\n', 'VmRSS')).toBe(81234);
+    expect(statusKb('Name:\tnode\n', 'VmRSS')).toBeNaN();
+  });
+
+  it('reads victim report lines and the first applied nudge', () => {
+    const lines = parseVictimLines([
+      '{"t":0.500,"count":50,"p50_us":2100.0,"p90_us":2200.0,"p99_us":2500.0,"max_us":2600.0}',
+      'victim: calibrating',
+      '{"t":1.000,"count":50,"p50_us":2100.0,"p90_us":2200.0,"p99_us":9000.0,"max_us":9100.0}',
+      '{"t":1.000,"count":100,"p50_us":2100.0,"p90_us":2200.0,"p99_us":9000.0,"max_us":9100.0,"final":true,"work_iters":5}',
+    ]);
+    expect(lines).toHaveLength(3);
+    expect(lines[2]!.final).toBe(true);
+    const log = [
+      { time: 1000, kind: 'applied', action: 'cpu_weight' },
+      { time: 3000, kind: 'refused', action: 'cpu_weight' },
+      { time: 4000, kind: 'applied', action: 'other' },
+      { time: 5000, kind: 'applied', action: 'cpu_weight' },
+    ];
+    expect(firstNudge(log, 2000)?.time).toBe(5000);
+    expect(firstNudge(log, 6000)).toBeUndefined();
+  });
+
+  it('names the hook of a program from its name, else from its run count', () => {
+    expect(hookOf({ name: 'sched_wakeup_ne', runCnt: 3 }, 100)).toBe('sched_wakeup_new');
+    expect(hookOf({ name: 'handle_sched_wakeup', runCnt: 60 }, 100)).toBe('sched_wakeup');
+    expect(hookOf({ name: 'runqlat_switch_btf', runCnt: 100 }, 100)).toBe('sched_switch');
+    expect(hookOf({ name: 'mystery', runCnt: 101 }, 100)).toBe('sched_switch');
+    expect(hookOf({ name: 'mystery', runCnt: 0 }, 100)).toBe('idle in this load');
+  });
+});
+
+describe('section summaries', () => {
+  it('bpf-cost: ratios to the floor and per-switch totals decide the goals', () => {
+    const w = (round: number, condition: string, programs: [string, number, number][]) => ({
+      round,
+      condition,
+      switches: 1000,
+      floor: { runTimeNs: 50_000, runCnt: 1000 },
+      programs: programs.map(([name, ns, cnt], i) => ({ id: i + 1, name, type: 'tracing', runTimeNs: ns, runCnt: cnt })),
+    });
+    const s = summarizeBpf(
+      [
+        w(1, 'agent-host', [
+          ['runqlat_switch_btf', 90_000, 1000],
+          ['futex_enter_tp', 40_000, 400],
+        ]),
+        w(1, 'agent-targets', [['runqlat_switch_btf', 80_000, 1000]]),
+        w(1, 'bcc', [
+          ['sched_wakeup', 50_000, 500],
+          ['sched_switch', 200_000, 1000],
+        ]),
+        w(1, 'bpftrace', [['sched_switch', 500_000, 1000]]),
+      ],
+      { rounds: 1, loops: 1 },
+    );
+    expect(s.data.floorNsPerEvent).toBe(50);
+    expect(s.data.perSwitchNs['bcc']).toBe(250);
+    expect(s.data.schedNsPerSwitch['bcc']).toBe(250);
+    // A program on another hook counts in the agent's total, not in the part comparable with runqlat.
+    expect(s.data.perSwitchNs['agent-host']).toBe(130);
+    expect(s.data.schedNsPerSwitch['agent-host']).toBe(90);
+    expect(s.goals[0]!.met).toBe(true); // 90 ns ≤ 2 × 50 ns
+    expect(s.goals[1]!.met).toBe(false); // 90 / 250 > ¼
+    expect(s.tables[0]!.rows.length).toBe(1 + 2 + 1 + 2 + 1);
+  });
+
+  it('overhead: ratio of medians to "no observer"', () => {
+    const wls: Workload[] = ['pipe-pinned', 'pipe', 'messaging'].map((id) => ({ id, label: id, unit: 'us/op', run: async () => 0 }));
+    const samples = [1, 2, 3].flatMap((round) =>
+      ['none', 'agent', 'bcc', 'bpftrace'].flatMap((condition) =>
+        wls.map((w) => ({ round, condition, workload: w.id, value: (condition === 'agent' ? 1.04 : condition === 'none' ? 1 : 1.3) * (5 + round) })),
+      ),
+    );
+    const s = summarizeOverhead(samples, wls, { rounds: 3 });
+    expect(s.goals[0]!.met).toBe(true);
+    expect(s.goals[0]!.measured).toMatch(/^\+4\.0%/);
+  });
+
+  it('agent-cost: fits µs per tick against targets', () => {
+    const runs = [10, 100, 1000].flatMap((n) =>
+      ['1s', '100ms'].map((tick) => ({ round: 1, tick, targets: n, seconds: 8, cpuPctStat: 0.5, cpuPctSched: 0.4, perTickUs: 200 + 3 * n, rssMiB: 70, hwmMiB: 80 })),
+    );
+    const s = summarizeCost(runs, { ticks: ['1s', '100ms'], targetCounts: [10, 100, 1000], windowS: 8 });
+    expect(s.data.fits['1s']!.slope).toBeCloseTo(3, 8);
+    expect(s.data.fits['1s']!.intercept).toBeCloseTo(200, 6);
+    expect(s.goals.map((g) => g.met)).toEqual([true, true]);
+  });
+
+  it('reaction: reaction time and p99 against the isolated run', () => {
+    const run = (condition: string, p99: number, reactionMs?: number) => ({
+      round: 1,
+      condition,
+      steadyP50: 2100,
+      steadyP99: p99,
+      leadP99: 2500,
+      runP99: p99,
+      intervals: [{ t: 1, p50: 2100, p99 }],
+      reactionMs,
+      nudges: reactionMs === undefined ? 0 : 1,
+      reverts: 0,
+      decisions: [],
+    });
+    const s = summarizeReaction([run('isolated', 2500), run('neighbour', 9000), run('agent', 3000, 2500), run('agent-100ms', 2600, 400)], {
+      steadyFromS: 6,
+      durationS: 12,
+      leadS: 1,
+    });
+    expect(s.goals[0]!.met).toBe(false); // 2.5 s > 1 s
+    expect(s.goals[1]!.met).toBe(true); // 3000 ≤ 1.3 × 2500
+  });
+
+  it('learner: one table row per scenario', () => {
+    const rows = [1, 2, 3].flatMap((episode) => ['a', 'b'].map((scenario) => ({ scenario, episode, learner: episode, heuristic: 2, regret: 2 - episode })));
+    const s = summarizeLearner(rows, { ok: true }, {});
+    expect(s.tables[0]!.rows).toHaveLength(2);
+    expect(s.tables[0]!.rows[0]![5]).toBe('-1.000');
+  });
+});
+
+describe('report', () => {
+  it('escapes pipes in Markdown tables', () => {
+    expect(markdownTable({ columns: ['a', 'b'], rows: [['x|y', 1]] })).toBe('| a | b |\n| --- | --- |\n| x\\|y | 1 |');
+  });
+
+  it('lists every goal and every section', () => {
+    const md = renderSummary({
+      command: 'ebpf-tuner bench --quick --out x',
+      quick: true,
+      startedAt: '2026-01-01T00:00:00Z',
+      seconds: 75,
+      machine: { kernel: 'Linux 6.18', cpuModel: 'cpu', vcpus: 2, memoryGiB: 24, numaNodes: 1, node: 'v20', tools: {} },
+      sections: [
+        { id: 'overhead', title: 'Overhead', status: 'ok', params: {}, tables: [{ title: 't', columns: ['a'], rows: [[1]] }], goals: [{ goal: 'g', measured: 'm', met: false }], notes: ['n'], charts: [], data: null, seconds: 3 },
+        { id: 'learner', title: 'Learner', status: 'skipped', reason: 'absent', params: {}, tables: [], goals: [], notes: [], charts: [], data: null, seconds: 0 },
+      ],
+      charts: { overhead: 'overhead.png' },
+      warnings: [],
+    });
+    expect(md).toContain('Command: `ebpf-tuner bench --quick --out x`');
+    expect(md).toContain('| Overhead | g | m | not met |');
+    expect(md).toContain('## 2. Overhead');
+    expect(md).toContain('## 5. Learner');
+    expect(md).toContain('![Overhead](overhead.png)');
+    expect(md).toContain('took 1 min 15 s');
+  });
+
+  it('selects sections by id or number, and refuses unknown ones', () => {
+    expect(selectSections(['2', 'reaction']).map((s) => s.id)).toEqual(['overhead', 'reaction']);
+    expect(selectSections(['bpf-cost,agent-cost']).map((s) => s.id)).toEqual(['bpf-cost', 'agent-cost']);
+    expect(selectSections().length).toBe(5);
+    expect(() => selectSections(['nope'])).toThrow(/no such section/);
+  });
+});
+
+describe('charts', () => {
+  it('draws every bar and point, escaped, with round ticks', () => {
+    const { svg, height } = renderSvg(
+      [
+        { kind: 'bar', title: 'a <b>', yLabel: 'ns', series: ['x', 'y'], groups: [{ label: 'g1', values: [1, 2] }, { label: 'g2', values: [3, null] }], refLine: { value: 2, label: 'goal' } },
+        { kind: 'line', title: 'l', xLabel: 'x', yLabel: 'y', logY: true, series: [{ label: 's', points: [[0, 10], [1, 1000]] }], vlines: [{ x: 0.5, label: 'v' }] },
+      ],
+      'T',
+    );
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg).toContain('a &lt;b&gt;');
+    expect(svg.match(/<rect x=/g)?.length).toBe(3 + 2 + 1); // 3 bars, 2 bar-legend and 1 line-legend swatches
+    expect(svg.match(/<circle /g)?.length).toBe(2);
+    expect(height).toBe(36 + 2 * 380);
+    expect(niceTicks(0, 97)).toEqual([0, 20, 40, 60, 80, 100]);
+    expect(wrap('ebpf-tuner (targets): runqlat_switch_btf', 12).every((l) => l.length <= 12)).toBe(true);
+  });
+});

@@ -1,0 +1,204 @@
+/**
+ * The things a benchmark compares, each started as a real process and stopped again: the agent
+ * (`bin/ebpf-tuner run`, as deployed), Debian's libbpf-tools `runqlat`, and bpftrace running run-queue-latency logic
+ * equivalent to runqlat.bt. Each reports when it is attached and which BPF programs it holds.
+ */
+import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { TunerError } from '../core/errors.js';
+import { projectRoot } from '../bpf/paths.js';
+import { progIdsOf } from './bpf-progs.js';
+import type { Proc, Resources } from './resources.js';
+
+/**
+ * runqlat.bt without its #include (the bundled script does not compile on recent kernels): the same three
+ * tracepoints, TASK_RUNNING written as its value 0, and the timestamp map cleared at exit instead of printed.
+ */
+export const BPFTRACE_RUNQLAT = `
+tracepoint:sched:sched_wakeup,
+tracepoint:sched:sched_wakeup_new
+{
+	@qtime[args->pid] = nsecs;
+}
+
+tracepoint:sched:sched_switch
+{
+	if (args->prev_state == 0) {
+		@qtime[args->prev_pid] = nsecs;
+	}
+	$ns = @qtime[args->next_pid];
+	if ($ns) {
+		@usecs = hist((nsecs - $ns) / 1000);
+	}
+	delete(@qtime[args->next_pid]);
+}
+
+END
+{
+	clear(@qtime);
+}
+`;
+
+export const BCC_RUNQLAT = '/usr/sbin/runqlat';
+
+export interface Running {
+  readonly label: string;
+  readonly proc?: Proc;
+  /** BPF programs this peer holds now. */
+  progIds(): number[];
+  stop(): Promise<void>;
+}
+
+export interface AgentTarget {
+  name: string;
+  role: 'protect' | 'noisy';
+  cgroup: string;
+}
+
+export interface AgentOptions {
+  /** Omitted: no config file, the built-in defaults (every default signal, observing the whole host). */
+  config?: { tick?: string; targets?: AgentTarget[] };
+  readyTimeoutMs?: number;
+}
+
+export interface AgentLogLine {
+  time: number;
+  msg?: string;
+  kind?: string;
+  action?: string;
+  target?: string;
+  from?: string;
+  to?: string;
+  [k: string]: unknown;
+}
+
+export class RunningAgent implements Running {
+  readonly label = 'ebpf-tuner';
+  constructor(
+    readonly proc: Proc,
+    private readonly res: Resources,
+    private readonly dir: string,
+  ) {}
+
+  progIds(): number[] {
+    return progIdsOf(this.proc.pid);
+  }
+
+  /** The agent's JSON log lines so far (anything else on stdout is skipped). */
+  log(): AgentLogLine[] {
+    const out: AgentLogLine[] = [];
+    for (const l of this.proc.lines) {
+      if (!l.startsWith('{')) continue;
+      try {
+        const o = JSON.parse(l) as Record<string, unknown>;
+        out.push({ ...o, time: typeof o.time === 'string' ? Date.parse(o.time) : Number(o.time) });
+      } catch {
+        // not a log line
+      }
+    }
+    return out;
+  }
+
+  async stop(): Promise<void> {
+    // SIGTERM lets it restore every knob it changed before it exits.
+    const e = await this.proc.stop('SIGTERM', 15_000);
+    this.res.removeTempDir(this.dir);
+    if (e.signal === 'SIGKILL') throw new TunerError('INTERNAL', `stop the agent (pid ${this.proc.pid}): it did not exit on SIGTERM within 15 s`);
+  }
+}
+
+export function agentBinary(): string {
+  const bin = path.join(projectRoot, 'bin', 'ebpf-tuner');
+  if (!existsSync(path.join(projectRoot, 'dist', 'cli', 'main.js'))) {
+    throw new TunerError('INTERNAL', 'start the agent: dist/ is not built — fix: npx tsc -p tsconfig.json (or scripts/setup.sh)');
+  }
+  return bin;
+}
+
+/** Starts `ebpf-tuner run` with its own state directory and waits until it logs that it is running. */
+export async function startAgent(res: Resources, opts: AgentOptions = {}): Promise<RunningAgent> {
+  const dir = res.tempDir('agent');
+  const args = ['run', '--state-dir', path.join(dir, 'state'), '--log-level', 'info'];
+  if (opts.config) {
+    const file = path.join(dir, 'config.yaml');
+    const doc: Record<string, unknown> = {};
+    if (opts.config.tick) doc.tick = opts.config.tick;
+    if (opts.config.targets) doc.targets = opts.config.targets;
+    writeFileSync(file, stringify(doc));
+    args.push('--config', file);
+  }
+  const proc = res.spawn(agentBinary(), args, { name: 'ebpf-tuner' });
+  const agent = new RunningAgent(proc, res, dir);
+  try {
+    await proc.waitForLine(/"msg":"agent running/, opts.readyTimeoutMs ?? 60_000);
+  } catch (e) {
+    await agent.stop().catch(() => undefined);
+    throw e;
+  }
+  return agent;
+}
+
+class SimplePeer implements Running {
+  constructor(
+    readonly label: string,
+    readonly proc: Proc,
+    private readonly stopSignal: NodeJS.Signals,
+  ) {}
+
+  progIds(): number[] {
+    return progIdsOf(this.proc.pid);
+  }
+
+  async stop(): Promise<void> {
+    await this.proc.stop(this.stopSignal, 10_000);
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until the process holds at least `n` programs and the set has stopped growing (loading is done). */
+async function settlePrograms(p: Running, n: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = -1;
+  for (;;) {
+    const k = p.progIds().length;
+    if (k >= n && k === last) return;
+    if (Date.now() > deadline) {
+      throw new TunerError('INTERNAL', `start ${p.label}: holds ${k} BPF programs after ${timeoutMs} ms, expected at least ${n}`);
+    }
+    last = k;
+    await sleep(150);
+  }
+}
+
+/** libbpf-tools runqlat: one histogram for the whole host, its default mode. */
+export async function startBccRunqlat(res: Resources): Promise<Running> {
+  if (!existsSync(BCC_RUNQLAT)) throw new TunerError('INTERNAL', `start runqlat: ${BCC_RUNQLAT} is missing — fix: apt-get install libbpf-tools`);
+  // Line-buffered: it announces itself with printf on a pipe, which would otherwise sit in its stdio buffer.
+  const proc = res.spawn('stdbuf', ['-oL', BCC_RUNQLAT], { name: 'runqlat' });
+  const peer = new SimplePeer('libbpf-tools runqlat', proc, 'SIGINT');
+  try {
+    await proc.waitForLine(/Tracing run queue latency/, 20_000);
+    await settlePrograms(peer, 3, 10_000);
+  } catch (e) {
+    await peer.stop();
+    throw e;
+  }
+  return peer;
+}
+
+export async function startBpftrace(res: Resources): Promise<Running> {
+  const proc = res.spawn('bpftrace', ['-e', BPFTRACE_RUNQLAT], { name: 'bpftrace' });
+  const peer = new SimplePeer('bpftrace runqlat', proc, 'SIGINT');
+  try {
+    await proc.waitForLine(/^Attaching \d+ probes/, 30_000);
+    await settlePrograms(peer, 3, 10_000);
+    // "Attaching" is printed before the attach calls; they take a few ms.
+    await sleep(300);
+  } catch (e) {
+    await peer.stop();
+    throw e;
+  }
+  return peer;
+}
