@@ -4,7 +4,11 @@ import { progStats } from '../bpf/stats.js';
 import { concurrencyHints } from '../actions/pressure-backoff/pressure-backoff.js';
 import type { Agent } from './agent.js';
 
-export function agentControl(agent: Agent): AgentControl {
+/** `agent` may be a getter: a config reload replaces the agent while the HTTP server keeps serving. */
+export function agentControl(of: Agent | (() => Agent)): AgentControl {
+  const current = typeof of === 'function' ? of : () => of;
+  // Each method reads the agent at call time.
+  const agent = new Proxy({} as Agent, { get: (_t, k) => Reflect.get(current(), k, current()) });
   return {
     paused: () => agent.paused,
     pause: () => agent.pause('paused over HTTP'),

@@ -3,7 +3,10 @@
  * (which restores whatever a crashed run left behind before attaching), serve HTTP when asked, tell systemd when
  * ready, and stop cleanly — restoring every original — on SIGINT/SIGTERM, at --duration, or on a fatal error.
  */
+import { unwatchFile, watchFile } from 'node:fs';
 import { createLogger } from '../core/log.js';
+import { detectLayout } from '../cgroup/layout.js';
+import { resolveTargets } from '../agent/resolve.js';
 import { TunerError } from '../core/errors.js';
 import { loadConfig } from '../config/load.js';
 import { assertSafeConfigFile, ensureSafeStateDir } from '../security/perms.js';
@@ -35,7 +38,9 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   }
   // The state directory is created (0700, with safe parents) only once the targets have resolved: a bad config
   // leaves no trace on the host.
-  const agent = new Agent({ config, log, stateDir: opts.stateDir, dryRun: opts.dryRun, prepareStateDir: ensureSafeStateDir });
+  const makeAgent = (c: typeof config) =>
+    new Agent({ config: c, log, stateDir: opts.stateDir, dryRun: opts.dryRun, prepareStateDir: ensureSafeStateDir });
+  let agent = makeAgent(config);
   const releaseStats = opts.bpfStats ? enableBpfStats() : undefined;
   let http: { url: string; close(): Promise<void> } | undefined;
   let stopWatchdog: (() => void) | undefined;
@@ -49,6 +54,8 @@ export async function runCommand(opts: RunOptions): Promise<void> {
     log.info({ why }, 'stopping');
     notifyStopping(why);
     stopWatchdog?.();
+    if (opts.config) unwatchFile(opts.config);
+    await reloading;
     const report = await agent.stop();
     await http?.close();
     releaseStats?.();
@@ -63,17 +70,61 @@ export async function runCommand(opts: RunOptions): Promise<void> {
     void shutdown('fatal error', 1);
   });
 
+  /**
+   * Config reload (SIGHUP, or the file changing — a ConfigMap update swaps a symlink, so the file is polled by stat):
+   * the new config is validated in full and its targets resolved before anything changes; a bad one is logged and
+   * the running config stays. A good one replaces the agent: the old one restores every original, the new one starts
+   * fresh — the HTTP server, metrics and watchdog carry on.
+   */
+  let reloading: Promise<void> = Promise.resolve();
+  const reload = (why: string): void => {
+    reloading = reloading.then(async () => {
+      if (stopping || !opts.config) return;
+      let next: typeof config;
+      try {
+        assertSafeConfigFile(opts.config);
+        next = loadConfig(opts.config);
+        resolveTargets(next, detectLayout());
+      } catch (e) {
+        log.error({ why, err: e instanceof Error ? e.message : String(e) }, 'config reload refused; the running config stays');
+        return;
+      }
+      if (JSON.stringify({ ...next, source: '' }) === JSON.stringify({ ...agent.config, source: '' })) {
+        log.info({ why }, 'config unchanged');
+        return;
+      }
+      const old = agent;
+      await old.stop();
+      agent = makeAgent(next);
+      try {
+        await agent.start();
+        log.info({ why, targets: agent.targetList.map((t) => t.name) }, 'config reloaded');
+      } catch (e) {
+        log.error({ why, err: e instanceof Error ? e.message : String(e) }, 'starting with the reloaded config failed; back to the previous one');
+        agent = makeAgent(old.config);
+        await agent.start();
+      }
+    });
+  };
+
   try {
     await agent.start();
     if (opts.listen) {
       const { startHttpServer } = await import('../http/server.js');
-      http = await startHttpServer({ listen: opts.listen, token, control: agentControl(agent), log });
+      http = await startHttpServer({ listen: opts.listen, token, control: agentControl(() => agent), log });
       log.info({ url: http.url }, 'http listening');
     }
   } catch (e) {
     await agent.stop();
     releaseStats?.();
     throw e;
+  }
+  process.on('SIGHUP', () => reload('SIGHUP'));
+  if (opts.config) {
+    const file = opts.config;
+    watchFile(file, { interval: 2000 }, (cur, prev) => {
+      if (cur.mtimeMs !== prev.mtimeMs || cur.ino !== prev.ino) reload(`${file} changed`);
+    });
   }
   notifyReady(`watching ${agent.targetList.length} target(s)`);
   stopWatchdog = startWatchdog({ healthy: () => agent.ready });
