@@ -86,13 +86,17 @@ export class BpfMap {
 
   /** Replaces the whole content of a hash map with `entries` (key hex → value), touching only what changed. */
   sync(entries: Map<string, Buffer>): void {
-    const { count, keys } = this.readAll();
+    const { count, keys, values } = this.readAll();
     const stale: Buffer[] = [];
+    const same = new Set<string>();
     for (let i = 0; i < count; i++) {
       const k = keys.subarray(i * this.keySize, (i + 1) * this.keySize);
-      if (!entries.has(k.toString('hex'))) stale.push(Buffer.from(k));
+      const hex = k.toString('hex');
+      const want = entries.get(hex);
+      if (want === undefined) stale.push(Buffer.from(k));
+      else if (want.equals(values.subarray(i * this.stride, i * this.stride + want.length))) same.add(hex);
     }
     for (const k of stale) this.delete(k);
-    for (const [hex, value] of entries) this.update(Buffer.from(hex, 'hex'), value);
+    for (const [hex, value] of entries) if (!same.has(hex)) this.update(Buffer.from(hex, 'hex'), value);
   }
 }

@@ -50,8 +50,10 @@ beforeEach(async () => {
   victimCg = base.child('web');
   siblingCg = base.child('batch');
   state = tempDir();
-  // Victim and hogs share CPU 1: the same contention on any machine, whatever else runs on the other CPU.
-  victim = await spawnInCgroup(victimCg.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '1500', '--quiet']);
+  // Victim and hogs share CPU 1: the same contention on any machine, whatever else runs on the other CPU. The victim
+  // needs 60% of the CPU, more than its group's equal share beside a busy sibling: under EEVDF a victim well within
+  // its share is woken almost at once whatever its neighbour does, and there is nothing for the agent to fix.
+  victim = await spawnInCgroup(victimCg.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']);
   procs.push(victim);
 });
 

@@ -20,7 +20,7 @@ describe('record and replay', () => {
     const batch = base.child('batch');
     const dir = tempDir();
     const procs = [
-      await spawnInCgroup(web.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '1500', '--quiet']),
+      await spawnInCgroup(web.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']),
       await spawnInCgroup(batch.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '4']),
     ];
     try {

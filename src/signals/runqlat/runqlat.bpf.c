@@ -50,7 +50,8 @@ struct {
  * tasks get an entry. Task storage where arguments are BTF-typed; a tid-keyed LRU hash on the raw_tp fallback.
  */
 struct task_wait {
-	__u64 seen;
+	__u64 seen;		/* run_delay total at the previous switch-in; 0 before the first */
+	__u64 migrations;	/* se.nr_migrations at the previous switch-in */
 };
 
 struct {
@@ -123,7 +124,7 @@ struct {
 	__type(value, struct cpu_current);
 } cpu_current SEC(".maps");
 
-static __always_inline void add_wait(__u32 key, __u32 bucket, __u64 delta)
+static __always_inline void add_wait(__u32 key, __u32 bucket, __u64 delta, __u64 migrated)
 {
 	struct runqlat_hist *h = bpf_map_lookup_elem(&hists, &key);
 
@@ -131,6 +132,7 @@ static __always_inline void add_wait(__u32 key, __u32 bucket, __u64 delta)
 		h->buckets[bucket & (RUNQLAT_BUCKETS - 1)]++;
 		h->count++;
 		h->wait_ns += delta;
+		h->migrations += migrated;
 	}
 }
 
@@ -146,7 +148,7 @@ static __always_inline void add_run(__u32 key, __u64 ran, bool preempt)
 }
 
 static __always_inline void on_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
-				      __u64 now, __u64 queued, __u64 run_delay, __u64 arrived,
+				      __u64 now, __u64 queued, __u64 run_delay, __u64 migrations, __u64 arrived,
 				      __u32 next_pid, __u32 next_tgid, __u32 prev_pid, __u32 prev_tgid, const bool btf)
 {
 	__u32 zero = 0, nslots = cfg.filter.host_slot;
@@ -168,25 +170,28 @@ static __always_inline void on_switch(bool preempt, struct task_struct *prev, st
 
 	/* `next` waited on the run queue from `queued` until now (plus earlier segments, if it was migrated). */
 	if (next_pid && queued && now >= queued && ((next_slot >= 0 && next_slot < nslots) || cfg.filter.host)) {
-		__u64 delta = now - queued, total = run_delay + delta;
+		__u64 delta = now - queued, total = run_delay + delta, migrated = 0;
 		struct task_wait *tw = task_wait_of(next, next_pid, btf);
 		__u32 bucket;
 
 		if (tw) {
 			if (tw->seen && total > tw->seen && total - tw->seen > delta)
 				delta = total - tw->seen;
+			if (tw->seen && migrations > tw->migrations)
+				migrated = migrations - tw->migrations;
 			tw->seen = total;
+			tw->migrations = migrations;
 		}
 		bucket = log2_u64(delta / 1000);
 		if (bucket >= RUNQLAT_BUCKETS)
 			bucket = RUNQLAT_BUCKETS - 1;
 		if (next_slot >= 0 && next_slot < nslots) {
-			add_wait(next_slot, bucket, delta);
+			add_wait(next_slot, bucket, delta, migrated);
 			if (cfg.per_thread)
 				account_thread(next_pid, next_tgid, next_slot, bucket, delta);
 		}
 		if (cfg.filter.host)
-			add_wait(nslots, bucket, delta);
+			add_wait(nslots, bucket, delta, migrated);
 	}
 
 	/* `prev` ran from `arrived` until now. */
@@ -208,7 +213,7 @@ int BPF_PROG(runqlat_switch_btf, bool preempt, struct task_struct *prev, struct 
 	if (!rq)
 		return 0;
 	on_switch(preempt, prev, next, rq->clock, next->sched_info.last_queued, next->sched_info.run_delay,
-		  prev->sched_info.last_arrival, next->pid, next->tgid, prev->pid, prev->tgid, true);
+		  next->se.nr_migrations, prev->sched_info.last_arrival, next->pid, next->tgid, prev->pid, prev->tgid, true);
 	return 0;
 }
 
@@ -221,7 +226,8 @@ int BPF_PROG(runqlat_switch_raw, bool preempt, struct task_struct *prev, struct 
 	if (!rq)
 		return 0;
 	on_switch(preempt, prev, next, BPF_CORE_READ(rq, clock), BPF_CORE_READ(next, sched_info.last_queued),
-		  BPF_CORE_READ(next, sched_info.run_delay), BPF_CORE_READ(prev, sched_info.last_arrival),
+		  BPF_CORE_READ(next, sched_info.run_delay), BPF_CORE_READ(next, se.nr_migrations),
+		  BPF_CORE_READ(prev, sched_info.last_arrival),
 		  BPF_CORE_READ(next, pid), BPF_CORE_READ(next, tgid), BPF_CORE_READ(prev, pid),
 		  BPF_CORE_READ(prev, tgid), false);
 	return 0;

@@ -15,7 +15,7 @@ struct runqlat_cfg {
 	__u8 pad[3];
 };
 
-/* One per target slot, per CPU; cumulative since load. 296 bytes. */
+/* One per target slot, per CPU; cumulative since load. 304 bytes. */
 struct runqlat_hist {
 	__u64 buckets[RUNQLAT_BUCKETS];
 	__u64 count;		/* switches in (= samples in buckets) */
@@ -23,6 +23,7 @@ struct runqlat_hist {
 	__u64 oncpu_ns;		/* on-CPU time of runs that ended, summed */
 	__u64 switches_out;	/* context switches away from a target task */
 	__u64 preempted;	/* of which involuntary (the task was still runnable) */
+	__u64 migrations;	/* CPU migrations of target tasks (se.nr_migrations deltas, seen at switch-in) */
 };
 
 /* Per thread of a target, when cfg.per_thread is set. 168 bytes. */

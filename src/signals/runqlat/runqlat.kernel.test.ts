@@ -3,6 +3,7 @@
  * test starts compete with it, and the wait the program measures matches the kernel's own per-task accounting
  * (/proc/<pid>/task/<tid>/schedstat run_delay).
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../core/log.js';
@@ -33,7 +34,7 @@ describe('runqlat on the real kernel', () => {
     const hogCg = base.child('sibling');
     const signal = new RunqlatSignal({ perThread: true, host: true, ewmaAlpha: 0.5 });
     // Victim and hogs share one CPU, so the contention is the same on any machine and unaffected by other load.
-    const victim = await spawnInCgroup(victimCg.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '2000', '--work-us', '300', '--quiet']);
+    const victim = await spawnInCgroup(victimCg.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']);
     let hog: Awaited<ReturnType<typeof spawnInCgroup>> | undefined;
     try {
       const targets: Target[] = [
@@ -75,7 +76,7 @@ describe('runqlat on the real kernel', () => {
       console.log(`victim mean wait: quiet ${(meanWait(quiet) / 1e3).toFixed(0)} µs, beside 4 hogs ${(meanWait(busy) / 1e3).toFixed(0)} µs`);
       console.log(`victim wait: bpf ${(busy.waitNs / 1e6).toFixed(2)} ms vs schedstat ${(busy.delayNs / 1e6).toFixed(2)} ms`);
 
-      // The victim wakes ~500 times a second: every window has samples (fewer when other load shares its CPU).
+      // The victim wakes ~250 times a second: every window has samples (fewer when other load shares its CPU).
       for (const w of [...quiet.victim, ...busy.victim]) expect(w.count).toBeGreaterThan(20);
       expect(meanWait(busy)).toBeGreaterThan(meanWait(quiet) * 2);
       expect(busyP99).toBeGreaterThan(quietP99);
@@ -110,11 +111,19 @@ describe('runqlat on the real kernel', () => {
         targets: [{ name: 'v2', role: 'protect', slot: 0, scope: { kind: 'cgroup', path: dir, version: 2, id: cgroupId(dir) } }],
         cgroupVersion: 2,
       });
-      await sleep(1000);
+      // Moving every thread between the two CPUs migrates each of them: the window must count those migrations.
+      for (let i = 0; i < 10; i++) {
+        execFileSync('taskset', ['-a', '-p', '-c', String(i % 2), String(victim.pid)], { stdio: 'ignore' });
+        await sleep(100);
+      }
       const snap: Record<string, TargetSignals> = {};
       signal.collect(Date.now(), snap);
-      expect(snap.v2.runqlat?.count).toBeGreaterThan(100);
-      expect(snap.v2.runqlat?.oncpuUs).toBeGreaterThan(0);
+      const w = snap.v2.runqlat as RunqlatWindow;
+      expect(w.count).toBeGreaterThan(100);
+      expect(w.oncpuUs).toBeGreaterThan(0);
+      expect(w.migrations).toBeGreaterThanOrEqual(8);
+      // The victim sleeps between requests: nearly every switch-in follows a wakeup.
+      expect(w.wakeups).toBeGreaterThan(w.count * 0.5);
     } finally {
       signal.close();
       if (victim) await killAndWait(victim);

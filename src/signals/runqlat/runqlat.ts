@@ -15,7 +15,7 @@ import { hostSlot, slotCount, syncMembership, targetFilter, TARGET_MAX_SLOTS, u6
 
 // Mirrors runqlat.h.
 export const RUNQLAT_BUCKETS = 32;
-const HIST_U64S = RUNQLAT_BUCKETS + 5;
+const HIST_U64S = RUNQLAT_BUCKETS + 6;
 const HIST_SIZE = HIST_U64S * 8; // sizeof(struct runqlat_hist)
 const THREAD_SIZE = RUNQLAT_BUCKETS * 4 + 3 * 8 + 8; // sizeof(struct runqlat_thread)
 const CFG_SIZE = 12; // sizeof(struct runqlat_cfg)
@@ -35,10 +35,11 @@ interface Cumulative {
   oncpuNs: number;
   switchesOut: number;
   preempted: number;
+  migrations: number;
 }
 
 function newCumulative(): Cumulative {
-  return { buckets: new Float64Array(RUNQLAT_BUCKETS), count: 0, waitNs: 0, oncpuNs: 0, switchesOut: 0, preempted: 0 };
+  return { buckets: new Float64Array(RUNQLAT_BUCKETS), count: 0, waitNs: 0, oncpuNs: 0, switchesOut: 0, preempted: 0, migrations: 0 };
 }
 
 export interface RunqlatWindow extends LatencyStats {
@@ -50,6 +51,13 @@ export interface RunqlatWindow extends LatencyStats {
   /** Context switches away while still runnable (preempted), and the rest (blocked, slept, yielded). */
   involuntary: number;
   voluntary: number;
+  /**
+   * Times a target thread was woken (derived: switch-ins from the run queue that did not follow a preemption). The
+   * kernel's own wakeup counts need schedstats; this needs no extra hook.
+   */
+  wakeups: number;
+  /** CPU migrations of target threads in the window (se.nr_migrations deltas, seen when a thread next runs). */
+  migrations: number;
   /** Thread-level detail (top threads by wait), when per-thread accounting is on. */
   threads?: { tid: number; tgid: number; count: number; maxUs: number; meanUs: number }[];
 }
@@ -130,7 +138,7 @@ export class RunqlatSignal implements Signal {
       let c = this.cur.get(slot);
       if (!c) this.cur.set(slot, (c = newCumulative()));
       c.buckets.fill(0);
-      c.count = c.waitNs = c.oncpuNs = c.switchesOut = c.preempted = 0;
+      c.count = c.waitNs = c.oncpuNs = c.switchesOut = c.preempted = c.migrations = 0;
       for (let cpu = 0; cpu < possibleCpus; cpu++) {
         const base = i * hists.stride + cpu * cpuStride;
         for (let b = 0; b < RUNQLAT_BUCKETS; b++) c.buckets[b] += u64(values, base + b * 8);
@@ -140,6 +148,7 @@ export class RunqlatSignal implements Signal {
         c.oncpuNs += u64(values, tail + 16);
         c.switchesOut += u64(values, tail + 24);
         c.preempted += u64(values, tail + 32);
+        c.migrations += u64(values, tail + 40);
       }
     }
   }
@@ -171,6 +180,8 @@ export class RunqlatSignal implements Signal {
       switchesOut,
       involuntary,
       voluntary: switchesOut - involuntary,
+      wakeups: Math.max(0, count - involuntary),
+      migrations: Math.max(0, c.migrations - p.migrations),
     };
   }
 
@@ -241,4 +252,5 @@ function copyCumulative(from: Cumulative, to: Cumulative): void {
   to.oncpuNs = from.oncpuNs;
   to.switchesOut = from.switchesOut;
   to.preempted = from.preempted;
+  to.migrations = from.migrations;
 }
