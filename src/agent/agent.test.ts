@@ -115,4 +115,40 @@ describe('agent on cgroup v2 (fake tree)', () => {
     await agent.stop();
     expect(wake).toBeUndefined();
   });
+
+  it('reverts a nudge that did not help, records why, and does not try that rule on that target again for a while', async () => {
+    const signal = new ScriptedSignal(); // p99 stays at 10 ms whatever the agent does
+    const text = `tick: 1s
+policy: {noisy_neighbor: {p99_threshold_us: 4000, trigger_ticks: 2, calm_ticks: 3}}
+guardrails: {cooldown: 0s}
+closed_loop: {window_ticks: 3, margin: 0.1, penalty: 5m}
+targets:
+  - {name: web, cgroup: ${fake.path('app/web')}, role: protect}
+  - {name: batch, cgroup: ${fake.path('app/batch')}, role: noisy}
+`;
+    const agent = new Agent({ config: parseConfig(text, 't.yaml'), log: silentLogger, stateDir: state, layout: fake.layout, probe: fake.probe, signals: [signal] });
+    const seen: { kind: string; outcome?: string; reason?: string }[] = [];
+    const { channels } = await import('../core/events.js');
+    const onDecision = (d: unknown) => seen.push(d as { kind: string; outcome?: string; reason?: string });
+    channels.decision.subscribe(onDecision);
+    try {
+      await agent.start();
+      let t = Date.now();
+      agent.tick((t += 1000));
+      agent.tick((t += 1000));
+      expect(weight('app/batch')).toBe('50');
+      for (let i = 0; i < 4; i++) agent.tick((t += 1000));
+      expect(weight('app/batch')).toBe('100');
+      const reverted = seen.find((d) => d.kind === 'reverted');
+      expect(reverted?.reason ?? '').toMatch(/closed loop: .*needs ≥ 10% better/);
+      // Still hot, but penalised: the same rule on the same target is refused, not retried.
+      for (let i = 0; i < 3; i++) agent.tick((t += 1000));
+      expect(weight('app/batch')).toBe('100');
+      expect(seen.some((d) => d.kind === 'refused' && /PENALISED/.test(d.outcome ?? ''))).toBe(true);
+      await agent.stop();
+    } finally {
+      channels.decision.unsubscribe(onDecision);
+    }
+  });
 });
+
