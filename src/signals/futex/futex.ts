@@ -14,6 +14,7 @@ import { probe } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
 import { histPercentile } from '../../stats/histogram.js';
 import { hostSlot, slotCount, syncMembership, targetFilter, TARGET_MAX_SLOTS, u64 } from '../membership.js';
+import { CumulativeSlots } from '../cumulative.js';
 
 // Mirrors futex.h.
 export const FUTEX_BUCKETS = 32;
@@ -75,12 +76,6 @@ export interface FutexWindow {
   top: FutexAddress[];
 }
 
-interface Cumulative {
-  buckets: Float64Array;
-  count: number;
-  waitNs: number;
-}
-
 interface AddrTotals {
   slot: number;
   tgid: number;
@@ -98,9 +93,8 @@ export class FutexSignal implements Signal {
   private targets: Target[] = [];
   private kind?: FutexHook;
   private programNames: string[] = [];
-  private readonly prev = new Map<number, Cumulative>();
-  private readonly cur = new Map<number, Cumulative>();
-  private readonly window = new Float64Array(FUTEX_BUCKETS);
+  /** struct of the hists map: the buckets, then count and wait_ns. */
+  private readonly slots = new CumulativeSlots(FUTEX_BUCKETS, 2);
   private prevAddrs = new Map<string, AddrTotals>();
   private lastHost?: FutexWindow;
 
@@ -155,8 +149,8 @@ export class FutexSignal implements Signal {
     }
     this.updateTargets(ctx.targets);
     // Baseline so the first window does not include history from before start.
-    this.read();
-    for (const [slot, c] of this.cur) this.prev.set(slot, cloneCumulative(c));
+    this.slots.read(this.obj!.map('hists'));
+    this.slots.advance();
     this.prevAddrs = this.readAddrs();
     this.log.info({ attach: this.kind, programs: this.programNames, targets: ctx.targets.length, host: this.opts.host }, 'futex attached');
   }
@@ -195,25 +189,6 @@ export class FutexSignal implements Signal {
     if (!this.obj) return;
     this.targets = targets;
     syncMembership(this.obj, targets);
-  }
-
-  private read(): void {
-    const hists = this.obj!.map('hists');
-    const { count, keys, values } = hists.readAll();
-    const cpuStride = hists.stride / possibleCpus;
-    for (let i = 0; i < count; i++) {
-      const slot = keys.readUInt32LE(i * 4);
-      let c = this.cur.get(slot);
-      if (!c) this.cur.set(slot, (c = newCumulative()));
-      c.buckets.fill(0);
-      c.count = c.waitNs = 0;
-      for (let cpu = 0; cpu < possibleCpus; cpu++) {
-        const base = i * hists.stride + cpu * cpuStride;
-        for (let b = 0; b < FUTEX_BUCKETS; b++) c.buckets[b] += u64(values, base + b * 8);
-        c.count += u64(values, base + FUTEX_BUCKETS * 8);
-        c.waitNs += u64(values, base + FUTEX_BUCKETS * 8 + 8);
-      }
-    }
   }
 
   /** Every {slot, tgid, address} entry with its totals summed over CPUs, keyed by the raw key bytes. */
@@ -264,17 +239,15 @@ export class FutexSignal implements Signal {
   }
 
   private windowOf(slot: number, top: FutexAddress[]): FutexWindow {
-    const c = this.cur.get(slot) ?? newCumulative();
-    const p = this.prev.get(slot) ?? newCumulative();
-    for (let b = 0; b < FUTEX_BUCKETS; b++) this.window[b] = Math.max(0, c.buckets[b] - p.buckets[b]);
-    const count = Math.max(0, c.count - p.count);
-    const waitUs = Math.max(0, c.waitNs - p.waitNs) / 1000;
+    const { buckets, counters } = this.slots.window(slot);
+    const [count, waitNs] = counters;
+    const waitUs = waitNs / 1000;
     return {
       count,
       waitUs,
-      p50: count > 0 ? histPercentile(this.window, 0.5) : 0,
-      p90: count > 0 ? histPercentile(this.window, 0.9) : 0,
-      p99: count > 0 ? histPercentile(this.window, 0.99) : 0,
+      p50: count > 0 ? histPercentile(buckets, 0.5) : 0,
+      p90: count > 0 ? histPercentile(buckets, 0.9) : 0,
+      p99: count > 0 ? histPercentile(buckets, 0.99) : 0,
       mean: count > 0 ? waitUs / count : 0,
       top: top.slice(0, FUTEX_TOP_N),
     };
@@ -282,7 +255,7 @@ export class FutexSignal implements Signal {
 
   collect(_now: number, out: Record<string, TargetSignals>): void {
     if (!this.obj) return;
-    this.read();
+    this.slots.read(this.obj.map('hists'));
     const top = this.topBySlot();
     for (const t of this.targets) {
       const sig = (out[t.name] ??= { name: t.name, role: t.role });
@@ -292,11 +265,7 @@ export class FutexSignal implements Signal {
       const all = [...top.values()].flat().sort((a, b) => b.waitUs - a.waitUs || b.count - a.count);
       this.lastHost = this.windowOf(hostSlot(this.targets), all);
     }
-    for (const [slot, c] of this.cur) {
-      const p = this.prev.get(slot);
-      if (p) copyCumulative(c, p);
-      else this.prev.set(slot, cloneCumulative(c));
-    }
+    this.slots.advance();
   }
 
   /** The host-wide window of the last collect, when `host` is on. */
@@ -317,18 +286,4 @@ function hexAddress(lo: number, hi: number): string {
 function lastLine(log: string): string {
   const lines = log.split('\n').map((l) => l.trim()).filter((l) => l.length > 0 && !l.startsWith('--'));
   return lines.find((l) => /unknown func|invalid|not supported|failed/i.test(l)) ?? lines[lines.length - 1] ?? '';
-}
-
-function newCumulative(): Cumulative {
-  return { buckets: new Float64Array(FUTEX_BUCKETS), count: 0, waitNs: 0 };
-}
-
-function cloneCumulative(c: Cumulative): Cumulative {
-  return { buckets: Float64Array.from(c.buckets), count: c.count, waitNs: c.waitNs };
-}
-
-function copyCumulative(from: Cumulative, to: Cumulative): void {
-  to.buckets.set(from.buckets);
-  to.count = from.count;
-  to.waitNs = from.waitNs;
 }

@@ -12,6 +12,7 @@ import { possibleCpus } from '../../bpf/map.js';
 import { histPercentile } from '../../stats/histogram.js';
 import { Ewma } from '../../stats/ewma.js';
 import { hostSlot, slotCount, syncMembership, targetFilter, TARGET_MAX_SLOTS, u64 } from '../membership.js';
+import { CumulativeSlots } from '../cumulative.js';
 
 // Mirrors runqlat.h.
 export const RUNQLAT_BUCKETS = 32;
@@ -25,21 +26,6 @@ export interface RunqlatOptions {
   /** Aggregate every task on the host into an extra slot (host-wide view). */
   host: boolean;
   ewmaAlpha: number;
-}
-
-/** Cumulative counters of one slot, summed over CPUs. */
-interface Cumulative {
-  buckets: Float64Array;
-  count: number;
-  waitNs: number;
-  oncpuNs: number;
-  switchesOut: number;
-  preempted: number;
-  migrations: number;
-}
-
-function newCumulative(): Cumulative {
-  return { buckets: new Float64Array(RUNQLAT_BUCKETS), count: 0, waitNs: 0, oncpuNs: 0, switchesOut: 0, preempted: 0, migrations: 0 };
 }
 
 export interface RunqlatWindow extends LatencyStats {
@@ -69,10 +55,9 @@ export class RunqlatSignal implements Signal {
   private targets: Target[] = [];
   private attachKind?: AttachKind;
   private program?: string;
-  private prev = new Map<number, Cumulative>();
-  private readonly cur = new Map<number, Cumulative>();
+  /** struct runqlat_hist: the buckets, then count, wait_ns, oncpu_ns, switches_out, preempted, migrations. */
+  private readonly slots = new CumulativeSlots(RUNQLAT_BUCKETS, 6);
   private readonly ewma = new Map<number, Ewma>();
-  private readonly window = new Float64Array(RUNQLAT_BUCKETS);
   private lastHost?: RunqlatWindow;
 
   constructor(private readonly opts: RunqlatOptions) {}
@@ -117,8 +102,8 @@ export class RunqlatSignal implements Signal {
     }
     this.updateTargets(ctx.targets);
     // Baseline so the first window does not include history from before start.
-    this.read();
-    for (const [slot, c] of this.cur) this.prev.set(slot, cloneCumulative(c));
+    this.slots.read(hists);
+    this.slots.advance();
     this.log.info({ attach: kind, program, targets: ctx.targets.length, host: this.opts.host }, 'runqlat attached');
   }
 
@@ -129,48 +114,20 @@ export class RunqlatSignal implements Signal {
     syncMembership(this.obj, targets);
   }
 
-  private read(): void {
-    const hists = this.obj!.map('hists');
-    const { count, keys, values } = hists.readAll();
-    const cpuStride = hists.stride / possibleCpus;
-    for (let i = 0; i < count; i++) {
-      const slot = keys.readUInt32LE(i * 4);
-      let c = this.cur.get(slot);
-      if (!c) this.cur.set(slot, (c = newCumulative()));
-      c.buckets.fill(0);
-      c.count = c.waitNs = c.oncpuNs = c.switchesOut = c.preempted = c.migrations = 0;
-      for (let cpu = 0; cpu < possibleCpus; cpu++) {
-        const base = i * hists.stride + cpu * cpuStride;
-        for (let b = 0; b < RUNQLAT_BUCKETS; b++) c.buckets[b] += u64(values, base + b * 8);
-        const tail = base + RUNQLAT_BUCKETS * 8;
-        c.count += u64(values, tail);
-        c.waitNs += u64(values, tail + 8);
-        c.oncpuNs += u64(values, tail + 16);
-        c.switchesOut += u64(values, tail + 24);
-        c.preempted += u64(values, tail + 32);
-        c.migrations += u64(values, tail + 40);
-      }
-    }
-  }
-
   private windowOf(slot: number): RunqlatWindow {
-    const c = this.cur.get(slot) ?? newCumulative();
-    const p = this.prev.get(slot) ?? newCumulative();
-    for (let b = 0; b < RUNQLAT_BUCKETS; b++) this.window[b] = Math.max(0, c.buckets[b] - p.buckets[b]);
-    const count = Math.max(0, c.count - p.count);
-    const waitUs = Math.max(0, c.waitNs - p.waitNs) / 1000;
+    const { buckets, counters } = this.slots.window(slot);
+    const [count, waitNs, oncpuNs, switchesOut, involuntary, migrations] = counters;
+    const waitUs = waitNs / 1000;
     let ewma = this.ewma.get(slot);
     if (!ewma) this.ewma.set(slot, (ewma = new Ewma(this.opts.ewmaAlpha)));
-    const p99 = count > 0 ? histPercentile(this.window, 0.99) : 0;
+    const p99 = count > 0 ? histPercentile(buckets, 0.99) : 0;
     // A window without samples says nothing about latency: the EWMA keeps its value rather than decaying to 0.
     if (count > 0) ewma.update(p99);
-    const oncpuUs = Math.max(0, c.oncpuNs - p.oncpuNs) / 1000;
-    const switchesOut = Math.max(0, c.switchesOut - p.switchesOut);
-    const involuntary = Math.max(0, c.preempted - p.preempted);
+    const oncpuUs = oncpuNs / 1000;
     return {
       count,
-      p50: count > 0 ? histPercentile(this.window, 0.5) : 0,
-      p90: count > 0 ? histPercentile(this.window, 0.9) : 0,
+      p50: count > 0 ? histPercentile(buckets, 0.5) : 0,
+      p90: count > 0 ? histPercentile(buckets, 0.9) : 0,
       p99,
       mean: count > 0 ? waitUs / count : 0,
       p99Ewma: ewma.value ?? 0,
@@ -181,13 +138,13 @@ export class RunqlatSignal implements Signal {
       involuntary,
       voluntary: switchesOut - involuntary,
       wakeups: Math.max(0, count - involuntary),
-      migrations: Math.max(0, c.migrations - p.migrations),
+      migrations,
     };
   }
 
   collect(_now: number, out: Record<string, TargetSignals>): void {
     if (!this.obj) return;
-    this.read();
+    this.slots.read(this.obj.map('hists'));
     for (const t of this.targets) {
       const w = this.windowOf(t.slot);
       const sig = (out[t.name] ??= { name: t.name, role: t.role });
@@ -195,12 +152,7 @@ export class RunqlatSignal implements Signal {
     }
     if (this.opts.host) this.lastHost = this.windowOf(hostSlot(this.targets));
     if (this.opts.perThread) this.attachThreads(out);
-    // Swap: this tick's cumulative becomes the next tick's baseline.
-    for (const [slot, c] of this.cur) {
-      const p = this.prev.get(slot);
-      if (p) copyCumulative(c, p);
-      else this.prev.set(slot, cloneCumulative(c));
-    }
+    this.slots.advance();
   }
 
   /** The host-wide window of the last collect, when `host` is on. */
@@ -239,18 +191,4 @@ export class RunqlatSignal implements Signal {
     this.obj?.close();
     this.obj = undefined;
   }
-}
-
-function cloneCumulative(c: Cumulative): Cumulative {
-  return { ...c, buckets: Float64Array.from(c.buckets) };
-}
-
-function copyCumulative(from: Cumulative, to: Cumulative): void {
-  to.buckets.set(from.buckets);
-  to.count = from.count;
-  to.waitNs = from.waitNs;
-  to.oncpuNs = from.oncpuNs;
-  to.switchesOut = from.switchesOut;
-  to.preempted = from.preempted;
-  to.migrations = from.migrations;
 }
