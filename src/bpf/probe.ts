@@ -56,20 +56,50 @@ function lastMeaningfulLine(log: string): string | undefined {
 
 export const ATTACH_ORDER: readonly AttachKind[] = ['tp_btf', 'raw_tp', 'tracepoint'];
 
+/** The programs one attach variant needs (all attached, in order) and may add (attached where this kernel has them). */
+export interface ProgramSet {
+  required: readonly string[];
+  optional?: readonly string[];
+}
+
+export interface LoadFirstOptions {
+  /** Variants to try, in order; default ATTACH_ORDER then fentry and kprobe. */
+  order?: readonly AttachKind[];
+  /**
+   * Try the next variant when the verifier rejects one. Off by default (a rejection is a bug in our program), on for
+   * signals whose cheaper variant relies on helpers older kernels lack (task storage, BTF task pointers).
+   */
+  nextOnVerifierError?: boolean;
+  /** What the signal needs, for the error when nothing works, e.g. "v5.11 with BTF". */
+  needs?: string;
+}
+
+export interface Loaded {
+  obj: BpfObject;
+  kind: AttachKind;
+  /** The first required program (signals with one program per variant). */
+  program: string;
+  /** Every program attached: the required ones and the optional ones this kernel took. */
+  programs: string[];
+}
+
 /**
- * Opens and loads `objectName` with the first of `variants` (program names keyed by attach kind, in preference
- * order) whose attach kind this kernel supports and that loads and attaches; configure() runs on each fresh open.
+ * Opens and loads `objectName` with the first of `variants` whose attach kind this kernel supports and whose programs
+ * load and attach; configure() runs on each fresh open (rodata, map sizes). Every object it opens and does not return
+ * is closed.
  */
 export function loadFirstWorking(
   objectName: string,
-  variants: Partial<Record<AttachKind, string>>,
+  variants: Partial<Record<AttachKind, string | ProgramSet>>,
   configure: (obj: BpfObject) => void,
   log?: Logger,
-): { obj: BpfObject; kind: AttachKind; program: string } {
+  opts: LoadFirstOptions = {},
+): Loaded {
   const errors: string[] = [];
-  for (const kind of [...ATTACH_ORDER, 'fentry', 'kprobe'] as AttachKind[]) {
-    const program = variants[kind];
-    if (!program) continue;
+  for (const kind of opts.order ?? ([...ATTACH_ORDER, 'fentry', 'kprobe'] as AttachKind[])) {
+    const v = variants[kind];
+    if (!v) continue;
+    const set: ProgramSet = typeof v === 'string' ? { required: [v] } : v;
     const p = probe(kind, log);
     if (!p.ok) {
       errors.push(`${kind}: ${p.error}`);
@@ -77,16 +107,33 @@ export function loadFirstWorking(
     }
     const obj = BpfObject.open(bpfObjectPath(objectName), log);
     try {
-      obj.selectPrograms([program]);
+      obj.selectPrograms([...set.required, ...(set.optional ?? [])]);
       configure(obj);
       obj.load();
-      obj.attach(program);
-      return { obj, kind, program };
+      const programs: string[] = [];
+      for (const prog of set.required) {
+        obj.attach(prog);
+        programs.push(prog);
+      }
+      for (const prog of set.optional ?? []) {
+        try {
+          obj.attach(prog);
+          programs.push(prog);
+        } catch (e) {
+          log?.debug({ object: objectName, program: prog, err: e instanceof Error ? e.message : String(e) }, 'optional program not attached');
+        }
+      }
+      return { obj, kind, program: set.required[0], programs };
     } catch (e) {
       obj.close();
-      if (isTunerError(e, 'BPF_VERIFIER')) throw e; // a bug in our program, not a missing kernel feature
-      errors.push(`${kind}: ${e instanceof Error ? e.message : String(e)}`);
+      // Without the option a rejection is a bug in our program, not a missing kernel feature.
+      if (isTunerError(e, 'BPF_VERIFIER') && !opts.nextOnVerifierError) throw e;
+      const detail = isTunerError(e) && e.log ? lastMeaningfulLine(e.log) : undefined;
+      errors.push(`${kind}: ${e instanceof Error ? e.message : String(e)}${detail ? ` (${detail})` : ''}`);
     }
   }
-  throw new TunerError('BPF_NOT_SUPPORTED', `attach ${objectName}: no attach type works on this kernel — ${errors.join('; ')}`);
+  throw new TunerError(
+    'BPF_NOT_SUPPORTED',
+    `attach ${objectName}: no attach type works on this kernel${opts.needs ? ` (needs ${opts.needs})` : ''} — ${errors.join('; ')}`,
+  );
 }

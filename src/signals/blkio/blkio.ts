@@ -7,12 +7,11 @@
  */
 import { readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
-import { TunerError, isTunerError } from '../../core/errors.js';
+import { TunerError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
-import { BpfObject } from '../../bpf/object.js';
-import { bpfObjectPath } from '../../bpf/paths.js';
-import { probe } from '../../bpf/probe.js';
+import type { BpfObject } from '../../bpf/object.js';
+import { loadFirstWorking } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
 import { histPercentile } from '../../stats/histogram.js';
 import { BurstDetector, type BurstOptions } from '../../stats/burst.js';
@@ -139,32 +138,16 @@ export class BlkioSignal implements Signal {
     this.targets = ctx.targets;
     const cfg = Buffer.alloc(CFG_SIZE);
     targetFilter(ctx.targets, ctx.cgroupVersion, this.opts.host).copy(cfg, 0);
-    const errors: string[] = [];
-    for (const kind of this.opts.hooks ?? BLKIO_HOOK_ORDER) {
-      const p = probe(kind, this.log);
-      if (!p.ok) {
-        errors.push(`${kind}: ${p.error}`);
-        continue;
-      }
-      const obj = BpfObject.open(bpfObjectPath('blkio'), this.log);
-      try {
-        obj.selectPrograms(VARIANTS[kind]);
-        obj.setRodata('.rodata.cfg', cfg);
-        obj.load();
-        for (const prog of VARIANTS[kind]) obj.attach(prog);
-        this.obj = obj;
-        this.kind = kind;
-        this.programNames = [...VARIANTS[kind]];
-        break;
-      } catch (e) {
-        obj.close();
-        const detail = isTunerError(e) && e.log ? ` (${lastLine(e.log)})` : '';
-        errors.push(`${kind}: ${e instanceof Error ? e.message : String(e)}${detail}`);
-      }
-    }
-    if (!this.obj || !this.kind) {
-      throw new TunerError('BPF_NOT_SUPPORTED', `attach blkio: no hook works on this kernel (needs v5.11 with BTF, or raw tracepoints) — ${errors.join('; ')}`);
-    }
+    const loaded = loadFirstWorking(
+      'blkio',
+      { tp_btf: { required: VARIANTS.tp_btf }, raw_tp: { required: VARIANTS.raw_tp } },
+      (o) => o.setRodata('.rodata.cfg', cfg),
+      this.log,
+      { order: this.opts.hooks ?? BLKIO_HOOK_ORDER, nextOnVerifierError: true, needs: 'v5.11 with BTF, or raw tracepoints' },
+    );
+    this.obj = loaded.obj;
+    this.kind = loaded.kind as BlkioHook;
+    this.programNames = loaded.programs;
     const stats = this.obj.map('stats');
     const devs = this.obj.map('devs');
     if (stats.valueSize !== STAT_SIZE || stats.keySize !== KEY_SIZE || devs.valueSize !== DEV_SIZE) {
@@ -360,10 +343,6 @@ export class BlkioSignal implements Signal {
   }
 }
 
-function lastLine(log: string): string {
-  const lines = log.split('\n').map((l) => l.trim()).filter((l) => l.length > 0 && !l.startsWith('--'));
-  return lines.find((l) => /unknown func|invalid|not supported|failed/i.test(l)) ?? lines[lines.length - 1] ?? '';
-}
 
 function newCumulative(): Cumulative {
   return { buckets: new Float64Array(BLKIO_BUCKETS), ios: 0, latNs: 0, readBytes: 0, writeBytes: 0, seq: 0 };

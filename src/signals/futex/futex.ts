@@ -5,12 +5,11 @@
  * tick this reads both in one batch each, subtracts the previous tick, and reports percentiles and the top 5
  * addresses per target.
  */
-import { TunerError, isTunerError } from '../../core/errors.js';
+import { TunerError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
-import { BpfObject } from '../../bpf/object.js';
-import { bpfObjectPath } from '../../bpf/paths.js';
-import { probe } from '../../bpf/probe.js';
+import type { BpfObject } from '../../bpf/object.js';
+import { loadFirstWorking, type ProgramSet } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
 import { histPercentile } from '../../stats/histogram.js';
 import { hostSlot, slotCount, syncMembership, targetFilter, TARGET_MAX_SLOTS, u64 } from '../membership.js';
@@ -27,23 +26,19 @@ export const FUTEX_TOP_N = 5;
 
 export type FutexHook = 'tracepoint' | 'tp_btf' | 'raw_tp';
 
-interface Variant {
-  kind: FutexHook;
-  /** Exit programs first: attached before their entry twin, so no wait that starts after attach loses its end. */
-  required: string[];
-  /** Syscalls this kernel may lack (futex_waitv v5.16, futex_wait v6.7): attached when present. */
-  optional: string[];
-}
+/*
+ * Per variant: exit programs first (attached before their entry twin, so no wait that starts after attach loses its
+ * end); optional: syscalls this kernel may lack (futex_waitv v5.16, futex_wait v6.7), attached when present.
+ */
 
 /** Cheapest first, by the measurements in README.md (Overhead). */
-const VARIANTS: Record<FutexHook, Variant> = {
+const VARIANTS: Record<FutexHook, ProgramSet> = {
   tracepoint: {
-    kind: 'tracepoint',
     required: ['futex_exit_tp', 'futex_enter_tp'],
     optional: ['futex_waitv_exit_tp', 'futex_waitv_enter_tp', 'futex_wait_exit_tp', 'futex_wait_enter_tp'],
   },
-  tp_btf: { kind: 'tp_btf', required: ['futex_exit_btf', 'futex_enter_btf'], optional: [] },
-  raw_tp: { kind: 'raw_tp', required: ['futex_exit_raw', 'futex_enter_raw'], optional: [] },
+  tp_btf: { required: ['futex_exit_btf', 'futex_enter_btf'], optional: [] },
+  raw_tp: { required: ['futex_exit_raw', 'futex_enter_raw'], optional: [] },
 };
 export const FUTEX_HOOK_ORDER: readonly FutexHook[] = ['tracepoint', 'tp_btf', 'raw_tp'];
 
@@ -118,26 +113,21 @@ export class FutexSignal implements Signal {
     this.targets = ctx.targets;
     const cfg = Buffer.alloc(CFG_SIZE);
     targetFilter(ctx.targets, ctx.cgroupVersion, this.opts.host).copy(cfg, 0);
-    const errors: string[] = [];
-    for (const kind of this.opts.hooks ?? FUTEX_HOOK_ORDER) {
-      const p = probe(kind, this.log);
-      if (!p.ok) {
-        errors.push(`${kind}: ${p.error}`);
-        continue;
-      }
-      try {
-        this.attachVariant(VARIANTS[kind], cfg, ctx.targets);
-        break;
-      } catch (e) {
-        // A verifier rejection here is most often a helper this kernel lacks (task storage, the BTF task pointer),
-        // so the next variant is tried; the message keeps the reason.
-        const detail = isTunerError(e) && e.log ? ` (${lastLine(e.log)})` : '';
-        errors.push(`${kind}: ${e instanceof Error ? e.message : String(e)}${detail}`);
-      }
-    }
-    if (!this.obj || !this.kind) {
-      throw new TunerError('BPF_NOT_SUPPORTED', `attach futex: no hook works on this kernel (needs v5.11 with BTF) — ${errors.join('; ')}`);
-    }
+    const loaded = loadFirstWorking(
+      'futex',
+      VARIANTS,
+      (o) => {
+        o.setRodata('.rodata.cfg', cfg);
+        o.setMaxEntries('hists', slotCount(ctx.targets));
+      },
+      this.log,
+      // A verifier rejection of a variant is most often a helper this kernel lacks (task storage, the BTF task
+      // pointer), so the next variant is tried; the message keeps the reason.
+      { order: this.opts.hooks ?? FUTEX_HOOK_ORDER, nextOnVerifierError: true, needs: 'v5.11 with BTF' },
+    );
+    this.obj = loaded.obj;
+    this.kind = loaded.kind as FutexHook;
+    this.programNames = loaded.programs;
     const hists = this.obj.map('hists');
     const top = this.obj.map('top');
     if (hists.valueSize !== HIST_SIZE || top.keySize !== ADDR_KEY_SIZE || top.valueSize !== ADDR_STAT_SIZE) {
@@ -153,35 +143,6 @@ export class FutexSignal implements Signal {
     this.slots.advance();
     this.prevAddrs = this.readAddrs();
     this.log.info({ attach: this.kind, programs: this.programNames, targets: ctx.targets.length, host: this.opts.host }, 'futex attached');
-  }
-
-  private attachVariant(v: Variant, cfg: Buffer, targets: readonly Target[]): void {
-    const obj = BpfObject.open(bpfObjectPath('futex'), this.log);
-    try {
-      obj.selectPrograms([...v.required, ...v.optional]);
-      obj.setRodata('.rodata.cfg', cfg);
-      obj.setMaxEntries('hists', slotCount(targets));
-      obj.load();
-      const attached: string[] = [];
-      for (const p of v.required) {
-        obj.attach(p);
-        attached.push(p);
-      }
-      for (const p of v.optional) {
-        try {
-          obj.attach(p);
-          attached.push(p);
-        } catch (e) {
-          this.log?.debug({ program: p, err: e instanceof Error ? e.message : String(e) }, 'futex: optional hook not attached');
-        }
-      }
-      this.obj = obj;
-      this.kind = v.kind;
-      this.programNames = attached;
-    } catch (e) {
-      obj.close();
-      throw e;
-    }
   }
 
   /** Rewrites the kernel's membership maps: every cgroup in each target's subtree, every tgid of pid targets. */
@@ -283,7 +244,3 @@ function hexAddress(lo: number, hi: number): string {
   return hi === 0 ? `0x${lo.toString(16)}` : `0x${hi.toString(16)}${lo.toString(16).padStart(8, '0')}`;
 }
 
-function lastLine(log: string): string {
-  const lines = log.split('\n').map((l) => l.trim()).filter((l) => l.length > 0 && !l.startsWith('--'));
-  return lines.find((l) => /unknown func|invalid|not supported|failed/i.test(l)) ?? lines[lines.length - 1] ?? '';
-}
