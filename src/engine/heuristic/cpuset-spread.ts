@@ -15,6 +15,7 @@ import type { TickSnapshot } from '../../core/types.js';
 import type { PlacementStats } from '../../signals/placement/placement.js';
 import { formatCpuList, parseCpuList } from '../../signals/placement/cpulist.js';
 import { RESTORE_KEY, type DecideInput, type Objective, type Strategy, type StrategyNudge } from '../strategy.js';
+import { cmp, streak } from './common.js';
 
 export const CPUSET_SPREAD_RULE = 'cpuset-spread';
 export const CPUSET_SPREAD_ACTION = 'cpuset_spread';
@@ -144,17 +145,3 @@ function placement(s: TickSnapshot, name: string): PlacementStats | undefined {
   return s.targets[name]?.placement as PlacementStats | undefined;
 }
 
-/** Consecutive ticks, newest first, for which `holds` is true; counting stops at `cap`. */
-function streak(input: DecideInput, cap: number, holds: (s: TickSnapshot) => boolean): number {
-  if (!holds(input.snapshot)) return 0;
-  let n = 1;
-  for (let i = input.history.length - 1; i >= 0 && n < cap; i--) {
-    if (!holds(input.history[i]!)) break;
-    n++;
-  }
-  return n;
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}

@@ -17,6 +17,7 @@
 import type { IoPrefetchPolicy } from '../../config/types.js';
 import type { TickSnapshot } from '../../core/types.js';
 import { RESTORE_KEY, type DecideInput, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
+import { cmp, streak } from './common.js';
 
 export const IO_PREFETCH_RULE = 'io-prefetch';
 /** The action this rule drives; its knob is `readAheadKb` of the device `major:minor`. */
@@ -108,14 +109,14 @@ export class IoPrefetchRule implements Strategy {
     const out: StrategyNudge[] = [];
     for (const t of [...input.targets].sort((a, b) => cmp(a.name, b.name))) {
       const small = (s: TickSnapshot): boolean => isSmallStream(blkioOf(s, t.name), s.windowMs, p);
-      const hotTicks = streak(input, small, p.triggerTicks);
+      const hotTicks = streak(input, p.triggerTicks, small);
       if (hotTicks >= p.triggerTicks) {
         const n = this.#raise(input, t, hotTicks);
         if (n !== undefined) out.push(n);
         continue;
       }
       if (!input.changed(t.name, IO_PREFETCH_ACTION)) continue;
-      const calmTicks = streak(input, (s) => !isStream(blkioOf(s, t.name), s.windowMs, p), p.calmTicks);
+      const calmTicks = streak(input, p.calmTicks, (s) => !isStream(blkioOf(s, t.name), s.windowMs, p));
       if (calmTicks >= p.calmTicks) out.push(this.#restore(input, t, calmTicks));
     }
     return out;
@@ -181,16 +182,3 @@ export class IoPrefetchRule implements Strategy {
   }
 }
 
-function streak(input: DecideInput, holds: (s: TickSnapshot) => boolean, cap: number): number {
-  if (!holds(input.snapshot)) return 0;
-  let n = 1;
-  for (let i = input.history.length - 1; i >= 0 && n < cap; i--) {
-    if (!holds(input.history[i]!)) break;
-    n++;
-  }
-  return n;
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}

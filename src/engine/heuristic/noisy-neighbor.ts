@@ -15,6 +15,7 @@ import type { NoisyNeighborPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import { formatUs, ordinal } from '../format.js';
 import { RESTORE_KEY, type DecideInput, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
+import { cmp, streak } from './common.js';
 
 export const NOISY_NEIGHBOR_RULE = 'noisy-neighbor';
 /** The action this rule drives; its knob is `weight` in cgroup v2 cpu.weight units. */
@@ -50,14 +51,14 @@ export class NoisyNeighborRule implements Strategy {
 
     const hot: { name: string; stats: Runqlat; ticks: number }[] = [];
     for (const t of protect) {
-      const ticks = streak(input, t.name, p.triggerTicks, (q) => q !== undefined && q.p99 > p.p99ThresholdUs);
+      const ticks = streak(input, p.triggerTicks, (s) => (data(s, t.name)?.p99 ?? 0) > p.p99ThresholdUs);
       if (ticks >= p.triggerTicks) hot.push({ name: t.name, stats: data(input.snapshot, t.name)!, ticks });
     }
     if (hot.length > 0) return this.#step(input, hot, noisy);
 
     const calmBelowUs = p.p99ThresholdUs * p.calmFraction;
     const calm = protect.every(
-      (t) => streak(input, t.name, p.calmTicks, (q) => q === undefined || q.p99 < calmBelowUs) >= p.calmTicks,
+      (t) => streak(input, p.calmTicks, (s) => (data(s, t.name)?.p99 ?? 0) < calmBelowUs) >= p.calmTicks,
     );
     if (calm) return this.#restore(input, protect, noisy, calmBelowUs);
     // Between the thresholds, or a streak not yet long enough: hold whatever is in place.
@@ -167,17 +168,3 @@ function data(snapshot: TickSnapshot, name: string): Runqlat | undefined {
   return q !== undefined && q.count > 0 ? q : undefined;
 }
 
-/** Consecutive ticks, newest first, for which `holds` is true; counting stops at `cap`. */
-function streak(input: DecideInput, name: string, cap: number, holds: (q: Runqlat | undefined) => boolean): number {
-  if (!holds(data(input.snapshot, name))) return 0;
-  let n = 1;
-  for (let i = input.history.length - 1; i >= 0 && n < cap; i--) {
-    if (!holds(data(input.history[i]!, name))) break;
-    n++;
-  }
-  return n;
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}

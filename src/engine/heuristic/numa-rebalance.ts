@@ -15,6 +15,7 @@ import type { TickSnapshot } from '../../core/types.js';
 import type { NumaStats } from '../../signals/numa/numa.js';
 import { formatPercent } from '../format.js';
 import { RESTORE_KEY, type DecideInput, type Strategy, type StrategyNudge } from '../strategy.js';
+import { streak } from './common.js';
 
 export const NUMA_REBALANCE_RULE = 'numa-rebalance';
 export const NUMA_REBALANCE_ACTION = 'numa_rebalance';
@@ -123,13 +124,3 @@ function numa(s: TickSnapshot, name: string): NumaStats | undefined {
   return s.targets[name]?.numa as NumaStats | undefined;
 }
 
-/** Consecutive ticks, newest first, for which `holds` is true; counting stops at `cap`. */
-function streak(input: DecideInput, cap: number, holds: (s: TickSnapshot) => boolean): number {
-  if (!holds(input.snapshot)) return 0;
-  let n = 1;
-  for (let i = input.history.length - 1; i >= 0 && n < cap; i--) {
-    if (!holds(input.history[i]!)) break;
-    n++;
-  }
-  return n;
-}

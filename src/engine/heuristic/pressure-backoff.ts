@@ -16,6 +16,7 @@
 import type { PressureBackoffPolicy } from '../../config/types.js';
 import type { TickSnapshot } from '../../core/types.js';
 import { RESTORE_KEY, type DecideInput, type Objective, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
+import { cmp, streak } from './common.js';
 
 export const PRESSURE_BACKOFF_RULE = 'pressure-backoff';
 /** The action this rule drives; its knob is `quotaCpus` (and `unlimited` 0/1 when read). */
@@ -118,14 +119,14 @@ export class PressureBackoffRule implements Strategy {
     const noisy = input.targets.filter((t) => t.role === 'noisy');
     const hot = (s: TickSnapshot): boolean => (worstPressure(s, protect)?.value ?? 0) > p.psiSomeAvg10Threshold;
 
-    const hotTicks = streak(input, hot, p.triggerTicks);
+    const hotTicks = streak(input, p.triggerTicks, hot);
     if (hotTicks >= p.triggerTicks) return this.#decrease(input, worstPressure(input.snapshot, protect)!, hotTicks, noisy);
     // Pressured, but not for long enough: hold whatever is in place.
     if (hotTicks > 0) return [];
 
     const held = noisy.filter((t) => input.changed(t.name, PRESSURE_BACKOFF_ACTION)).sort((a, b) => cmp(a.name, b.name));
     if (held.length === 0) return [];
-    const calmTicks = streak(input, (s) => !hot(s), p.calmTicks);
+    const calmTicks = streak(input, p.calmTicks, (s) => !hot(s));
     const worstNow = worstPressure(input.snapshot, protect);
     if (calmTicks >= p.calmTicks) {
       const why =
@@ -253,20 +254,5 @@ export function decreaseObjective(worst: Pressure): Objective {
   if (worst.source !== 'host') return { targets: [worst.source], metric: `psi.${worst.resource}.someAvg10`, better: 'lower' };
   if (worst.resource === 'cpu') return { metric: 'runqlat.p99', better: 'lower', unit: 'us' };
   return { metric: `psi.${worst.resource}.someAvg10`, better: 'lower' };
-}
-
-/** Consecutive ticks, newest first (the current snapshot included), for which `holds` is true; stops at `cap`. */
-function streak(input: DecideInput, holds: (s: TickSnapshot) => boolean, cap: number): number {
-  if (!holds(input.snapshot)) return 0;
-  let n = 1;
-  for (let i = input.history.length - 1; i >= 0 && n < cap; i--) {
-    if (!holds(input.history[i]!)) break;
-    n++;
-  }
-  return n;
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 

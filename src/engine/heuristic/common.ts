@@ -1,0 +1,22 @@
+/** What the heuristic rules share: streaks over the tick history, and a stable name order. */
+import type { TickSnapshot } from '../../core/types.js';
+import type { DecideInput } from '../strategy.js';
+
+/**
+ * Consecutive ticks, newest first (the current snapshot included), for which `holds` is true; counting stops at `cap`.
+ * Counted from the history the engine passes in, so replaying the same ticks replays the same decisions.
+ */
+export function streak(input: DecideInput, cap: number, holds: (s: TickSnapshot) => boolean): number {
+  if (!holds(input.snapshot)) return 0;
+  let n = 1;
+  for (let i = input.history.length - 1; i >= 0 && n < cap; i--) {
+    if (!holds(input.history[i]!)) break;
+    n++;
+  }
+  return n;
+}
+
+/** Code-unit order, the same on every host and locale. */
+export function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
