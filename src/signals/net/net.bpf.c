@@ -181,20 +181,21 @@ static __always_inline void on_drop(struct sk_buff *skb, __u32 reason, struct so
 	}
 }
 
-/* BTF-typed arguments (v5.5+): the cheapest form. */
-SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(net_retransmit_btf, const struct sock *sk, const struct sk_buff *skb)
+/*
+ * The tracepoints' arguments, decoded once for both program kinds. tcp_retransmit_skb(sk, skb[, err]) and
+ * kfree_skb(skb, location[, reason[, rx_sk]]): the trailing ones only where this kernel's tracepoint has them.
+ */
+static __always_inline int retransmit_args(unsigned long long *ctx)
 {
 	int err = 0;
 
 	if (bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb___net, err))
 		err = (int)ctx[2];
-	on_retransmit(sk, skb, err);
+	on_retransmit((const struct sock *)ctx[0], (const struct sk_buff *)ctx[1], err);
 	return 0;
 }
 
-SEC("tp_btf/kfree_skb")
-int BPF_PROG(net_drop_btf, struct sk_buff *skb, void *location)
+static __always_inline int drop_args(unsigned long long *ctx)
 {
 	struct sock *rx_sk = NULL;
 	__u32 reason = 0;
@@ -203,32 +204,32 @@ int BPF_PROG(net_drop_btf, struct sk_buff *skb, void *location)
 		reason = (__u32)ctx[2];
 	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb___net, rx_sk))
 		rx_sk = (struct sock *)ctx[3];
-	on_drop(skb, reason, rx_sk);
+	on_drop((struct sk_buff *)ctx[0], reason, rx_sk);
 	return 0;
+}
+
+/* BTF-typed arguments (v5.5+): the cheapest form. */
+SEC("tp_btf/tcp_retransmit_skb")
+int net_retransmit_btf(unsigned long long *ctx)
+{
+	return retransmit_args(ctx);
+}
+
+SEC("tp_btf/kfree_skb")
+int net_drop_btf(unsigned long long *ctx)
+{
+	return drop_args(ctx);
 }
 
 /* Fallbacks for kernels without tp_btf (v4.17+): the same arguments, read through bpf_probe_read_kernel. */
 SEC("raw_tp/tcp_retransmit_skb")
-int BPF_PROG(net_retransmit_raw, const struct sock *sk, const struct sk_buff *skb)
+int net_retransmit_raw(unsigned long long *ctx)
 {
-	int err = 0;
-
-	if (bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb___net, err))
-		err = (int)ctx[2];
-	on_retransmit(sk, skb, err);
-	return 0;
+	return retransmit_args(ctx);
 }
 
 SEC("raw_tp/kfree_skb")
-int BPF_PROG(net_drop_raw, struct sk_buff *skb, void *location)
+int net_drop_raw(unsigned long long *ctx)
 {
-	struct sock *rx_sk = NULL;
-	__u32 reason = 0;
-
-	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb___net, reason))
-		reason = (__u32)ctx[2];
-	if (bpf_core_field_exists(struct trace_event_raw_kfree_skb___net, rx_sk))
-		rx_sk = (struct sock *)ctx[3];
-	on_drop(skb, reason, rx_sk);
-	return 0;
+	return drop_args(ctx);
 }
