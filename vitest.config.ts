@@ -23,6 +23,17 @@ export default defineConfig({
           hookTimeout: 60_000,
         },
       },
+      {
+        // Run inside a freshly booted VM per kernel (scripts/vm/test-vm.sh, `npm run test:vm`): real cgroup v2, other
+        // kernels. The VM emulates its CPUs (TCG), several times slower than the host, hence the long timeouts.
+        test: {
+          name: 'vm',
+          include: ['tests/vm/**/*.vm.test.ts'],
+          fileParallelism: false,
+          testTimeout: 600_000,
+          hookTimeout: 300_000,
+        },
+      },
     ],
   },
 });

@@ -99,9 +99,17 @@ describe('bench --quick on the real kernel', () => {
 
     // BPF: no tracing program that appeared during the run is left unless a live process outside the bench holds it
     // (other tests on this host load their own), and this process holds none and no BPF stats fd.
-    const after = bpftoolProgs();
-    const fresh = [...after.values()].filter((p) => !before.has(p.id) && TRACING_TYPES.has(p.type)).map((p) => p.id);
-    const holders = holdersOf(fresh);
+    // The kernel frees a program some time after its last fd closes (RCU): wait for the unheld ones to go first.
+    let after = bpftoolProgs();
+    let fresh: number[] = [];
+    let holders = new Map<number, number[]>();
+    for (let i = 0; i < 100; i++) {
+      after = bpftoolProgs();
+      fresh = [...after.values()].filter((p) => !before.has(p.id) && TRACING_TYPES.has(p.type)).map((p) => p.id);
+      holders = holdersOf(fresh);
+      if (fresh.every((id) => (holders.get(id) ?? []).length > 0)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const ours = new Set(results.created.processes.map((p) => p.pid));
     for (const id of fresh) {
       const h = holders.get(id) ?? [];

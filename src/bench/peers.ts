@@ -6,6 +6,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
+import { holdTracefs } from '../bpf/tracefs.js';
 import { TunerError } from '../core/errors.js';
 import { projectRoot } from '../bpf/paths.js';
 import { progIdsOf } from './bpf-progs.js';
@@ -189,16 +190,22 @@ export async function startBccRunqlat(res: Resources): Promise<Running> {
 }
 
 export async function startBpftrace(res: Resources): Promise<Running> {
-  const proc = res.spawn('bpftrace', ['-e', BPFTRACE_RUNQLAT], { name: 'bpftrace' });
-  const peer = new SimplePeer('bpftrace runqlat', proc, 'SIGINT');
+  // bpftrace finds its tracepoints (formats and ids) through tracefs while it starts; once attached it needs it no more.
+  const release = holdTracefs();
   try {
-    await proc.waitForLine(/^Attaching \d+ probes/, 30_000);
-    await settlePrograms(peer, 3, 10_000);
-    // "Attaching" is printed before the attach calls; they take a few ms.
-    await sleep(300);
-  } catch (e) {
-    await peer.stop();
-    throw e;
+    const proc = res.spawn('bpftrace', ['-e', BPFTRACE_RUNQLAT], { name: 'bpftrace' });
+    const peer = new SimplePeer('bpftrace runqlat', proc, 'SIGINT');
+    try {
+      await proc.waitForLine(/^Attaching \d+ probes/, 30_000);
+      await settlePrograms(peer, 3, 10_000);
+      // "Attaching" is printed before the attach calls; they take a few ms.
+      await sleep(300);
+    } catch (e) {
+      await peer.stop();
+      throw e;
+    }
+    return peer;
+  } finally {
+    release();
   }
-  return peer;
 }

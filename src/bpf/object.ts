@@ -9,6 +9,7 @@ import type { Logger } from '../core/log.js';
 import { bpf, koffi, strerror, type Ptr } from './libbpf.js';
 import { BpfMap } from './map.js';
 import { routeLibbpfLog, withCapturedLog } from './print.js';
+import { withTracefs } from './tracefs.js';
 
 const live = new Set<BpfObject>();
 let exitHookInstalled = false;
@@ -118,7 +119,11 @@ export class BpfObject {
 
   /** Attaches a loaded program where its section says (tp_btf/…, raw_tp/…, tracepoint/…/…). */
   attach(name: string): void {
-    const { result: link, log } = withCapturedLog(() => bpf.bpf_program__attach(this.program(name)) as Ptr);
+    const prog = this.program(name);
+    const section = String(bpf.bpf_program__section_name(prog));
+    const attach = () => withCapturedLog(() => bpf.bpf_program__attach(prog) as Ptr);
+    // A classic tracepoint is found by the id tracefs gives (see tracefs.ts); every other kind needs no mount.
+    const { result: link, log } = /^(tracepoint|tp)\//.test(section) ? withTracefs(attach, this.log) : attach();
     if (!link) {
       const err = koffi.errno();
       throw new TunerError('BPF_ATTACH', `attach program ${name}: ${strerror(err)}`, { log });

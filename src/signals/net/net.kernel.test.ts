@@ -19,6 +19,7 @@ import { silentLogger } from '../../core/log.js';
 import type { Target, TargetSignals } from '../../core/types.js';
 import { cgroupId, detectLayout } from '../../cgroup/layout.js';
 import { enableBpfStats, progStats } from '../../bpf/stats.js';
+import { TRACEFS, withTracefs } from '../../bpf/tracefs.js';
 import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, TEST_CGROUP_PREFIX, type SpawnedProcess } from '../../testing/cgroups.js';
 import { btfEnum, dropReasonNames, NetSignal, type NetWindow } from './net.js';
 
@@ -177,7 +178,7 @@ describe('net on the real kernel', () => {
   it('names drop reasons from the running kernel BTF', () => {
     const names = dropReasonNames();
     // Cross-check against the tracepoint's own symbol table, which the kernel prints from the same enum.
-    const fmt = fs.readFileSync('/sys/kernel/tracing/events/skb/kfree_skb/format', 'utf8');
+    const fmt = withTracefs(() => fs.readFileSync(`${TRACEFS}/events/skb/kfree_skb/format`, 'utf8'));
     const symbols = [...fmt.matchAll(/\{ (\d+), "(\w+)" \}/g)].map((m) => [Number(m[1]), m[2]] as const);
     expect(symbols.length).toBeGreaterThan(10);
     for (const [v, n] of symbols) if (n !== 'MAX') expect(names.get(v)).toBe(n);
