@@ -19,9 +19,10 @@ ALL_KERNELS=(6.1 6.12)
 
 usage() {
 	cat <<'USAGE'
-usage: scripts/vm/test-vm.sh [--kernel 6.1|6.12]... [--numa] [-- VITEST ARGS...]
+usage: scripts/vm/test-vm.sh [--kernel 6.1|6.12]... [--numa] [--project P] [-- VITEST ARGS...]
   --kernel K   boot this kernel series (repeatable; default: every one of 6.1 and 6.12)
   --numa       give the guest two NUMA nodes (one CPU and half the memory each)
+  --project P  the vitest project to run inside (default: vm; "kernel" runs the host's kernel suite there)
   --           the rest is passed to vitest inside the VM (e.g. a test file name)
 environment: EBPF_TUNER_VM_CACHE (kernel/initramfs cache), EBPF_TUNER_VM_TIMEOUT (s per kernel, default 1500),
              EBPF_TUNER_VM_MEM (MiB, default 4096)
@@ -36,6 +37,7 @@ log() { printf 'test-vm: %s\n' "$*" >&2; }
 
 kernels=()
 numa=0
+project=vm
 vitest_args=()
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -51,6 +53,11 @@ while [ $# -gt 0 ]; do
 	--numa)
 		numa=1
 		shift
+		;;
+	--project)
+		[ $# -ge 2 ] || die "--project needs a vitest project name"
+		project=$2
+		shift 2
 		;;
 	-h | --help)
 		usage
@@ -170,7 +177,7 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/r
 export EBPF_TUNER_VM_OUT=$out
 cd $(printf '%q' "$ROOT")
 echo "vm: \$(uname -r), \$(nproc) CPUs, cgroup controllers: \$(cat /sys/fs/cgroup/cgroup.controllers)"
-node node_modules/vitest/vitest.mjs run --project vm --reporter=default --reporter=junit --outputFile.junit=$out/junit.xml$args
+node node_modules/vitest/vitest.mjs run --project $project --reporter=default --reporter=junit --outputFile.junit=$out/junit.xml$args
 JOB
 	if [ "$numa" = 1 ]; then
 		local half=$((MEM / 2))
@@ -190,6 +197,10 @@ JOB
 	local qrc=${PIPESTATUS[0]}
 	set -e
 	rc=$(cat "$out/rc" 2>/dev/null || echo none)
+	if [ -s "$out/facts.jsonl" ]; then
+		log "$series: facts recorded by the tests ($out/facts.jsonl):"
+		sed 's/^/  /' "$out/facts.jsonl" >&2
+	fi
 	log "$series ($kv): tests exited $rc, qemu $qrc, $(($(date +%s) - start)) s"
 	if [ "$qrc" = 124 ]; then
 		log "$series: timed out after $TIMEOUT s"

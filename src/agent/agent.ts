@@ -23,8 +23,7 @@ import { Guardrails } from '../engine/guardrails.js';
 import { isRestore, type KnobValues } from '../engine/strategy.js';
 import { createStrategies } from '../engine/registry.js';
 import { createSignals } from '../signals/index.js';
-import { resolveTargets } from './resolve.js';
-import { findProcesses } from './processes.js';
+import { TargetSet } from './resolve.js';
 
 /** Written in the state directory while a (non-dry) run is alive, for `ebpf-tuner status`. */
 export const PID_FILE = 'agent.pid';
@@ -57,6 +56,7 @@ export class Agent {
   private readonly probe: CgroupProbe;
   private readonly injectedSignals?: Signal[];
   private readonly prepareStateDir?: (dir: string) => void;
+  private targetSet?: TargetSet;
   private targets: Target[] = [];
   private signals: Signal[] = [];
   private journal?: Journal;
@@ -72,7 +72,6 @@ export class Agent {
   private started = false;
   private readonly lastRefusal = new Map<string, string>();
   private readonly unwake: (() => void)[] = [];
-  private scopeDirs: string[] = [];
   /** The last snapshot, for the HTTP API and `top`. */
   last?: TickSnapshot;
   /** What start() restored from a previous run. */
@@ -151,7 +150,11 @@ export class Agent {
   async start(): Promise<void> {
     const layout = (this.layout ??= detectLayout());
     // Resolution first: a bad target is reported before anything is written, restored or attached.
-    this.targets = resolveTargets(this.config, layout, this.probe);
+    this.targetSet = TargetSet.resolve(this.config, layout, this.probe);
+    this.targets = this.targetSet.list;
+    for (const p of this.targetSet.patterns()) {
+      this.log.info(p, p.matches ? 'cgroup pattern matches' : 'cgroup pattern matches nothing yet; matching cgroups are picked up as they appear');
+    }
 
     if (this.dryRun) {
       // Dry-run touches no knob and no journal of a real run; it keeps its bookkeeping in a throwaway directory.
@@ -178,16 +181,12 @@ export class Agent {
     this.audit = new AuditLog(this.journal.db);
     if (!this.dryRun) for (const a of ACTIONS) a.start?.({ stateDir: this.stateDir, dryRun: this.dryRun });
 
-    // A v1 target's cgroup in the other hierarchies (cpuset, memory...) at the same relative path is the same
-    // target: its cpuset.cpus or memory knobs are in scope too.
-    const cgroupDirs = this.targets.flatMap((t) => (t.scope.kind === 'cgroup' ? sameCgroupEverywhere(t.scope.path, layout) : []));
-    const pids = this.targets.flatMap((t) => (t.scope.kind === 'pids' ? t.scope.pids : []));
+    const { cgroupDirs, pids } = writeScope(this.targets, layout);
     const deny = [
       ...defaultDenyList(layout),
       ...this.config.guardrails.denyCgroups.map((p) => ({ path: p, subtree: true, reason: 'in guardrails.deny_cgroups' })),
     ];
     this.writer = new KnobWriter({ journal: this.journal, log: this.log, dryRun: this.dryRun, scope: cgroupDirs, pids, deny, layout });
-    this.scopeDirs = cgroupDirs;
 
     const closedLoop = new ClosedLoop(this.config.closedLoop);
     this.guardrails = new Guardrails(this.config.guardrails, undefined, {
@@ -209,7 +208,7 @@ export class Agent {
     const cgroupVersion = layout.controllers.cpu?.version ?? (layout.unified ? 2 : 1);
     this.signals = this.injectedSignals ?? createSignals(this.config, this.targets.length === 0);
     try {
-      for (const s of this.signals) await s.start({ log: this.log, targets: this.targets, cgroupVersion });
+      for (const s of this.signals) await s.start({ log: this.log, targets: this.targets, cgroupVersion, capacity: this.targetSet.capacity });
     } catch (e) {
       for (const s of this.signals) s.close();
       throw e;
@@ -293,16 +292,17 @@ export class Agent {
   }
 
   private refreshMembership(): void {
-    // Process targets are found again (pidfile re-read, comm re-matched, children followed); the list is kept so the
-    // writer's scope and the kernel's membership move together.
-    this.targets = this.targets.map((t) =>
-      t.scope.kind === 'pids'
-        ? { ...t, scope: { ...t.scope, pids: t.scope.source ? findProcesses(t.scope.source) : t.scope.pids.filter((p) => pidAlive(p)) } }
-        : t,
-    );
-    const alive = this.targets;
-    for (const s of this.signals) s.updateTargets?.(alive);
-    this.writer?.updateScope(this.scopeDirs, alive.flatMap((t) => (t.scope.kind === 'pids' ? t.scope.pids : [])));
+    if (!this.targetSet || !this.layout) return;
+    // The kernel's membership maps, the writer's scope and the target list move together.
+    const changes = this.targetSet.refresh();
+    this.targets = this.targetSet.list;
+    if (changes.added.length || changes.removed.length) this.log.info({ added: changes.added, removed: changes.removed }, 'targets changed');
+    if (changes.overflow.length) {
+      this.log.warn({ cgroups: changes.overflow }, 'a cgroup pattern matches more cgroups than its max_matches; these are left out — fix: raise max_matches');
+    }
+    for (const s of this.signals) s.updateTargets?.(this.targets);
+    const { cgroupDirs, pids } = writeScope(this.targets, this.layout);
+    this.writer?.updateScope(cgroupDirs, pids);
   }
 
   private target(name: string): Target {
@@ -449,6 +449,17 @@ export class Agent {
   }
 }
 
+/**
+ * What the writer may touch: every cgroup target's directory — and, for v1, the same relative path in the other
+ * hierarchies (cpuset, memory...), which is the same target — and every pid target's processes.
+ */
+function writeScope(targets: readonly Target[], layout: CgroupLayout): { cgroupDirs: string[]; pids: number[] } {
+  return {
+    cgroupDirs: targets.flatMap((t) => (t.scope.kind === 'cgroup' ? sameCgroupEverywhere(t.scope.path, layout) : [])),
+    pids: targets.flatMap((t) => (t.scope.kind === 'pids' ? t.scope.pids : [])),
+  };
+}
+
 function sameCgroupEverywhere(dir: string, layout: CgroupLayout): string[] {
   const out = [dir];
   const home = layout.mounts.filter((m) => dir === m.mount || dir.startsWith(m.mount + '/')).sort((a, b) => b.mount.length - a.mount.length)[0];
@@ -460,15 +471,6 @@ function sameCgroupEverywhere(dir: string, layout: CgroupLayout): string[] {
     if (existsSync(other)) out.push(other);
   }
   return out;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function hasValues(d: Record<string, number | string>): boolean {

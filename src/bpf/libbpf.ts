@@ -56,6 +56,7 @@ export const bpf = {
   bpf_map__key_size: lib.func('uint32_t bpf_map__key_size(void *map)'),
   bpf_map__value_size: lib.func('uint32_t bpf_map__value_size(void *map)'),
   bpf_map__max_entries: lib.func('uint32_t bpf_map__max_entries(void *map)'),
+  bpf_map__set_autocreate: lib.func('int bpf_map__set_autocreate(void *map, bool autocreate)'),
   bpf_map__set_max_entries: lib.func('int bpf_map__set_max_entries(void *map, uint32_t max_entries)'),
   bpf_map__initial_value: lib.func('void *bpf_map__initial_value(void *map, _Out_ size_t *psize)'),
 

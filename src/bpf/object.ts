@@ -95,6 +95,19 @@ export class BpfObject {
     new Uint8Array(koffi.view(ptr, size[0])).set(bytes);
   }
 
+  /**
+   * Do not create these maps at load: they belong to programs that are not loaded. libbpf creates every map of an
+   * object otherwise, and a map type the kernel lacks (task storage before 5.11) would fail a variant that never uses it.
+   */
+  skipMaps(names: readonly string[]): void {
+    for (const name of names) {
+      const m = bpf.bpf_object__find_map_by_name(this.h, name) as Ptr;
+      if (!m) throw new TunerError('INTERNAL', `skip map ${name} of ${this.path}: no such map`);
+      const rc = bpf.bpf_map__set_autocreate(m, false) as number;
+      if (rc < 0) throw new TunerError('BPF_MAP', `skip map ${name}: ${strerror(rc)}`);
+    }
+  }
+
   setMaxEntries(mapName: string, n: number): void {
     const m = bpf.bpf_object__find_map_by_name(this.h, mapName) as Ptr;
     if (!m) throw new TunerError('INTERNAL', `size map ${mapName} of ${this.path}: no such map`);

@@ -60,6 +60,13 @@ export const ATTACH_ORDER: readonly AttachKind[] = ['tp_btf', 'raw_tp', 'tracepo
 export interface ProgramSet {
   required: readonly string[];
   optional?: readonly string[];
+  /** Maps only other variants use: not created for this one (see BpfObject.skipMaps). */
+  unusedMaps?: readonly string[];
+}
+
+/** The variants to try: `auto` → the signal's own order (cheapest first); a pinned kind → that one alone. */
+export function attachOrder<K extends AttachKind>(attach: 'auto' | K | undefined, auto: readonly K[]): readonly K[] {
+  return attach === undefined || attach === 'auto' ? auto : [attach];
 }
 
 export interface LoadFirstOptions {
@@ -108,6 +115,7 @@ export function loadFirstWorking(
     const obj = BpfObject.open(bpfObjectPath(objectName), log);
     try {
       obj.selectPrograms([...set.required, ...(set.optional ?? [])]);
+      obj.skipMaps(set.unusedMaps ?? []);
       configure(obj);
       obj.load();
       const programs: string[] = [];

@@ -4,6 +4,9 @@
  */
 import type { Config, StrategyConfig } from './types.js';
 
+/** Slots a `cgroup_pattern` target reserves for its matches unless `max_matches` says otherwise. */
+export const DEFAULT_MAX_MATCHES = 64;
+
 /** The `source` of a configuration that did not come from a file. */
 export const BUILT_IN_SOURCE = '<built-in>';
 
@@ -29,14 +32,15 @@ export const DEFAULTS = deepFreeze({
   tickMs: 1000,
   ewmaAlpha: 0.3,
   signals: {
-    runqlat: { enabled: true, perThread: false },
+    // attach: auto picks the cheapest variant this kernel takes (tp_btf, else raw_tp; futex: classic tracepoint first).
+    runqlat: { enabled: true, perThread: false, attach: 'auto' },
     // No PSI trigger by default: each one makes the kernel sample pressure far more often while stalls last (window/10
     // with CAP_SYS_RESOURCE), and no default rule acts faster than a tick, which reads the same pressure anyway.
     psi: { enabled: true, triggers: [] },
     cgstat: { enabled: true },
-    net: { enabled: true },
-    futex: { enabled: true },
-    blkio: { enabled: true },
+    net: { enabled: true, attach: 'auto' },
+    futex: { enabled: true, attach: 'auto' },
+    blkio: { enabled: true, attach: 'auto' },
   },
   targets: [],
   policy: {

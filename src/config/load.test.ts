@@ -440,7 +440,7 @@ describe('targets', () => {
     expect(firstIssue(t('  - {name: a, role: noisy, pids: [1.5]}')).message).toMatch(/^expected a positive integer, got 1.5/);
     expect(firstIssue(t('  - {name: a, role: noisy, pids: [99999999]}')).message).toMatch(/no larger than 4194304/);
     expect(firstIssue(t('  - {name: a, role: noisy, pids: 42}')).message).toMatch(/^expected a non-empty list of process ids, got 42/);
-    expect(firstIssue(t('  - web')).message).toMatch(/^expected a mapping with name, role, and one of cgroup, pids, pidfile or comm, got "web"/);
+    expect(firstIssue(t('  - web')).message).toMatch(/^expected a mapping with name, role, and one of cgroup, cgroup_pattern, pids, pidfile or comm, got "web"/);
     expect(firstIssue(t('  -')).path).toBe('targets[0]');
   });
 
@@ -575,5 +575,21 @@ describe('signals.psi.triggers', () => {
     const i = firstIssue(`signals:\n  psi:\n    triggers: [${trigger}]\n`);
     expect(i.path).toBe(path);
     expect(i.message).toMatch(message);
+  });
+});
+
+describe('cgroup_pattern targets', () => {
+  const cfg = (body: string) => parseConfig(`targets:\n${body}`, 'test.yaml');
+  it('takes a glob and a slot reservation, with a default', () => {
+    const c = cfg('  - {name: pods, role: noisy, cgroup_pattern: /sys/fs/cgroup/kubepods.slice/*/cri-containerd-*.scope}\n');
+    expect(c.targets[0]).toEqual({ name: 'pods', role: 'noisy', cgroupPattern: '/sys/fs/cgroup/kubepods.slice/*/cri-containerd-*.scope', maxMatches: 64 });
+    expect(cfg('  - {name: svc, role: protect, cgroup_pattern: /sys/fs/cgroup/app.slice/*.service, max_matches: 8}\n').targets[0].maxMatches).toBe(8);
+  });
+  it('refuses max_matches without a pattern, a pattern beside another scope, and more slots than the kernel side has', () => {
+    expect(() => cfg('  - {name: a, role: noisy, cgroup: /sys/fs/cgroup/a, max_matches: 4}\n')).toThrow(/max_matches applies to cgroup_pattern targets/);
+    expect(() => cfg('  - {name: a, role: noisy, cgroup: /sys/fs/cgroup/a, cgroup_pattern: /sys/fs/cgroup/*}\n')).toThrow(/more than one of cgroup, cgroup_pattern/);
+    expect(() => cfg('  - {name: a, role: noisy, cgroup_pattern: relative/*}\n')).toThrow(/absolute path/);
+    const many = Array.from({ length: 17 }, (_, i) => `  - {name: p${i}, role: noisy, cgroup_pattern: /sys/fs/cgroup/s${i}/*}\n`).join('');
+    expect(() => cfg(many)).toThrow(/reserve 1088 slots/);
   });
 });

@@ -7,7 +7,7 @@
  * live system that target resolution answers later.
  */
 import { z } from 'zod';
-import { DEFAULT_STRATEGY, DEFAULTS } from './defaults.js';
+import { DEFAULT_MAX_MATCHES, DEFAULT_STRATEGY, DEFAULTS } from './defaults.js';
 import type { Config, TargetConfig } from './types.js';
 
 export const LIMITS = {
@@ -225,16 +225,24 @@ const target = strict(
       return z.string(e).min(1, e).max(15, e).optional();
     })(),
     children: bool({ expected: 'true or false', fix: 'write children: true to follow the processes\' descendants' }).optional(),
+    cgroup_pattern: absPath({
+      expected: 'an absolute cgroup path whose components may hold the wildcards * ? [...] {a,b}',
+      fix: 'write e.g. cgroup_pattern: /sys/fs/cgroup/kubepods.slice/kubepods-burstable.slice/*/cri-containerd-*.scope',
+    }).optional(),
+    max_matches: int(1, LIMITS.maxTargets, {
+      expected: `a whole number of cgroups from 1 to ${LIMITS.maxTargets}`,
+      fix: `write e.g. max_matches: ${DEFAULT_MAX_MATCHES}`,
+    }).optional(),
   },
   {
-    expected: 'a mapping with name, role, and one of cgroup, pids, pidfile or comm',
+    expected: 'a mapping with name, role, and one of cgroup, cgroup_pattern, pids, pidfile or comm',
     fix: 'write a target as: - { name: web, role: protect, cgroup: /sys/fs/cgroup/web.slice }',
   },
 ).superRefine(
   (t, ctx) => {
     const hasCgroup = t.cgroup !== undefined;
     const hasPids = t.pids !== undefined;
-    const scopes = [t.cgroup, t.pids, t.pidfile, t.comm].filter((x) => x !== undefined).length;
+    const scopes = [t.cgroup, t.cgroup_pattern, t.pids, t.pidfile, t.comm].filter((x) => x !== undefined).length;
     if (hasCgroup && hasPids) {
       ctx.addIssue({
         code: 'custom',
@@ -245,9 +253,16 @@ const target = strict(
       ctx.addIssue({
         code: 'custom',
         input: t,
-        message: 'names more than one of cgroup, pids, pidfile and comm — fix: keep one scope per target',
+        message: 'names more than one of cgroup, cgroup_pattern, pids, pidfile and comm — fix: keep one scope per target',
       });
-    } else if (t.children !== undefined && hasCgroup) {
+    } else if (t.max_matches !== undefined && t.cgroup_pattern === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        input: t,
+        path: ['max_matches'],
+        message: 'max_matches applies to cgroup_pattern targets — fix: drop it, or use cgroup_pattern',
+      });
+    } else if (t.children !== undefined && (hasCgroup || t.cgroup_pattern !== undefined)) {
       ctx.addIssue({
         code: 'custom',
         input: t,
@@ -259,7 +274,7 @@ const target = strict(
         code: 'custom',
         input: t,
         message:
-          'has neither cgroup nor pids — fix: add cgroup: /sys/fs/cgroup/<path>, pids: [<pid>, ...], pidfile: <file> or comm: <name> to say which tasks it covers',
+          'has neither cgroup nor pids — fix: add cgroup: /sys/fs/cgroup/<path>, cgroup_pattern: /sys/fs/cgroup/<glob>, pids: [<pid>, ...], pidfile: <file> or comm: <name> to say which tasks it covers',
       });
     }
     if (Array.isArray(t.pids)) {
@@ -639,6 +654,22 @@ function signalSwitch(name: string, on: boolean) {
   ).prefault({});
 }
 
+/** Which attach variant an eBPF signal uses: `auto` (the cheapest this kernel takes) or one of `kinds`, pinned. */
+function attachKind(kinds: readonly string[]) {
+  const all = ['auto', ...kinds];
+  return errorFor({ expected: all.join(', '), fix: `write attach: auto, or pin a variant, e.g. attach: ${kinds[kinds.length - 1]}` });
+}
+const btfOrRaw = z.enum(['auto', 'tp_btf', 'raw_tp'], attachKind(['tp_btf', 'raw_tp'])).default('auto');
+const futexHook = z.enum(['auto', 'tracepoint', 'tp_btf', 'raw_tp'], attachKind(['tracepoint', 'tp_btf', 'raw_tp'])).default('auto');
+
+/** An eBPF signal's switch and its attach variant (tp_btf or raw_tp). */
+function bpfSignal(name: string, on: boolean) {
+  return strict(
+    { enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(on), attach: btfOrRaw },
+    { expected: `a mapping of ${name} settings`, fix: `indent enabled and attach under ${name}:` },
+  ).prefault({});
+}
+
 /** A PSI trigger; stall and window are durations, handed on in microseconds (the kernel's unit). */
 const psiTrigger = strict(
   {
@@ -646,6 +677,7 @@ const psiTrigger = strict(
     kind: z.enum(['some', 'full'], errorFor({ expected: 'some or full', fix: 'write kind: some (any task stalled) or kind: full (all stalled)' })),
     stall: duration({ min: 1, max: 10_000, allowZero: false, fix: 'use a stall time from 1ms up to the window, e.g. stall: 200ms' }),
     window: duration({ min: 500, max: 10_000, allowZero: false, fix: 'use a window from 500ms to 10s, e.g. window: 2s' }),
+    target: z.string(errorFor({ expected: 'the name of a cgroup v2 target', fix: 'write e.g. target: web, or leave target out for host-wide pressure' })).optional(),
   },
   { expected: 'a mapping with resource, kind, stall and window', fix: 'write e.g. {resource: cpu, kind: some, stall: 200ms, window: 2s}' },
 ).superRefine((t, ctx) => {
@@ -685,8 +717,9 @@ export const configSchema = strict(
             per_thread: bool({ expected: 'true or false', fix: 'write per_thread: true or per_thread: false' }).default(
               D.signals.runqlat.perThread,
             ),
+            attach: btfOrRaw,
           },
-          { expected: 'a mapping of runqlat settings', fix: 'indent enabled and per_thread under runqlat:' },
+          { expected: 'a mapping of runqlat settings', fix: 'indent enabled, per_thread and attach under runqlat:' },
         ).prefault({}),
         psi: strict(
           {
@@ -698,9 +731,12 @@ export const configSchema = strict(
           { expected: 'a mapping of psi settings', fix: 'indent enabled and triggers under psi:' },
         ).prefault({}),
         cgstat: signalSwitch('cgstat', D.signals.cgstat.enabled),
-        net: signalSwitch('net', D.signals.net.enabled),
-        futex: signalSwitch('futex', D.signals.futex.enabled),
-        blkio: signalSwitch('blkio', D.signals.blkio.enabled),
+        net: bpfSignal('net', D.signals.net.enabled),
+        futex: strict(
+          { enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(D.signals.futex.enabled), attach: futexHook },
+          { expected: 'a mapping of futex settings', fix: 'indent enabled and attach under futex:' },
+        ).prefault({}),
+        blkio: bpfSignal('blkio', D.signals.blkio.enabled),
       },
       { expected: 'a mapping of signals', fix: 'indent each signal under signals:, e.g. runqlat:' },
     ).prefault({}),
@@ -773,6 +809,26 @@ export const configSchema = strict(
   .superRefine((c, ctx) => {
     // Only once the targets themselves are valid, so a bad target is not also reported as an unknown canary.
     const names = new Set(c.targets.map((t) => t.name));
+    // The kernel side's per-target arrays are sized at start: a pattern reserves a slot for every match it may have.
+    const slots = c.targets.reduce((n, t) => n + (t.cgroup_pattern !== undefined ? (t.max_matches ?? DEFAULT_MAX_MATCHES) : 1), 0);
+    if (slots > LIMITS.maxTargets) {
+      ctx.addIssue({
+        code: 'custom',
+        input: c.targets,
+        path: ['targets'],
+        message: `the targets reserve ${slots} slots (one each, max_matches for a cgroup_pattern), at most ${LIMITS.maxTargets} are supported — fix: lower max_matches or use fewer targets`,
+      });
+    }
+    c.signals.psi.triggers.forEach((t, i) => {
+      if (t.target !== undefined && !names.has(t.target)) {
+        ctx.addIssue({
+          code: 'custom',
+          input: t.target,
+          path: ['signals', 'psi', 'triggers', i, 'target'],
+          message: `${describeValue(t.target)} is not a configured target — fix: name a cgroup target from the targets list, or drop target for host-wide pressure`,
+        });
+      }
+    });
     c.strategy?.canary_targets.forEach((n, i) => {
       if (!names.has(n)) {
         ctx.addIssue({
@@ -789,20 +845,30 @@ export const configSchema = strict(
     tickMs: c.tick,
     ewmaAlpha: c.ewma_alpha,
     signals: {
-      runqlat: { enabled: c.signals.runqlat.enabled, perThread: c.signals.runqlat.per_thread },
+      runqlat: { enabled: c.signals.runqlat.enabled, perThread: c.signals.runqlat.per_thread, attach: c.signals.runqlat.attach },
       psi: {
         enabled: c.signals.psi.enabled,
-        triggers: c.signals.psi.triggers.map((t) => ({ resource: t.resource, kind: t.kind, stallUs: t.stall * 1000, windowUs: t.window * 1000 })),
+        triggers: c.signals.psi.triggers.map((t) => ({
+          resource: t.resource,
+          kind: t.kind,
+          stallUs: t.stall * 1000,
+          windowUs: t.window * 1000,
+          ...(t.target !== undefined ? { target: t.target } : {}),
+        })),
       },
       cgstat: { enabled: c.signals.cgstat.enabled },
-      net: { enabled: c.signals.net.enabled },
-      futex: { enabled: c.signals.futex.enabled },
-      blkio: { enabled: c.signals.blkio.enabled },
+      net: { enabled: c.signals.net.enabled, attach: c.signals.net.attach },
+      futex: { enabled: c.signals.futex.enabled, attach: c.signals.futex.attach },
+      blkio: { enabled: c.signals.blkio.enabled, attach: c.signals.blkio.attach },
     },
     targets: c.targets.map((t): TargetConfig => {
       const out: TargetConfig = { name: t.name, role: t.role };
       if (t.cgroup !== undefined) out.cgroup = t.cgroup;
       if (t.pids !== undefined) out.pids = [...t.pids];
+      if (t.cgroup_pattern !== undefined) {
+        out.cgroupPattern = t.cgroup_pattern;
+        out.maxMatches = t.max_matches ?? DEFAULT_MAX_MATCHES;
+      }
       return out;
     }),
     policy: {

@@ -16,6 +16,13 @@ export interface TargetConfig {
   comm?: string;
   /** Also every descendant of the matched processes. */
   children?: boolean;
+  /**
+   * Every cgroup matching this glob (wildcards within path components) is a target of its own, named
+   * `<name>/<path below the pattern's fixed prefix>`; matches are picked up and let go of as cgroups come and go.
+   */
+  cgroupPattern?: string;
+  /** Slots reserved for the pattern's matches; a match beyond them is reported and left out. */
+  maxMatches?: number;
 }
 
 export interface NoisyNeighborPolicy {
@@ -103,12 +110,14 @@ export interface NumaRebalancePolicy {
   sampleTicks: number;
 }
 
-/** A PSI trigger: wake the agent when `kind` stall on `resource` reaches stallUs within any windowUs (host-wide). */
+/** A PSI trigger: wake the agent when `kind` stall on `resource` reaches stallUs within any windowUs. */
 export interface PsiTriggerConfig {
   resource: 'cpu' | 'memory' | 'io';
   kind: 'some' | 'full';
   stallUs: number;
   windowUs: number;
+  /** A cgroup v2 target whose own <resource>.pressure is watched; host-wide (/proc/pressure) when absent. */
+  target?: string;
 }
 
 export interface GuardrailsConfig {
@@ -155,12 +164,12 @@ export interface Config {
   /** EWMA smoothing factor for per-tick statistics, 0 < alpha ≤ 1. */
   ewmaAlpha: number;
   signals: {
-    runqlat: { enabled: boolean; perThread: boolean };
+    runqlat: { enabled: boolean; perThread: boolean; attach: 'auto' | 'tp_btf' | 'raw_tp' };
     psi: { enabled: boolean; triggers: PsiTriggerConfig[] };
     cgstat: { enabled: boolean };
-    net: { enabled: boolean };
-    futex: { enabled: boolean };
-    blkio: { enabled: boolean };
+    net: { enabled: boolean; attach: 'auto' | 'tp_btf' | 'raw_tp' };
+    futex: { enabled: boolean; attach: 'auto' | 'tracepoint' | 'tp_btf' | 'raw_tp' };
+    blkio: { enabled: boolean; attach: 'auto' | 'tp_btf' | 'raw_tp' };
   };
   targets: TargetConfig[];
   policy: { noisyNeighbor: NoisyNeighborPolicy; pressureBackoff: PressureBackoffPolicy; ioPrefetch: IoPrefetchPolicy; cpusetSpread: CpusetSpreadPolicy; numaRebalance: NumaRebalancePolicy };

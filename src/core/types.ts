@@ -66,9 +66,22 @@ export interface TickSnapshot {
   host?: Record<string, unknown>;
 }
 
+/**
+ * The kernel side's per-target arrays, sized once at start: slots 0..slots-1 belong to targets (a pattern target owns
+ * a range of them, for the cgroups it may match later), slot `slots` aggregates the host. `cgroups`/`pids` say which
+ * membership maps the programs consult — set when any target may ever need them, not only when one does now.
+ */
+export interface SlotCapacity {
+  slots: number;
+  cgroups: boolean;
+  pids: boolean;
+}
+
 export interface SignalContext {
   log: Logger;
   targets: Target[];
+  /** Slots reserved for targets; derived from `targets` when absent (a fixed set). */
+  capacity?: SlotCapacity;
   /** Cgroup mode of the host, which decides how the kernel side reads a task's cgroup id. */
   cgroupVersion: 1 | 2;
 }

@@ -1,10 +1,11 @@
 /** Every signal the agent can run. Adding one is one line here; the agent never branches on a name. */
 import type { Signal } from '../core/types.js';
 import type { Config } from '../config/types.js';
-import { BlkioSignal } from './blkio/blkio.js';
+import { attachOrder } from '../bpf/probe.js';
+import { BLKIO_HOOK_ORDER, BlkioSignal } from './blkio/blkio.js';
 import { CgstatSignal } from './cgstat/cgstat.js';
-import { FutexSignal } from './futex/futex.js';
-import { NetSignal } from './net/net.js';
+import { FUTEX_HOOK_ORDER, FutexSignal } from './futex/futex.js';
+import { NET_HOOK_ORDER, NetSignal } from './net/net.js';
 import { NumaSignal } from './numa/numa.js';
 import { PlacementSignal } from './placement/placement.js';
 import { PsiSignal } from './psi/psi.js';
@@ -13,13 +14,15 @@ import { RunqlatSignal } from './runqlat/runqlat.js';
 export function createSignals(config: Config, observeHost: boolean): Signal[] {
   const out: Signal[] = [];
   if (config.signals.runqlat.enabled) {
-    out.push(new RunqlatSignal({ perThread: config.signals.runqlat.perThread, host: observeHost, ewmaAlpha: config.ewmaAlpha }));
+    out.push(
+      new RunqlatSignal({ perThread: config.signals.runqlat.perThread, host: observeHost, ewmaAlpha: config.ewmaAlpha, attach: config.signals.runqlat.attach }),
+    );
   }
   if (config.signals.psi.enabled) out.push(new PsiSignal({ triggers: config.signals.psi.triggers }));
   if (config.signals.cgstat.enabled) out.push(new CgstatSignal());
-  if (config.signals.net.enabled) out.push(new NetSignal({ host: true }));
-  if (config.signals.futex.enabled) out.push(new FutexSignal({ host: observeHost }));
-  if (config.signals.blkio.enabled) out.push(new BlkioSignal({ host: observeHost }));
+  if (config.signals.net.enabled) out.push(new NetSignal({ host: true, hooks: attachOrder(config.signals.net.attach, NET_HOOK_ORDER) }));
+  if (config.signals.futex.enabled) out.push(new FutexSignal({ host: observeHost, hooks: attachOrder(config.signals.futex.attach, FUTEX_HOOK_ORDER) }));
+  if (config.signals.blkio.enabled) out.push(new BlkioSignal({ host: observeHost, hooks: attachOrder(config.signals.blkio.attach, BLKIO_HOOK_ORDER) }));
   if (config.policy.cpusetSpread.enabled) out.push(new PlacementSignal({ idleBelow: config.policy.cpusetSpread.idleBelow }));
   if (config.policy.numaRebalance.enabled) out.push(new NumaSignal({ everyTicks: config.policy.numaRebalance.sampleTicks }));
   return out;

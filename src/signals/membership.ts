@@ -5,35 +5,49 @@
  */
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Target } from '../core/types.js';
+import { TunerError } from '../core/errors.js';
+import type { SignalContext, SlotCapacity, Target } from '../core/types.js';
 import type { BpfObject } from '../bpf/object.js';
 
 export const TARGET_MAX_SLOTS = 1024;
 export const TARGET_FILTER_SIZE = 8;
 
+/** The slots a fixed set of targets needs: one each, and the kinds of membership they use. */
+export function capacityOf(targets: readonly Target[]): SlotCapacity {
+  return {
+    slots: targets.reduce((m, t) => Math.max(m, t.slot + 1), 0),
+    cgroups: targets.some((t) => t.scope.kind === 'cgroup'),
+    pids: targets.some((t) => t.scope.kind === 'pids'),
+  };
+}
+
+/** The capacity signal `name` sizes its maps for: the agent's reservation, or what the given targets need. */
+export function capacityFor(ctx: SignalContext, name: string): SlotCapacity {
+  const cap = ctx.capacity ?? capacityOf(ctx.targets);
+  if (cap.slots > TARGET_MAX_SLOTS) {
+    throw new TunerError('CONFIG_INVALID', `start ${name}: targets need ${cap.slots} slots, at most ${TARGET_MAX_SLOTS} are supported — fix: fewer targets, or a lower max_matches on pattern targets`);
+  }
+  return cap;
+}
+
 /**
- * The 8 bytes of struct target_filter, to place at the start of a signal's rodata config. Slots 0..n-1 are the
- * targets (Target.slot); slot n (`host_slot`) aggregates every task when `host` is set — so per-slot maps are sized
- * n + 1 at load (`slotCount`).
+ * The 8 bytes of struct target_filter, to place at the start of a signal's rodata config. Slots 0..slots-1 are the
+ * targets (Target.slot); slot `slots` (`host_slot`) aggregates every task when `host` is set — so per-slot maps are
+ * sized slots + 1 at load (`slotCount`).
  */
-export function targetFilter(targets: readonly Target[], cgroupVersion: 1 | 2, host: boolean): Buffer {
+export function targetFilter(capacity: SlotCapacity, cgroupVersion: 1 | 2, host: boolean): Buffer {
   const b = Buffer.alloc(TARGET_FILTER_SIZE);
   b[0] = cgroupVersion === 1 ? 1 : 0;
-  b[1] = targets.some((t) => t.scope.kind === 'cgroup') ? 1 : 0;
-  b[2] = targets.some((t) => t.scope.kind === 'pids') ? 1 : 0;
+  b[1] = capacity.cgroups ? 1 : 0;
+  b[2] = capacity.pids ? 1 : 0;
   b[3] = host ? 1 : 0;
-  b.writeUInt32LE(hostSlot(targets), 4);
+  b.writeUInt32LE(capacity.slots, 4);
   return b;
 }
 
-/** The host slot index for this target list: one past the last target. */
-export function hostSlot(targets: readonly Target[]): number {
-  return targets.reduce((m, t) => Math.max(m, t.slot + 1), 0);
-}
-
-/** Entries a per-slot map needs: every target plus the host slot. */
-export function slotCount(targets: readonly Target[]): number {
-  return hostSlot(targets) + 1;
+/** Entries a per-slot map needs: every target slot plus the host slot. */
+export function slotCount(capacity: SlotCapacity): number {
+  return capacity.slots + 1;
 }
 
 /** Every cgroup directory at or below `dir` with its id (the directory's inode number, as the kernel side sees it). */

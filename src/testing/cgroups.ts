@@ -121,6 +121,29 @@ function controllerMount(controller: string, layout: CgroupLayout): { mount: str
   return c;
 }
 
+/**
+ * v2: let a cgroup's children have every controller it has (what systemd does for the slices it makes), so a child
+ * gets cpu.weight, cpu.max, cpuset.cpus, io and memory files. Each is enabled on its own: one the cgroup cannot pass
+ * down (a threaded subtree takes only threaded controllers) must not keep the others away.
+ */
+function enableControllers(dir: string): void {
+  let have: string[];
+  try {
+    have = fs.readFileSync(path.join(dir, 'cgroup.controllers'), 'utf8').split(/\s+/).filter(Boolean);
+  } catch {
+    return;
+  }
+  const on = new Set(fs.readFileSync(path.join(dir, 'cgroup.subtree_control'), 'utf8').split(/\s+/).filter(Boolean));
+  for (const c of have) {
+    if (on.has(c)) continue;
+    try {
+      fs.writeFileSync(path.join(dir, 'cgroup.subtree_control'), `+${c}\n`);
+    } catch {
+      // not delegable here; a test that needs it fails on the missing file, naming it
+    }
+  }
+}
+
 function makeCgroup(dir: string, controller: string, root: string, version: 1 | 2, top: boolean): TestCgroup {
   fs.mkdirSync(dir);
   if (top) created.add(dir);
@@ -140,6 +163,7 @@ function makeCgroup(dir: string, controller: string, root: string, version: 1 | 
       if (name.includes('/') || name === '' || name === '.' || name === '..') {
         throw new Error(`test cgroup child name ${JSON.stringify(name)} must be a single path component`);
       }
+      if (version === 2) enableControllers(dir);
       return makeCgroup(path.join(dir, name), controller, root, version, false);
     },
     moveIn(pid: number): void {

@@ -76,7 +76,8 @@ function onKnobEvent(msg: unknown): void {
   for (const [target, h] of hints) if (h.knobPath === e.path) clearHint(target);
 }
 
-const TARGET_FILE = /^[A-Za-z0-9_-]{1,64}$/;
+// Percent-encoded, so a pattern target's name (`<name>/<cgroup below the pattern>`) stays one file name.
+const TARGET_FILE = /^[A-Za-z0-9_.%-]{1,255}$/;
 
 function writeAtomically(file: string, text: string): void {
   const tmp = `${file}.${process.pid}.tmp`;
@@ -97,9 +98,10 @@ function setHint(writer: KnobWriter, hint: Hint, knobPath: string, knobValue: st
   }
   let file: string | undefined;
   // Target names are checked by the config schema; a name that could leave the hints directory gets no file.
-  if (TARGET_FILE.test(hint.target)) {
+  const base = encodeURIComponent(hint.target);
+  if (TARGET_FILE.test(base) && base !== '.' && base !== '..') {
     const dir = path.join(writer.stateDir, 'hints');
-    file = path.join(dir, `${hint.target}.json`);
+    file = path.join(dir, `${base}.json`);
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
       writeAtomically(file, JSON.stringify(hint) + '\n');

@@ -15,7 +15,7 @@ import { loadFirstWorking } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
 import { histPercentile } from '../../stats/histogram.js';
 import { BurstDetector, type BurstOptions } from '../../stats/burst.js';
-import { hostSlot, syncMembership, targetFilter, TARGET_MAX_SLOTS, u64 } from '../membership.js';
+import { capacityFor, syncMembership, targetFilter, u64 } from '../membership.js';
 
 // Mirrors blkio.h.
 export const BLKIO_BUCKETS = 32;
@@ -104,6 +104,8 @@ export class BlkioSignal implements Signal {
   private obj?: BpfObject;
   private log?: Logger;
   private targets: Target[] = [];
+  /** Where the host aggregate lives: one past the last slot reserved for targets. */
+  private hostSlot = 0;
   private kind?: BlkioHook;
   private programNames: string[] = [];
   private epoch = 0;
@@ -131,13 +133,12 @@ export class BlkioSignal implements Signal {
   }
 
   start(ctx: SignalContext): void {
-    if (ctx.targets.length > TARGET_MAX_SLOTS) {
-      throw new TunerError('CONFIG_INVALID', `start blkio: ${ctx.targets.length} targets, at most ${TARGET_MAX_SLOTS} are supported`);
-    }
+    const capacity = capacityFor(ctx, this.name);
+    this.hostSlot = capacity.slots;
     this.log = ctx.log.child({ signal: this.name });
     this.targets = ctx.targets;
     const cfg = Buffer.alloc(CFG_SIZE);
-    targetFilter(ctx.targets, ctx.cgroupVersion, this.opts.host).copy(cfg, 0);
+    targetFilter(capacity, ctx.cgroupVersion, this.opts.host).copy(cfg, 0);
     const loaded = loadFirstWorking(
       'blkio',
       { tp_btf: { required: VARIANTS.tp_btf }, raw_tp: { required: VARIANTS.raw_tp } },
@@ -316,7 +317,7 @@ export class BlkioSignal implements Signal {
       sig.blkio = { ...w, burst: this.burstOf(t.slot, w.ios) } satisfies BlkioWindow;
     }
     if (this.opts.host) {
-      const slot = hostSlot(this.targets);
+      const slot = this.hostSlot;
       const w = this.windowOf(slot, bySlot);
       this.lastHost = { ...w, burst: this.burstOf(slot, w.ios) };
     }

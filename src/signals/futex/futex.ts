@@ -12,7 +12,7 @@ import type { BpfObject } from '../../bpf/object.js';
 import { loadFirstWorking, type ProgramSet } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
 import { histPercentile } from '../../stats/histogram.js';
-import { hostSlot, slotCount, syncMembership, targetFilter, TARGET_MAX_SLOTS, u64 } from '../membership.js';
+import { capacityFor, slotCount, syncMembership, targetFilter, u64 } from '../membership.js';
 import { CumulativeSlots } from '../cumulative.js';
 
 // Mirrors futex.h.
@@ -33,12 +33,14 @@ export type FutexHook = 'tracepoint' | 'tp_btf' | 'raw_tp';
 
 /** Cheapest first, by the measurements in README.md (Overhead). */
 const VARIANTS: Record<FutexHook, ProgramSet> = {
+  // A wait in progress is kept in task storage where the task pointer is BTF-typed, else in a tid-keyed hash.
   tracepoint: {
     required: ['futex_exit_tp', 'futex_enter_tp'],
     optional: ['futex_waitv_exit_tp', 'futex_waitv_enter_tp', 'futex_wait_exit_tp', 'futex_wait_enter_tp'],
+    unusedMaps: ['tid_pending'],
   },
-  tp_btf: { required: ['futex_exit_btf', 'futex_enter_btf'], optional: [] },
-  raw_tp: { required: ['futex_exit_raw', 'futex_enter_raw'], optional: [] },
+  tp_btf: { required: ['futex_exit_btf', 'futex_enter_btf'], optional: [], unusedMaps: ['tid_pending'] },
+  raw_tp: { required: ['futex_exit_raw', 'futex_enter_raw'], optional: [], unusedMaps: ['task_pending'] },
 };
 export const FUTEX_HOOK_ORDER: readonly FutexHook[] = ['tracepoint', 'tp_btf', 'raw_tp'];
 
@@ -86,6 +88,8 @@ export class FutexSignal implements Signal {
   private obj?: BpfObject;
   private log?: Logger;
   private targets: Target[] = [];
+  /** Where the host aggregate lives: one past the last slot reserved for targets. */
+  private hostSlot = 0;
   private kind?: FutexHook;
   private programNames: string[] = [];
   /** struct of the hists map: the buckets, then count and wait_ns. */
@@ -106,19 +110,18 @@ export class FutexSignal implements Signal {
   }
 
   start(ctx: SignalContext): void {
-    if (ctx.targets.length > TARGET_MAX_SLOTS) {
-      throw new TunerError('CONFIG_INVALID', `start futex: ${ctx.targets.length} targets, at most ${TARGET_MAX_SLOTS} are supported`);
-    }
+    const capacity = capacityFor(ctx, this.name);
+    this.hostSlot = capacity.slots;
     this.log = ctx.log.child({ signal: this.name });
     this.targets = ctx.targets;
     const cfg = Buffer.alloc(CFG_SIZE);
-    targetFilter(ctx.targets, ctx.cgroupVersion, this.opts.host).copy(cfg, 0);
+    targetFilter(capacity, ctx.cgroupVersion, this.opts.host).copy(cfg, 0);
     const loaded = loadFirstWorking(
       'futex',
       VARIANTS,
       (o) => {
         o.setRodata('.rodata.cfg', cfg);
-        o.setMaxEntries('hists', slotCount(ctx.targets));
+        o.setMaxEntries('hists', slotCount(capacity));
       },
       this.log,
       // A verifier rejection of a variant is most often a helper this kernel lacks (task storage, the BTF task
@@ -224,7 +227,7 @@ export class FutexSignal implements Signal {
     }
     if (this.opts.host) {
       const all = [...top.values()].flat().sort((a, b) => b.waitUs - a.waitUs || b.count - a.count);
-      this.lastHost = this.windowOf(hostSlot(this.targets), all);
+      this.lastHost = this.windowOf(this.hostSlot, all);
     }
     this.slots.advance();
   }

@@ -14,23 +14,24 @@ import { join, relative } from 'node:path';
 import { isTunerError, TunerError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
-import { BpfObject } from '../../bpf/object.js';
-import { bpfObjectPath } from '../../bpf/paths.js';
-import { probe, type AttachKind } from '../../bpf/probe.js';
+import type { BpfObject } from '../../bpf/object.js';
+import { loadFirstWorking, type AttachKind, type ProgramSet } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
 import { cgroupId, detectLayout, isPathUnder, type CgroupLayout } from '../../cgroup/layout.js';
 import { BurstDetector, type BurstOptions } from '../../stats/burst.js';
-import { hostSlot, slotCount, subtreeIds, targetFilter, TARGET_FILTER_SIZE, TARGET_MAX_SLOTS, u64 } from '../membership.js';
+import { capacityFor, slotCount, subtreeIds, TARGET_FILTER_SIZE, targetFilter, u64 } from '../membership.js';
 
 // Mirrors net.h.
 const COUNTS_SIZE = 32; // sizeof(struct net_counts)
 const REASON_KEY_SIZE = 8; // sizeof(struct net_reason_key)
 const CFG_SIZE = TARGET_FILTER_SIZE; // sizeof(struct net_cfg)
 
-const VARIANTS: readonly { kind: AttachKind; programs: readonly string[] }[] = [
-  { kind: 'tp_btf', programs: ['net_retransmit_btf', 'net_drop_btf'] },
-  { kind: 'raw_tp', programs: ['net_retransmit_raw', 'net_drop_raw'] },
-];
+export type NetHook = 'tp_btf' | 'raw_tp';
+export const NET_HOOK_ORDER: readonly NetHook[] = ['tp_btf', 'raw_tp'];
+const VARIANTS: Record<NetHook, ProgramSet> = {
+  tp_btf: { required: ['net_retransmit_btf', 'net_drop_btf'] },
+  raw_tp: { required: ['net_retransmit_raw', 'net_drop_raw'] },
+};
 
 export const DEFAULT_BTF_PATH = '/sys/kernel/btf/vmlinux';
 
@@ -43,6 +44,8 @@ export interface NetOptions {
   layout?: CgroupLayout;
   /** Where the kernel's BTF is read from to name drop reasons. */
   btfPath?: string;
+  /** Hook variants to try, in order; default NET_HOOK_ORDER. */
+  hooks?: readonly NetHook[];
 }
 
 export interface NetBurst {
@@ -270,6 +273,8 @@ export class NetSignal implements Signal {
   private log?: Logger;
   private layout?: CgroupLayout;
   private targets: Target[] = [];
+  /** Where the host aggregate lives: one past the last slot reserved for targets. */
+  private hostSlot = 0;
   private attributable = new Set<string>();
   private attachKind?: AttachKind;
   private programNames: readonly string[] = [];
@@ -292,9 +297,8 @@ export class NetSignal implements Signal {
   }
 
   start(ctx: SignalContext): void {
-    if (ctx.targets.length > TARGET_MAX_SLOTS) {
-      throw new TunerError('CONFIG_INVALID', `start net: ${ctx.targets.length} targets, at most ${TARGET_MAX_SLOTS} are supported`);
-    }
+    const capacity = capacityFor(ctx, this.name);
+    this.hostSlot = capacity.slots;
     this.log = ctx.log.child({ signal: this.name });
     this.targets = ctx.targets;
     this.layout = this.opts.layout ?? detectLayout();
@@ -304,41 +308,29 @@ export class NetSignal implements Signal {
       this.log.warn({ err: e }, 'drop reasons will be reported by number');
     }
     const cfg = Buffer.alloc(CFG_SIZE);
-    targetFilter(ctx.targets, 2, this.opts.host).copy(cfg, 0);
+    targetFilter(capacity, 2, this.opts.host).copy(cfg, 0);
     // Sockets are matched by cgroup id whatever the target kind; pid_slots stays empty.
-    cfg[1] = ctx.targets.length > 0 ? 1 : 0;
+    cfg[1] = capacity.slots > 0 ? 1 : 0;
     cfg[2] = 0;
-    const errors: string[] = [];
-    for (const v of VARIANTS) {
-      const p = probe(v.kind, this.log);
-      if (!p.ok) {
-        errors.push(`${v.kind}: ${p.error}`);
-        continue;
-      }
-      const obj = BpfObject.open(bpfObjectPath('net'), this.log);
-      try {
-        obj.selectPrograms(v.programs);
-        obj.setRodata('.rodata.cfg', cfg);
-        obj.setMaxEntries('counts', slotCount(ctx.targets));
-        obj.load();
-        for (const prog of v.programs) obj.attach(prog);
-        this.obj = obj;
-        this.attachKind = v.kind;
-        this.programNames = v.programs;
-        break;
-      } catch (e) {
-        obj.close();
-        if (isTunerError(e, 'BPF_VERIFIER')) throw e;
-        errors.push(`${v.kind}: ${e instanceof Error ? e.message : String(e)}`);
-      }
-    }
-    if (!this.obj) throw new TunerError('BPF_NOT_SUPPORTED', `attach net: no attach type works on this kernel — ${errors.join('; ')}`);
-    const counts = this.obj.map('counts');
+    const loaded = loadFirstWorking(
+      'net',
+      VARIANTS,
+      (o) => {
+        o.setRodata('.rodata.cfg', cfg);
+        o.setMaxEntries('counts', slotCount(capacity));
+      },
+      this.log,
+      { order: this.opts.hooks ?? NET_HOOK_ORDER, needs: 'v5.17 with BTF for drop reasons, or raw tracepoints' },
+    );
+    const obj = (this.obj = loaded.obj);
+    this.attachKind = loaded.kind;
+    this.programNames = loaded.programs;
+    const counts = obj.map('counts');
     if (counts.valueSize !== COUNTS_SIZE) {
       throw new TunerError('INTERNAL', `decode net counts: value is ${counts.valueSize} bytes, expected ${COUNTS_SIZE}`);
     }
-    if (this.obj.map('reasons').keySize !== REASON_KEY_SIZE) {
-      throw new TunerError('INTERNAL', `decode net reasons: key is ${this.obj.map('reasons').keySize} bytes, expected ${REASON_KEY_SIZE}`);
+    if (obj.map('reasons').keySize !== REASON_KEY_SIZE) {
+      throw new TunerError('INTERNAL', `decode net reasons: key is ${obj.map('reasons').keySize} bytes, expected ${REASON_KEY_SIZE}`);
     }
     this.updateTargets(ctx.targets);
     this.read();
@@ -436,7 +428,7 @@ export class NetSignal implements Signal {
       sig.net = { ...this.windowOf(t.slot), attributable: this.attributable.has(t.name) };
     }
     if (this.opts.host) {
-      const slot = hostSlot(this.targets);
+      const slot = this.hostSlot;
       const c = this.cur.get(slot);
       const p = this.prev.get(slot);
       this.lastHost = { ...this.windowOf(slot), unattributed: Math.max(0, (c?.unattributed ?? 0) - (p?.unattributed ?? 0)) };

@@ -100,8 +100,11 @@ export interface PsiTargetWindow extends PsiResources {
 }
 
 export interface PsiOptions {
-  /** Triggers armed at start; none by default. */
-  triggers?: readonly PsiTriggerSpec[];
+  /**
+   * Triggers armed at start; none by default. One with a `target` watches that cgroup v2 target's own
+   * <resource>.pressure instead of the host's.
+   */
+  triggers?: readonly (PsiTriggerSpec & { target?: string })[];
   /** Where the host-wide files are; default /proc/pressure. */
   procDir?: string;
 }
@@ -125,6 +128,7 @@ export class PsiSignal implements Signal {
   private readonly last = new Map<string, Last>();
   private triggers?: PsiTriggersT;
   private pending: PsiTriggerEvent[] = [];
+  private readonly loggedAt = new Map<number, number>();
   private readonly listeners = new Set<(ev: PsiTriggerEvent) => void>();
   private lastHost?: PsiHostWindow;
   private hostNote?: string;
@@ -145,9 +149,20 @@ export class PsiSignal implements Signal {
       this.log.warn(this.hostNote);
     }
     if (this.opts.triggers && this.opts.triggers.length > 0) {
+      const specs = this.opts.triggers.map(({ target, ...spec }): PsiTriggerSpec => {
+        if (target === undefined) return spec;
+        const t = ctx.targets.find((x) => x.name === target);
+        if (t?.scope.kind !== 'cgroup' || t.scope.version !== 2) {
+          throw new TunerError(
+            'CONFIG_INVALID',
+            `arm PSI trigger on target ${target}: ${t ? 'it is not a cgroup v2 target, and only cgroup v2 keeps pressure per cgroup' : 'no such target'} — fix: name a cgroup v2 target, or drop target for host-wide pressure`,
+          );
+        }
+        return { ...spec, path: join(t.scope.path, `${spec.resource}.pressure`) };
+      });
       // Loaded only when asked for: it starts a worker thread.
       const { PsiTriggers } = await import('./psi-trigger.js');
-      this.triggers = PsiTriggers.start(this.opts.triggers);
+      this.triggers = PsiTriggers.start(specs);
       this.triggers.on('trigger', (ev) => this.deliver(ev));
       this.triggers.on('lost', (ev: PsiTriggerLost) => this.log?.warn({ trigger: ev }, 'PSI trigger will not fire again'));
     }
@@ -171,6 +186,12 @@ export class PsiSignal implements Signal {
   }
 
   private deliver(ev: PsiTriggerEvent): void {
+    // Logged once a minute per trigger at most: a trigger fires every window while the pressure lasts.
+    const last = this.loggedAt.get(ev.index) ?? -Infinity;
+    if (ev.time - last >= 60_000) {
+      this.loggedAt.set(ev.index, ev.time);
+      this.log?.info({ resource: ev.resource, kind: ev.kind, path: ev.path, stallUs: ev.stallUs, windowUs: ev.windowUs }, 'PSI trigger fired');
+    }
     this.pending.push(ev);
     if (this.pending.length > MAX_TRIGGER_EVENTS) this.pending.shift();
     publish(channels.kernelEvent, () => ({ signal: this.name, event: 'trigger', ...ev }));

@@ -7,11 +7,11 @@ import { TunerError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { LatencyStats, Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
 import type { BpfObject } from '../../bpf/object.js';
-import { loadFirstWorking, type AttachKind } from '../../bpf/probe.js';
+import { attachOrder, loadFirstWorking, type AttachKind } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
 import { histPercentile } from '../../stats/histogram.js';
 import { Ewma } from '../../stats/ewma.js';
-import { hostSlot, slotCount, syncMembership, targetFilter, TARGET_MAX_SLOTS, u64 } from '../membership.js';
+import { capacityFor, slotCount, syncMembership, targetFilter, u64 } from '../membership.js';
 import { CumulativeSlots } from '../cumulative.js';
 
 // Mirrors runqlat.h.
@@ -26,7 +26,12 @@ export interface RunqlatOptions {
   /** Aggregate every task on the host into an extra slot (host-wide view). */
   host: boolean;
   ewmaAlpha: number;
+  /** Pin an attach variant; `auto` (default) takes tp_btf where the kernel has it, else raw_tp. */
+  attach?: 'auto' | RunqlatHook;
 }
+
+export type RunqlatHook = 'tp_btf' | 'raw_tp';
+export const RUNQLAT_HOOK_ORDER: readonly RunqlatHook[] = ['tp_btf', 'raw_tp'];
 
 export interface RunqlatWindow extends LatencyStats {
   waitUs: number;
@@ -53,6 +58,8 @@ export class RunqlatSignal implements Signal {
   private obj?: BpfObject;
   private log?: Logger;
   private targets: Target[] = [];
+  /** Where the host aggregate lives: one past the last slot reserved for targets. */
+  private hostSlot = 0;
   private attachKind?: AttachKind;
   private program?: string;
   /** struct runqlat_hist: the buckets, then count, wait_ns, oncpu_ns, switches_out, preempted, migrations. */
@@ -76,22 +83,26 @@ export class RunqlatSignal implements Signal {
   }
 
   start(ctx: SignalContext): void {
-    if (ctx.targets.length > TARGET_MAX_SLOTS) {
-      throw new TunerError('CONFIG_INVALID', `start runqlat: ${ctx.targets.length} targets, at most ${TARGET_MAX_SLOTS} are supported`);
-    }
+    const capacity = capacityFor(ctx, this.name);
+    this.hostSlot = capacity.slots;
     this.log = ctx.log.child({ signal: this.name });
     this.targets = ctx.targets;
     const cfg = Buffer.alloc(CFG_SIZE);
-    targetFilter(ctx.targets, ctx.cgroupVersion, this.opts.host).copy(cfg, 0);
+    targetFilter(capacity, ctx.cgroupVersion, this.opts.host).copy(cfg, 0);
     cfg[8] = this.opts.perThread ? 1 : 0;
     const { obj, kind, program } = loadFirstWorking(
       'runqlat',
-      { tp_btf: 'runqlat_switch_btf', raw_tp: 'runqlat_switch_raw' },
+      // Where arguments are BTF-typed a wait is remembered in task storage, else in a tid-keyed hash.
+      {
+        tp_btf: { required: ['runqlat_switch_btf'], unusedMaps: ['tid_waits'] },
+        raw_tp: { required: ['runqlat_switch_raw'], unusedMaps: ['task_waits'] },
+      },
       (o) => {
         o.setRodata('.rodata.cfg', cfg);
-        o.setMaxEntries('hists', slotCount(ctx.targets));
+        o.setMaxEntries('hists', slotCount(capacity));
       },
       this.log,
+      { order: attachOrder(this.opts.attach, RUNQLAT_HOOK_ORDER), needs: 'tp_btf (v5.5 with BTF) or raw_tp (v4.17)' },
     );
     this.obj = obj;
     this.attachKind = kind;
@@ -150,7 +161,7 @@ export class RunqlatSignal implements Signal {
       const sig = (out[t.name] ??= { name: t.name, role: t.role });
       sig.runqlat = w;
     }
-    if (this.opts.host) this.lastHost = this.windowOf(hostSlot(this.targets));
+    if (this.opts.host) this.lastHost = this.windowOf(this.hostSlot);
     if (this.opts.perThread) this.attachThreads(out);
     this.slots.advance();
   }

@@ -1,0 +1,129 @@
+/**
+ * Every attach variant of every eBPF signal, pinned through the config (`signals.<name>.attach`) and proven on the
+ * kernels of the matrix: the agent attaches the pinned variant, and the signal still counts what it should (run-queue
+ * events and futex waits of a target, checked against the workload). With `auto` the variant each kernel gets is
+ * recorded for the README's kernel × signal table. A variant never creates maps only another variant uses: with
+ * every raw_tp fallback pinned, the agent holds no task-storage map (a map type older kernels lack).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { toolPath } from '../../src/bpf/paths.js';
+import { MapType } from '../../src/bpf/libbpf.js';
+import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
+import { startAgent, tempDir, type AgentProcess } from '../e2e/helpers.js';
+import { getJson, port, report, requireVm, sleep } from './helpers.js';
+
+const SLOW = 60_000;
+const SIGNALS = ['runqlat', 'futex', 'blkio', 'net'] as const;
+type Pins = Partial<Record<(typeof SIGNALS)[number], string>>;
+
+let cg: TestCgroup;
+let state: ReturnType<typeof tempDir>;
+const procs: SpawnedProcess[] = [];
+
+beforeAll(async () => {
+  requireVm();
+  cg = makeTestCgroup('cpu');
+  state = tempDir();
+  // One target with a CPU-bound thread pair (run-queue events) and mutex contention (futex waits).
+  procs.push(await spawnInCgroup(cg.path, toolPath('futex-contend'), ['--threads', '4', '--duration-s', '3600']));
+});
+afterAll(async () => {
+  for (const p of procs.splice(0)) await killAndWait(p);
+  cg.remove();
+  state.remove();
+  await cleanupAll();
+});
+
+/** Map types held by a process, from /proc/<pid>/fdinfo ("map_type:" lines). */
+function mapTypes(pid: number): number[] {
+  const out: number[] = [];
+  for (const fd of readdirSync(`/proc/${pid}/fdinfo`)) {
+    try {
+      const m = /^map_type:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+      if (m) out.push(Number(m[1]));
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return out;
+}
+
+type Snap = { last: { targets: Record<string, { runqlat?: { count: number; oncpuUs: number }; futex?: { count: number } }> } };
+
+async function runPinned(pins: Pins): Promise<{ agent: AgentProcess; attached: Record<string, string>; http: number }> {
+  const http = port();
+  const signals = SIGNALS.map((s) => `  ${s}: {attach: ${pins[s] ?? 'auto'}}`).join('\n');
+  const config = state.file(
+    `config-${Object.values(pins).join('-') || 'auto'}.yaml`,
+    `tick: 1s
+signals:
+${signals}
+policy:
+  noisy_neighbor: {enabled: false}
+  pressure_backoff: {enabled: false}
+  cpuset_spread: {enabled: false}
+  numa_rebalance: {enabled: false}
+  io_prefetch: {enabled: false}
+targets:
+  - {name: app, cgroup: ${cg.path}, role: protect}
+`,
+  );
+  const agent = startAgent(['--config', config, '--state-dir', join(state.path, 'state'), '--listen', `127.0.0.1:${http}`]);
+  procs.push(agent);
+  await agent.waitFor((l) => l.msg === 'http listening', SLOW);
+  const attached: Record<string, string> = {};
+  for (const s of SIGNALS) attached[s] = String((await agent.waitFor((l) => l.msg === `${s} attached`, SLOW)).attach);
+  return { agent, attached, http };
+}
+
+/** Waits for a tick in which the target shows run-queue events and futex waits. */
+async function countsEvents(http: number): Promise<{ runqlat: number; futex: number }> {
+  let last = { runqlat: 0, futex: 0 };
+  for (let i = 0; i < 20; i++) {
+    await sleep(1000);
+    const t = (await getJson<Snap>(`http://127.0.0.1:${http}/api/signals`)).last?.targets.app;
+    last = { runqlat: t?.runqlat?.count ?? 0, futex: t?.futex?.count ?? 0 };
+    if (last.runqlat > 0 && last.futex > 0) return last;
+  }
+  return last;
+}
+
+async function stop(agent: AgentProcess): Promise<void> {
+  agent.child.kill('SIGTERM');
+  expect((await agent.exited).code, agent.stderr()).toBe(0);
+}
+
+describe('attach variants on this kernel', () => {
+  it('auto: each signal takes the cheapest variant this kernel has (recorded for the matrix)', async () => {
+    const { agent, attached, http } = await runPinned({});
+    report('auto', attached);
+    console.log(`auto on ${process.env.EBPF_TUNER_VM}: ${JSON.stringify(attached)}`);
+    const c = await countsEvents(http);
+    expect(c.runqlat).toBeGreaterThan(0);
+    expect(c.futex).toBeGreaterThan(0);
+    await stop(agent);
+  });
+
+  const pinned: Pins[] = [
+    { runqlat: 'raw_tp', futex: 'raw_tp', blkio: 'raw_tp', net: 'raw_tp' },
+    { runqlat: 'tp_btf', futex: 'tracepoint', blkio: 'tp_btf', net: 'tp_btf' },
+    { futex: 'tp_btf' },
+  ];
+  for (const pins of pinned) {
+    it(`pinned ${JSON.stringify(pins)}: attaches exactly that and still counts`, async () => {
+      const { agent, attached, http } = await runPinned(pins);
+      for (const [s, kind] of Object.entries(pins)) expect(attached[s], s).toBe(kind);
+      const c = await countsEvents(http);
+      expect(c.runqlat).toBeGreaterThan(0);
+      expect(c.futex).toBeGreaterThan(0);
+      if (pins.runqlat === 'raw_tp' && pins.futex === 'raw_tp') {
+        // The raw_tp fallbacks are for kernels without task storage: they must not create such a map.
+        expect(mapTypes(agent.pid)).not.toContain(MapType.TASK_STORAGE);
+      }
+      report('pinned', { pins, attached, counts: c });
+      await stop(agent);
+    });
+  }
+});

@@ -1,0 +1,85 @@
+/**
+ * Helpers for the VM suite: it runs only inside a VM that scripts/vm/test-vm.sh booted (pure cgroup v2 at
+ * /sys/fs/cgroup, nothing mounted that a fresh host lacks), and fails — never skips — anywhere else.
+ */
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
+import { join } from 'node:path';
+import { detectLayout } from '../../src/cgroup/layout.js';
+
+export const CG = '/sys/fs/cgroup';
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Throws unless this is the test VM with a pure cgroup v2 hierarchy and the cpu controller. */
+export function requireVm(): void {
+  if (!process.env.EBPF_TUNER_VM) {
+    throw new Error('the VM suite runs inside the test VM: npm run test:vm (scripts/vm/test-vm.sh boots it)');
+  }
+  const layout = detectLayout();
+  if (layout.controllers.cpu?.version !== 2 || layout.controllers.cpu.mount !== CG) {
+    throw new Error(`expected a pure cgroup v2 host with cpu at ${CG}, found ${JSON.stringify(layout.controllers)}`);
+  }
+}
+
+export function read(path: string): string {
+  return readFileSync(path, 'utf8').trim();
+}
+
+/** Creates the directories of a cgroup path below /sys/fs/cgroup, enabling every controller on the way down. */
+export function mkcg(rel: string): string {
+  let dir = CG;
+  for (const part of rel.split('/')) {
+    const controllers = read(join(dir, 'cgroup.controllers')).split(/\s+/).filter(Boolean);
+    for (const c of controllers) {
+      try {
+        writeFileSync(join(dir, 'cgroup.subtree_control'), `+${c}\n`);
+      } catch {
+        // not delegable from here (a threaded subtree takes only threaded controllers)
+      }
+    }
+    dir = join(dir, part);
+    if (!existsSync(dir)) mkdirSync(dir);
+  }
+  return dir;
+}
+
+export async function waitUntil(pred: () => boolean, timeoutMs: number, what: string): Promise<number> {
+  const t0 = Date.now();
+  while (!pred()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(100);
+  }
+  return Date.now() - t0;
+}
+
+export function getJson<T>(url: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    get(url, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(body) as T);
+        } catch (e) {
+          reject(new Error(`GET ${url}: ${res.statusCode} ${body.slice(0, 200)} (${String(e)})`));
+        }
+      });
+    }).on('error', reject);
+  });
+}
+
+/** Records one fact for the harness to print after the run (e.g. which attach variant a signal chose). */
+export function report(key: string, value: unknown): void {
+  const out = process.env.EBPF_TUNER_VM_OUT;
+  if (out) appendFileSync(join(out, 'facts.jsonl'), JSON.stringify({ kernel: kernelRelease(), key, value }) + '\n');
+}
+
+export function kernelRelease(): string {
+  return execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
+}
+
+/** A free TCP port on loopback, for the agent's --listen. */
+export function port(): number {
+  return 20000 + Math.floor(Math.random() * 20000);
+}
