@@ -3,9 +3,9 @@
  * the cpu controller is attached to (that is where run-queue attribution and cpu knobs live); each pid must exist.
  * Errors name the target, the path or pid, and the fix — and are raised before anything is written.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import { TunerError } from '../core/errors.js';
+import { errnoCode, TunerError } from '../core/errors.js';
 import type { ProcessSource, Target } from '../core/types.js';
 import { findProcesses, readPidfile } from './processes.js';
 import type { Config } from '../config/types.js';
@@ -46,14 +46,32 @@ export function resolveTargets(config: Config, layout: CgroupLayout, probe: Cgro
         throw new TunerError('PID_NOT_FOUND', `resolve ${where}: process ${pid} does not exist — fix: correct targets[${slot}].pids or use a cgroup target for short-lived processes`);
       }
     }
-    if (t.pidfile !== undefined && readPidfile(t.pidfile) === undefined) {
-      throw new TunerError(
-        'PID_NOT_FOUND',
-        `resolve ${where}: pidfile ${t.pidfile} is missing or names no running process — fix: start the service first, or correct targets[${slot}].pidfile`,
-      );
+    if (t.pidfile !== undefined) {
+      // A pidfile that names nothing at start is a config that cannot mean what it says: refused like one (exit 2),
+      // so a typo in the path is not mistaken for a service that is merely down for now.
+      const problem = pidfileProblem(t.pidfile);
+      if (problem !== undefined) {
+        throw new TunerError(
+          'CONFIG_INVALID',
+          `resolve ${where}: targets[${slot}].pidfile ${t.pidfile} ${problem} — fix: start the service first, or correct targets[${slot}].pidfile`,
+        );
+      }
     }
     // A comm target may match nothing yet: it follows processes of that name as they start.
     const source: ProcessSource = { pids: t.pids, pidfile: t.pidfile, comm: t.comm, children: t.children };
     return { name: t.name, role: t.role, slot, scope: { kind: 'pids', pids: findProcesses(source), source } };
   });
+}
+
+/** Why a pidfile names no running process, or undefined when it does. */
+function pidfileProblem(file: string): string | undefined {
+  if (readPidfile(file) !== undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (e) {
+    const code = errnoCode(e);
+    return code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? String(e)})`;
+  }
+  return /^\d+$/.test(text) ? `names process ${text}, which is not running` : `holds ${JSON.stringify(text.slice(0, 40))}, not a process id`;
 }
