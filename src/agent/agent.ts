@@ -23,6 +23,7 @@ import { Guardrails } from '../engine/guardrails.js';
 import { isRestore, type KnobValues } from '../engine/strategy.js';
 import { createStrategies } from '../engine/registry.js';
 import { createSignals } from '../signals/index.js';
+import { sharedMembership } from '../signals/membership.js';
 import { resolveTargets } from './resolve.js';
 import { findProcesses } from './processes.js';
 
@@ -227,6 +228,7 @@ export class Agent {
       });
       if (off) this.unwake.push(off);
     }
+    for (const why of sharedMembership(this.targets)) this.log.warn({ why }, 'targets overlap: one of them does not see some tasks');
     publish(channels.lifecycle, () => ({ state: 'ready' }));
     this.log.info(
       {

@@ -84,9 +84,9 @@ static __always_inline struct task_wait *task_wait_of(struct task_struct *t, __u
 	return tw;
 }
 
-static __always_inline int slot_of(struct task_struct *t, __u32 tgid, const bool btf)
+static __always_inline struct target_slots slots_of(struct task_struct *t, __u32 tgid, const bool btf)
 {
-	return TARGET_SLOT_OF_X(cfg.filter, t, tgid, btf);
+	return TARGET_SLOTS_OF_X(cfg.filter, t, tgid, btf);
 }
 
 static __always_inline void account_thread(__u32 tid, __u32 tgid, __u32 slot, __u32 bucket, __u64 delta)
@@ -109,12 +109,12 @@ static __always_inline void account_thread(__u32 tid, __u32 tgid, __u32 slot, __
 }
 
 /*
- * The slot of the task each CPU switched in last. At the next switch on that CPU it is usually `prev`, whose slot
- * is then known without walking its cgroup chain again: one membership lookup per switch instead of two.
+ * The slots of the task each CPU switched in last. At the next switch on that CPU it is usually `prev`, whose slots
+ * are then known without walking its cgroup chain again: one membership lookup per switch instead of two.
  */
 struct cpu_current {
 	__u32 pid;
-	__s32 slot;
+	struct target_slots slots;
 };
 
 struct {
@@ -153,23 +153,23 @@ static __always_inline void on_switch(bool involuntary, struct task_struct *prev
 {
 	__u32 zero = 0, nslots = cfg.filter.host_slot;
 	struct cpu_current *cur = bpf_map_lookup_elem(&cpu_current, &zero);
-	int prev_slot = -1, next_slot = -1;
+	struct target_slots prev_s = TARGET_NO_SLOTS, next_s = TARGET_NO_SLOTS;
 
 	if (prev_pid) {
 		if (cur && cur->pid == prev_pid)
-			prev_slot = cur->slot;
+			prev_s = cur->slots;
 		else
-			prev_slot = slot_of(prev, prev_tgid, btf);
+			prev_s = slots_of(prev, prev_tgid, btf);
 	}
 	if (next_pid)
-		next_slot = slot_of(next, next_tgid, btf);
+		next_s = slots_of(next, next_tgid, btf);
 	if (cur) {
 		cur->pid = next_pid;
-		cur->slot = next_slot;
+		cur->slots = next_s;
 	}
 
 	/* `next` waited on the run queue from `queued` until now (plus earlier segments, if it was migrated). */
-	if (next_pid && queued && now >= queued && ((next_slot >= 0 && next_slot < nslots) || cfg.filter.host)) {
+	if (next_pid && queued && now >= queued && (target_slots_any(next_s) || cfg.filter.host)) {
 		__u64 delta = now - queued, total = run_delay + delta, migrated = 0;
 		struct task_wait *tw = task_wait_of(next, next_pid, btf);
 		__u32 bucket;
@@ -185,19 +185,22 @@ static __always_inline void on_switch(bool involuntary, struct task_struct *prev
 		bucket = log2_u64(delta / 1000);
 		if (bucket >= RUNQLAT_BUCKETS)
 			bucket = RUNQLAT_BUCKETS - 1;
-		if (next_slot >= 0 && next_slot < nslots) {
-			add_wait(next_slot, bucket, delta, migrated);
-			if (cfg.per_thread)
-				account_thread(next_pid, next_tgid, next_slot, bucket, delta);
-		}
+		if (next_s.pid >= 0)
+			add_wait(next_s.pid, bucket, delta, migrated);
+		if (next_s.cgroup >= 0)
+			add_wait(next_s.cgroup, bucket, delta, migrated);
+		if (cfg.per_thread && target_slots_any(next_s))
+			account_thread(next_pid, next_tgid, target_slots_first(next_s), bucket, delta);
 		if (cfg.filter.host)
 			add_wait(nslots, bucket, delta, migrated);
 	}
 
 	/* `prev` ran from `arrived` until now. */
 	if (prev_pid && arrived && now >= arrived) {
-		if (prev_slot >= 0 && prev_slot < nslots)
-			add_run(prev_slot, now - arrived, involuntary);
+		if (prev_s.pid >= 0)
+			add_run(prev_s.pid, now - arrived, involuntary);
+		if (prev_s.cgroup >= 0)
+			add_run(prev_s.cgroup, now - arrived, involuntary);
 		if (cfg.filter.host)
 			add_run(nslots, now - arrived, involuntary);
 	}
