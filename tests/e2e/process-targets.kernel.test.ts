@@ -35,6 +35,14 @@ function childrenOf(pid: number): number[] {
   return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
 }
 
+function safeChildren(pid: number): number[] {
+  try {
+    return childrenOf(pid);
+  } catch {
+    return [];
+  }
+}
+
 type Snap = { targets: Record<string, { runqlat: { count: number; switchesOut: number } }> };
 
 /** `top --once --json` over `config`; the run-queue counts of each target, and the kernel's slices over the same call. */
@@ -90,8 +98,11 @@ describe('process targets through the CLI', () => {
       const seen = ['by-comm', 'by-pidfile', 'by-children'].reduce((n, k) => n + snap.targets[k]!.runqlat.count, 0);
       expect(seen).toBeLessThanOrEqual(kernelSlices * 1.05);
     } finally {
-      for (const p of procs) await killAndWait(p);
-      await sleep(50);
+      // The shell's child first, by pid: killing the shell alone would leave it running.
+      for (const p of procs) {
+        for (const child of safeChildren(p.pid)) await killAndWait(child);
+        await killAndWait(p);
+      }
       dir.remove();
     }
   });
