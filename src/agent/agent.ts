@@ -76,6 +76,8 @@ export class Agent {
   private scopeDirs: string[] = [];
   /** The last snapshot, for the HTTP API and `top`. */
   last?: TickSnapshot;
+  /** What the agent is doing now; also published on the lifecycle channel as it changes. */
+  lifecycle: 'starting' | 'ready' | 'stopping' | 'stopped' = 'starting';
   /** What start() restored from a previous run. */
   recovered?: RestoreReport;
 
@@ -229,6 +231,7 @@ export class Agent {
       if (off) this.unwake.push(off);
     }
     for (const why of sharedMembership(this.targets)) this.log.warn({ why }, 'targets overlap: one of them does not see some tasks');
+    this.lifecycle = 'ready';
     publish(channels.lifecycle, () => ({ state: 'ready' }));
     this.log.info(
       {
@@ -422,6 +425,7 @@ export class Agent {
       if (this.timer) clearInterval(this.timer);
       this.timer = undefined;
       for (const off of this.unwake.splice(0)) off();
+      this.lifecycle = 'stopping';
       publish(channels.lifecycle, () => ({ state: 'stopping' }));
       let report: RestoreReport | undefined;
       try {
@@ -444,6 +448,7 @@ export class Agent {
           'agent stopped; originals restored',
         );
       } else this.log.info('agent stopped');
+      this.lifecycle = 'stopped';
       publish(channels.lifecycle, () => ({ state: 'stopped' }));
       return report;
     })();

@@ -36,4 +36,26 @@ describe('run explains itself', () => {
       state.remove();
     }
   });
+
+  it('/api/status reports the running agent as ready', async () => {
+    const state = tempDir();
+    const agent = startAgent(['--listen', '127.0.0.1:0', '--state-dir', state.path]);
+    try {
+      const { url } = (await agent.waitFor((l) => l.msg === 'http listening')) as { url: string };
+      await agent.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('agent running'));
+      let status: { state?: string; ready?: boolean } = {};
+      for (let i = 0; i < 100 && status.ready !== true; i++) {
+        status = (await (await fetch(new URL('/api/status', url))).json()) as typeof status;
+        if (status.ready !== true) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(status.ready).toBe(true);
+      // Before the fix: "unknown" — the server started after the agent and never heard it become ready.
+      expect(status.state).toBe('ready');
+      agent.child.kill('SIGTERM');
+      expect((await agent.exited).code).toBe(0);
+    } finally {
+      await killAndWait(agent);
+      state.remove();
+    }
+  });
 });
