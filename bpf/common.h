@@ -103,27 +103,51 @@ struct target_filter {
 	} pid_slots SEC(".maps")
 
 /*
- * The slot of task `t` (thread group `tgid`), or -1 when it belongs to no target. Needs DECLARE_TARGET_MAPS().
- * TARGET_SLOT_OF_BTF where `t` is BTF-typed (tp_btf): direct loads, 3-4x cheaper; TARGET_SLOT_OF elsewhere.
+ * The target slots of task `t` (thread group `tgid`): the process target of its thread group and the cgroup target
+ * of its cgroup, each -1 when there is none (or the map holds a slot at or past host_slot). A task can be in both
+ * — a pid target whose process also sits in a cgroup target — and then both targets see its events: each names a
+ * set of tasks, and neither owns them. `cgroup` is -1 when it equals `pid`, so nothing is counted twice in one slot.
+ *
+ * The cgroup lookup is made even after the pid lookup hit. That costs one more lookup only for tasks of process
+ * targets; every other task needed both lookups already. Needs DECLARE_TARGET_MAPS().
+ * TARGET_SLOTS_OF_BTF where `t` is BTF-typed (tp_btf): direct loads, 3-4x cheaper; TARGET_SLOTS_OF elsewhere.
  */
-#define TARGET_SLOT_OF(filter, t, tgid) TARGET_SLOT_OF_X(filter, t, tgid, false)
-#define TARGET_SLOT_OF_BTF(filter, t, tgid) TARGET_SLOT_OF_X(filter, t, tgid, true)
-#define TARGET_SLOT_OF_X(filter, t, tgid, btf)						\
+struct target_slots {
+	__s32 pid;
+	__s32 cgroup;
+};
+
+#define TARGET_NO_SLOTS ((struct target_slots){ .pid = -1, .cgroup = -1 })
+
+static __always_inline bool target_slots_any(struct target_slots s)
+{
+	return s.pid >= 0 || s.cgroup >= 0;
+}
+
+/* The one slot per-thread detail is filed under: the process target's, else the cgroup target's; -1 for none. */
+static __always_inline int target_slots_first(struct target_slots s)
+{
+	return s.pid >= 0 ? s.pid : s.cgroup;
+}
+
+#define TARGET_SLOTS_OF(filter, t, tgid) TARGET_SLOTS_OF_X(filter, t, tgid, false)
+#define TARGET_SLOTS_OF_BTF(filter, t, tgid) TARGET_SLOTS_OF_X(filter, t, tgid, true)
+#define TARGET_SLOTS_OF_X(filter, t, tgid, btf)					\
 	({									\
-		int __slot = -1;						\
+		struct target_slots __ts = TARGET_NO_SLOTS;			\
 		__u32 __tgid = (tgid), *__s;					\
 		if ((filter).match_pids) {					\
 			__s = bpf_map_lookup_elem(&pid_slots, &__tgid);		\
-			if (__s)						\
-				__slot = *__s;					\
+			if (__s && *__s < (filter).host_slot)			\
+				__ts.pid = *__s;				\
 		}								\
-		if (__slot < 0 && (filter).match_cgroups) {			\
+		if ((filter).match_cgroups) {					\
 			__u64 __id = task_cgroup_id((t), (filter).cgroup_v1, (btf));	\
 			__s = bpf_map_lookup_elem(&cgroup_slots, &__id);	\
-			if (__s)						\
-				__slot = *__s;					\
+			if (__s && *__s < (filter).host_slot && (__s32)*__s != __ts.pid)	\
+				__ts.cgroup = *__s;				\
 		}								\
-		__slot;								\
+		__ts;								\
 	})
 
 #endif /* __EBPF_TUNER_COMMON_H */

@@ -101,9 +101,9 @@ describe('KnobWriter scope', () => {
     fs.mkdirSync(path.join(procRoot, '77'));
     fs.writeFileSync(path.join(procRoot, '77', 'cgroup'), '0::/agent.slice/ebpf-tuner.service\n');
     const rules = defaultDenyList(fake.layout, { pid: 77, procRoot });
-    expect(rules).toContainEqual({ path: fake.root, subtree: false, reason: 'a cgroup controller root' });
-    expect(rules).toContainEqual({ path: path.join(fake.root, 'agent.slice/ebpf-tuner.service'), subtree: false, reason: "the agent's own cgroup" });
-    expect(rules).toContainEqual({ path: path.join(fake.root, 'agent.slice'), subtree: false, reason: "an ancestor of the agent's cgroup" });
+    expect(rules).toContainEqual({ path: fake.root, subtree: false, reason: 'a cgroup controller root', tasks: false });
+    expect(rules).toContainEqual({ path: path.join(fake.root, 'agent.slice/ebpf-tuner.service'), subtree: false, reason: "the agent's own cgroup", tasks: false });
+    expect(rules).toContainEqual({ path: path.join(fake.root, 'agent.slice'), subtree: false, reason: "an ancestor of the agent's cgroup", tasks: false });
 
     fake.mkdir('agent.slice/ebpf-tuner.service');
     fake.mkdir('agent.slice/sibling.service');

@@ -25,6 +25,13 @@ export interface DenyRule {
   subtree: boolean;
   /** Shown in the refusal message. */
   reason: string;
+  /**
+   * Whether the rule also covers knobs of single tasks in the cgroup (a thread's CPU affinity), not only its files.
+   * Default true. False for rules that exist because a write to the cgroup reaches every task in it — a controller
+   * root, the agent's own cgroup and its ancestors: a per-thread knob changes that thread alone, and on a host
+   * without cgroup management every process sits in the roots.
+   */
+  tasks?: boolean;
 }
 
 /**
@@ -116,7 +123,7 @@ export function defaultDenyList(layout: CgroupLayout, opts: { pid?: number; proc
   const rules: DenyRule[] = [];
   for (const m of layout.mounts) {
     const root = canonical(m.mount);
-    rules.push({ path: root, subtree: false, reason: 'a cgroup controller root' });
+    rules.push({ path: root, subtree: false, reason: 'a cgroup controller root', tasks: false });
     rules.push({ path: path.join(root, 'init.scope'), subtree: true, reason: 'init.scope (PID 1)' });
     rules.push({ path: path.join(root, 'system.slice'), subtree: true, reason: 'system.slice (system services)' });
     let own: string | undefined;
@@ -127,7 +134,7 @@ export function defaultDenyList(layout: CgroupLayout, opts: { pid?: number; proc
       own = undefined;
     }
     for (let d = own; d !== undefined && isPathUnder(d, root) && d !== root; d = path.dirname(d)) {
-      rules.push({ path: d, subtree: false, reason: d === own ? "the agent's own cgroup" : "an ancestor of the agent's cgroup" });
+      rules.push({ path: d, subtree: false, reason: d === own ? "the agent's own cgroup" : "an ancestor of the agent's cgroup", tasks: false });
     }
   }
   return rules;
@@ -250,7 +257,7 @@ export class KnobWriter {
       return where.get(mount.mount);
     };
     const refuseDenied = (dir: string): void => {
-      const rule = this.deny.find((r) => (r.subtree ? isPathUnder(dir, r.path) : dir === r.path));
+      const rule = this.deny.find((r) => r.tasks !== false && (r.subtree ? isPathUnder(dir, r.path) : dir === r.path));
       if (rule !== undefined) {
         throw new TunerError(
           'OUT_OF_SCOPE',

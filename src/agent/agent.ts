@@ -23,6 +23,7 @@ import { Guardrails } from '../engine/guardrails.js';
 import { isRestore, type KnobValues } from '../engine/strategy.js';
 import { createStrategies } from '../engine/registry.js';
 import { createSignals } from '../signals/index.js';
+import { sharedMembership } from '../signals/membership.js';
 import { TargetSet } from './resolve.js';
 
 /** Written in the state directory while a (non-dry) run is alive, for `ebpf-tuner status`. */
@@ -74,6 +75,8 @@ export class Agent {
   private readonly unwake: (() => void)[] = [];
   /** The last snapshot, for the HTTP API and `top`. */
   last?: TickSnapshot;
+  /** What the agent is doing now; also published on the lifecycle channel as it changes. */
+  lifecycle: 'starting' | 'ready' | 'stopping' | 'stopped' = 'starting';
   /** What start() restored from a previous run. */
   recovered?: RestoreReport;
 
@@ -226,6 +229,8 @@ export class Agent {
       });
       if (off) this.unwake.push(off);
     }
+    for (const why of sharedMembership(this.targets)) this.log.warn({ why }, 'targets overlap: one of them does not see some tasks');
+    this.lifecycle = 'ready';
     publish(channels.lifecycle, () => ({ state: 'ready' }));
     this.log.info(
       {
@@ -420,6 +425,7 @@ export class Agent {
       if (this.timer) clearInterval(this.timer);
       this.timer = undefined;
       for (const off of this.unwake.splice(0)) off();
+      this.lifecycle = 'stopping';
       publish(channels.lifecycle, () => ({ state: 'stopping' }));
       let report: RestoreReport | undefined;
       try {
@@ -442,6 +448,7 @@ export class Agent {
           'agent stopped; originals restored',
         );
       } else this.log.info('agent stopped');
+      this.lifecycle = 'stopped';
       publish(channels.lifecycle, () => ({ state: 'stopped' }));
       return report;
     })();

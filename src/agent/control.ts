@@ -28,6 +28,7 @@ export function agentControl(of: Agent | (() => Agent)): AgentControl {
     hints: () => concurrencyHints(),
     targets: (): TargetInfo[] => agent.targetList.map((t) => ({ name: t.name, role: t.role })),
     ready: () => agent.ready && agent.last !== undefined,
+    state: () => agent.lifecycle,
     programStats: (): ProgramStats[] =>
       agent.programs().map((p) => {
         try {

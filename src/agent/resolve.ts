@@ -8,10 +8,10 @@
  * one, or `max_matches` for a pattern — so a match that appears later takes a free slot in its pattern's range.
  * Errors name the target, the path or pid, and the fix — and are raised before anything is written.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative, resolve as resolvePath } from 'node:path';
 import { minimatch } from 'minimatch';
-import { TunerError } from '../core/errors.js';
+import { errnoCode, TunerError } from '../core/errors.js';
 import type { ProcessSource, Role, SlotCapacity, Target } from '../core/types.js';
 import { findProcesses, readPidfile } from './processes.js';
 import type { Config, TargetConfig } from '../config/types.js';
@@ -182,11 +182,16 @@ function resolveOne(
       throw new TunerError('PID_NOT_FOUND', `resolve ${where}: process ${pid} does not exist — fix: correct targets[${index}].pids or use a cgroup target for short-lived processes`);
     }
   }
-  if (t.pidfile !== undefined && readPidfile(t.pidfile) === undefined) {
-    throw new TunerError(
-      'PID_NOT_FOUND',
-      `resolve ${where}: pidfile ${t.pidfile} is missing or names no running process — fix: start the service first, or correct targets[${index}].pidfile`,
-    );
+  if (t.pidfile !== undefined) {
+    // A pidfile that names nothing at start is a config that cannot mean what it says: refused like one (exit 2),
+    // so a typo in the path is not mistaken for a service that is merely down for now.
+    const problem = pidfileProblem(t.pidfile);
+    if (problem !== undefined) {
+      throw new TunerError(
+        'CONFIG_INVALID',
+        `resolve ${where}: targets[${index}].pidfile ${t.pidfile} ${problem} — fix: start the service first, or correct targets[${index}].pidfile`,
+      );
+    }
   }
   // A comm target may match nothing yet: it follows processes of that name as they start.
   const source: ProcessSource = { pids: t.pids, pidfile: t.pidfile, comm: t.comm, children: t.children };
@@ -226,6 +231,19 @@ function matchCgroups(dir: string, parts: readonly string[]): string[] {
     return []; // removed while we walk
   }
   return names.flatMap((n) => matchCgroups(join(dir, n), rest));
+}
+
+/** Why a pidfile names no running process, or undefined when it does. */
+function pidfileProblem(file: string): string | undefined {
+  if (readPidfile(file) !== undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (e) {
+    const code = errnoCode(e);
+    return code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? String(e)})`;
+  }
+  return /^\d+$/.test(text) ? `names process ${text}, which is not running` : `holds ${JSON.stringify(text.slice(0, 40))}, not a process id`;
 }
 
 /** Resolves the configured targets as they are now (see TargetSet.resolve). */

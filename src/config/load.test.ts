@@ -387,6 +387,22 @@ describe('targets', () => {
     });
   });
 
+  it('carries every process scope into the Config', () => {
+    const c = parseConfig(
+      t(
+        '  - {name: a, role: protect, pidfile: /run/a.pid}\n' +
+          '  - {name: b, role: noisy, comm: worker, children: true}\n' +
+          '  - {name: c, role: noisy, pids: [7], children: false}\n',
+      ),
+      SRC,
+    );
+    expect(c.targets).toEqual([
+      { name: 'a', role: 'protect', pidfile: '/run/a.pid' },
+      { name: 'b', role: 'noisy', comm: 'worker', children: true },
+      { name: 'c', role: 'noisy', pids: [7], children: false },
+    ]);
+  });
+
   it('checks names', () => {
     for (const bad of ['Web', 'a.b', '""', 'x'.repeat(65), '12 34']) {
       const i = firstIssue(t(`  - {name: ${bad}, role: noisy, pids: [1]}`));

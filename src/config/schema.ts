@@ -862,9 +862,13 @@ export const configSchema = strict(
       blkio: { enabled: c.signals.blkio.enabled, attach: c.signals.blkio.attach },
     },
     targets: c.targets.map((t): TargetConfig => {
+      // Every scope key is carried over: a key dropped here is a target that silently matches nothing.
       const out: TargetConfig = { name: t.name, role: t.role };
       if (t.cgroup !== undefined) out.cgroup = t.cgroup;
       if (t.pids !== undefined) out.pids = [...t.pids];
+      if (t.pidfile !== undefined) out.pidfile = t.pidfile;
+      if (t.comm !== undefined) out.comm = t.comm;
+      if (t.children !== undefined) out.children = t.children;
       if (t.cgroup_pattern !== undefined) {
         out.cgroupPattern = t.cgroup_pattern;
         out.maxMatches = t.max_matches ?? DEFAULT_MAX_MATCHES;

@@ -154,6 +154,7 @@ export class DecisionEngine {
       changed: input.changed,
     };
     if (input.original !== undefined) decide.original = input.original;
+    decide.mayChange = (target) => this.#guardrails.denied(target) === undefined;
     const proposals: [string, StrategyNudge][] = [];
     for (const s of this.#strategies) {
       let nudges: StrategyNudge[];

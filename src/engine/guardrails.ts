@@ -242,6 +242,11 @@ export class Guardrails {
     return s;
   }
 
+  /** Why no change (other than a restore) will ever be allowed on `target`, or undefined when one may be. */
+  denied(target: string): string | undefined {
+    return this.#denied(target);
+  }
+
   #denied(target: string): string | undefined {
     if (this.#denyTargets.has(target)) return `${target} is on the deny list`;
     const raw = this.#cgroupOf?.(target);

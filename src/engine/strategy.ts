@@ -33,6 +33,11 @@ export interface DecideInput {
    * journal can answer; a strategy must still be able to ask for a restore without it (see RESTORE_KEY).
    */
   original?(target: string, action: string): KnobValues | undefined;
+  /**
+   * False for a target no change will ever be allowed on (the deny list, a cgroup root), so a strategy choosing
+   * among targets picks one it may act on instead of proposing a refusal every tick. Absent: every target may be.
+   */
+  mayChange?(target: string): boolean;
 }
 
 /** What an applied nudge is meant to improve, so the closed loop can judge it without knowing the strategy. */

@@ -363,7 +363,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     version,
     paused: control.paused(),
     ready: control.ready(),
-    state: telemetry.lifecycle,
+    state: control.state?.() ?? telemetry.lifecycle,
     startedAt: telemetry.startedAt,
     uptimeSeconds: (Date.now() - telemetry.startedAt) / 1000,
     ticks: telemetry.ticks,

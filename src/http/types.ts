@@ -62,6 +62,11 @@ export interface AgentControl {
   targets(): TargetInfo[];
   /** True once signals are attached and the first tick has been taken. */
   ready(): boolean;
+  /**
+   * The agent's lifecycle state now (starting, ready, stopping, stopped). Asked, not only heard on the lifecycle
+   * channel: the server starts after the agent, so it never hears the agent become ready.
+   */
+  state?(): string;
   programStats(): ProgramStats[];
   /** Advice published for cooperating applications (e.g. pressure_backoff's concurrency hints), by target. */
   hints?(): Record<string, unknown>;

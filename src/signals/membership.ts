@@ -61,24 +61,38 @@ export function subtreeIds(dir: string, out: bigint[] = []): bigint[] {
   return out;
 }
 
-/** Rewrites the membership maps of `obj` for `targets`, touching only entries that changed. */
+/**
+ * Rewrites the membership maps of `obj` for `targets`, touching only entries that changed.
+ *
+ * The kernel keeps one slot per cgroup and one per process (a task's process target and its cgroup target both see
+ * its events: bpf/common.h). Where two targets of the same kind claim the same cgroup or process, the choice must
+ * not depend on the order of the config file: a cgroup goes to the deepest cgroup target above it (nested targets:
+ * the child counts its subtree, the parent the rest), a process to the first process target that lists it.
+ * `sharedMembership` says so in words for the agent to log.
+ */
 export function syncMembership(obj: BpfObject, targets: readonly Target[]): void {
   const cg = new Map<string, Buffer>();
+  const depth = new Map<string, number>();
   const pids = new Map<string, Buffer>();
   for (const t of targets) {
     const slot = Buffer.alloc(4);
     slot.writeUInt32LE(t.slot);
     if (t.scope.kind === 'cgroup') {
+      const d = t.scope.path.split('/').length;
       for (const id of subtreeIds(t.scope.path)) {
         const k = Buffer.alloc(8);
         k.writeBigUInt64LE(id);
-        cg.set(k.toString('hex'), slot);
+        const key = k.toString('hex');
+        if ((depth.get(key) ?? -1) >= d) continue;
+        depth.set(key, d);
+        cg.set(key, slot);
       }
     } else {
       for (const pid of t.scope.pids) {
         const k = Buffer.alloc(4);
         k.writeUInt32LE(pid);
-        pids.set(k.toString('hex'), slot);
+        const key = k.toString('hex');
+        if (!pids.has(key)) pids.set(key, slot);
       }
     }
   }
@@ -89,4 +103,33 @@ export function syncMembership(obj: BpfObject, targets: readonly Target[]): void
 /** Reads a cumulative u64 counter from a map value (exact below 2^53, which counters reach after centuries). */
 export function u64(buf: Buffer, off: number): number {
   return buf.readUInt32LE(off) + buf.readUInt32LE(off + 4) * 0x1_0000_0000;
+}
+
+/**
+ * Where one target's tasks are not counted for another that also names them (see syncMembership): a cgroup target
+ * nested in another, or a process in two process targets. One sentence per case; empty when every target sees all
+ * of its tasks. A process in both a process target and a cgroup target is not listed: both count it.
+ */
+export function sharedMembership(targets: readonly Target[]): string[] {
+  const out: string[] = [];
+  const cgroups = targets.filter((t) => t.scope.kind === 'cgroup');
+  for (const outer of cgroups) {
+    for (const inner of cgroups) {
+      const o = (outer.scope as { path: string }).path;
+      const i = (inner.scope as { path: string }).path;
+      if (i.startsWith(`${o}/`)) {
+        out.push(`${outer.name} does not count the tasks of ${i}: they are counted by ${inner.name}, the deeper cgroup target`);
+      }
+    }
+  }
+  const owner = new Map<number, string>();
+  for (const t of targets) {
+    if (t.scope.kind !== 'pids') continue;
+    for (const pid of t.scope.pids) {
+      const first = owner.get(pid);
+      if (first === undefined) owner.set(pid, t.name);
+      else out.push(`${t.name} does not count process ${pid}: it is counted by ${first}, the first process target that matches it`);
+    }
+  }
+  return out;
 }

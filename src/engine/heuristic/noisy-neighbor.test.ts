@@ -42,6 +42,8 @@ function snapshot(i: number, protect: Record<string, P99>, oncpu: Record<string,
 
 interface Knobs {
   weights?: Record<string, number | undefined>;
+  /** Targets the guardrails always refuse. */
+  denied?: string[];
   changed?: string[];
   originals?: Record<string, number>;
 }
@@ -59,6 +61,7 @@ function input(snap: TickSnapshot, history: TickSnapshot[], tgts: StrategyTarget
     },
     changed: (t) => (k.changed ?? []).includes(t),
     original: (t) => (k.originals?.[t] !== undefined ? { weight: k.originals[t]! } : undefined),
+    mayChange: (t) => !(k.denied ?? []).includes(t),
   };
 }
 
@@ -138,6 +141,7 @@ describe('NoisyNeighborRule choice of noisy targets', () => {
     ['a target that did not run is not lowered', { batch: 0 }, {}, 1, []],
     ['a target at the floor is skipped for the next busiest', { batch: 1_900_000, backup: 300_000 }, { weights: { batch: 10, backup: 100 } }, 1, ['backup']],
     ['a target with unknown weight is skipped', { batch: 1_900_000, backup: 300_000 }, { weights: { backup: 100 } }, 1, ['backup']],
+    ['a denied busiest target is skipped for the busiest allowed one', { batch: 1_900_000, backup: 300_000 }, { denied: ['batch'] }, 1, ['backup']],
   ])('%s', (_name, oncpu, k, maxNoisy, expected) => {
     const weights = k.weights ?? Object.fromEntries(Object.keys(oncpu).map((n) => [n, 100]));
     const nudges = decide(oncpu, { ...k, weights }, { ...policy, maxNoisyPerStep: maxNoisy });

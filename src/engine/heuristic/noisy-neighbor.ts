@@ -74,6 +74,8 @@ export class NoisyNeighborRule implements Strategy {
 
     const candidates: { name: string; oncpuUs: number; from: number; to: number }[] = [];
     for (const t of noisy) {
+      // A target the guardrails always refuse would stay the busiest and block every step: pick among the others.
+      if (input.mayChange?.(t.name) === false) continue;
       const q = data(input.snapshot, t.name);
       if (q === undefined || !(q.oncpuUs > 0)) continue;
       const from = input.current(t.name, CPU_WEIGHT_ACTION)?.weight;

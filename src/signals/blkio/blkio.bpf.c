@@ -70,11 +70,12 @@ struct blkio_req {
 	__u64 issue_ns;		/* 0: inserted by a target task, not issued yet */
 	__u64 sector;		/* first sector when attributed; tells a reused request pointer from its stale entry */
 	__u64 bytes;
-	__s32 slot;		/* target slot, or -1 */
+	struct target_slots slots;	/* none: counts only toward the host view */
 	__u32 dev;
 	__u8 op;		/* REQ_OP_* */
-	__u8 seq;
-	__u8 pad[6];
+	__u8 seq;		/* sequential for slots.pid (or the host view when there is no slot) */
+	__u8 seq_cgroup;	/* sequential for slots.cgroup: each slot keeps its own cursor */
+	__u8 pad;
 };
 
 /*
@@ -142,17 +143,14 @@ static __always_inline bool is_rw(__u8 op)
 	return op == REQ_OP_READ || op == REQ_OP_WRITE;
 }
 
-/* The current task's slot, -1 when it belongs to no target. `btf`: walk its cgroup chain with direct loads. */
-static __always_inline int current_slot(const bool btf)
+/* The current task's slots (common.h). `btf`: walk its cgroup chain with direct loads. */
+static __always_inline struct target_slots current_slots(const bool btf)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	int slot;
 
 	if (btf)
-		slot = TARGET_SLOT_OF_BTF(cfg.filter, bpf_get_current_task_btf(), tgid);
-	else
-		slot = TARGET_SLOT_OF(cfg.filter, (struct task_struct *)bpf_get_current_task(), tgid);
-	return slot >= (int)cfg.filter.host_slot ? -1 : slot;
+		return TARGET_SLOTS_OF_BTF(cfg.filter, bpf_get_current_task_btf(), tgid);
+	return TARGET_SLOTS_OF(cfg.filter, (struct task_struct *)bpf_get_current_task(), tgid);
 }
 
 /* Sequential when it starts where the previous request of the same slot on the same device ended. */
@@ -172,20 +170,25 @@ static __always_inline __u8 advance_cursor(__u32 slot, struct rq_info *ri)
 	return seq;
 }
 
-/* Records a request for `slot` (-1: no target; it still counts toward the host view when that is on). */
-static __always_inline void fill(struct blkio_req *r, int slot, struct rq_info *ri)
+/* Records a request for `slots` (none: it still counts toward the host view when that is on). */
+static __always_inline void fill(struct blkio_req *r, struct target_slots slots, struct rq_info *ri)
 {
-	r->slot = slot;
+	r->slots = slots;
 	r->sector = ri->sector;
 	r->bytes = ri->bytes;
 	r->dev = ri->dev;
 	r->op = ri->op;
 	r->seq = 0;
+	r->seq_cgroup = 0;
 	if (!is_rw(ri->op))
 		return;
-	if (slot >= 0)
-		r->seq = advance_cursor(slot, ri);
-	else if (cfg.filter.host)
+	if (slots.pid >= 0)
+		r->seq = advance_cursor(slots.pid, ri);
+	if (slots.cgroup >= 0)
+		r->seq_cgroup = advance_cursor(slots.cgroup, ri);
+	if (slots.pid < 0 && slots.cgroup >= 0)
+		r->seq = r->seq_cgroup;
+	else if (!target_slots_any(slots) && cfg.filter.host)
 		r->seq = advance_cursor(cfg.filter.host_slot, ri);
 }
 
@@ -193,15 +196,15 @@ static __always_inline void on_insert(struct request *rq, struct rq_info *ri, bo
 {
 	struct blkio_req r = {}, *old;
 	__u64 key = (__u64)rq;
-	int slot = current_slot(btf);
+	struct target_slots slots = current_slots(btf);
 
-	if (slot < 0 && !cfg.filter.host)
+	if (!target_slots_any(slots) && !cfg.filter.host)
 		return;
 	old = bpf_map_lookup_elem(&reqs, &key);
 	/* A requeued request is inserted again while still counted as issued: keep what it has. */
 	if (old && old->issue_ns)
 		return;
-	fill(&r, slot, ri);
+	fill(&r, slots, ri);
 	bpf_map_update_elem(&reqs, &key, &r, BPF_ANY);
 }
 
@@ -247,7 +250,7 @@ static __always_inline void on_issue(struct request *rq, struct rq_info *ri, boo
 		r = *old;
 		r.bytes = ri->bytes; /* a request can grow by merges between insert and issue */
 	} else {
-		fill(&r, current_slot(btf), ri);
+		fill(&r, current_slots(btf), ri);
 	}
 	r.issue_ns = now;
 	/* Full (that many requests in flight): leave this one out of the depth too, or it would never come off. */
@@ -256,7 +259,7 @@ static __always_inline void on_issue(struct request *rq, struct rq_info *ri, boo
 	track_depth(ri->dev);
 }
 
-static __always_inline void add_stat(__u32 slot, struct blkio_req *r, __u32 bucket, __u64 delta)
+static __always_inline void add_stat(__u32 slot, struct blkio_req *r, __u8 seq, __u32 bucket, __u64 delta)
 {
 	struct blkio_key key = { .slot = slot, .dev = r->dev };
 	struct blkio_stat *s = bpf_map_lookup_elem(&stats, &key);
@@ -276,7 +279,7 @@ static __always_inline void add_stat(__u32 slot, struct blkio_req *r, __u32 buck
 		s->read_bytes += r->bytes;
 	else
 		s->write_bytes += r->bytes;
-	s->seq += r->seq;
+	s->seq += seq;
 }
 
 static __always_inline void on_complete(struct request *rq, __u32 remaining, __u32 nr_bytes)
@@ -301,10 +304,12 @@ static __always_inline void on_complete(struct request *rq, __u32 remaining, __u
 		bucket = log2_u64(delta / 1000);
 		if (bucket >= BLKIO_BUCKETS)
 			bucket = BLKIO_BUCKETS - 1;
-		if (r->slot >= 0)
-			add_stat(r->slot, r, bucket, delta);
+		if (r->slots.pid >= 0)
+			add_stat(r->slots.pid, r, r->seq, bucket, delta);
+		if (r->slots.cgroup >= 0)
+			add_stat(r->slots.cgroup, r, r->seq_cgroup, bucket, delta);
 		if (cfg.filter.host)
-			add_stat(cfg.filter.host_slot, r, bucket, delta);
+			add_stat(cfg.filter.host_slot, r, r->seq, bucket, delta);
 	}
 	bpf_map_delete_elem(&reqs, &key);
 }

@@ -146,7 +146,10 @@ describe('cgstat on the real kernel (cgroup v1)', () => {
       signal.collect(Date.now() + 1000, out);
       const w = out.lonely.cgstat as CgstatWindow;
       expect(w.nrPeriods).toBe(0);
-      expect(w.unavailable).toEqual([expect.stringMatching(/^cpuacct: .*cpuacct\.usage: no such file/), expect.stringMatching(/^memory: .*memory\.usage_in_bytes: no such file/)]);
+      expect(w.unavailable).toEqual([
+        expect.stringMatching(/^cpuacct: the target has no cgroup in the cpuacct hierarchy \(.* does not exist\) — fix: /),
+        expect.stringMatching(/^memory: the target has no cgroup in the memory hierarchy \(.* does not exist\) — fix: /),
+      ]);
     } finally {
       signal.close();
       cpu.remove();

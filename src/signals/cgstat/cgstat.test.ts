@@ -173,9 +173,9 @@ describe('cgstat on cgroup v1 (temporary layout)', () => {
     } satisfies CgstatWindow);
     const orphan = out.orphan.cgstat as CgstatWindow;
     expect(orphan.unavailable).toEqual([
-      expect.stringMatching(/^cpuacct: .*svc\/orphan\/cpuacct\.usage: no such file/),
+      expect.stringMatching(/^cpuacct: the target has no cgroup in the cpuacct hierarchy \(.*svc\/orphan does not exist\) — fix: /),
+      expect.stringMatching(/^memory: the target has no cgroup in the memory hierarchy \(.*svc\/orphan does not exist\) — fix: /),
       expect.stringMatching(/^cpu: .*svc\/orphan\/cpu\.stat: no such file/),
-      expect.stringMatching(/^memory: .*svc\/orphan\/memory\.usage_in_bytes: no such file/),
     ]);
     s.close();
   });

@@ -6,9 +6,10 @@
  * cgroup v2 has everything in the target's own directory (cpu.stat, memory.current, memory.max, memory.stat). On
  * v1 each controller is its own hierarchy: the target names its cpu cgroup, and the same relative path is looked up
  * under the cpuacct mount (cpuacct.usage) and the memory mount (memory.usage_in_bytes, memory.limit_in_bytes,
- * memory.stat); where the cgroup has no twin there, that part is reported as unavailable.
+ * memory.stat); where the cgroup has no twin there, that part is reported as unavailable, saying which directory is
+ * missing and how to fix it (re-checked as membership is refreshed).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { errnoCode } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
@@ -128,7 +129,13 @@ export class CgstatSignal implements Signal {
     const files = new Map<string, Files>();
     for (const t of targets) {
       if (t.scope.kind !== 'cgroup') continue;
-      files.set(t.name, this.filesOf(t.scope.path, t.scope.version));
+      const f = this.filesOf(t.scope.path, t.scope.version);
+      // Told once, and again only when it changes (a twin created or removed later is picked up here).
+      const was = this.files.get(t.name)?.missing.join('\n');
+      if (f.missing.length > 0 && f.missing.join('\n') !== was) {
+        this.log?.warn({ target: t.name, unavailable: f.missing }, 'cgstat cannot read part of this target');
+      }
+      files.set(t.name, f);
     }
     this.files = files;
   }
@@ -150,7 +157,18 @@ export class CgstatSignal implements Signal {
         missing.push(`${controller}: this host mounts no v1 ${controller} hierarchy`);
         return undefined;
       }
-      return join(c.mount, rel);
+      const other = join(c.mount, rel);
+      // Each v1 hierarchy has its own tree: a cgroup made only under the cpu mount has no twin here, and its tasks
+      // sit in some other cgroup of this hierarchy whose counters are not the target's. Say so, rather than report
+      // the file read failing every tick.
+      if (!existsSync(other)) {
+        missing.push(
+          `${controller}: the target has no cgroup in the ${controller} hierarchy (${other} does not exist) — ` +
+            `fix: create it and move the target's tasks into it too, or mount ${controller} together with cpu`,
+        );
+        return undefined;
+      }
+      return other;
     };
     return { version, cpu: dir, cpuacct: twin('cpuacct'), memory: twin('memory'), missing };
   }

@@ -80,8 +80,9 @@ DECLARE_TARGET_MAPS();
 struct futex_pending {
 	__u64 start_ns;		/* 0: no wait in progress */
 	__u64 uaddr;
-	__s32 slot;		/* target slot, or -1 for a task that only counts toward the host slot */
+	struct target_slots slots;	/* none: a task that only counts toward the host slot */
 	__u32 tgid;
+	__u32 pad;
 };
 
 struct {
@@ -123,9 +124,9 @@ static __always_inline __u64 waitv_uaddr(__u64 waiters)
 }
 
 /* BTF variants walk the task's cgroup chain with direct loads (common.h), the bulk of what a non-target pays. */
-static __always_inline int slot_of(struct task_struct *t, __u32 tgid, const bool btf)
+static __always_inline struct target_slots slots_of(struct task_struct *t, __u32 tgid, const bool btf)
 {
-	return TARGET_SLOT_OF_X(cfg.filter, t, tgid, btf);
+	return TARGET_SLOTS_OF_X(cfg.filter, t, tgid, btf);
 }
 
 static __always_inline void on_enter(struct task_struct *t, __u64 uaddr, const bool btf)
@@ -133,12 +134,10 @@ static __always_inline void on_enter(struct task_struct *t, __u64 uaddr, const b
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid, tgid = pid_tgid >> 32;
 	struct futex_pending *p;
-	int slot;
+	struct target_slots slots;
 
-	slot = slot_of(t, tgid, btf);
-	if (slot >= (int)cfg.filter.host_slot)
-		slot = -1;
-	if (slot < 0 && !cfg.filter.host)
+	slots = slots_of(t, tgid, btf);
+	if (!target_slots_any(slots) && !cfg.filter.host)
 		return;
 	if (btf) {
 		p = bpf_task_storage_get(&task_pending, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -154,7 +153,7 @@ static __always_inline void on_enter(struct task_struct *t, __u64 uaddr, const b
 	if (!p)
 		return;
 	p->uaddr = uaddr;
-	p->slot = slot;
+	p->slots = slots;
 	p->tgid = tgid;
 	p->start_ns = bpf_ktime_get_ns();
 }
@@ -210,12 +209,16 @@ static __always_inline void on_exit(struct task_struct *t, const bool btf)
 	bucket = log2_u64(delta / 1000);
 	if (bucket >= FUTEX_BUCKETS)
 		bucket = FUTEX_BUCKETS - 1;
-	if (p->slot >= 0) {
-		add_hist(p->slot, bucket, delta);
-		add_top(p->uaddr, tgid, p->slot, delta);
-	} else {
-		add_top(p->uaddr, tgid, cfg.filter.host_slot, delta);
+	if (p->slots.pid >= 0) {
+		add_hist(p->slots.pid, bucket, delta);
+		add_top(p->uaddr, tgid, p->slots.pid, delta);
 	}
+	if (p->slots.cgroup >= 0) {
+		add_hist(p->slots.cgroup, bucket, delta);
+		add_top(p->uaddr, tgid, p->slots.cgroup, delta);
+	}
+	if (!target_slots_any(p->slots))
+		add_top(p->uaddr, tgid, cfg.filter.host_slot, delta);
 	if (cfg.filter.host)
 		add_hist(cfg.filter.host_slot, bucket, delta);
 }

@@ -155,6 +155,14 @@ export class NumaSignal implements Signal {
     this.log = ctx.log.child({ signal: this.name });
     this.targets = ctx.targets;
     this.topo = readTopology(this.opts);
+    if (this.topo.nodes.length < 2) {
+      // Said once here, so `run` explains the idle rule the way `check` does, instead of staying silent.
+      this.log.info(
+        { nodes: this.topo.nodes.length },
+        'numa_rebalance has nothing to do on this host: it has one NUMA node, so every memory access is local; numa_maps is not read',
+      );
+      return;
+    }
     this.log.info({ nodes: this.topo.nodes.length, everyTicks: this.opts.everyTicks }, 'numa sampling numa_maps');
   }
 

@@ -84,9 +84,9 @@ static __always_inline struct task_wait *task_wait_of(struct task_struct *t, __u
 	return tw;
 }
 
-static __always_inline int slot_of(struct task_struct *t, __u32 tgid, const bool btf)
+static __always_inline struct target_slots slots_of(struct task_struct *t, __u32 tgid, const bool btf)
 {
-	return TARGET_SLOT_OF_X(cfg.filter, t, tgid, btf);
+	return TARGET_SLOTS_OF_X(cfg.filter, t, tgid, btf);
 }
 
 static __always_inline void account_thread(__u32 tid, __u32 tgid, __u32 slot, __u32 bucket, __u64 delta)
@@ -109,12 +109,12 @@ static __always_inline void account_thread(__u32 tid, __u32 tgid, __u32 slot, __
 }
 
 /*
- * The slot of the task each CPU switched in last. At the next switch on that CPU it is usually `prev`, whose slot
- * is then known without walking its cgroup chain again: one membership lookup per switch instead of two.
+ * The slots of the task each CPU switched in last. At the next switch on that CPU it is usually `prev`, whose slots
+ * are then known without walking its cgroup chain again: one membership lookup per switch instead of two.
  */
 struct cpu_current {
 	__u32 pid;
-	__s32 slot;
+	struct target_slots slots;
 };
 
 struct {
@@ -136,40 +136,40 @@ static __always_inline void add_wait(__u32 key, __u32 bucket, __u64 delta, __u64
 	}
 }
 
-static __always_inline void add_run(__u32 key, __u64 ran, bool preempt)
+static __always_inline void add_run(__u32 key, __u64 ran, bool involuntary)
 {
 	struct runqlat_hist *h = bpf_map_lookup_elem(&hists, &key);
 
 	if (h) {
 		h->oncpu_ns += ran;
 		h->switches_out++;
-		h->preempted += preempt;
+		h->preempted += involuntary;
 	}
 }
 
-static __always_inline void on_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
+static __always_inline void on_switch(bool involuntary, struct task_struct *prev, struct task_struct *next,
 				      __u64 now, __u64 queued, __u64 run_delay, __u64 migrations, __u64 arrived,
 				      __u32 next_pid, __u32 next_tgid, __u32 prev_pid, __u32 prev_tgid, const bool btf)
 {
 	__u32 zero = 0, nslots = cfg.filter.host_slot;
 	struct cpu_current *cur = bpf_map_lookup_elem(&cpu_current, &zero);
-	int prev_slot = -1, next_slot = -1;
+	struct target_slots prev_s = TARGET_NO_SLOTS, next_s = TARGET_NO_SLOTS;
 
 	if (prev_pid) {
 		if (cur && cur->pid == prev_pid)
-			prev_slot = cur->slot;
+			prev_s = cur->slots;
 		else
-			prev_slot = slot_of(prev, prev_tgid, btf);
+			prev_s = slots_of(prev, prev_tgid, btf);
 	}
 	if (next_pid)
-		next_slot = slot_of(next, next_tgid, btf);
+		next_s = slots_of(next, next_tgid, btf);
 	if (cur) {
 		cur->pid = next_pid;
-		cur->slot = next_slot;
+		cur->slots = next_s;
 	}
 
 	/* `next` waited on the run queue from `queued` until now (plus earlier segments, if it was migrated). */
-	if (next_pid && queued && now >= queued && ((next_slot >= 0 && next_slot < nslots) || cfg.filter.host)) {
+	if (next_pid && queued && now >= queued && (target_slots_any(next_s) || cfg.filter.host)) {
 		__u64 delta = now - queued, total = run_delay + delta, migrated = 0;
 		struct task_wait *tw = task_wait_of(next, next_pid, btf);
 		__u32 bucket;
@@ -185,22 +185,48 @@ static __always_inline void on_switch(bool preempt, struct task_struct *prev, st
 		bucket = log2_u64(delta / 1000);
 		if (bucket >= RUNQLAT_BUCKETS)
 			bucket = RUNQLAT_BUCKETS - 1;
-		if (next_slot >= 0 && next_slot < nslots) {
-			add_wait(next_slot, bucket, delta, migrated);
-			if (cfg.per_thread)
-				account_thread(next_pid, next_tgid, next_slot, bucket, delta);
-		}
+		if (next_s.pid >= 0)
+			add_wait(next_s.pid, bucket, delta, migrated);
+		if (next_s.cgroup >= 0)
+			add_wait(next_s.cgroup, bucket, delta, migrated);
+		if (cfg.per_thread && target_slots_any(next_s))
+			account_thread(next_pid, next_tgid, target_slots_first(next_s), bucket, delta);
 		if (cfg.filter.host)
 			add_wait(nslots, bucket, delta, migrated);
 	}
 
 	/* `prev` ran from `arrived` until now. */
 	if (prev_pid && arrived && now >= arrived) {
-		if (prev_slot >= 0 && prev_slot < nslots)
-			add_run(prev_slot, now - arrived, preempt);
+		if (prev_s.pid >= 0)
+			add_run(prev_s.pid, now - arrived, involuntary);
+		if (prev_s.cgroup >= 0)
+			add_run(prev_s.cgroup, now - arrived, involuntary);
 		if (cfg.filter.host)
-			add_run(nslots, now - arrived, preempt);
+			add_run(nslots, now - arrived, involuntary);
 	}
+}
+
+/* Before v5.14 the field was `state` (commit 2f064a59a11f, "sched: Change task_struct::state"). */
+struct task_struct___pre_5_14 {
+	volatile long state;
+} __attribute__((preserve_access_index));
+
+/*
+ * Whether `prev` is switched out involuntarily, as the kernel counts it in nivcsw (/proc/<pid>/status
+ * nonvoluntary_ctxt_switches): it was preempted, or it is still runnable. The tracepoint's `preempt` alone is only
+ * set for preemption inside the kernel (SM_PREEMPT); a task preempted on its way back to user space — every tick
+ * preemption of a CPU-bound task, and the only kind on a PREEMPT_NONE kernel — is switched out through schedule()
+ * with `preempt` false and its state still TASK_RUNNING. The state is read from the task rather than from the
+ * tracepoint's prev_state argument, which only exists since v5.18 (commit fa2c3254d7cf); at the tracepoint the two
+ * agree, except that a task woken in between shows TASK_WAKING, which is not 0 either: it did block.
+ */
+static __always_inline bool switched_out_runnable(bool preempt, struct task_struct *prev, const bool btf)
+{
+	if (preempt)
+		return true;
+	if (bpf_core_field_exists(prev->__state))
+		return (btf ? prev->__state : BPF_CORE_READ(prev, __state)) == 0;
+	return BPF_CORE_READ((struct task_struct___pre_5_14 *)prev, state) == 0;
 }
 
 /* BTF-typed arguments: direct loads, the cheapest form (v5.5+). */
@@ -212,8 +238,9 @@ int BPF_PROG(runqlat_switch_btf, bool preempt, struct task_struct *prev, struct 
 
 	if (!rq)
 		return 0;
-	on_switch(preempt, prev, next, rq->clock, next->sched_info.last_queued, next->sched_info.run_delay,
-		  next->se.nr_migrations, prev->sched_info.last_arrival, next->pid, next->tgid, prev->pid, prev->tgid, true);
+	on_switch(switched_out_runnable(preempt, prev, true), prev, next, rq->clock, next->sched_info.last_queued,
+		  next->sched_info.run_delay, next->se.nr_migrations, prev->sched_info.last_arrival, next->pid, next->tgid,
+		  prev->pid, prev->tgid, true);
 	return 0;
 }
 
@@ -225,7 +252,7 @@ int BPF_PROG(runqlat_switch_raw, bool preempt, struct task_struct *prev, struct 
 
 	if (!rq)
 		return 0;
-	on_switch(preempt, prev, next, BPF_CORE_READ(rq, clock), BPF_CORE_READ(next, sched_info.last_queued),
+	on_switch(switched_out_runnable(preempt, prev, false), prev, next, BPF_CORE_READ(rq, clock), BPF_CORE_READ(next, sched_info.last_queued),
 		  BPF_CORE_READ(next, sched_info.run_delay), BPF_CORE_READ(next, se.nr_migrations),
 		  BPF_CORE_READ(prev, sched_info.last_arrival),
 		  BPF_CORE_READ(next, pid), BPF_CORE_READ(next, tgid), BPF_CORE_READ(prev, pid),
