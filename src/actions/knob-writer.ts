@@ -17,6 +17,7 @@ import { cgroupOfPidIn, kernelKnobIO, normalizeKnobValue, type KnobIO } from '..
 import { detectLayout, isPathUnder, type CgroupLayout } from '../cgroup/layout.js';
 import type { Journal, JournalEntry } from '../journal/journal.js';
 import { restoreAll, restoreEntry, type KnobEvent, type RestoreItem, type RestoreReport } from '../journal/restore.js';
+import type { KnobClaimer } from '../journal/ownership.js';
 
 export interface DenyRule {
   /** Absolute cgroup directory. */
@@ -97,6 +98,11 @@ export interface KnobWriterOptions {
   layout?: CgroupLayout;
   /** File reads and writes; knobs of registered schemes go to their own IO. */
   io?: KnobIO;
+  /**
+   * Host-wide knob claims: a knob is claimed before its original is read, so no other agent manages it meanwhile
+   * and a value another agent wrote is never journaled as an original. Without it (unit tests) nothing is claimed.
+   */
+  claims?: KnobClaimer;
 }
 
 /** Resolve symlinks where the path exists, so a link cannot smuggle a write out of scope. */
@@ -147,6 +153,7 @@ export class KnobWriter {
   private readonly journal: Journal;
   private readonly log: Logger;
   private readonly io: KnobIO;
+  private readonly claims: KnobClaimer | undefined;
   private readonly deny: DenyRule[];
   private scope: string[];
   private pids: Set<number>;
@@ -160,6 +167,7 @@ export class KnobWriter {
     this.dryRun = opts.dryRun === true;
     this.stateDir = path.dirname(opts.journal.file);
     this.io = knobIO(opts.io ?? kernelKnobIO);
+    this.claims = opts.claims;
     this.layout = opts.layout;
     this.deny = (opts.deny ?? defaultDenyList(opts.layout ?? detectLayout())).map((r) => ({ ...r, path: canonical(r.path) }));
     this.scope = opts.scope.map(canonical);
@@ -301,6 +309,8 @@ export class KnobWriter {
     }
     const active = entry?.state === 'active' ? entry : undefined;
     const firstWrite = active === undefined;
+    // Before the read whose value would be journaled: while another agent holds the knob, its value is not an original.
+    if (!this.dryRun) this.claims?.claim(knob.path);
     const current = this.io.read(knob.path);
     const now = normalizeKnobValue(current);
     const event = { knobId: knob.id, path: knob.path, target: knob.target, action };
@@ -358,12 +368,21 @@ export class KnobWriter {
   restore(knobId: string): RestoreItem | undefined {
     const entry = this.journal.get(knobId);
     if (entry === undefined || entry.state !== 'active') return undefined;
-    return restoreEntry(this.journal, entry, this.log, { io: this.io, dryRun: this.dryRun });
+    return restoreEntry(this.journal, entry, this.log, { io: this.io, dryRun: this.dryRun, ...this.claimOpt() });
   }
 
   /** Restore every active knob, optionally only those `filter` accepts. */
   restoreAll(filter?: (e: JournalEntry) => boolean): RestoreReport {
-    return restoreAll(this.journal, this.log, { io: this.io, dryRun: this.dryRun, ...(filter !== undefined ? { filter } : {}) });
+    return restoreAll(this.journal, this.log, {
+      io: this.io,
+      dryRun: this.dryRun,
+      ...this.claimOpt(),
+      ...(filter !== undefined ? { filter } : {}),
+    });
+  }
+
+  private claimOpt(): { claims?: KnobClaimer } {
+    return this.claims !== undefined ? { claims: this.claims } : {};
   }
 
   /**

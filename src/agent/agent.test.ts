@@ -34,9 +34,12 @@ beforeEach(() => {
   fake.mkdir('app/web');
   fake.mkdir('app/batch');
   state = mkdtempSync(join(tmpdir(), 'agent-test-'));
+  // Knob claims of the fake tree's knobs go to a private registry, not the host's /run/ebpf-tuner.
+  process.env.EBPF_TUNER_RUN_DIR = join(state, 'run');
 });
 
 afterEach(() => {
+  delete process.env.EBPF_TUNER_RUN_DIR;
   fake.remove();
   rmSync(state, { recursive: true, force: true });
 });

@@ -14,6 +14,7 @@ import type { Config } from '../config/types.js';
 import { detectLayout, type CgroupLayout, type CgroupProbe } from '../cgroup/layout.js';
 import { Journal, type JournalEntry } from '../journal/journal.js';
 import { restoreAll, type RestoreReport } from '../journal/restore.js';
+import { KnobClaims, StateDirLock } from '../journal/ownership.js';
 import { KnobWriter, defaultDenyList, knobIO } from '../actions/knob-writer.js';
 import { ACTIONS, findAction } from '../actions/index.js';
 import { AuditLog, type AuditKind } from '../audit/audit.js';
@@ -41,6 +42,8 @@ export interface AgentOptions {
   signals?: Signal[];
   /** Creates or checks the state directory, after targets resolve and before the journal opens. */
   prepareStateDir?: (dir: string) => void;
+  /** Where host-wide knob claims are kept (see journal/ownership.ts); default EBPF_TUNER_RUN_DIR or /run/ebpf-tuner. */
+  runDir?: string;
 }
 
 /** How many ticks between rescans of target membership (new child cgroups, exited pids). */
@@ -57,6 +60,9 @@ export class Agent {
   private readonly probe: CgroupProbe;
   private readonly injectedSignals?: Signal[];
   private readonly prepareStateDir?: (dir: string) => void;
+  private readonly runDir?: string;
+  private stateLock?: StateDirLock;
+  private claims?: KnobClaims;
   private targetSet?: TargetSet;
   private targets: Target[] = [];
   private signals: Signal[] = [];
@@ -89,6 +95,7 @@ export class Agent {
     this.probe = opts.probe ?? {};
     this.injectedSignals = opts.signals;
     this.prepareStateDir = opts.prepareStateDir;
+    this.runDir = opts.runDir;
   }
 
   get targetList(): readonly Target[] {
@@ -165,11 +172,14 @@ export class Agent {
       this.journal = Journal.open(this.tempStateDir, this.log);
     } else {
       this.prepareStateDir?.(this.stateDir);
+      // One agent per state directory: a second one would restore knobs under the live one's feet.
+      this.stateLock = StateDirLock.acquire(this.stateDir, 'run the agent');
+      this.claims = new KnobClaims({ stateDir: this.stateDir, ...(this.runDir !== undefined ? { runDir: this.runDir } : {}) });
       this.journal = Journal.open(this.stateDir, this.log);
       writeFileSync(join(this.stateDir, PID_FILE), `${process.pid}\n`, { mode: 0o600 });
       if (this.journal.active().length > 0) {
         // knobIO: thread affinities and other non-file knobs are restored through their own schemes.
-        this.recovered = restoreAll(this.journal, this.log, { io: knobIO() });
+        this.recovered = restoreAll(this.journal, this.log, { io: knobIO(), claims: this.claims });
         this.log.warn(
           {
             restored: this.recovered.restored.length,
@@ -189,7 +199,16 @@ export class Agent {
       ...defaultDenyList(layout),
       ...this.config.guardrails.denyCgroups.map((p) => ({ path: p, subtree: true, reason: 'in guardrails.deny_cgroups' })),
     ];
-    this.writer = new KnobWriter({ journal: this.journal, log: this.log, dryRun: this.dryRun, scope: cgroupDirs, pids, deny, layout });
+    this.writer = new KnobWriter({
+      journal: this.journal,
+      log: this.log,
+      dryRun: this.dryRun,
+      scope: cgroupDirs,
+      pids,
+      deny,
+      layout,
+      ...(this.claims !== undefined ? { claims: this.claims } : {}),
+    });
 
     const closedLoop = new ClosedLoop(this.config.closedLoop);
     this.guardrails = new Guardrails(this.config.guardrails, undefined, {
@@ -408,6 +427,14 @@ export class Agent {
     } catch (e) {
       this.engine?.failed(d.id, e);
       const msg = e instanceof Error ? e.message : String(e);
+      if (isTunerError(e, 'BUSY')) {
+        // Another live agent manages this knob: not a failure of ours, a knob that is not ours to change.
+        const key = `${n.rule}|${n.action}|${n.target}`;
+        if (this.lastRefusal.get(key) === 'KNOB_CLAIMED') return;
+        this.lastRefusal.set(key, 'KNOB_CLAIMED');
+        this.record({ ...base, kind: 'refused', outcome: `KNOB_CLAIMED: ${msg}` });
+        return;
+      }
       this.record({ ...base, kind: 'failed', outcome: msg });
       if (isTunerError(e, 'OUT_OF_SCOPE')) this.log.error({ decision: d.id, err: msg }, 'refused a write outside the configured scope');
     }
@@ -440,6 +467,9 @@ export class Agent {
         }
         this.journal?.close();
         if (!this.dryRun && this.journal) rmSync(join(this.stateDir, PID_FILE), { force: true });
+        // Only once every original is back (or left to its new owner): the knobs and the directory are free now.
+        this.claims?.releaseAll();
+        this.stateLock?.release();
         if (this.tempStateDir) rmSync(this.tempStateDir, { recursive: true, force: true });
       }
       if (report) {

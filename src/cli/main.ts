@@ -19,6 +19,17 @@ function positiveSeconds(v: string): number {
   return n;
 }
 
+/**
+ * Exit codes: 0 success; 1 a failure at run time (a knob that could not be restored, permission denied, a kernel
+ * without a feature); 2 a usage or config error, found before anything changed; 3 busy — another live agent holds
+ * the state directory (or the knobs) this command needs.
+ */
+export function exitCodeOf(code: string): number {
+  if (code === 'CONFIG_INVALID' || code === 'CLI_USAGE') return 2;
+  if (code === 'BUSY') return 3;
+  return 1;
+}
+
 function fail(cmd: string, e: unknown, json = false): never {
   const code = isTunerError(e) ? e.code : 'INTERNAL';
   const message = e instanceof Error ? e.message : String(e);
@@ -26,7 +37,7 @@ function fail(cmd: string, e: unknown, json = false): never {
   process.stderr.write(`ebpf-tuner ${cmd}: ${message}\n`);
   if (isTunerError(e) && e.log && process.env.EBPF_TUNER_LOG_LEVEL === 'debug') process.stderr.write(e.log + '\n');
   else if (isTunerError(e, 'BPF_VERIFIER') && e.log) process.stderr.write(e.log.split('\n').slice(-30).join('\n') + '\n');
-  process.exit(code === 'CONFIG_INVALID' || code === 'CLI_USAGE' ? 2 : 1);
+  process.exit(exitCodeOf(code));
 }
 
 export function buildCli(): Command {

@@ -18,6 +18,7 @@ export type TunerErrorCode =
   | 'OUT_OF_SCOPE'
   | 'JOURNAL'
   | 'PERMISSION'
+  | 'BUSY' // another live agent holds the state directory or the knob
   | 'INTERNAL';
 
 export class TunerError extends Error {

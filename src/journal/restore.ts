@@ -9,6 +9,7 @@ import { TunerError, isTunerError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { kernelKnobIO, normalizeKnobValue, type KnobIO } from '../cgroup/cgroup.js';
 import type { Journal, JournalEntry } from './journal.js';
+import type { KnobClaimer } from './ownership.js';
 
 /** Published on `channels.knob` (tuner:actions:knob) by the restorer and the knob writer. */
 export interface KnobEvent {
@@ -57,6 +58,11 @@ export interface RestoreOptions {
   dryRun?: boolean;
   /** Restore only the entries this accepts (e.g. one target's). */
   filter?: (e: JournalEntry) => boolean;
+  /**
+   * Claims the knob host-wide before it is read or written (see ownership.ts). A knob another live agent holds is
+   * not ours to judge: it fails with BUSY and stays journaled for a later restore.
+   */
+  claims?: KnobClaimer;
 }
 
 function toTunerError(e: unknown, what: string): TunerError {
@@ -103,6 +109,14 @@ export function restoreEntry(journal: Journal, entry: JournalEntry, log: Logger,
     emit('failed', entry, { error: err.message });
     return { ...base, outcome: 'failed', wrote: false, error: err, ...(observed !== undefined ? { observed } : {}) };
   };
+
+  if (!dryRun && opts.claims !== undefined) {
+    try {
+      opts.claims.claim(entry.path);
+    } catch (e) {
+      return failed(e);
+    }
+  }
 
   let current: string;
   try {
