@@ -3,17 +3,19 @@
  * agent runs or after it stopped. Read-only: nothing is created when there is no state yet.
  */
 import Database from 'better-sqlite3';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TunerError } from '../core/errors.js';
 import { AuditLog, type AuditRecord } from '../audit/audit.js';
 import type { JournalEntry } from '../journal/journal.js';
 
 import { PID_FILE } from '../agent/agent.js';
+import { StateDirLock } from '../journal/ownership.js';
+import { stateDbIfAny } from './state-access.js';
 
-function openDb(stateDir: string): Database.Database | undefined {
-  const file = join(stateDir, 'state.db');
-  if (!existsSync(file)) return undefined;
+function openDb(stateDir: string, cmd: string): Database.Database | undefined {
+  const file = stateDbIfAny(stateDir, cmd);
+  if (file === undefined) return undefined;
   try {
     return new Database(file, { readonly: true, fileMustExist: true });
   } catch (e) {
@@ -34,7 +36,7 @@ function records(db: Database.Database, opts: { since?: number; limit?: number; 
 const time = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 
 export function logCommand(opts: { stateDir: string; json?: boolean; since?: number; target?: string; limit?: number }): string {
-  const db = openDb(opts.stateDir);
+  const db = openDb(opts.stateDir, 'log');
   if (!db) return opts.json ? '[]' : `no decisions recorded in ${opts.stateDir}`;
   try {
     const since = opts.since !== undefined ? Date.now() - opts.since : 0;
@@ -65,6 +67,8 @@ interface KnobRow {
 }
 
 function agentPid(stateDir: string): number | undefined {
+  const holder = StateDirLock.holder(stateDir);
+  if (holder !== undefined) return holder.pid;
   try {
     const pid = Number(readFileSync(join(stateDir, PID_FILE), 'utf8').trim());
     if (!Number.isInteger(pid) || pid <= 0) return undefined;
@@ -76,8 +80,9 @@ function agentPid(stateDir: string): number | undefined {
 }
 
 export function statusCommand(opts: { stateDir: string; json?: boolean }): string {
+  // First: a state directory this user cannot read must fail here, not read as "not running, no changes".
+  const db = openDb(opts.stateDir, 'status');
   const pid = agentPid(opts.stateDir);
-  const db = openDb(opts.stateDir);
   let knobs: KnobRow[] = [];
   let last: AuditRecord | undefined;
   try {
@@ -109,7 +114,7 @@ export function statusCommand(opts: { stateDir: string; json?: boolean }): strin
 }
 
 export function explainCommand(opts: { stateDir: string; id: string; json?: boolean }): string {
-  const db = openDb(opts.stateDir);
+  const db = openDb(opts.stateDir, 'explain');
   if (!db || !hasTable(db, 'decisions')) {
     db?.close();
     throw new TunerError('CLI_USAGE', `explain ${opts.id}: no decisions recorded in ${opts.stateDir} — check --state-dir`);

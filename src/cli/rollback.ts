@@ -1,23 +1,28 @@
 /** `ebpf-tuner rollback`: put every journaled knob back without starting the agent (after a crash, or by hand). */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { createLogger } from '../core/log.js';
 import { Journal } from '../journal/journal.js';
 import { restoreAll, type RestoreItem } from '../journal/restore.js';
 import { knobIO } from '../actions/knob-writer.js';
+import { KnobClaims, StateDirLock } from '../journal/ownership.js';
+import { stateDbIfAny } from './state-access.js';
 // Registers every action's knob schemes (thread affinity...), so their journaled originals can be put back.
 import '../actions/index.js';
 
 export async function rollbackCommand(opts: { stateDir: string; json?: boolean }): Promise<number> {
   const log = createLogger({ fd: 2 });
-  if (!existsSync(join(opts.stateDir, 'state.db'))) {
+  if (stateDbIfAny(opts.stateDir, 'rollback', true) === undefined) {
     const msg = `nothing to restore: no journal in ${opts.stateDir}`;
     process.stdout.write(opts.json ? JSON.stringify({ ok: true, restored: [], overridden: [], vanished: [], failed: [], note: msg }) + '\n' : msg + '\n');
     return 0;
   }
-  const journal = Journal.open(opts.stateDir, log);
+  // Never under a live agent: it owns these knobs, and restores them itself when it stops.
+  const lock = StateDirLock.acquire(opts.stateDir, 'roll back');
+  const claims = new KnobClaims({ stateDir: opts.stateDir });
+  let journal: Journal | undefined;
   try {
-    const report = restoreAll(journal, log, { io: knobIO() });
+    journal = Journal.open(opts.stateDir, log);
+    // A knob another live agent (with another state directory) holds is left to it and reported as failed.
+    const report = restoreAll(journal, log, { io: knobIO(), claims });
     const brief = (i: RestoreItem) => ({ target: i.target, action: i.action, path: i.path, original: i.original, observed: i.observed, error: i.error?.message });
     if (opts.json) {
       process.stdout.write(
@@ -40,6 +45,8 @@ export async function rollbackCommand(opts: { stateDir: string; json?: boolean }
     }
     return report.failed.length === 0 ? 0 : 1;
   } finally {
-    journal.close();
+    journal?.close();
+    claims.releaseAll();
+    lock.release();
   }
 }
