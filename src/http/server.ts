@@ -11,7 +11,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
-import { isIP, type AddressInfo } from 'node:net';
+import { isIP, type AddressInfo, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -33,7 +33,14 @@ export interface HttpLimits {
   /** Time a client has to send its whole request. */
   requestTimeoutMs: number;
   keepAliveTimeoutMs: number;
+  /** How often the two timeouts above are enforced (Node checks them on an interval, 30 s by default). */
+  timeoutCheckMs: number;
   maxHeaderBytes: number;
+  /**
+   * Open connections at most. At the cap a new connection evicts the connection that has been idle longest — one
+   * between requests, or one still sending its request — so idle or slow clients can never lock out a health probe;
+   * only connections with a request in progress (bounded by maxSseClients for streams) are never evicted.
+   */
   maxConnections: number;
   maxSseClients: number;
   sseHeartbeatMs: number;
@@ -43,11 +50,12 @@ export interface HttpLimits {
 
 export const DEFAULT_LIMITS: HttpLimits = {
   maxBodyBytes: 16 * 1024,
-  headersTimeoutMs: 10_000,
-  requestTimeoutMs: 30_000,
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 15_000,
   keepAliveTimeoutMs: 5_000,
+  timeoutCheckMs: 1_000,
   maxHeaderBytes: 8 * 1024,
-  maxConnections: 64,
+  maxConnections: 128,
   maxSseClients: 16,
   sseHeartbeatMs: 15_000,
   sseMaxBufferedBytes: 1024 * 1024,
@@ -564,13 +572,54 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     }
   };
 
-  const server: Server = createServer({ maxHeaderSize: limits.maxHeaderBytes }, (req, res) => {
-    void handle(req, res);
+  /**
+   * Every open connection, least recently active first, and whether a request is in progress on it. A connection
+   * without one (never sent a whole request, or idle between keep-alive requests) costs the server nothing to drop,
+   * and dropping the one idle longest at the cap is what keeps room for /healthz and /readyz under any number of
+   * idle or slowloris clients. Requests finish in milliseconds (the handlers are synchronous or bounded by the body
+   * limit), and streams are capped at maxSseClients, so busy connections cannot fill the table themselves.
+   */
+  const conns = new Map<Socket, { busy: boolean }>();
+  let evicted = 0;
+  const server: Server = createServer(
+    { maxHeaderSize: limits.maxHeaderBytes, connectionsCheckingInterval: limits.timeoutCheckMs },
+    (req, res) => {
+      const sock = req.socket;
+      const c = conns.get(sock);
+      if (c !== undefined) {
+        c.busy = true;
+        res.once('close', () => {
+          c.busy = false;
+          // Re-inserted: the map's order is the eviction order, least recently active first.
+          if (conns.delete(sock)) conns.set(sock, c);
+        });
+      }
+      void handle(req, res);
+    },
+  );
+  server.on('connection', (sock: Socket) => {
+    if (conns.size >= limits.maxConnections) {
+      let victim: Socket | undefined;
+      for (const [s, c] of conns) {
+        if (!c.busy) {
+          victim = s;
+          break;
+        }
+      }
+      if (victim === undefined) {
+        sock.destroy();
+        return;
+      }
+      conns.delete(victim);
+      victim.destroy();
+      if (evicted++ % 1000 === 0) log.warn({ open: conns.size + 1, evicted }, 'serve http: at the connection cap; dropping the longest-idle connections');
+    }
+    conns.set(sock, { busy: false });
+    sock.once('close', () => conns.delete(sock));
   });
   server.headersTimeout = limits.headersTimeoutMs;
   server.requestTimeout = limits.requestTimeoutMs;
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
-  server.maxConnections = limits.maxConnections;
   server.maxHeadersCount = 64;
 
   const cleanup = (): void => {
