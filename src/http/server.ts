@@ -21,6 +21,7 @@ import { FIXED_METRICS, METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js
 import { SseHub } from './sse.js';
 import { Telemetry, type StreamEvent } from './telemetry.js';
 import type { AgentControl } from './types.js';
+import type { TokenSource } from '../security/token.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:9479';
 export const MIN_TOKEN_LENGTH = 16;
@@ -64,8 +65,13 @@ export const DEFAULT_LIMITS: HttpLimits = {
 export interface HttpServerOptions {
   /** `HOST:PORT` or `[IPV6]:PORT`; port 0 picks a free one. Default 127.0.0.1:9479. */
   listen?: string;
-  /** Bearer token for the state-changing endpoints; without one they are disabled. */
-  token?: string;
+  /**
+   * Bearer token for the state-changing endpoints (and, off loopback, for everything but the health probes); without
+   * one they are disabled. A TokenSource is asked on every request, so a changed or newly unsafe file is noticed.
+   */
+  token?: string | TokenSource;
+  /** Off loopback, serve /metrics without the token (for a scraper that cannot send one). Default false. */
+  publicMetrics?: boolean;
   control: AgentControl;
   log: Logger;
   /** Tick snapshots kept for /api/signals (and overhead samples for /api/overhead). Default 600. */
@@ -96,12 +102,12 @@ export function parseListen(listen: string): ListenAddress {
   if (!m || port > 65535) {
     throw new TunerError(
       'CONFIG_INVALID',
-      `parse http listen address "${listen}": expected HOST:PORT or [IPV6]:PORT with a port 0-65535, e.g. ${DEFAULT_LISTEN}`,
+      `parse http listen address "${listen}": expected HOST:PORT or [IPV6]:PORT with a port 0-65535 — fix: pass e.g. --listen ${DEFAULT_LISTEN}`,
     );
   }
   const host = m[1] ?? m[2] ?? '';
   if (m[1] !== undefined && isIP(host) !== 6) {
-    throw new TunerError('CONFIG_INVALID', `parse http listen address "${listen}": "${host}" is not an IPv6 address`);
+    throw new TunerError('CONFIG_INVALID', `parse http listen address "${listen}": "${host}" is not an IPv6 address — fix: write an IPv6 address in brackets, e.g. [::1]:9479`);
   }
   return { host, port };
 }
@@ -180,6 +186,9 @@ function loadAssets(): Map<string, Asset> {
   }
   return assets;
 }
+
+/** Served without the token even off loopback. */
+const OPEN_PATHS = new Set(['/healthz', '/readyz']);
 
 const COMMON_HEADERS = {
   'X-Content-Type-Options': 'nosniff',
@@ -297,7 +306,8 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const listen = opts.listen ?? DEFAULT_LISTEN;
   const { host, port } = parseListen(listen);
   const loopback = isLoopbackHost(host);
-  const token = opts.token;
+  const source: TokenSource | undefined = typeof opts.token === 'string' ? { current: () => opts.token as string } : opts.token;
+  const token = source?.current();
   if (token !== undefined && token.length < MIN_TOKEN_LENGTH) {
     throw new TunerError(
       'CONFIG_INVALID',
@@ -312,7 +322,29 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
         'to the network is always a deliberate choice; pass --token-file FILE, or listen on 127.0.0.1',
     );
   }
-  const tokenDigest = token !== undefined ? createHash('sha256').update(token).digest() : undefined;
+  let lastToken = token;
+  let lastDigest = token !== undefined ? createHash('sha256').update(token).digest() : undefined;
+  let tokenProblem: string | undefined;
+  /** The digest of the token as its file holds it now; a file that became unsafe refuses (503) until fixed. */
+  const tokenDigest = (): Buffer | undefined => {
+    if (source === undefined) return undefined;
+    let t: string;
+    try {
+      t = source.current();
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      if (msg !== tokenProblem) log.error({ err: msg }, 'check http token: refusing every request that needs the token until the file is fixed');
+      tokenProblem = msg;
+      throw new HttpError(503, 'TOKEN_UNAVAILABLE', `check token: ${msg}`);
+    }
+    if (tokenProblem !== undefined) log.info('check http token: the token file is usable again');
+    tokenProblem = undefined;
+    if (t !== lastToken) {
+      lastToken = t;
+      lastDigest = createHash('sha256').update(t).digest();
+    }
+    return lastDigest;
+  };
   const log = opts.log.child({ module: 'http' });
   const control = opts.control;
   const version = opts.version ?? packageVersion();
@@ -334,7 +366,8 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const unlisten = telemetry.addListener((event: StreamEvent, json: string) => sse.send(event, json));
 
   const authorize = (req: IncomingMessage): void => {
-    if (!tokenDigest) {
+    const digest = tokenDigest();
+    if (!digest) {
       throw new HttpError(
         403,
         'FORBIDDEN',
@@ -347,7 +380,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     const given = createHash('sha256')
       .update(m?.[1] ?? '')
       .digest();
-    if (!m || !timingSafeEqual(given, tokenDigest)) {
+    if (!m || !timingSafeEqual(given, digest)) {
       log.warn(
         { remote: req.socket.remoteAddress, path: req.url },
         'refuse http request: missing or wrong bearer token',
@@ -377,7 +410,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     ticks: telemetry.ticks,
     lastTickAt: telemetry.lastTickTime ?? null,
     windowMs: telemetry.windowMs ?? null,
-    writable: tokenDigest !== undefined,
+    writable: source !== undefined,
     overhead: telemetry.overheadRing.last() ?? null,
   });
 
@@ -537,6 +570,10 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
           'check Host header: this server listens on loopback and answers only to local names',
         );
       }
+      // Off loopback the network can reach the server: the token guards every read too, except the health probes
+      // an orchestrator must reach without credentials (and /metrics when made public on purpose).
+      const pathOnly = (req.url ?? '/').split('?', 1)[0] ?? '/';
+      if (!loopback && !OPEN_PATHS.has(pathOnly) && !(opts.publicMetrics === true && pathOnly === '/metrics')) authorize(req);
       const declared = Number(req.headers['content-length'] ?? 0);
       if (declared > limits.maxBodyBytes) throw tooLarge(limits.maxBodyBytes);
       const url = req.url ?? '/';
@@ -634,12 +671,12 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       const code = errnoCode(err);
       const why =
         code === 'EADDRINUSE'
-          ? 'the address is in use; pick another port with --listen'
+          ? 'the address is in use — fix: pick another port with --listen'
           : code === 'EACCES'
-            ? 'permission denied; ports below 1024 need CAP_NET_BIND_SERVICE'
+            ? 'permission denied — fix: use a port from 1024 up, or grant CAP_NET_BIND_SERVICE'
             : code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND'
-              ? 'no such local address; use an address of this host'
-              : (code ?? err.message);
+              ? 'no such local address — fix: use an address of this host'
+              : `${code ?? err.message} — fix: check --listen`;
       reject(
         new TunerError(code === 'EACCES' ? 'PERMISSION' : 'CONFIG_INVALID', `listen on ${listen}: ${why}`, {
           cause: err,
@@ -655,15 +692,31 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
 
   const addr = server.address() as AddressInfo;
   const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
-  log.info({ url, writable: tokenDigest !== undefined }, 'serve http: listening');
-  if (!loopback)
-    log.warn({ url }, 'serve http: listening beyond loopback; the token guards changes, reads are open to the network');
+  log.info({ url, writable: source !== undefined }, 'serve http: listening');
+  if (!loopback) {
+    log.warn(
+      { url, publicMetrics: opts.publicMetrics === true },
+      `serve http: listening beyond loopback; the token guards everything but /healthz and /readyz${opts.publicMetrics === true ? ' and /metrics' : ''}`,
+    );
+  }
+  // Notice a token file gone unsafe even while no request asks for it.
+  const tokenWatch = source !== undefined && typeof opts.token !== 'string'
+    ? setInterval(() => {
+        try {
+          tokenDigest();
+        } catch {
+          // logged by tokenDigest
+        }
+      }, 5000)
+    : undefined;
+  tokenWatch?.unref();
 
   let closing: Promise<void> | undefined;
   return {
     url,
     close(): Promise<void> {
       closing ??= new Promise<void>((resolve) => {
+        if (tokenWatch) clearInterval(tokenWatch);
         cleanup();
         server.close(() => resolve());
         server.closeAllConnections();

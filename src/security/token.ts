@@ -3,7 +3,7 @@
  * constant time so neither its content nor its length leaks through response timing.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { errnoCode, TunerError } from '../core/errors.js';
 import { assertSafePath, type PermsOptions } from './perms.js';
 
@@ -26,17 +26,17 @@ export function loadToken(file: string, opts?: PermsOptions): string {
   try {
     fd = openSync(file, 'r');
   } catch (e) {
-    throw new TunerError('PERMISSION', `read token file ${file}: ${errnoCode(e) ?? String(e)}`, { cause: e });
+    throw new TunerError('PERMISSION', `read token file ${file}: ${errnoCode(e) ?? String(e)} — fix: check the path, and run as root`, { cause: e });
   }
   let text: string;
   try {
     // The mode is judged on the file actually opened, so a rename between the path check and the open is caught.
     const st = fstatSync(fd);
     if (st.dev !== checked.dev || st.ino !== checked.ino) {
-      throw new TunerError('PERMISSION', `read token file ${file}: it was replaced while being checked; try again`);
+      throw new TunerError('PERMISSION', `read token file ${file}: it was replaced while being checked — fix: try again`);
     }
     if (!st.isFile()) {
-      throw new TunerError('CONFIG_INVALID', `read token file ${file}: not a regular file (mode ${mode8(st.mode)})`);
+      throw new TunerError('CONFIG_INVALID', `read token file ${file}: not a regular file (mode ${mode8(st.mode)}) — fix: pass the file holding the token`);
     }
     if ((st.mode & 0o044) !== 0) {
       const by = [st.mode & 0o040 ? 'group' : '', st.mode & 0o004 ? 'others' : ''].filter(Boolean).join(' and ');
@@ -49,26 +49,26 @@ export function loadToken(file: string, opts?: PermsOptions): string {
     let len = 0;
     for (let n; len < buf.length && (n = readSync(fd, buf, len, buf.length - len, null)) > 0; ) len += n;
     if (len > MAX_TOKEN_BYTES) {
-      throw new TunerError('CONFIG_INVALID', `read token file ${file}: larger than ${MAX_TOKEN_BYTES} bytes; is this the right file?`);
+      throw new TunerError('CONFIG_INVALID', `read token file ${file}: larger than ${MAX_TOKEN_BYTES} bytes — fix: pass the file holding the token`);
     }
     text = buf.subarray(0, len).toString('utf8').trim();
   } finally {
     closeSync(fd);
   }
   if (text.length === 0) {
-    throw new TunerError('CONFIG_INVALID', `read token file ${file}: empty; generate one with \`${generate}\``);
+    throw new TunerError('CONFIG_INVALID', `read token file ${file}: empty — fix: generate one with \`${generate}\``);
   }
   if (!/^[\x21-\x7e]+$/.test(text)) {
     // It travels in an Authorization header; whitespace or control bytes inside mean a mangled or wrong file.
     throw new TunerError(
       'CONFIG_INVALID',
-      `read token file ${file}: must be one line of visible ASCII without spaces; generate one with \`${generate}\``,
+      `read token file ${file}: must be one line of visible ASCII without spaces — fix: generate one with \`${generate}\``,
     );
   }
   if (text.length < MIN_TOKEN_LENGTH) {
     throw new TunerError(
       'CONFIG_INVALID',
-      `read token file ${file}: ${text.length} characters, fewer than ${MIN_TOKEN_LENGTH}; generate one with \`${generate}\``,
+      `read token file ${file}: ${text.length} characters, fewer than ${MIN_TOKEN_LENGTH} — fix: generate one with \`${generate}\``,
     );
   }
   return text;
@@ -84,4 +84,46 @@ export function tokenEquals(a: string, b: string): boolean {
   const da = createHash('sha256').update(a, 'utf16le').digest();
   const db = createHash('sha256').update(b, 'utf16le').digest();
   return timingSafeEqual(da, db);
+}
+
+/** The token as the file holds it now; `current()` throws (TunerError) while the file is unsafe or unusable. */
+export interface TokenSource {
+  current(): string;
+}
+
+/**
+ * The token file, checked again whenever it is read: each `current()` stats the file, and when anything about it
+ * changed (content, mode, owner, a replacement) loads it again through loadToken — so a token file made readable by
+ * others after start is refused from the next request on, and a rotated token takes effect without a restart. The
+ * first load happens here, so a bad file is reported at start.
+ */
+export function tokenSource(file: string, opts?: PermsOptions): TokenSource {
+  const stamp = (): string => {
+    try {
+      const st = statSync(file);
+      return `${st.dev}:${st.ino}:${st.mode}:${st.uid}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    } catch (e) {
+      return `error:${errnoCode(e) ?? String(e)}`;
+    }
+  };
+  let seen = stamp();
+  let token: string | undefined = loadToken(file, opts);
+  let error: TunerError | undefined;
+  return {
+    current(): string {
+      const now = stamp();
+      if (now !== seen) {
+        seen = now;
+        try {
+          token = loadToken(file, opts);
+          error = undefined;
+        } catch (e) {
+          token = undefined;
+          error = e instanceof TunerError ? e : new TunerError('PERMISSION', `read token file ${file}: ${String(e)}`, { cause: e });
+        }
+      }
+      if (token === undefined) throw error ?? new TunerError('INTERNAL', `read token file ${file}: no token`);
+      return token;
+    },
+  };
 }
