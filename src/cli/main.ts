@@ -55,8 +55,9 @@ export function buildCli(): Command {
     .option('--duration <seconds>', 'stop cleanly (restoring everything) after this many seconds', positiveSeconds)
     .option('--state-dir <dir>', 'journal and audit database', DEFAULT_STATE_DIR)
     .option('--listen <host:port>', 'HTTP address for /metrics, the API and the dashboard (off unless given)')
-    .option('--token-file <file>', 'bearer token for state-changing HTTP requests (required to listen beyond loopback)')
-    .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+    .option('--token-file <file>', 'bearer token for state-changing HTTP requests, and off loopback for every request but /healthz and /readyz (required to listen beyond loopback)')
+    .option('--public-metrics', 'off loopback, serve /metrics without the token')
+    .option('--log-level <level>', 'trace, debug, info, warn, error', logLevel, 'info')
     .option('--bpf-stats', 'count run time per BPF program (costs ~20 ns per event) for /metrics')
     .action(async (opts) => {
       try {
@@ -209,7 +210,7 @@ export function buildCli(): Command {
     .requiredOption('-o, --out <file>', 'recording to write')
     .option('-c, --config <file>', 'YAML config (targets and signals to record)')
     .option('--duration <seconds>', 'stop after this many seconds (default: at Ctrl-C)', positiveSeconds)
-    .option('--log-level <level>', 'trace, debug, info, warn, error', 'warn')
+    .option('--log-level <level>', 'trace, debug, info, warn, error', logLevel, 'warn')
     .action(async (opts: { out: string; config?: string; duration?: number; logLevel: string }) => {
       try {
         const { recordCommand } = await import('./record.js');
@@ -250,7 +251,25 @@ export function buildCli(): Command {
       }
     });
 
+  // commander's own errors (an unknown option, a bad value) in the one line every other error uses.
+  const reword = (cmd: Command, path: string): void => {
+    cmd.configureOutput({
+      outputError: (str, write) => {
+        const what = str.replace(/^error: /, '').trim().replace(/\.$/, '');
+        write(`ebpf-tuner${path ? ` ${path}` : ''}: parse command line: ${what} — fix: see \`ebpf-tuner${path ? ` ${path}` : ''} --help\`\n`);
+      },
+    });
+    for (const sub of cmd.commands) reword(sub, path ? `${path} ${sub.name()}` : sub.name());
+  };
+  reword(program, '');
   return program;
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+function logLevel(v: string): string {
+  if (!LOG_LEVELS.includes(v)) throw new InvalidArgumentError(`expected one of ${LOG_LEVELS.join(', ')}, got "${v}"`);
+  return v;
 }
 
 function durationOption(v: string): number {

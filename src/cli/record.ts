@@ -9,14 +9,15 @@ import { createLogger } from '../core/log.js';
 import type { TickSnapshot } from '../core/types.js';
 import { loadConfig } from '../config/load.js';
 import { assertSafeConfigFile } from '../security/perms.js';
+import { asUsage } from './usage.js';
 import { Agent } from '../agent/agent.js';
 import { readRecording, RecordingWriter, RECORDING_VERSION } from '../replay/recording.js';
 import { formatReplay, replay } from '../replay/replay.js';
 
 export async function recordCommand(opts: { out: string; config?: string; duration?: number; logLevel?: string }): Promise<void> {
   const log = createLogger({ level: opts.logLevel ?? 'warn', fd: 2 });
-  if (opts.config) assertSafeConfigFile(opts.config);
-  const config = loadConfig(opts.config);
+  if (opts.config) asUsage(() => assertSafeConfigFile(opts.config!));
+  const config = asUsage(() => loadConfig(opts.config));
   const agent = new Agent({ config, log, stateDir: '/nonexistent', dryRun: true });
   await agent.start();
   const writer = new RecordingWriter(opts.out, {
@@ -50,8 +51,8 @@ export async function recordCommand(opts: { out: string; config?: string; durati
 export async function replayCommand(file: string, opts: { config?: string; json?: boolean }): Promise<void> {
   const { header, ticks } = await readRecording(file);
   // The recording's own config unless another is given: tuning rules offline means replaying with a new one.
-  if (opts.config) assertSafeConfigFile(opts.config);
-  const config = opts.config ? loadConfig(opts.config) : header.config;
+  if (opts.config) asUsage(() => assertSafeConfigFile(opts.config!));
+  const config = opts.config ? asUsage(() => loadConfig(opts.config)) : header.config;
   const decisions = replay(header, ticks, config);
   process.stdout.write((opts.json ? decisions.map((d) => JSON.stringify(d)).join('\n') : formatReplay(decisions)) + '\n');
 }

@@ -3,14 +3,17 @@
  * (which restores whatever a crashed run left behind before attaching), serve HTTP when asked, tell systemd when
  * ready, and stop cleanly — restoring every original — on SIGINT/SIGTERM, at --duration, or on a fatal error.
  */
-import { unwatchFile, watchFile } from 'node:fs';
+import { readFileSync, statSync, unwatchFile, watchFile } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { createLogger } from '../core/log.js';
 import { detectLayout } from '../cgroup/layout.js';
 import { resolveTargets } from '../agent/resolve.js';
-import { TunerError } from '../core/errors.js';
+import { errnoCode, TunerError } from '../core/errors.js';
+import { asUsage } from './usage.js';
 import { loadConfig } from '../config/load.js';
-import { assertSafeConfigFile, ensureSafeStateDir } from '../security/perms.js';
-import { loadToken } from '../security/token.js';
+import { assertSafeConfigFile, assertSafePath, assertSafeStateDir, ensureSafeStateDir } from '../security/perms.js';
+import { tokenSource, type TokenSource } from '../security/token.js';
+import { isLoopbackHost, MIN_TOKEN_LENGTH, parseListen } from '../http/server.js';
 import { notifyReady, notifyStatus, notifyStopping, startWatchdog } from '../service/sd-notify.js';
 import { enableBpfStats } from '../bpf/stats.js';
 import { Agent } from '../agent/agent.js';
@@ -25,17 +28,96 @@ export interface RunOptions {
   tokenFile?: string;
   logLevel?: string;
   bpfStats?: boolean;
+  publicMetrics?: boolean;
+}
+
+const CAP_SYS_ADMIN = 21n;
+const CAP_PERFMON = 38n;
+const CAP_BPF = 39n;
+
+/** Loading BPF programs needs CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON; without them libbpf only says EPERM. */
+function assertCanLoadBpf(): void {
+  let caps = 0n;
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    caps = m ? BigInt('0x' + m[1]) : 0n;
+  } catch {
+    return; // no procfs: let the load itself report
+  }
+  const has = (bit: bigint) => (caps & (1n << bit)) !== 0n;
+  if (has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))) return;
+  throw new TunerError(
+    'PERMISSION',
+    `load BPF programs: uid ${process.getuid?.() ?? '?'} lacks CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) — fix: run it as root ` +
+      '(`sudo ebpf-tuner run ...`), or see `ebpf-tuner check` for the capabilities a service needs',
+  );
+}
+
+/**
+ * The state directory as given, before anything is created: an existing one must be a safe directory; a missing
+ * one must be creatable, i.e. its nearest existing ancestor a safe directory.
+ */
+function checkStateDirOption(dir: string): void {
+  const abs = resolve(dir);
+  let cur = abs;
+  for (;;) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(cur).isDirectory();
+    } catch (e) {
+      const code = errnoCode(e);
+      if ((code === 'ENOENT' || code === 'ENOTDIR') && dirname(cur) !== cur) {
+        cur = dirname(cur);
+        continue;
+      }
+      throw new TunerError('CLI_USAGE', `check state directory ${dir}: cannot stat ${cur} (${code ?? String(e)}) — fix: pass a directory root can use with --state-dir`);
+    }
+    if (!isDir) {
+      throw new TunerError('CLI_USAGE', `check state directory ${dir}: ${cur} is not a directory — fix: pass a directory path with --state-dir`);
+    }
+    if (cur === abs) assertSafeStateDir(abs);
+    else {
+      // The directory will be created here: like every directory above the state directory, this one may be
+      // writable by others only if it is sticky (like /tmp), and then only above a directory that is ours.
+      const st = statSync(cur);
+      if ((st.mode & 0o1000) !== 0 && dirname(cur) !== cur) {
+        assertSafePath(dirname(cur), `state directory ${dir}: ancestor`);
+        if (st.uid !== 0 && st.uid !== process.getuid?.()) assertSafePath(cur, `state directory ${dir}: ancestor`);
+      } else assertSafePath(cur, `state directory ${dir}: ancestor`);
+    }
+    return;
+  }
 }
 
 export async function runCommand(opts: RunOptions): Promise<void> {
-  const log = createLogger({ level: opts.logLevel });
-  // Everything that can be wrong with the input is found before anything is created, attached or written.
-  if (opts.config) assertSafeConfigFile(opts.config);
-  const config = loadConfig(opts.config);
-  const token = opts.tokenFile ? loadToken(opts.tokenFile) : undefined;
+  // Everything that can be wrong with the input is found before anything is created, attached or written: options
+  // and the files they name first (exit 2), then whether this process can load BPF at all, then the HTTP address is
+  // bound — so that a port in use is found before the state directory or a program exists.
   if (opts.tokenFile && !opts.listen) {
-    throw new TunerError('CLI_USAGE', 'use --token-file: it only applies with --listen HOST:PORT — add --listen or drop --token-file');
+    throw new TunerError('CLI_USAGE', 'use --token-file: it only applies with --listen HOST:PORT — fix: add --listen or drop --token-file');
   }
+  if (opts.publicMetrics && !opts.listen) {
+    throw new TunerError('CLI_USAGE', 'use --public-metrics: it only applies with --listen HOST:PORT — fix: add --listen or drop --public-metrics');
+  }
+  const listen = opts.listen !== undefined ? asUsage(() => parseListen(opts.listen!)) : undefined;
+  if (opts.config) asUsage(() => assertSafeConfigFile(opts.config!));
+  const config = asUsage(() => loadConfig(opts.config));
+  const token: TokenSource | undefined = opts.tokenFile ? asUsage(() => tokenSource(opts.tokenFile!)) : undefined;
+  if (listen !== undefined) {
+    const t = token?.current();
+    if (t !== undefined && t.length < MIN_TOKEN_LENGTH) {
+      throw new TunerError('CONFIG_INVALID', `check http token: fewer than ${MIN_TOKEN_LENGTH} characters — fix: write a longer one to ${opts.tokenFile}`);
+    }
+    if (!isLoopbackHost(listen.host) && t === undefined) {
+      throw new TunerError(
+        'CLI_USAGE',
+        `bind http server to ${opts.listen}: refusing to serve beyond loopback without a token — fix: pass --token-file FILE, or listen on 127.0.0.1`,
+      );
+    }
+  }
+  assertCanLoadBpf();
+  if (!opts.dryRun) asUsage(() => checkStateDirOption(opts.stateDir));
+  const log = createLogger({ level: opts.logLevel });
   // The state directory is created (0700, with safe parents) only once the targets have resolved: a bad config
   // leaves no trace on the host.
   const makeAgent = (c: typeof config) =>
@@ -108,14 +190,22 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   };
 
   try {
-    await agent.start();
     if (opts.listen) {
+      // Bound before the agent starts: /readyz answers 503 until it is running.
       const { startHttpServer } = await import('../http/server.js');
-      http = await startHttpServer({ listen: opts.listen, token, control: agentControl(() => agent), log });
+      http = await startHttpServer({
+        listen: opts.listen,
+        ...(token !== undefined ? { token } : {}),
+        publicMetrics: opts.publicMetrics === true,
+        control: agentControl(() => agent),
+        log,
+      });
       log.info({ url: http.url }, 'http listening');
     }
+    await agent.start();
   } catch (e) {
     await agent.stop();
+    await http?.close();
     releaseStats?.();
     throw e;
   }

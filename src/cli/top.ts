@@ -8,6 +8,7 @@ import { createLogger } from '../core/log.js';
 import type { TargetSignals, TickSnapshot } from '../core/types.js';
 import { loadConfig } from '../config/load.js';
 import { assertSafeConfigFile } from '../security/perms.js';
+import { asUsage } from './usage.js';
 import { Agent } from '../agent/agent.js';
 
 interface Column {
@@ -69,8 +70,8 @@ export function renderTop(s: TickSnapshot, color: boolean): string {
 }
 
 export async function topCommand(opts: { config?: string; once?: boolean; json?: boolean }): Promise<void> {
-  if (opts.config) assertSafeConfigFile(opts.config);
-  const config = loadConfig(opts.config);
+  if (opts.config) asUsage(() => assertSafeConfigFile(opts.config!));
+  const config = asUsage(() => loadConfig(opts.config));
   const agent = new Agent({ config, log: createLogger({ level: 'warn', fd: 2 }), stateDir: '/nonexistent', dryRun: true });
   await agent.start();
   const tty = process.stdout.isTTY === true;

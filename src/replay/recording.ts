@@ -6,7 +6,8 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { createGunzip, createGzip, type Gzip } from 'node:zlib';
 import { createInterface } from 'node:readline';
-import { TunerError } from '../core/errors.js';
+import { pipeline } from 'node:stream/promises';
+import { errnoCode, TunerError } from '../core/errors.js';
 import type { Role, TickSnapshot } from '../core/types.js';
 import type { Config } from '../config/types.js';
 
@@ -54,27 +55,37 @@ export class RecordingWriter {
 
 export async function readRecording(path: string): Promise<{ header: RecordingHeader; ticks: TickSnapshot[] }> {
   const lines: string[] = [];
+  const fix = 'fix: pass a file written by `ebpf-tuner record`';
   try {
-    const rl = createInterface({ input: createReadStream(path).pipe(createGunzip()), crlfDelay: Infinity });
-    for await (const line of rl) if (line.trim()) lines.push(line);
+    // pipeline, not pipe: an error of the file stream (ENOENT, EISDIR) must reach this catch, not crash the process.
+    const gunzip = createGunzip();
+    const done = pipeline(createReadStream(path), gunzip);
+    const rl = createInterface({ input: gunzip, crlfDelay: Infinity });
+    const read = (async () => {
+      for await (const line of rl) if (line.trim()) lines.push(line);
+    })();
+    await Promise.all([done, read]);
   } catch (e) {
-    throw new TunerError('CLI_USAGE', `read recording ${path}: ${e instanceof Error ? e.message : String(e)} — pass a file written by \`ebpf-tuner record\``);
+    const code = errnoCode(e);
+    const why =
+      code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : e instanceof Error ? e.message : String(e);
+    throw new TunerError('CLI_USAGE', `read recording ${path}: ${why}${code !== undefined && !why.includes(code) ? ` (${code})` : ''} — ${fix}`);
   }
-  if (lines.length === 0) throw new TunerError('CLI_USAGE', `read recording ${path}: empty — pass a file written by \`ebpf-tuner record\``);
+  if (lines.length === 0) throw new TunerError('CLI_USAGE', `read recording ${path}: empty — ${fix}`);
   let header: RecordingHeader;
   try {
     header = JSON.parse(lines[0]) as RecordingHeader;
   } catch {
-    throw new TunerError('CLI_USAGE', `read recording ${path}: line 1 is not a recording header`);
+    throw new TunerError('CLI_USAGE', `read recording ${path}: line 1 is not a recording header — ${fix}`);
   }
   if (header.format !== 'ebpf-tuner-recording' || header.version > RECORDING_VERSION) {
-    throw new TunerError('CLI_USAGE', `read recording ${path}: format ${header.format} v${header.version} is not one this version reads (v${RECORDING_VERSION})`);
+    throw new TunerError('CLI_USAGE', `read recording ${path}: format ${header.format} v${header.version} is not one this version reads (v${RECORDING_VERSION}) — fix: replay it with the version that recorded it`);
   }
   const ticks = lines.slice(1).map((l, i) => {
     try {
       return JSON.parse(l) as TickSnapshot;
     } catch {
-      throw new TunerError('CLI_USAGE', `read recording ${path}: line ${i + 2} is not JSON (truncated file?)`);
+      throw new TunerError('CLI_USAGE', `read recording ${path}: line ${i + 2} is not JSON (truncated file?) — ${fix}`);
     }
   });
   return { header, ticks };

@@ -46,12 +46,12 @@ function statOrThrow(kind: Kind, subject: string, p: string): Stats {
   } catch (e) {
     const code = errnoCode(e);
     if (code === 'ENOENT' || code === 'ENOTDIR') {
-      const fix = kind === 'state directory' ? `; create it with \`install -d -m 0700 -o root ${subject}\`` : '';
+      const fix = kind === 'state directory' ? ` — fix: create it with \`install -d -m 0700 -o root ${subject}\`` : ' — fix: check the path';
       throw new TunerError(unusableCode(kind), `check ${kind} ${subject}: ${p} does not exist${fix}`, { cause: e });
     }
     throw new TunerError(
       code === 'EACCES' || code === 'EPERM' ? 'PERMISSION' : unusableCode(kind),
-      `check ${kind} ${subject}: cannot stat ${p} (${code ?? String(e)})`,
+      `check ${kind} ${subject}: cannot stat ${p} (${code ?? String(e)}) — fix: ${code === 'EACCES' || code === 'EPERM' ? 'run as root' : 'check the path'}`,
       { cause: e },
     );
   }
@@ -110,14 +110,14 @@ function assertChain(kind: Kind, subject: string, p: string, opts: PermsOptions 
     if (!owners.has(stats.uid)) {
       throw new TunerError(
         'PERMISSION',
-        `check ${kind} ${subject}: ${what} is owned by uid ${stats.uid}, not ${ownerWord}; run \`chown root ${path}\``,
+        `check ${kind} ${subject}: ${what} is owned by uid ${stats.uid}, not ${ownerWord} — fix: run \`chown root ${path}\``,
       );
     }
     const writable = mode & 0o022;
     const stickyDir = stats.isDirectory() && (mode & 0o1000) !== 0;
     if (writable !== 0 && (leaf || !stickyDir)) {
       const by = [mode & 0o020 ? 'group' : '', mode & 0o002 ? 'others' : ''].filter(Boolean).join(' and ');
-      throw new TunerError('PERMISSION', `check ${kind} ${subject}: ${what} is writable by ${by}; run \`chmod go-w ${path}\``);
+      throw new TunerError('PERMISSION', `check ${kind} ${subject}: ${what} is writable by ${by} — fix: run \`chmod go-w ${path}\``);
     }
   }
   if (leafStats === undefined) throw new TunerError('INTERNAL', `check ${kind} ${subject}: leaf not examined`);
@@ -130,10 +130,34 @@ function assertChain(kind: Kind, subject: string, p: string, opts: PermsOptions 
  * on both sides of each are checked. A missing path or one that is not a regular file is 'CONFIG_INVALID'.
  */
 export function assertSafeConfigFile(path: string, opts?: PermsOptions): void {
-  const st = assertChain('config file', path, path, opts);
-  if (!st.isFile()) {
-    throw new TunerError('CONFIG_INVALID', `check config file ${path}: not a regular file (mode ${fmtMode(st.mode)})`);
+  // What the path is comes first: for a directory or a device, "chmod go-w" would be the wrong fix.
+  let pre: Stats | undefined;
+  try {
+    pre = statSync(path);
+  } catch {
+    pre = undefined; // assertChain names what is missing or unreadable
   }
+  if (pre !== undefined && !pre.isFile()) notRegular(path, pre);
+  const st = assertChain('config file', path, path, opts);
+  if (!st.isFile()) notRegular(path, st);
+}
+
+function notRegular(path: string, st: Stats): never {
+  const what = st.isDirectory()
+    ? 'a directory'
+    : st.isFIFO()
+      ? 'a FIFO'
+      : st.isCharacterDevice()
+        ? 'a character device'
+        : st.isBlockDevice()
+          ? 'a block device'
+          : st.isSocket()
+            ? 'a socket'
+            : 'not a regular file';
+  throw new TunerError(
+    'CONFIG_INVALID',
+    `check config file ${path}: it is ${what}, not a regular file (mode ${fmtMode(st.mode)}) — fix: pass the path of the YAML config file`,
+  );
 }
 
 /**
@@ -143,7 +167,7 @@ export function assertSafeConfigFile(path: string, opts?: PermsOptions): void {
 export function assertSafeStateDir(dir: string, opts?: PermsOptions): void {
   const st = assertChain('state directory', dir, dir, opts);
   if (!st.isDirectory()) {
-    throw new TunerError('JOURNAL', `check state directory ${dir}: not a directory (mode ${fmtMode(st.mode)})`);
+    throw new TunerError('JOURNAL', `check state directory ${dir}: not a directory (mode ${fmtMode(st.mode)}) — fix: pass a directory with --state-dir`);
   }
 }
 
