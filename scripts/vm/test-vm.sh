@@ -81,8 +81,8 @@ done
 [ ${#kernels[@]} -gt 0 ] || kernels=("${ALL_KERNELS[@]}")
 
 [ "$(id -u)" = 0 ] || die "root is needed (qemu shares / with the guest, which runs the kernel tests as root)"
-for tool in qemu-system-x86_64 busybox cpio depmod modprobe xz apt-get dpkg-deb; do
-	command -v "$tool" >/dev/null || die "$tool not found — fix: run scripts/setup.sh (it installs qemu-system-x86, busybox-static, cpio, kmod, xz-utils)"
+for tool in qemu-system-x86_64 cpio depmod modprobe xz apt-get dpkg-deb; do
+	command -v "$tool" >/dev/null || die "$tool not found — fix: run scripts/setup.sh (it installs qemu-system-x86, cpio, kmod, xz-utils)"
 done
 [ -f "$ROOT/dist/.tsc-stamp" ] || die "the project is not built — fix: run scripts/setup.sh (or bash scripts/pretest.sh)"
 
@@ -131,6 +131,21 @@ kernel_dir() {
 	echo "$dir"
 }
 
+# A static busybox for the initramfs, unpacked from Debian's busybox-static package into the cache rather than
+# installed: on Debian that package replaces the dynamic busybox that initramfs-tools may use.
+static_busybox() {
+	local dir="$CACHE/busybox-static"
+	if [ ! -x "$dir/root/bin/busybox" ]; then
+		log "downloading busybox-static (cached in $CACHE)"
+		rm -rf "$dir"
+		mkdir -p "$dir/deb"
+		(cd "$dir/deb" && apt-get download busybox-static >&2) || die "apt-get download busybox-static failed"
+		dpkg-deb -x "$dir"/deb/*.deb "$dir/root"
+		rm -rf "$dir/deb"
+	fi
+	echo "$dir/root/bin/busybox"
+}
+
 # Builds (once per kernel) an initramfs with static busybox, init.sh and the modules that reach the host's root.
 initramfs() {
 	local dir=$1 kv=$2 out="$1/initramfs.cpio.gz" work mods m
@@ -140,8 +155,7 @@ initramfs() {
 	fi
 	work=$(mktemp -d)
 	mkdir -p "$work"/{bin,proc,sys,dev,modules,lower,rw,root}
-	cp "$(command -v busybox)" "$work/bin/busybox"
-	file -L "$work/bin/busybox" 2>/dev/null | grep -q 'statically linked' || true
+	cp "$(static_busybox)" "$work/bin/busybox"
 	install -m 0755 "$ROOT/scripts/vm/init.sh" "$work/init"
 	# In dependency order, as modprobe would load them; built-in ones are simply absent from the list.
 	mods=$(for m in virtio_pci 9pnet_virtio 9p overlay; do
