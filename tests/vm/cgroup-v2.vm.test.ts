@@ -293,8 +293,8 @@ ${policy('none')}targets:
     await run(second, toolPath('hog'), ['--threads', '1']);
     await a.waitFor((l) => l.msg === 'targets changed' && JSON.stringify(l.added).includes('bbb222'), SLOW);
     expect(await names()).toEqual(['web', name(first), name(second)]);
-    // Its tasks are attributed to it by their cgroup v2 id, in the kernel: the on-CPU time the agent saw for it adds
-    // up to most of what the cgroup's own cpu.stat counts (it was picked up a few ticks after it started), never more.
+    // Its tasks are attributed to it by their cgroup v2 id, in the kernel: the agent sees a good part of the on-CPU
+    // time the cgroup's own cpu.stat counts (it is picked up within 5 ticks of appearing), and never more.
     type Tick = { targets: Record<string, { runqlat?: { count: number; oncpuUs: number } }> };
     await sleep(5000);
     const { history } = await getJson<{ history: Tick[] }>(`http://127.0.0.1:${http}/api/signals`);
