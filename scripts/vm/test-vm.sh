@@ -221,7 +221,7 @@ JOB
 	fi
 	log "$series ($kv): tests exited $rc, qemu $qrc, $(($(date +%s) - start)) s"
 	if [ "$qrc" = 124 ]; then
-		log "$series: timed out after $TIMEOUT s"
+		log "$series: timed out after $TIMEOUT s; console log in $out"
 		return 1
 	fi
 	# Whatever the tests said, a guest kernel that oopsed or panicked is a failed run.
@@ -229,7 +229,9 @@ JOB
 		log "$series: the guest kernel reported a fault (Oops/BUG/WARNING/panic): see $out/console.log"
 		return 1
 	fi
-	[ "$rc" = 0 ]
+	[ "$rc" = 0 ] || return 1
+	# Kept only when something failed, for its console log and junit report.
+	rm -rf "$out"
 }
 
 failed=()
