@@ -48,13 +48,23 @@ export function parseTaskStat(tid: number, text: string): TaskStat | undefined {
   return { tid, state: f[0]!, processor, starttime, cpuTicks };
 }
 
-/** A thread's stat, or undefined when it has exited (or never existed). /proc/<tid> works for any thread id. */
+/**
+ * A thread's stat, or undefined when it has exited (or never existed). Read from /proc/<tid>/task/<tid>/stat, which
+ * works for any thread id: /proc/<tid>/stat of a thread reports the whole thread group's CPU time (utime, stime),
+ * which would give every thread of a process the same weight. A tree without the task/ entry (a fake) falls back to
+ * /proc/<tid>/stat.
+ */
 export function readTaskStat(tid: number, roots: ProcRoots = {}): TaskStat | undefined {
+  const dir = path.join(roots.procRoot ?? '/proc', String(tid));
   let text: string;
   try {
-    text = fs.readFileSync(path.join(roots.procRoot ?? '/proc', String(tid), 'stat'), 'utf8');
+    text = fs.readFileSync(path.join(dir, 'task', String(tid), 'stat'), 'utf8');
   } catch {
-    return undefined;
+    try {
+      text = fs.readFileSync(path.join(dir, 'stat'), 'utf8');
+    } catch {
+      return undefined;
+    }
   }
   return parseTaskStat(tid, text);
 }
