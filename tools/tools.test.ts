@@ -2,6 +2,7 @@
 // report parseable numbers and stop cleanly when told to.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -121,5 +122,22 @@ describe('futex-contend', () => {
     expect(final!.final).toBe(true);
     expect(final!.threads).toBe(2);
     expect(final!.acquisitions).toBeGreaterThan(0);
+  }, 30_000);
+});
+
+describe('numa-touch', () => {
+  it('writes every page of its memory, says so, keeps it resident, and exits 0 on SIGTERM', async () => {
+    const child = start('numa-touch', ['--mib', '32', '--threads', '2']);
+    const result = finish(child);
+    const rssKb = () => Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0);
+    for (let i = 0; i < 100 && rssKb() < 32 * 1024; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(rssKb()).toBeGreaterThanOrEqual(32 * 1024);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(child.exitCode).toBeNull();
+    process.kill(child.pid!, 'SIGTERM');
+    const { code, signal, stdout } = await result;
+    expect(signal).toBeNull();
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout.trim())).toEqual({ ready: true, mib: 32, threads: 2 });
   }, 30_000);
 });

@@ -1,31 +1,42 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 #
-# Runs the VM test suite (vitest project "vm") inside freshly booted VMs, one per kernel: Debian's own kernel
-# packages, booted by qemu (TCG: nested KVM is not available everywhere), with the host's root filesystem shared
-# read-only over 9p under a throw-away tmpfs overlay, a pure cgroup v2 hierarchy and nothing mounted that a fresh host
-# lacks. Kernel packages and the initramfs are cached in $EBPF_TUNER_VM_CACHE (default /var/cache/ebpf-tuner/vm).
+# Runs the VM test suite inside freshly booted VMs: Debian's own kernel packages, booted by qemu (TCG: nested KVM is
+# not available everywhere), with the host's root filesystem shared read-only over 9p under a throw-away tmpfs
+# overlay, a pure cgroup v2 hierarchy and nothing mounted that a fresh host lacks. Kernel packages and the initramfs
+# are cached in $EBPF_TUNER_VM_CACHE (default /var/cache/ebpf-tuner/vm).
 #
-#   scripts/vm/test-vm.sh [--kernel 6.1|6.12]... [--numa] [--list] [-- VITEST ARGS...]
+# Each kernel is booted twice: once with one NUMA node for vitest project "vm" (every tests/vm/*.vm.test.ts but
+# numa*), and once with two nodes for project "vm-numa" (tests/vm/numa*.vm.test.ts), which needs a second node and
+# fails without one. --numa, --project or vitest arguments select one boot.
 #
-# Exits non-zero when any kernel's run fails, times out, or cannot boot.
+#   scripts/vm/test-vm.sh [--kernel 6.1|6.12]... [--numa] [--project P] [-- VITEST ARGS...]
+#
+# Exits non-zero when any boot's run fails, times out, or cannot boot.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 CACHE=${EBPF_TUNER_VM_CACHE:-/var/cache/ebpf-tuner/vm}
 TIMEOUT=${EBPF_TUNER_VM_TIMEOUT:-1500}
 MEM=${EBPF_TUNER_VM_MEM:-4096}
+# One host thread runs every vCPU. With a thread per vCPU (multi), a vCPU can run a stale translation of kernel text
+# that another just patched (static keys flip as tracepoints attach), which the guest sees as a stray int3 and
+# oopses on (seen on 6.12: "Oops: int3" in update_cfs_group, the byte already patched back to a nop).
+TCG_THREADS=${EBPF_TUNER_VM_TCG_THREADS:-single}
 ALL_KERNELS=(6.1 6.12)
 
 usage() {
 	cat <<'USAGE'
 usage: scripts/vm/test-vm.sh [--kernel 6.1|6.12]... [--numa] [--project P] [-- VITEST ARGS...]
   --kernel K   boot this kernel series (repeatable; default: every one of 6.1 and 6.12)
-  --numa       give the guest two NUMA nodes (one CPU and half the memory each)
-  --project P  the vitest project to run inside (default: vm; "kernel" runs the host's kernel suite there)
+  --numa       boot only the guest with two NUMA nodes (one CPU and half the memory each); project vm-numa
+  --project P  the vitest project to run inside (default: vm, or vm-numa with --numa; "kernel" runs the host's
+               kernel suite there)
   --           the rest is passed to vitest inside the VM (e.g. a test file name)
+without --numa, --project and vitest arguments, each kernel is booted twice: one node (project vm), then two
+nodes (project vm-numa)
 environment: EBPF_TUNER_VM_CACHE (kernel/initramfs cache), EBPF_TUNER_VM_TIMEOUT (s per kernel, default 1500),
-             EBPF_TUNER_VM_MEM (MiB, default 4096)
+             EBPF_TUNER_VM_MEM (MiB, default 4096), EBPF_TUNER_VM_TCG_THREADS (single, default, or multi)
 USAGE
 }
 
@@ -37,7 +48,7 @@ log() { printf 'test-vm: %s\n' "$*" >&2; }
 
 kernels=()
 numa=0
-project=vm
+project=
 vitest_args=()
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -76,9 +87,24 @@ while [ $# -gt 0 ]; do
 done
 [ ${#kernels[@]} -gt 0 ] || kernels=("${ALL_KERNELS[@]}")
 
+# The boots per kernel, as "<nodes>:<project>".
+boots=()
+if [ "$numa" = 1 ]; then
+	boots=("2:${project:-vm-numa}")
+elif [ -n "$project" ] || [ ${#vitest_args[@]} -gt 0 ]; then
+	for a in "${vitest_args[@]}"; do
+		case "$a" in
+		*numa*.vm.test.ts) [ -n "$project" ] || die "$a needs a guest with two NUMA nodes — fix: add --numa" ;;
+		esac
+	done
+	boots=("1:${project:-vm}")
+else
+	boots=("1:vm" "2:vm-numa")
+fi
+
 [ "$(id -u)" = 0 ] || die "root is needed (qemu shares / with the guest, which runs the kernel tests as root)"
-for tool in qemu-system-x86_64 busybox cpio depmod modprobe xz apt-get dpkg-deb; do
-	command -v "$tool" >/dev/null || die "$tool not found — fix: run scripts/setup.sh (it installs qemu-system-x86, busybox-static, cpio, kmod, xz-utils)"
+for tool in qemu-system-x86_64 cpio depmod modprobe xz apt-get dpkg-deb; do
+	command -v "$tool" >/dev/null || die "$tool not found — fix: run scripts/setup.sh (it installs qemu-system-x86, cpio, kmod, xz-utils)"
 done
 [ -f "$ROOT/dist/.tsc-stamp" ] || die "the project is not built — fix: run scripts/setup.sh (or bash scripts/pretest.sh)"
 
@@ -127,6 +153,21 @@ kernel_dir() {
 	echo "$dir"
 }
 
+# A static busybox for the initramfs, unpacked from Debian's busybox-static package into the cache rather than
+# installed: on Debian that package replaces the dynamic busybox that initramfs-tools may use.
+static_busybox() {
+	local dir="$CACHE/busybox-static"
+	if [ ! -x "$dir/root/bin/busybox" ]; then
+		log "downloading busybox-static (cached in $CACHE)"
+		rm -rf "$dir"
+		mkdir -p "$dir/deb"
+		(cd "$dir/deb" && apt-get download busybox-static >&2) || die "apt-get download busybox-static failed"
+		dpkg-deb -x "$dir"/deb/*.deb "$dir/root"
+		rm -rf "$dir/deb"
+	fi
+	echo "$dir/root/bin/busybox"
+}
+
 # Builds (once per kernel) an initramfs with static busybox, init.sh and the modules that reach the host's root.
 initramfs() {
 	local dir=$1 kv=$2 out="$1/initramfs.cpio.gz" work mods m
@@ -136,8 +177,7 @@ initramfs() {
 	fi
 	work=$(mktemp -d)
 	mkdir -p "$work"/{bin,proc,sys,dev,modules,lower,rw,root}
-	cp "$(command -v busybox)" "$work/bin/busybox"
-	file -L "$work/bin/busybox" 2>/dev/null | grep -q 'statically linked' || true
+	cp "$(static_busybox)" "$work/bin/busybox"
 	install -m 0755 "$ROOT/scripts/vm/init.sh" "$work/init"
 	# In dependency order, as modprobe would load them; built-in ones are simply absent from the list.
 	mods=$(for m in virtio_pci 9pnet_virtio 9p overlay; do
@@ -161,7 +201,7 @@ initramfs() {
 }
 
 run_kernel() {
-	local series=$1 dir kv vmlinuz initrd out rc start numa_opts=() smp=2
+	local series=$1 nodes=$2 project=$3 dir kv vmlinuz initrd out rc start numa_opts=() smp=2
 	dir=$(kernel_dir "$series")
 	kv=$(ls "$dir/root/lib/modules")
 	vmlinuz="$dir/root/boot/vmlinuz-$kv"
@@ -179,16 +219,16 @@ cd $(printf '%q' "$ROOT")
 echo "vm: \$(uname -r), \$(nproc) CPUs, cgroup controllers: \$(cat /sys/fs/cgroup/cgroup.controllers)"
 node node_modules/vitest/vitest.mjs run --project $project --reporter=default --reporter=junit --outputFile.junit=$out/junit.xml$args
 JOB
-	if [ "$numa" = 1 ]; then
+	if [ "$nodes" = 2 ]; then
 		local half=$((MEM / 2))
 		numa_opts=(-object "memory-backend-ram,id=m0,size=${half}M" -object "memory-backend-ram,id=m1,size=${half}M"
 			-numa "node,nodeid=0,cpus=0,memdev=m0" -numa "node,nodeid=1,cpus=1,memdev=m1")
 	fi
-	log "booting $kv (TCG, $smp vCPUs, ${MEM} MiB$([ "$numa" = 1 ] && echo ', 2 NUMA nodes')); output in $out"
+	log "booting $kv (TCG $TCG_THREADS-threaded, $smp vCPUs, ${MEM} MiB$([ "$nodes" = 2 ] && echo ', 2 NUMA nodes'), project $project); output in $out"
 	start=$(date +%s)
 	set +e
 	timeout --foreground -k 10 "$TIMEOUT" qemu-system-x86_64 \
-		-accel tcg,thread=multi -cpu max -smp "$smp" -m "$MEM" "${numa_opts[@]}" \
+		-accel "tcg,thread=$TCG_THREADS" -cpu max -smp "$smp" -m "$MEM" "${numa_opts[@]}" \
 		-nographic -no-reboot -nic none \
 		-kernel "$vmlinuz" -initrd "$initrd" \
 		-append "console=ttyS0 panic=-1 quiet loglevel=3 vm.out=$out vm.kmods=$dir/root/lib/modules/$kv" \
@@ -198,23 +238,34 @@ JOB
 	set -e
 	rc=$(cat "$out/rc" 2>/dev/null || echo none)
 	if [ -s "$out/facts.jsonl" ]; then
-		log "$series: facts recorded by the tests ($out/facts.jsonl):"
+		log "$series, $nodes node(s): facts recorded by the tests ($out/facts.jsonl):"
 		sed 's/^/  /' "$out/facts.jsonl" >&2
 	fi
-	log "$series ($kv): tests exited $rc, qemu $qrc, $(($(date +%s) - start)) s"
+	log "$series ($kv, $nodes node(s), $project): tests exited $rc, qemu $qrc, $(($(date +%s) - start)) s"
 	if [ "$qrc" = 124 ]; then
-		log "$series: timed out after $TIMEOUT s"
+		log "$series: timed out after $TIMEOUT s; console log in $out"
 		return 1
 	fi
-	[ "$rc" = 0 ]
+	# Whatever the tests said, a guest kernel that oopsed or panicked is a failed run.
+	if grep -qE 'Kernel panic|Oops:|BUG: |WARNING: CPU' "$out/console.log"; then
+		log "$series: the guest kernel reported a fault (Oops/BUG/WARNING/panic): see $out/console.log"
+		return 1
+	fi
+	[ "$rc" = 0 ] || return 1
+	# Kept only when something failed, for its console log and junit report.
+	rm -rf "$out"
 }
 
 failed=()
+passed=()
 for k in "${kernels[@]}"; do
-	run_kernel "$k" || failed+=("$k")
+	for b in "${boots[@]}"; do
+		name="$k (${b%%:*} node(s), ${b#*:})"
+		if run_kernel "$k" "${b%%:*}" "${b#*:}"; then passed+=("$name"); else failed+=("$name"); fi
+	done
 done
 if [ ${#failed[@]} -gt 0 ]; then
-	log "FAILED on: ${failed[*]}"
+	log "FAILED on: $(printf '%s; ' "${failed[@]}")"
 	exit 1
 fi
-log "passed on: ${kernels[*]}"
+log "passed on: $(printf '%s; ' "${passed[@]}")"

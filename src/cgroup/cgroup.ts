@@ -80,8 +80,30 @@ export function readKnob(p: string): string {
 /**
  * Write one value in one write(2), as `echo value > file` does. No O_CREAT: a knob that is gone must fail with
  * ENOENT, not turn into a new regular file. O_TRUNC is a no-op on cgroupfs but keeps plain-file fakes faithful.
+ *
+ * One value the kernel refuses although it was the file's own: an empty v2 `cpuset.cpus` or `cpuset.mems` ("use the
+ * parent's") cannot be written back while the cgroup has tasks — a populated cpuset may not become empty
+ * (ENOSPC, validate_change() in kernel/cgroup/cpuset.c). Restoring such an original then writes the parent's
+ * effective list instead: the same CPUs or nodes the empty list gave the cgroup, which no longer follows later
+ * changes of the parent's, but which is the nearest the kernel allows while the tasks are there.
  */
 export function writeKnob(p: string, value: string): void {
+  try {
+    writeOnce(p, value);
+  } catch (e) {
+    const file = path.basename(p);
+    if (value.trim() !== '' || (file !== 'cpuset.cpus' && file !== 'cpuset.mems') || errnoCode(e instanceof TunerError ? e.cause : e) !== 'ENOSPC') throw e;
+    let inherited: string;
+    try {
+      inherited = readKnob(path.join(path.dirname(path.dirname(p)), `${file}.effective`));
+    } catch {
+      throw e; // no v2 parent to inherit from: the kernel's refusal stands
+    }
+    writeOnce(p, inherited);
+  }
+}
+
+function writeOnce(p: string, value: string): void {
   const data = value.endsWith('\n') ? value : value + '\n';
   let fd: number;
   try {

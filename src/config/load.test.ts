@@ -46,12 +46,12 @@ describe('defaults', () => {
       tickMs: 1000,
       ewmaAlpha: 0.3,
       signals: {
-        runqlat: { enabled: true, perThread: false },
+        runqlat: { enabled: true, perThread: false, attach: 'auto' },
         psi: { enabled: true, triggers: [] },
         cgstat: { enabled: true },
-        net: { enabled: true },
-        futex: { enabled: true },
-        blkio: { enabled: true },
+        net: { enabled: true, attach: 'auto' },
+        futex: { enabled: true, attach: 'auto' },
+        blkio: { enabled: true, attach: 'auto' },
       },
       targets: [],
       policy: {
@@ -134,11 +134,11 @@ describe('a full document', () => {
 tick: 250ms
 ewma_alpha: 0.5
 signals:
-  runqlat: { enabled: false, per_thread: true }
+  runqlat: { enabled: false, per_thread: true, attach: raw_tp }
   psi: { triggers: [{ resource: memory, kind: full, stall: 150ms, window: 2s }] }
   cgstat: { enabled: false }
-  net: { enabled: false }
-  futex: { enabled: false }
+  net: { enabled: false, attach: raw_tp }
+  futex: { enabled: false, attach: tracepoint }
   blkio: { enabled: false }
 targets:
   - name: web
@@ -171,12 +171,12 @@ closed_loop:
       tickMs: 250,
       ewmaAlpha: 0.5,
       signals: {
-        runqlat: { enabled: false, perThread: true },
+        runqlat: { enabled: false, perThread: true, attach: 'raw_tp' },
         psi: { enabled: true, triggers: [{ resource: 'memory', kind: 'full', stallUs: 150_000, windowUs: 2_000_000 }] },
         cgstat: { enabled: false },
-        net: { enabled: false },
-        futex: { enabled: false },
-        blkio: { enabled: false },
+        net: { enabled: false, attach: 'raw_tp' },
+        futex: { enabled: false, attach: 'tracepoint' },
+        blkio: { enabled: false, attach: 'auto' },
       },
       targets: [
         { name: 'web', role: 'protect', cgroup: '/sys/fs/cgroup/web.slice' },

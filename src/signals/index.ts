@@ -23,7 +23,11 @@ export function createSignals(config: Config, observeHost: boolean): Signal[] {
   if (config.signals.net.enabled) out.push(new NetSignal({ host: true, hooks: attachOrder(config.signals.net.attach, NET_HOOK_ORDER) }));
   if (config.signals.futex.enabled) out.push(new FutexSignal({ host: observeHost, hooks: attachOrder(config.signals.futex.attach, FUTEX_HOOK_ORDER) }));
   if (config.signals.blkio.enabled) out.push(new BlkioSignal({ host: observeHost, hooks: attachOrder(config.signals.blkio.attach, BLKIO_HOOK_ORDER) }));
-  if (config.policy.cpusetSpread.enabled) out.push(new PlacementSignal({ idleBelow: config.policy.cpusetSpread.idleBelow }));
-  if (config.policy.numaRebalance.enabled) out.push(new NumaSignal({ everyTicks: config.policy.numaRebalance.sampleTicks }));
+  if (config.policy.cpusetSpread.enabled) {
+    out.push(new PlacementSignal({ idleBelow: config.policy.cpusetSpread.idleBelow, widenCpuset: config.policy.cpusetSpread.mode === 'cpuset' }));
+  }
+  if (config.policy.numaRebalance.enabled) {
+    out.push(new NumaSignal({ everyTicks: config.policy.numaRebalance.sampleTicks, move: config.policy.numaRebalance.move }));
+  }
   return out;
 }

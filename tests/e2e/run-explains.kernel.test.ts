@@ -2,10 +2,12 @@
  * What `run` says about itself while it runs, through the real CLI: the NUMA rule that has nothing to do on a
  * one-node host says so once at start (and numa_maps is never read), and `/api/status` reports the agent's state.
  */
-import { readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanupAll, killAndWait } from '../../src/testing/cgroups.js';
-import { startAgent, tempDir } from './helpers.js';
+import { CLI, startAgent, tempDir } from './helpers.js';
 
 afterAll(async () => {
   await cleanupAll();
@@ -33,6 +35,23 @@ describe('run explains itself', () => {
       expect(agent.lines.some((l) => l.msg === 'numa sampling numa_maps')).toBe(false);
     } finally {
       await killAndWait(agent);
+      state.remove();
+    }
+  });
+
+  it('never opens a numa_maps on a one-node host, even with a target whose process holds memory', () => {
+    expect(nodes, 'this test needs a one-node host').toBeLessThanOrEqual(1);
+    const state = tempDir();
+    try {
+      const trace = join(state.path, 'strace.out');
+      const cfg = state.file('c.yaml', `tick: 500ms\npolicy:\n  numa_rebalance: {sample_ticks: 1}\ntargets:\n  - {name: me, pids: [${process.pid}], role: protect}\n`);
+      // Every file the agent and its threads open, over six ticks that would each sample numa_maps on two nodes.
+      const r = spawnSync('strace', ['-f', '-qq', '-e', 'trace=openat,open', '-o', trace, CLI, 'run', '--dry-run', '--duration', '3', '--state-dir', state.path, '--config', cfg], { encoding: 'utf8', timeout: 60_000 });
+      expect(r.status, r.stderr).toBe(0);
+      const opened = readFileSync(trace, 'utf8');
+      expect(opened).toMatch(/\/proc\/\d+\/(task\/\d+\/)?stat"/); // the trace sees the agent's /proc reads
+      expect(opened).not.toMatch(/numa_maps/);
+    } finally {
       state.remove();
     }
   });

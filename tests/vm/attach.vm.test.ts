@@ -1,11 +1,12 @@
 /**
  * Every attach variant of every eBPF signal, pinned through the config (`signals.<name>.attach`) and proven on the
  * kernels of the matrix: the agent attaches the pinned variant, and the signal still counts what it should (run-queue
- * events and futex waits of a target, checked against the workload). With `auto` the variant each kernel gets is
+ * events and futex waits of a target, and the host's drops of refused loopback connections with their reason). With `auto` the variant each kernel gets is
  * recorded for the README's kernel × signal table. A variant never creates maps only another variant uses: with
  * every raw_tp fallback pinned, the agent holds no task-storage map (a map type older kernels lack).
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toolPath } from '../../src/bpf/paths.js';
@@ -50,7 +51,23 @@ function mapTypes(pid: number): number[] {
   return out;
 }
 
-type Snap = { last: { targets: Record<string, { runqlat?: { count: number; oncpuUs: number }; futex?: { count: number } }> } };
+type Snap = {
+  last: {
+    targets: Record<string, { runqlat?: { count: number; oncpuUs: number }; futex?: { count: number } }>;
+    host?: { net?: { drops: number; dropReasons: Record<string, number> } };
+  };
+};
+
+/** SYNs to a closed loopback port: the kernel answers each with a reset and frees the SYN as NO_SOCKET. */
+async function refusedConnections(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    await new Promise<void>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port: 9 });
+      s.on('error', () => resolve());
+      s.on('connect', () => (s.destroy(), resolve()));
+    });
+  }
+}
 
 async function runPinned(pins: Pins): Promise<{ agent: AgentProcess; attached: Record<string, string>; http: number }> {
   const http = port();
@@ -78,14 +95,21 @@ targets:
   return { agent, attached, http };
 }
 
-/** Waits for a tick in which the target shows run-queue events and futex waits. */
-async function countsEvents(http: number): Promise<{ runqlat: number; futex: number }> {
-  let last = { runqlat: 0, futex: 0 };
+/**
+ * Waits for the ticks that show the target's run-queue events and futex waits, and the host's drops of refused
+ * loopback connections made meanwhile (with their reason).
+ */
+async function countsEvents(http: number): Promise<{ runqlat: number; futex: number; noSocketDrops: number }> {
+  const last = { runqlat: 0, futex: 0, noSocketDrops: 0 };
   for (let i = 0; i < 20; i++) {
+    await refusedConnections(20);
     await sleep(1000);
-    const t = (await getJson<Snap>(`http://127.0.0.1:${http}/api/signals`)).last?.targets.app;
-    last = { runqlat: t?.runqlat?.count ?? 0, futex: t?.futex?.count ?? 0 };
-    if (last.runqlat > 0 && last.futex > 0) return last;
+    const snap = (await getJson<Snap>(`http://127.0.0.1:${http}/api/signals`)).last;
+    const t = snap?.targets.app;
+    last.runqlat = Math.max(last.runqlat, t?.runqlat?.count ?? 0);
+    last.futex = Math.max(last.futex, t?.futex?.count ?? 0);
+    last.noSocketDrops = Math.max(last.noSocketDrops, snap?.host?.net?.dropReasons.NO_SOCKET ?? 0);
+    if (last.runqlat > 0 && last.futex > 0 && last.noSocketDrops > 0) return last;
   }
   return last;
 }
@@ -103,6 +127,7 @@ describe('attach variants on this kernel', () => {
     const c = await countsEvents(http);
     expect(c.runqlat).toBeGreaterThan(0);
     expect(c.futex).toBeGreaterThan(0);
+    expect(c.noSocketDrops).toBeGreaterThan(0);
     await stop(agent);
   });
 
@@ -118,6 +143,7 @@ describe('attach variants on this kernel', () => {
       const c = await countsEvents(http);
       expect(c.runqlat).toBeGreaterThan(0);
       expect(c.futex).toBeGreaterThan(0);
+      expect(c.noSocketDrops).toBeGreaterThan(0);
       if (pins.runqlat === 'raw_tp' && pins.futex === 'raw_tp') {
         // The raw_tp fallbacks are for kernels without task storage: they must not create such a map.
         expect(mapTypes(agent.pid)).not.toContain(MapType.TASK_STORAGE);

@@ -3,7 +3,7 @@
  * /sys/fs/cgroup, nothing mounted that a fresh host lacks), and fails — never skips — anywhere else.
  */
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { detectLayout } from '../../src/cgroup/layout.js';
@@ -19,6 +19,40 @@ export function requireVm(): void {
   const layout = detectLayout();
   if (layout.controllers.cpu?.version !== 2 || layout.controllers.cpu.mount !== CG) {
     throw new Error(`expected a pure cgroup v2 host with cpu at ${CG}, found ${JSON.stringify(layout.controllers)}`);
+  }
+}
+
+/** NUMA nodes of this machine with their CPUs, from sysfs (none listed: a kernel without NUMA, one node). */
+export function numaNodes(): Map<number, number[]> {
+  const base = '/sys/devices/system/node';
+  const out = new Map<number, number[]>();
+  let names: string[] = [];
+  try {
+    names = readdirSync(base).filter((n) => /^node\d+$/.test(n));
+  } catch {
+    // no NUMA sysfs
+  }
+  for (const n of names) {
+    const cpus = read(join(base, n, 'cpulist'))
+      .split(',')
+      .filter(Boolean)
+      .flatMap((r) => {
+        const [a, b] = r.split('-').map(Number);
+        return Array.from({ length: (b ?? a!) - a! + 1 }, (_, i) => a! + i);
+      });
+    out.set(Number(n.slice(4)), cpus);
+  }
+  return new Map([...out].sort((a, b) => a[0] - b[0]));
+}
+
+/** Throws unless this is the test VM booted with two NUMA nodes (test-vm.sh --numa: node 0 = CPU 0, node 1 = CPU 1). */
+export function requireNumaVm(): void {
+  requireVm();
+  const nodes = numaNodes();
+  if (nodes.size !== 2 || nodes.get(0)?.join() !== '0' || nodes.get(1)?.join() !== '1') {
+    throw new Error(
+      `the NUMA VM tests need a guest with two nodes (node 0 = CPU 0, node 1 = CPU 1), found ${JSON.stringify([...nodes])} — run them with scripts/vm/test-vm.sh --numa (npm run test:vm boots such a guest for tests/vm/numa*.vm.test.ts)`,
+    );
   }
 }
 

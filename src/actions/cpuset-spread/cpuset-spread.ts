@@ -21,6 +21,8 @@ import { RESTORE_KEY } from '../../engine/strategy.js';
 import type { RestoreItem } from '../../journal/restore.js';
 import { formatCpuList, parseCpuList } from '../../signals/placement/cpulist.js';
 import {
+  cpusetDirOf,
+  cpusetVersionOf,
   effectiveCpusFile,
   readTaskStat,
   targetThreads,
@@ -73,34 +75,7 @@ interface LiveThread {
   starttime: number;
 }
 
-/** Which cpuset interface a directory speaks: v1 (cpuset.effective_cpus) or v2 (cpuset.cpus.effective). */
-export function cpusetVersionOf(dir: string, layout: CgroupLayout): 1 | 2 {
-  const ctrl = layout.controllers.cpuset;
-  if (ctrl?.version === 1 && (dir === ctrl.mount || dir.startsWith(ctrl.mount + '/'))) return 1;
-  return fs.existsSync(path.join(dir, 'cpuset.effective_cpus')) ? 1 : 2;
-}
-
-/**
- * The cpuset cgroup of a cgroup target: its own directory when that has cpuset files (v2 with +cpuset, or a target
- * named in the v1 cpuset hierarchy), else the same relative path under the v1 cpuset hierarchy, where systemd and
- * container runtimes mirror a unit's cgroup. Undefined for pid targets and when neither exists.
- */
-export function cpusetDirOf(target: Target, layout: () => CgroupLayout): string | undefined {
-  if (target.scope.kind !== 'cgroup') return undefined;
-  const dir = target.scope.path;
-  if (fs.existsSync(path.join(dir, 'cpuset.cpus'))) return dir;
-  if (target.scope.version !== 1) return undefined;
-  const ctrl = layout().controllers.cpuset;
-  if (ctrl === undefined || ctrl.version !== 1) return undefined;
-  let root: string;
-  try {
-    root = controllerRootOf(dir, layout());
-  } catch {
-    return undefined;
-  }
-  const mirror = path.join(ctrl.mount, path.relative(root, dir));
-  return fs.existsSync(path.join(mirror, 'cpuset.cpus')) ? mirror : undefined;
-}
+export { cpusetDirOf, cpusetVersionOf };
 
 export function createCpusetSpreadAction(opts: CpusetSpreadOptions = {}): Action {
   const io = opts.io ?? kernelKnobIO;

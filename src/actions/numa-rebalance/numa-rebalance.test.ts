@@ -106,6 +106,15 @@ describe('numa_rebalance on a fake two-node host', () => {
     expect(() => action().plan(target, { memNode: 1 })).toThrow(/node 1 has 49 MiB free, too little for the 47 MiB that would move there/);
   });
 
+  it('refuses to move memory while the kernel balances NUMA itself, and still moves CPUs', () => {
+    fs.mkdirSync(path.join(numa.procRoot, 'sys/kernel'), { recursive: true });
+    fs.writeFileSync(path.join(numa.procRoot, 'sys/kernel/numa_balancing'), '1\n');
+    expect(() => action().plan(target, { memNode: 0 })).toThrow(
+      /kernel's automatic NUMA balancing is on \(kernel.numa_balancing=1\) and moves pages itself.* — fix: sysctl kernel.numa_balancing=0/,
+    );
+    expect(action().plan(target, { cpusNode: 0 }).changes).toMatchObject([{ to: '0-1' }]);
+  });
+
   it('refuses nodes that do not exist, malformed requests and targets without a cpuset', () => {
     expect(() => action().plan(target, { cpusNode: 7 })).toThrow(/node 7 does not exist \(nodes: 0-1\)/);
     expect(() => action().plan(target, { cpusNode: 0, memNode: 0 })).toThrow(/exactly one of cpusNode and memNode/);

@@ -6,7 +6,8 @@
  *   - `{ memNode: N }` — move the memory to the CPUs: `cpuset.mems` becomes N (new allocations land there), and
  *     migrate_pages(2) moves each process's existing pages to N. The mems are journaled and put back on revert;
  *     pages already moved stay where they are (they are on a node the original mems allowed too, so nothing is
- *     left out of bounds, and moving gigabytes back would cost as much again).
+ *     left out of bounds, and moving gigabytes back would cost as much again). Refused while the kernel's automatic
+     NUMA balancing is on (kernel.numa_balancing ≠ 0): the kernel moves pages itself, and two movers would race.
  *   - `{ restore: 1 }` — put every journaled original back.
  *
  * The cpuset cgroup is the target's own directory on v2, the same relative path under the v1 cpuset hierarchy on
@@ -28,7 +29,7 @@ import {
   targetProcesses,
   type ProcRoots,
 } from '../../signals/placement/procfs.js';
-import { nodeMemFreeKb, parseNumaMaps, readTopology, type NodeUsage } from '../../signals/numa/numa.js';
+import { kernelNumaBalancing, nodeMemFreeKb, parseNumaMaps, readTopology, type NodeUsage } from '../../signals/numa/numa.js';
 import type { Action, ActionPlan, ApplyResult, Desired } from '../action.js';
 import { affinityKnobPath } from '../cpuset-spread/affinity.js';
 import { cpusetDirOf, cpusetVersionOf } from '../cpuset-spread/cpuset-spread.js';
@@ -190,6 +191,15 @@ export function createNumaRebalanceAction(opts: NumaRebalanceOptions = {}): Acti
           changes: normalizeKnobValue(raw) === to ? [] : [{ knob: k.cpus, from: raw, to }],
           notes,
         };
+      }
+      // Whatever proposed it, a page move while the kernel moves pages itself would race it: refuse, saying how to
+      // hand the placement over.
+      const balancing = kernelNumaBalancing(opts);
+      if (balancing !== 0) {
+        throw fail(
+          target,
+          `the kernel's automatic NUMA balancing is on (kernel.numa_balancing=${balancing}) and moves pages itself; a second mover would race it — fix: sysctl kernel.numa_balancing=0 to let numa_rebalance move memory, or move: cpus`,
+        );
       }
       const allowedMems = parentEffective(k.dir, 'mems');
       if (!allowedMems.includes(node)) {

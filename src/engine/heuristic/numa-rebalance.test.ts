@@ -99,6 +99,24 @@ describe('NumaRebalanceRule', () => {
     });
   });
 
+  it('moves no memory while the kernel balances NUMA itself, but still moves the CPUs', () => {
+    const on = (k: Kind[], p: NumaRebalancePolicy) => {
+      const rule = new NumaRebalanceRule(p);
+      const snaps = k.map((x, i) => snapshot(i, x));
+      for (const s of snaps) (s.targets.db!.numa as NumaStats).kernelBalancing = 1;
+      return rule.decide({
+        now: snaps.at(-1)!.time,
+        snapshot: snaps.at(-1)!,
+        history: snaps.slice(0, -1),
+        targets,
+        current: () => ({ cpusNode: -1, memNode: -1 }),
+        changed: () => false,
+      });
+    };
+    expect(on(['FAR', 'FAR', 'FAR'], { ...policy, move: 'memory' })).toEqual([]);
+    expect(on(['FAR', 'FAR', 'FAR'], policy).map((n) => n.desired)).toEqual([{ cpusNode: 0 }]);
+  });
+
   it('does not repeat a move already in place, and does nothing when disabled', () => {
     expect(decide(['FAR', 'FAR', 'FAR'], { cpusNode: 0, memNode: -1 })).toEqual([]);
     expect(decide(['FAR', 'FAR', 'FAR'], { cpusNode: -1, memNode: -1 }, false, { ...policy, enabled: false })).toEqual([]);

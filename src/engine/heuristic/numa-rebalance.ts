@@ -9,6 +9,13 @@
  * accesses" would undo every fix. Calm is "the memory has no home any more" (its largest share fell well below the
  * dominance that triggered the move), and between the two the change holds. On a host with one node the NUMA
  * signal reports nothing, and the rule never fires.
+ *
+ * While the kernel's own NUMA balancing is on (kernel.numa_balancing ≠ 0) the rule moves no memory: the kernel
+ * migrates pages toward the threads that fault on them and tasks toward their memory, so a second mover of pages
+ * would race it (the rule moving pages to the threads while the kernel moves the threads to the pages). Moving the
+ * CPUs stays allowed: a cpuset is a bound the kernel's balancer honours, and the placement it leads to (threads on
+ * the node of their memory) is the one the kernel converges to itself; it only fires where the kernel has left the
+ * memory remote for trigger_ticks samples (memory it may not move, as under an MPOL_BIND policy).
  */
 import type { NumaRebalancePolicy } from '../../config/types.js';
 import type { TickSnapshot } from '../../core/types.js';
@@ -99,6 +106,8 @@ export class NumaRebalanceRule implements Strategy {
     let desired: Record<string, number>;
     let move: string;
     if (p.move === 'memory') {
+      // The kernel moves pages itself (see the module comment); the signal said so when it noticed.
+      if (n.kernelBalancing > 0) return undefined;
       if (n.cpuNode < 0 || n.cpuNode === n.memNode || current.memNode === n.cpuNode) return undefined;
       desired = { memNode: n.cpuNode };
       move = `moving its memory to node ${n.cpuNode} (cpuset.mems and migrate_pages)`;

@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../core/log.js';
 import type { Target, TargetSignals } from '../../core/types.js';
-import { onlineCpus } from '../placement/procfs.js';
+import { toolPath } from '../../bpf/paths.js';
+import { onlineCpus, readTaskStat } from '../placement/procfs.js';
 import { cleanupAll, killAndWait, spawnTracked } from '../../testing/cgroups.js';
 import { NumaSignal, parseNumaMaps, readTopology, sampleNuma } from './numa.js';
 
@@ -19,6 +20,22 @@ afterAll(async () => {
 });
 
 describe('NUMA readers on the real kernel', () => {
+  it("weighs each thread by its own CPU time, not its process's", async () => {
+    // /proc/<tid>/stat of any thread reports the whole process's utime and stime; the weights need each thread's.
+    const p = spawnTracked(toolPath('numa-touch'), ['--mib', '8']);
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      const tids = fs.readdirSync(`/proc/${p.pid}/task`).map(Number);
+      const leader = readTaskStat(p.pid)!;
+      const toucher = readTaskStat(tids.find((t) => t !== p.pid)!)!;
+      // The leader only waits for a signal; the toucher spins.
+      expect(toucher.cpuTicks).toBeGreaterThan(50);
+      expect(leader.cpuTicks).toBeLessThan(toucher.cpuTicks / 4);
+    } finally {
+      await killAndWait(p);
+    }
+  });
+
   it('reads the topology, and a real process as all local on node 0', async () => {
     const topo = readTopology();
     expect(topo.nodes.flatMap((n) => n.cpus).sort((a, b) => a - b)).toEqual(onlineCpus());

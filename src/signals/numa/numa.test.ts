@@ -1,10 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../core/log.js';
 import type { Target, TargetSignals } from '../../core/types.js';
 import { createFakeNuma, type FakeNuma } from './fake-numa.js';
-import { NumaSignal, nodeMemFreeKb, parseNumaMaps, readTopology, sampleNuma, summarizeNuma } from './numa.js';
+import { NumaSignal, kernelNumaBalancing, nodeMemFreeKb, parseNumaMaps, readTopology, sampleNuma, summarizeNuma } from './numa.js';
 
 describe('numa_maps', () => {
   it('sums N<node>= pages per node and weighs them by the mapping page size', () => {
@@ -117,6 +118,31 @@ describe('NumaSignal on a fake two-node host', () => {
     const t: Target = { name: 'db', role: 'protect', slot: 0, scope: { kind: 'cgroup', path: cg, version: 2, id: 1n } };
     const topo = readTopology({ sysRoot: fake.sysRoot });
     expect(sampleNuma(t, topo, { procRoot: fake.procRoot })).toMatchObject({ memNode: 0, cpuNode: 1, totalKb: 40000 });
+  });
+
+  it('records kernel.numa_balancing with each sample, says so at start and when it changes', () => {
+    const sysctl = path.join(fake.procRoot, 'sys/kernel/numa_balancing');
+    expect(kernelNumaBalancing({ procRoot: fake.procRoot })).toBe(0); // no such file: a kernel without it
+    fs.mkdirSync(path.dirname(sysctl), { recursive: true });
+    fs.writeFileSync(sysctl, '1\n');
+    const said: string[] = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => void said.push((JSON.parse(l) as { msg: string }).msg) });
+    const sig = new NumaSignal({ everyTicks: 1, procRoot: fake.procRoot, sysRoot: fake.sysRoot, move: 'memory' });
+    sig.start({ log, targets: [target], cgroupVersion: 2 });
+    expect(said.filter((m) => m.startsWith('kernel NUMA balancing'))).toEqual([
+      'kernel NUMA balancing is on (kernel.numa_balancing=1): the kernel itself moves pages toward the threads that touch them, so numa_rebalance (move: memory) holds back and moves no memory while it runs — set kernel.numa_balancing=0 to let it',
+    ]);
+    expect(collect(sig).numa).toMatchObject({ kernelBalancing: 1 });
+    expect(collect(sig).numa).toMatchObject({ kernelBalancing: 1 });
+    fs.writeFileSync(sysctl, '0\n');
+    expect(collect(sig).numa).toMatchObject({ kernelBalancing: 0 });
+    fs.writeFileSync(sysctl, '2\n');
+    expect(collect(sig).numa).toMatchObject({ kernelBalancing: 2 });
+    expect(said.filter((m) => m.startsWith('kernel NUMA balancing')).slice(1).map((m) => m.split(':')[0])).toEqual([
+      'kernel NUMA balancing turned off (kernel.numa_balancing=0)',
+      'kernel NUMA balancing is turned on (kernel.numa_balancing=2)',
+    ]);
+    sig.close();
   });
 
   it('reads nothing on a one-node host', () => {

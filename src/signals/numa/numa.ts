@@ -6,6 +6,10 @@
  *
  * numa_maps walks every mapped page of a process, so it is read every `everyTicks` ticks, not every tick, and the
  * last sample is reported in between. On a host with one node nothing is read at all: every access is local.
+ *
+ * Each sample also records whether the kernel's own automatic NUMA balancing (kernel.numa_balancing) is on: it moves
+ * pages toward the threads that touch them, the same placement numa_rebalance changes, and the rule steps aside from
+ * moving memory while it runs.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -63,6 +67,20 @@ export function readTopology(roots: ProcRoots = {}): NumaTopology {
   const nodeOfCpu = new Map<number, number>();
   for (const n of nodes) for (const c of n.cpus) nodeOfCpu.set(c, n.id);
   return { nodes, nodeOfCpu };
+}
+
+/**
+ * The kernel's automatic NUMA balancing mode, /proc/sys/kernel/numa_balancing: 0 off, 1 normal (pages move toward
+ * the threads that fault on them, tasks toward their memory), 2 memory tiering (6.0+: hot pages promoted from slow
+ * nodes), 3 both. 0 when the file is missing (a kernel built without CONFIG_NUMA_BALANCING) or unreadable.
+ */
+export function kernelNumaBalancing(roots: ProcRoots = {}): number {
+  try {
+    const v = Number(fs.readFileSync(path.join(roots.procRoot ?? '/proc', 'sys/kernel/numa_balancing'), 'utf8').trim());
+    return Number.isInteger(v) && v >= 0 ? v : 0;
+  } catch {
+    return 0;
+  }
 }
 
 /** Free memory of a node in kB, from the "Node <N> MemFree: <kB> kB" line of node<N>/meminfo; undefined if absent. */
@@ -132,11 +150,15 @@ export interface NumaStats {
   remoteFraction: number;
   /** Memory in total, kB. */
   totalKb: number;
+  /** kernel.numa_balancing when the sample was taken (0 off); see kernelNumaBalancing. */
+  kernelBalancing: number;
 }
 
 export interface NumaOptions extends ProcRoots {
   /** Read numa_maps every this many ticks (≥ 1). */
   everyTicks: number;
+  /** policy.numa_rebalance.move, only to say at start what kernel NUMA balancing leaves the rule to do. */
+  move?: 'cpus' | 'memory';
 }
 
 export class NumaSignal implements Signal {
@@ -148,6 +170,8 @@ export class NumaSignal implements Signal {
   private readonly last = new Map<string, NumaStats>();
   /** tid → CPU ticks at the last sample, for the weights. */
   private prevTicks = new Map<number, number>();
+  /** kernel.numa_balancing at the last sample, to say when someone turns it on or off. */
+  private balancing = 0;
 
   constructor(private readonly opts: NumaOptions) {}
 
@@ -164,6 +188,29 @@ export class NumaSignal implements Signal {
       return;
     }
     this.log.info({ nodes: this.topo.nodes.length, everyTicks: this.opts.everyTicks }, 'numa sampling numa_maps');
+    this.balancing = kernelNumaBalancing(this.opts);
+    if (this.balancing !== 0) this.sayBalancing('on');
+  }
+
+  /**
+   * Said at start and whenever kernel.numa_balancing changes, so an idle rule is explained rather than silent: the
+   * kernel and the rule would otherwise move the same memory in opposite directions (it moves pages to the threads
+   * while the rule, or the kernel itself, moves the threads to the pages).
+   */
+  private sayBalancing(how: 'on' | 'turned on' | 'turned off'): void {
+    const v = this.balancing;
+    if (how === 'turned off') {
+      this.log?.info({ numaBalancing: v }, 'kernel NUMA balancing turned off (kernel.numa_balancing=0): numa_rebalance moves memory again where configured');
+      return;
+    }
+    const does =
+      this.opts.move === 'memory'
+        ? 'numa_rebalance (move: memory) holds back and moves no memory while it runs — set kernel.numa_balancing=0 to let it'
+        : 'numa_rebalance moves no memory while it runs; it still moves the CPUs of a target to memory the kernel leaves remote';
+    this.log?.info(
+      { numaBalancing: v },
+      `kernel NUMA balancing is ${how} (kernel.numa_balancing=${v}): the kernel itself moves pages toward the threads that touch them, so ${does}`,
+    );
   }
 
   updateTargets(targets: Target[]): void {
@@ -177,8 +224,15 @@ export class NumaSignal implements Signal {
     // One node: every access is local, and nothing is worth reading.
     if (topo.nodes.length < 2) return;
     if (this.ticks++ % Math.max(1, this.opts.everyTicks) === 0) {
+      const balancing = kernelNumaBalancing(this.opts);
+      if (balancing !== this.balancing) {
+        this.balancing = balancing;
+        this.sayBalancing(balancing === 0 ? 'turned off' : 'turned on');
+      }
       const seen = new Map<number, number>();
-      for (const t of this.targets) this.last.set(t.name, sampleNuma(t, topo, this.opts, this.prevTicks, seen));
+      for (const t of this.targets) {
+        this.last.set(t.name, { ...sampleNuma(t, topo, this.opts, this.prevTicks, seen), kernelBalancing: balancing });
+      }
       this.prevTicks = seen;
     }
     for (const t of this.targets) {
@@ -237,6 +291,7 @@ export function summarizeNuma(
   usage: NodeUsage,
   threadCount: ReadonlyMap<number, number>,
   cpuWeight: ReadonlyMap<number, number>,
+  kernelBalancing = 0,
 ): NumaStats {
   let totalKb = 0;
   for (const v of usage.kb.values()) totalKb += v;
@@ -275,5 +330,6 @@ export function summarizeNuma(
     cpuNode: w.size > 0 ? argmax(w) : -1,
     remoteFraction: wtotal > 0 ? remote / wtotal : 0,
     totalKb,
+    kernelBalancing,
   };
 }

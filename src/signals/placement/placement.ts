@@ -8,11 +8,17 @@
  * No BPF: the answer is an instantaneous sample per tick, which procfs gives at a cost proportional to the
  * target's thread count, and the rule acting on it requires the condition over several ticks anyway.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Logger } from '../../core/log.js';
 import type { Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
 import { detectLayout, type CgroupLayout } from '../../cgroup/layout.js';
+import { parseCpuList } from './cpulist.js';
 import {
   busyFractions,
+  cpusetDirOf,
+  cpusetVersionOf,
+  effectiveCpusFile,
   readProcStat,
   readTaskStat,
   targetThreads,
@@ -24,6 +30,11 @@ import {
 export interface PlacementOptions extends ProcRoots {
   /** A CPU whose busy fraction over the window is below this counts as idle (0 < idleBelow ≤ 1). */
   idleBelow: number;
+  /**
+   * cpuset_spread in cpuset mode widens a cgroup target's own cpuset, up to what its parent's allows: then those
+   * CPUs are the ones it could use, not only the ones its cpuset allows now.
+   */
+  widenCpuset?: boolean;
   /** Injected for tests; probed at start when absent. */
   layout?: CgroupLayout;
 }
@@ -131,7 +142,25 @@ export function samplePlacement(
     // Only runnable threads could use another CPU now, so only theirs decide what "allowed" means.
     for (const c of threadAllowedCpus(tid, layout, opts, cpusetCache) ?? []) allowed.add(c);
   }
+  if (opts.widenCpuset && runnable > 0) for (const c of parentCpus(target, layout, cpusetCache) ?? []) allowed.add(c);
   return summarize(threads, runnable, perCpu, allowed, busy, opts.idleBelow);
+}
+
+/** The CPUs the parent of a cgroup target's cpuset allows: as far as that cpuset could be widened. */
+function parentCpus(target: Target, layout: CgroupLayout, cache: Map<string, number[]>): number[] | undefined {
+  const dir = cpusetDirOf(target, () => layout);
+  if (dir === undefined) return undefined;
+  const parent = path.dirname(dir);
+  const hit = cache.get(parent);
+  if (hit !== undefined) return hit;
+  const file = path.join(parent, effectiveCpusFile(cpusetVersionOf(parent, layout)));
+  try {
+    const cpus = parseCpuList(fs.readFileSync(file, 'utf8'), file);
+    cache.set(parent, cpus);
+    return cpus;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The pure part: counts per CPU, allowed CPUs and busy fractions → PlacementStats. */

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { TunerError, errnoCode } from '../../core/errors.js';
 import type { Target } from '../../core/types.js';
 import { listThreads } from '../../cgroup/cgroup.js';
-import type { CgroupLayout } from '../../cgroup/layout.js';
+import { controllerRootOf, type CgroupLayout } from '../../cgroup/layout.js';
 import { parseCpuList } from './cpulist.js';
 
 export interface ProcRoots {
@@ -48,13 +48,23 @@ export function parseTaskStat(tid: number, text: string): TaskStat | undefined {
   return { tid, state: f[0]!, processor, starttime, cpuTicks };
 }
 
-/** A thread's stat, or undefined when it has exited (or never existed). /proc/<tid> works for any thread id. */
+/**
+ * A thread's stat, or undefined when it has exited (or never existed). Read from /proc/<tid>/task/<tid>/stat, which
+ * works for any thread id: /proc/<tid>/stat of a thread reports the whole thread group's CPU time (utime, stime),
+ * which would give every thread of a process the same weight. A tree without the task/ entry (a fake) falls back to
+ * /proc/<tid>/stat.
+ */
 export function readTaskStat(tid: number, roots: ProcRoots = {}): TaskStat | undefined {
+  const dir = path.join(roots.procRoot ?? '/proc', String(tid));
   let text: string;
   try {
-    text = fs.readFileSync(path.join(roots.procRoot ?? '/proc', String(tid), 'stat'), 'utf8');
+    text = fs.readFileSync(path.join(dir, 'task', String(tid), 'stat'), 'utf8');
   } catch {
-    return undefined;
+    try {
+      text = fs.readFileSync(path.join(dir, 'stat'), 'utf8');
+    } catch {
+      return undefined;
+    }
   }
   return parseTaskStat(tid, text);
 }
@@ -246,4 +256,33 @@ export function threadAllowedCpus(
   }
   cache?.set(dir, cpus);
   return cpus;
+}
+
+/** Which cpuset interface a directory speaks: v1 (cpuset.effective_cpus) or v2 (cpuset.cpus.effective). */
+export function cpusetVersionOf(dir: string, layout: CgroupLayout): 1 | 2 {
+  const ctrl = layout.controllers.cpuset;
+  if (ctrl?.version === 1 && (dir === ctrl.mount || dir.startsWith(ctrl.mount + '/'))) return 1;
+  return fs.existsSync(path.join(dir, 'cpuset.effective_cpus')) ? 1 : 2;
+}
+
+/**
+ * The cpuset cgroup of a cgroup target: its own directory when that has cpuset files (v2 with +cpuset, or a target
+ * named in the v1 cpuset hierarchy), else the same relative path under the v1 cpuset hierarchy, where systemd and
+ * container runtimes mirror a unit's cgroup. Undefined for pid targets and when neither exists.
+ */
+export function cpusetDirOf(target: Target, layout: () => CgroupLayout): string | undefined {
+  if (target.scope.kind !== 'cgroup') return undefined;
+  const dir = target.scope.path;
+  if (fs.existsSync(path.join(dir, 'cpuset.cpus'))) return dir;
+  if (target.scope.version !== 1) return undefined;
+  const ctrl = layout().controllers.cpuset;
+  if (ctrl === undefined || ctrl.version !== 1) return undefined;
+  let root: string;
+  try {
+    root = controllerRootOf(dir, layout());
+  } catch {
+    return undefined;
+  }
+  const mirror = path.join(ctrl.mount, path.relative(root, dir));
+  return fs.existsSync(path.join(mirror, 'cpuset.cpus')) ? mirror : undefined;
 }
