@@ -90,6 +90,8 @@ targets:
   const agent = startAgent(['--config', config, '--state-dir', join(state.path, 'state'), '--listen', `127.0.0.1:${http}`]);
   procs.push(agent);
   await agent.waitFor((l) => l.msg === 'http listening', SLOW);
+  // The server is bound before the agent starts (/readyz says 503 until then).
+  await agent.waitFor((l) => l.msg === 'agent running', SLOW);
   const attached: Record<string, string> = {};
   for (const s of SIGNALS) attached[s] = String((await agent.waitFor((l) => l.msg === `${s} attached`, SLOW)).attach);
   return { agent, attached, http };

@@ -193,6 +193,8 @@ ${policy('none')}targets:
       ['--listen', `127.0.0.1:${http}`],
     );
     await a.waitFor((l) => l.msg === 'http listening', SLOW);
+    // The server is bound before the agent starts (/readyz says 503 until then).
+    await a.waitFor((l) => l.msg === 'agent running', SLOW);
     // Two hogs on one CPU in the target: each waits for the other, so the cgroup's own "some" stall is ~100%.
     await run(web, 'taskset', ['-c', '0', toolPath('hog'), '--threads', '2']);
     const fired = await a.waitFor((l) => l.msg === 'PSI trigger fired', SLOW);
@@ -254,6 +256,8 @@ describe('a threaded subtree (cgroup.type threaded)', () => {
     const http = port();
     const a = agent(noisyConfig(vt, ht), ['--listen', `127.0.0.1:${http}`]);
     await a.waitFor((l) => l.msg === 'http listening', SLOW);
+    // The server is bound before the agent starts (/readyz says 503 until then).
+    await a.waitFor((l) => l.msg === 'agent running', SLOW);
     await waitUntil(() => Number(read(join(ht, 'cpu.weight'))) < 100, SLOW, 'threaded hogs cpu.weight lowered');
     type Snap = { last: { targets: Record<string, { runqlat?: { count: number; oncpuUs: number } }> } };
     const snap = await getJson<Snap>(`http://127.0.0.1:${http}/api/signals`);
@@ -283,6 +287,8 @@ ${policy('none')}targets:
       ['--listen', `127.0.0.1:${http}`],
     );
     await a.waitFor((l) => l.msg === 'http listening', SLOW);
+    // The server is bound before the agent starts (/readyz says 503 until then).
+    await a.waitFor((l) => l.msg === 'agent running', SLOW);
     const name = (p: string) => `burstable/${p.slice(join(CG, qos).length + 1)}`;
     type Targets = { targets: { name: string }[] };
     const names = async () => (await getJson<Targets>(`http://127.0.0.1:${http}/api/targets`)).targets.map((t) => t.name);

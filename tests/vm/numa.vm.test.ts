@@ -211,6 +211,8 @@ describe('numa_rebalance on two nodes', () => {
     const http = port();
     const a = agent(config(cg, 'move: cpus'), ['--listen', `127.0.0.1:${http}`]);
     await a.waitFor((l) => l.msg === 'http listening', SLOW);
+    // The server is bound before the agent starts (/readyz says 503 until then).
+    await a.waitFor((l) => l.msg === 'agent running', SLOW);
     const applied = await a.waitFor((l) => l.action === 'numa_rebalance' && l.kind === 'applied', SLOW);
     expect(applied.msg).toMatch(/of app's \d+ MiB is on node 0 while its threads run mostly on node 1: .* moving its CPUs to node 0 \(cpuset\.cpus\)/);
     expect(read(join(cg, 'cpuset.cpus'))).toBe('0');
@@ -306,6 +308,8 @@ describe('numa_rebalance on two nodes', () => {
     const said = await a.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('kernel NUMA balancing is on'), SLOW);
     expect(said.msg).toMatch(/kernel\.numa_balancing=1\): the kernel itself moves pages toward the threads that touch them, so numa_rebalance \(move: memory\) holds back/);
     await a.waitFor((l) => l.msg === 'http listening', SLOW);
+    // The server is bound before the agent starts (/readyz says 503 until then).
+    await a.waitFor((l) => l.msg === 'agent running', SLOW);
     // Far for many more samples than trigger_ticks, and nothing moves: the kernel is left to it.
     const far = await waitForAgent(http, (_n, h) => h.filter((x) => x.remoteFraction > 0.9 && x.kernelBalancing === 1).length >= 6);
     expect(read(join(cg, 'cpuset.mems'))).toBe('');
