@@ -38,7 +38,7 @@ mount -t devtmpfs devtmpfs /root/dev
 mkdir -p /root/dev/pts /root/dev/shm
 mount -t devpts -o mode=600,ptmxmode=000 devpts /root/dev/pts
 mount -t tmpfs tmpfs /root/dev/shm
-mount -t tmpfs -o mode=1777 tmpfs /root/tmp
+# /tmp stays the host's (read-only below the overlay, writable on top): the checkout under test may live there.
 mount -t tmpfs -o mode=755 tmpfs /root/run
 mount -t cgroup2 cgroup2 /root/sys/fs/cgroup || fail "mount cgroup2"
 # What systemd does on every v2 host: every controller the kernel offers is enabled for the root's children.

@@ -106,6 +106,9 @@ fi
 for tool in qemu-system-x86_64 cpio depmod modprobe xz apt-get dpkg-deb; do
 	command -v "$tool" >/dev/null || die "$tool not found — fix: run scripts/setup.sh (it installs qemu-system-x86, cpio, kmod, xz-utils)"
 done
+case "$ROOT/" in
+/proc/* | /sys/* | /dev/* | /run/*) die "the checkout $ROOT is under a directory the guest mounts afresh — fix: clone it elsewhere, e.g. under /tmp or /srv" ;;
+esac
 [ -f "$ROOT/dist/.tsc-stamp" ] || die "the project is not built — fix: run scripts/setup.sh (or bash scripts/pretest.sh)"
 
 # The Debian package of the newest kernel of a series: 6.1 → linux-image-6.1.0-N-amd64-unsigned,
@@ -215,7 +218,7 @@ run_kernel() {
 set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root CI=\${CI:-true} EBPF_TUNER_VM=$series
 export EBPF_TUNER_VM_OUT=$out
-cd $(printf '%q' "$ROOT")
+cd $(printf '%q' "$ROOT") || exit 97
 echo "vm: \$(uname -r), \$(nproc) CPUs, cgroup controllers: \$(cat /sys/fs/cgroup/cgroup.controllers)"
 node node_modules/vitest/vitest.mjs run --project $project --reporter=default --reporter=junit --outputFile.junit=$out/junit.xml$args
 JOB
