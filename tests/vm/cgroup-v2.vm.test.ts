@@ -7,11 +7,11 @@
  */
 import { readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, onTestFailed } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { toolPath } from '../../src/bpf/paths.js';
 import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
-import { runCli, startAgent, tempDir, type AgentProcess } from '../e2e/helpers.js';
-import { CG, getJson, mkcg, port, read, report, requireVm, sleep, waitUntil } from './helpers.js';
+import { runCli, tempDir, type AgentProcess } from '../e2e/helpers.js';
+import { CG, getJson, mkcg, port, read, report, requireVm, sleep, startVmAgent, stopVmAgent, waitUntil } from './helpers.js';
 
 /** Generous: the VM's CPUs are emulated (TCG), several times slower than the host's. */
 const SLOW = 60_000;
@@ -68,18 +68,8 @@ async function run(cg: string, cmd: string, args: string[]): Promise<SpawnedProc
   return p;
 }
 
-function agent(config: string, extra: string[] = []): AgentProcess {
-  const a = startAgent(['--config', state.file('config.yaml', config), '--state-dir', join(state.path, 'state'), ...extra]);
-  procs.push(a);
-  onTestFailed(() => console.log(`agent log (last 40 lines):\n${a.lines.slice(-40).map((l) => JSON.stringify(l)).join('\n')}\nstderr: ${a.stderr()}`));
-  return a;
-}
-
-async function stop(a: AgentProcess): Promise<void> {
-  a.child.kill('SIGTERM');
-  const exit = await a.exited;
-  expect(exit.code, a.stderr()).toBe(0);
-}
+const agent = (config: string, extra: string[] = []): AgentProcess => startVmAgent(state, procs, config, extra);
+const stop = stopVmAgent;
 
 /** A victim that needs 60% of CPU 1 beside hogs on the same CPU: under EEVDF it waits only when it exceeds its share. */
 async function contention(victimCg: string, noisyCg: string): Promise<void> {

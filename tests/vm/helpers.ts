@@ -6,7 +6,10 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
+import { expect, onTestFailed } from 'vitest';
 import { detectLayout } from '../../src/cgroup/layout.js';
+import type { SpawnedProcess } from '../../src/testing/cgroups.js';
+import { startAgent, type AgentProcess, type tempDir } from '../e2e/helpers.js';
 
 export const CG = '/sys/fs/cgroup';
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -116,4 +119,22 @@ export function kernelRelease(): string {
 /** A free TCP port on loopback, for the agent's --listen. */
 export function port(): number {
   return 20000 + Math.floor(Math.random() * 20000);
+}
+
+/**
+ * Starts `ebpf-tuner run` with `config` (written into `state`) and the state directory `<state>/state`; it is added to
+ * `procs` for the test's cleanup, and a failing test prints its last log lines.
+ */
+export function startVmAgent(state: ReturnType<typeof tempDir>, procs: SpawnedProcess[], config: string, extra: string[] = []): AgentProcess {
+  const a = startAgent(['--config', state.file('config.yaml', config), '--state-dir', join(state.path, 'state'), ...extra]);
+  procs.push(a);
+  onTestFailed(() => console.log(`agent log (last 40 lines):\n${a.lines.slice(-40).map((l) => JSON.stringify(l)).join('\n')}\nstderr: ${a.stderr()}`));
+  return a;
+}
+
+/** SIGTERM, and the agent exits 0 (having restored every original). */
+export async function stopVmAgent(a: AgentProcess): Promise<void> {
+  a.child.kill('SIGTERM');
+  const exit = await a.exited;
+  expect(exit.code, a.stderr()).toBe(0);
 }

@@ -12,11 +12,12 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, onTestFailed } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { toolPath } from '../../src/bpf/paths.js';
+import type { NumaStats } from '../../src/signals/numa/numa.js';
 import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
-import { runCli, startAgent, tempDir, type AgentProcess } from '../e2e/helpers.js';
-import { getJson, kernelRelease, numaNodes, port, read, report, requireNumaVm, sleep, waitUntil } from './helpers.js';
+import { runCli, tempDir, type AgentProcess } from '../e2e/helpers.js';
+import { getJson, kernelRelease, numaNodes, port, read, report, requireNumaVm, sleep, startVmAgent, stopVmAgent, waitUntil } from './helpers.js';
 
 /** Generous: the VM's CPUs are emulated (TCG), several times slower than the host's. */
 const SLOW = 60_000;
@@ -64,18 +65,8 @@ targets:
 `;
 }
 
-function agent(cfg: string, extra: string[] = []): AgentProcess {
-  const a = startAgent(['--config', state.file('config.yaml', cfg), '--state-dir', join(state.path, 'state'), ...extra]);
-  procs.push(a);
-  onTestFailed(() => console.log(`agent log (last 40 lines):\n${a.lines.slice(-40).map((l) => JSON.stringify(l)).join('\n')}\nstderr: ${a.stderr()}`));
-  return a;
-}
-
-async function stop(a: AgentProcess): Promise<void> {
-  a.child.kill('SIGTERM');
-  const exit = await a.exited;
-  expect(exit.code, a.stderr()).toBe(0);
-}
+const agent = (cfg: string, extra: string[] = []): AgentProcess => startVmAgent(state, procs, cfg, extra);
+const stop = stopVmAgent;
 
 /** The target: a cgroup whose cpuset runs it on CPU 1 (node 1), with numa-touch's memory bound to node 0. */
 async function farTarget(): Promise<{ cg: string; pid: number }> {
@@ -184,15 +175,7 @@ function expectNumastatAgrees(pid: number, m: Measured): void {
   }
 }
 
-interface AgentNuma {
-  memKb: Record<string, number>;
-  memNode: number;
-  memShare: number;
-  cpuNode: number;
-  remoteFraction: number;
-  totalKb: number;
-  kernelBalancing: number;
-}
+type AgentNuma = Pick<NumaStats, 'memKb' | 'memNode' | 'memShare' | 'cpuNode' | 'remoteFraction' | 'totalKb' | 'kernelBalancing'>;
 type Signals = { last: Snap | null; history: Snap[] };
 type Snap = { time: number; targets: Record<string, { numa?: AgentNuma }> };
 
