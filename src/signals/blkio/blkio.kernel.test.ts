@@ -38,6 +38,7 @@ beforeAll(() => {
   closeSync(fd);
   try {
     loop = execFileSync('losetup', ['--find', '--show', image], { encoding: 'utf8' }).trim();
+    settle();
   } catch (e) {
     throw new Error(`blkio kernel test: set up a loop device over ${image} failed — the test needs losetup and the loop driver: ${String(e)}`);
   }
@@ -73,6 +74,21 @@ async function runIn(cgroup: string, cmd: string, args: string[]): Promise<strin
   const { code } = await p.exited;
   if (code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited with ${code}: ${err}`);
   return err;
+}
+
+/** Requests the device completed, reads and writes (/sys/block/<dev>/stat), the kernel's own count. */
+function completed(dev: string): number {
+  const f = readFileSync(`/sys/block/${basename(dev)}/stat`, 'utf8').trim().split(/\s+/).map(Number);
+  return f[0]! + f[4]!;
+}
+
+/** Lets udev finish probing the device (it reads it after every close of a writer), where udev runs. */
+function settle(): void {
+  try {
+    execFileSync('udevadm', ['settle', '--timeout=10'], { stdio: 'ignore' });
+  } catch {
+    // No udev on this host (containers, minimal systems): nothing probes the device behind the test's back.
+  }
 }
 
 function ddBytes(stderr: string): number {
@@ -129,6 +145,7 @@ describe('blkio on the real kernel', () => {
 
         // 512 × 64 KiB from the start of the device, then 256 × 64 KiB written from the start: each request begins
         // where the one before ended, except the first of each run.
+        const completedBefore = completed(dev);
         const readOut = await runIn(seqCg.path, 'dd', [`if=${dev}`, 'of=/dev/null', 'bs=64k', 'count=512', 'iflag=direct']);
         const writeOut = await runIn(seqCg.path, 'dd', ['if=/dev/zero', `of=${dev}`, 'bs=64k', 'count=256', 'oflag=direct', 'conv=notrunc']);
         // 200 single 4 KiB reads at scattered offsets (a fixed LCG, so the run is the same every time).
@@ -146,6 +163,10 @@ describe('blkio on the real kernel', () => {
         ]);
         await sleep(100); // completions run in softirq context, a little after dd returns
         const w = collect(signal);
+        // Requests on the device from anyone else in the window (udev probes it after each writer closes it): with
+        // such I/O about, a request can be merged with, or dispatched from, another task's, and charged to it.
+        const foreign = completed(dev) - completedBefore - 968;
+        settle(); // the write's close made udev probe the device; let it finish before the next case starts
 
         const seqDev = w.sequential.devices.find((d) => d.dev === devNo);
         const randDev = w.random.devices.find((d) => d.dev === devNo);
@@ -154,7 +175,7 @@ describe('blkio on the real kernel', () => {
             `  on ${devNo}: ${JSON.stringify(seqDev)}\n` +
             `random ${JSON.stringify({ ...w.random, devices: undefined })}\n` +
             `  on ${devNo}: ${JSON.stringify(randDev)}\n` +
-            `control ios ${w.control.ios}; per-event cost: ${costs(signal)}`,
+            `control ios ${w.control.ios}; others' requests on the device: ${foreign}; per-event cost: ${costs(signal)}`,
         );
         expect(seqDev).toBeDefined();
         expect(seqDev!.name).toBe(basename(dev));
@@ -162,7 +183,8 @@ describe('blkio on the real kernel', () => {
         expect(seqDev!.readBytes).toBeLessThanOrEqual(ddBytes(readOut) * 1.02);
         expect(seqDev!.writeBytes).toBeGreaterThanOrEqual(ddBytes(writeOut) * 0.98);
         expect(seqDev!.writeBytes).toBeLessThanOrEqual(ddBytes(writeOut) * 1.02);
-        expect(seqDev!.ios).toBeGreaterThanOrEqual(768);
+        expect(foreign).toBeGreaterThanOrEqual(0);
+        expect(seqDev!.ios).toBeGreaterThanOrEqual(768 - foreign);
         expect(seqDev!.seqRatio).toBeGreaterThan(0.95);
         expect(seqDev!.maxInflight).toBeGreaterThanOrEqual(1);
         expect(seqDev!.p50).toBeGreaterThan(0);
@@ -170,8 +192,10 @@ describe('blkio on the real kernel', () => {
         expect(w.sequential.burst).toBe(1);
 
         expect(randDev).toBeDefined();
-        expect(randDev!.ios).toBe(200);
-        expect(randDev!.readBytes).toBe(200 * 4096);
+        // One request per 4 KiB read, exactly when nobody else used the device meanwhile.
+        expect(Math.abs(randDev!.ios - 200)).toBeLessThanOrEqual(foreign);
+        if (foreign === 0) expect(randDev!.readBytes).toBe(200 * 4096);
+        else expect(randDev!.readBytes).toBeGreaterThanOrEqual((200 - foreign) * 4096);
         expect(randDev!.writeBytes).toBe(0);
         expect(randDev!.seqRatio).toBeLessThan(0.05);
 
