@@ -48,6 +48,7 @@ function config(dryRun = false) {
   const text = `tick: 1s
 policy: {noisy_neighbor: {p99_threshold_us: 4000, trigger_ticks: 2, calm_ticks: 3}}
 guardrails: {cooldown: 0s}
+closed_loop: {warmup_ticks: 0}
 targets:
   - {name: web, cgroup: ${fake.path('app/web')}, role: protect}
   - {name: batch, cgroup: ${fake.path('app/batch')}, role: noisy}
@@ -124,7 +125,7 @@ describe('agent on cgroup v2 (fake tree)', () => {
     const text = `tick: 1s
 policy: {noisy_neighbor: {p99_threshold_us: 4000, trigger_ticks: 2, calm_ticks: 3}}
 guardrails: {cooldown: 0s}
-closed_loop: {window_ticks: 3, margin: 0.1, penalty: 5m}
+closed_loop: {window_ticks: 3, margin: 0.1, penalty: 5m, warmup_ticks: 0}
 targets:
   - {name: web, cgroup: ${fake.path('app/web')}, role: protect}
   - {name: batch, cgroup: ${fake.path('app/batch')}, role: noisy}
@@ -143,7 +144,7 @@ targets:
       for (let i = 0; i < 4; i++) agent.tick((t += 1000));
       expect(weight('app/batch')).toBe('100');
       const reverted = seen.find((d) => d.kind === 'reverted');
-      expect(reverted?.reason ?? '').toMatch(/closed loop: .*needs ≥ 10% better/);
+      expect(reverted?.reason ?? '').toMatch(/closed loop: .*keeping needs p ≤ 0.05 and ≥ 10% better/);
       // Still hot, but penalised: the same rule on the same target is refused, not retried.
       for (let i = 0; i < 3; i++) agent.tick((t += 1000));
       expect(weight('app/batch')).toBe('100');

@@ -1,8 +1,10 @@
 /**
  * The agent: resolves targets, restores whatever a crashed run left behind, attaches the signals, and on every tick
  * collects one snapshot, publishes it, asks the decision engine what to do and carries it out through the actions —
- * or only logs it, in dry-run. stop() is idempotent and puts every original value back.
+ * or, in dry-run, only records it in the state directory's dry-run audit (never judged: nothing changed). stop() is
+ * idempotent and puts every original value back.
  */
+import type Database from 'better-sqlite3';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -18,7 +20,7 @@ import { KnobClaims, StateDirLock } from '../journal/ownership.js';
 import { KnobWriter, defaultDenyList, knobIO } from '../actions/knob-writer.js';
 import { ACTIONS, findAction } from '../actions/index.js';
 import { AuditLog, type AuditKind } from '../audit/audit.js';
-import { ClosedLoop } from '../engine/closed-loop.js';
+import { ClosedLoop, describeVerdict } from '../engine/closed-loop.js';
 import { DecisionEngine, type Decision } from '../engine/engine.js';
 import { Guardrails } from '../engine/guardrails.js';
 import { isRestore, type KnobValues } from '../engine/strategy.js';
@@ -68,6 +70,7 @@ export class Agent {
   private signals: Signal[] = [];
   private journal?: Journal;
   private tempStateDir?: string;
+  private dryRunDb?: Database.Database;
   private writer?: KnobWriter;
   private audit?: AuditLog;
   private engine?: DecisionEngine;
@@ -167,7 +170,11 @@ export class Agent {
     }
 
     if (this.dryRun) {
-      // Dry-run touches no knob and no journal of a real run; it keeps its bookkeeping in a throwaway directory.
+      // Dry-run touches no knob, no journal and no lock of a real run, so it may run beside a live agent on the same
+      // state directory. Its decisions go to a database of their own there (for `log` and `explain`); the writer
+      // reads an empty journal in a throwaway directory, in which nothing is ever written.
+      this.prepareStateDir?.(this.stateDir);
+      this.dryRunDb = AuditLog.openDryRun(this.stateDir);
       this.tempStateDir = mkdtempSync(join(tmpdir(), 'ebpf-tuner-dry-'));
       this.journal = Journal.open(this.tempStateDir, this.log);
     } else {
@@ -191,7 +198,7 @@ export class Agent {
         );
       }
     }
-    this.audit = new AuditLog(this.journal.db);
+    this.audit = new AuditLog(this.dryRunDb ?? this.journal.db);
     if (!this.dryRun) for (const a of ACTIONS) a.start?.({ stateDir: this.stateDir, dryRun: this.dryRun });
 
     const { cgroupDirs, pids } = writeScope(this.targets, layout);
@@ -389,7 +396,7 @@ export class Agent {
     }
     this.lastRefusal.delete(`${n.rule}|${n.action}|${n.target}`);
     if (d.kind === 'kept') {
-      this.record({ ...base, kind: 'kept', ref: d.verdict?.decisionId, reason: verdictText(d), outcome: 'kept' });
+      this.record({ ...base, kind: 'kept', ref: d.verdict?.decisionId, reason: verdictText(d), outcome: 'kept', verdict: d.verdict });
       if (d.verdict) this.audit?.outcome(d.verdict.decisionId, `kept: ${verdictText(d)}`);
       return;
     }
@@ -421,8 +428,10 @@ export class Agent {
         }
       }
       const to = this.dryRun ? numericDesired(n.desired, from) : action.read(target);
-      this.engine?.applied(d.id, from, to, now);
-      this.record({ ...base, kind, outcome, from: fmt(from), to: fmt(to), ref: d.verdict?.decisionId });
+      // A dry-run change was never made: counted for pacing, never judged.
+      if (this.dryRun) this.engine?.dryRan(d.id, now);
+      else this.engine?.applied(d.id, from, to, now);
+      this.record({ ...base, kind, outcome, from: fmt(from), to: fmt(to), ref: d.verdict?.decisionId, verdict: d.verdict });
       if (d.kind === 'revert' && d.verdict) this.audit?.outcome(d.verdict.decisionId, `reverted by ${d.id}: ${verdictText(d)}`);
     } catch (e) {
       this.engine?.failed(d.id, e);
@@ -466,6 +475,7 @@ export class Agent {
           }
         }
         this.journal?.close();
+        this.dryRunDb?.close();
         if (!this.dryRun && this.journal) rmSync(join(this.stateDir, PID_FILE), { force: true });
         // Only once every original is back (or left to its new owner): the knobs and the directory are free now.
         this.claims?.releaseAll();
@@ -527,10 +537,7 @@ function fmt(v: KnobValues): string {
 }
 
 function verdictText(d: Decision): string {
-  const v = d.verdict;
-  if (!v) return d.nudge.reason;
-  const num = (x: number | null): string => (x === null ? 'no data' : x.toFixed(0));
-  return `${v.verdict === 'kept' ? 'kept' : 'reverted'}: protected metric ${num(v.before)} → ${num(v.after)}${v.improvement === null ? '' : ` (${(v.improvement * 100).toFixed(0)}% better)`}`;
+  return d.verdict ? `${d.verdict.verdict === 'kept' ? 'kept' : 'reverted'}: ${describeVerdict(d.verdict)}` : d.nudge.reason;
 }
 
 function summarizeHost(s: TickSnapshot): Record<string, string> | undefined {

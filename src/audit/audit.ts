@@ -1,10 +1,19 @@
 /**
  * The audit trail: every decision — applied, dry-run, refused, reverted, kept, overridden, failed — with its time,
- * rule, target, before/after, reason, evidence and outcome. Stored beside the journal in the same SQLite file (one
- * durable store to back up and inspect), queried by `ebpf-tuner log`, `status` and `explain`.
+ * rule, target, before/after, reason, evidence, outcome and the closed loop's verdict. A real run stores it beside the
+ * journal in the same SQLite file (one durable store to back up and inspect); a dry run in a file of its own in the
+ * state directory (DRY_RUN_DB), so it never touches a real run's journal, lock or originals. Both are queried by
+ * `ebpf-tuner log` and `explain`, dry-run decisions marked as such.
  */
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
+import { chmodSync, closeSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { TunerError } from '../core/errors.js';
 import { channels, publish } from '../core/events.js';
+import type { Verdict } from '../engine/closed-loop.js';
+
+/** The dry runs' audit trail in the state directory: decisions only, no journal. */
+export const DRY_RUN_DB = 'dry-run.db';
 
 export type AuditKind = 'applied' | 'dry-run' | 'refused' | 'reverted' | 'kept' | 'overridden' | 'failed' | 'restored';
 
@@ -23,6 +32,10 @@ export interface AuditRecord {
   /** The decision this one refers to (a revert's or a verdict's subject). */
   ref?: string;
   expected?: string;
+  /** For kept and reverted decisions: the closed loop's verdict, with its uncertainty. */
+  verdict?: Verdict;
+  /** Set on reading: the decision comes from a dry run, and nothing was changed. */
+  dryRun?: true;
 }
 
 const SCHEMA = `
@@ -39,7 +52,8 @@ CREATE TABLE IF NOT EXISTS decisions (
   outcome TEXT,
   evidence TEXT,
   ref TEXT,
-  expected TEXT
+  expected TEXT,
+  verdict TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time);
 `;
@@ -58,6 +72,8 @@ interface Row {
   evidence: string | null;
   ref: string | null;
   expected: string | null;
+  /** Absent in a database written before verdicts were stored. */
+  verdict?: string | null;
 }
 
 function fromRow(r: Row): AuditRecord {
@@ -68,6 +84,7 @@ function fromRow(r: Row): AuditRecord {
   if (r.evidence !== null) rec.evidence = JSON.parse(r.evidence) as Record<string, number>;
   if (r.ref !== null) rec.ref = r.ref;
   if (r.expected !== null) rec.expected = r.expected;
+  if (r.verdict !== undefined && r.verdict !== null) rec.verdict = JSON.parse(r.verdict) as Verdict;
   return rec;
 }
 
@@ -77,16 +94,39 @@ export class AuditLog {
 
   constructor(private readonly db: Database.Database) {
     db.exec(SCHEMA);
+    const columns = db.prepare('PRAGMA table_info(decisions)').all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'verdict')) db.exec('ALTER TABLE decisions ADD COLUMN verdict TEXT');
     this.insert = db.prepare(
-      `INSERT OR REPLACE INTO decisions (id, time, kind, action, target, rule, reason, from_value, to_value, outcome, evidence, ref, expected)
-       VALUES (@id, @time, @kind, @action, @target, @rule, @reason, @from, @to, @outcome, @evidence, @ref, @expected)`,
+      `INSERT OR REPLACE INTO decisions (id, time, kind, action, target, rule, reason, from_value, to_value, outcome, evidence, ref, expected, verdict)
+       VALUES (@id, @time, @kind, @action, @target, @rule, @reason, @from, @to, @outcome, @evidence, @ref, @expected, @verdict)`,
     );
     this.setOutcome = db.prepare('UPDATE decisions SET outcome = ? WHERE id = ?');
+  }
+
+  /**
+   * Opens (creating it 0600 if needed) the dry runs' audit database in `stateDir`. Several dry runs may share it, and
+   * it may sit beside a live agent's journal: SQLite's WAL and busy timeout serialise the writers.
+   */
+  static openDryRun(stateDir: string): Database.Database {
+    const file = join(stateDir, DRY_RUN_DB);
+    try {
+      closeSync(openSync(file, 'a', 0o600));
+      chmodSync(file, 0o600);
+      const db = new Database(file);
+      db.pragma('journal_mode = WAL');
+      db.pragma('busy_timeout = 5000');
+      return db;
+    } catch (e) {
+      throw new TunerError('JOURNAL', `open dry-run audit ${file}: ${e instanceof Error ? e.message : String(e)} — fix: check --state-dir is writable`, {
+        cause: e,
+      });
+    }
   }
 
   record(rec: AuditRecord): void {
     this.insert.run({
       ...rec,
+      verdict: rec.verdict ? JSON.stringify(rec.verdict) : null,
       from: rec.from ?? null,
       to: rec.to ?? null,
       outcome: rec.outcome ?? null,

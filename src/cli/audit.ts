@@ -1,20 +1,22 @@
 /**
  * `ebpf-tuner log`, `status` and `explain`: read the audit trail and the journal in the state directory, while the
- * agent runs or after it stopped. Read-only: nothing is created when there is no state yet.
+ * agent runs or after it stopped. `log` and `explain` also read the dry runs' audit (DRY_RUN_DB) and mark what came
+ * from it. Read-only: nothing is created when there is no state yet.
  */
 import Database from 'better-sqlite3';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TunerError } from '../core/errors.js';
-import { AuditLog, type AuditRecord } from '../audit/audit.js';
+import { AuditLog, DRY_RUN_DB, type AuditRecord } from '../audit/audit.js';
+import { describeVerdict } from '../engine/closed-loop.js';
 import type { JournalEntry } from '../journal/journal.js';
 
 import { PID_FILE } from '../agent/agent.js';
 import { StateDirLock } from '../journal/ownership.js';
 import { stateDbIfAny } from './state-access.js';
 
-function openDb(stateDir: string, cmd: string): Database.Database | undefined {
-  const file = stateDbIfAny(stateDir, cmd);
+function openDb(stateDir: string, cmd: string, name?: string): Database.Database | undefined {
+  const file = stateDbIfAny(stateDir, cmd, false, name);
   if (file === undefined) return undefined;
   try {
     return new Database(file, { readonly: true, fileMustExist: true });
@@ -35,22 +37,45 @@ function records(db: Database.Database, opts: { since?: number; limit?: number; 
 
 const time = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 
+/** The real runs' audit and the dry runs' one, each open when it exists; the caller closes them. */
+function openAudits(stateDir: string, cmd: string): { db: Database.Database; dryRun: boolean }[] {
+  const out: { db: Database.Database; dryRun: boolean }[] = [];
+  try {
+    const real = openDb(stateDir, cmd);
+    if (real) out.push({ db: real, dryRun: false });
+    const dry = openDb(stateDir, cmd, DRY_RUN_DB);
+    if (dry) out.push({ db: dry, dryRun: true });
+    return out;
+  } catch (e) {
+    for (const o of out) o.db.close();
+    throw e;
+  }
+}
+
+const mark = (rec: AuditRecord, dryRun: boolean): AuditRecord => (dryRun ? { ...rec, dryRun: true } : rec);
+
 export function logCommand(opts: { stateDir: string; json?: boolean; since?: number; target?: string; limit?: number }): string {
-  const db = openDb(opts.stateDir, 'log');
-  if (!db) return opts.json ? '[]' : `no decisions recorded in ${opts.stateDir}`;
+  const audits = openAudits(opts.stateDir, 'log');
+  if (audits.length === 0) return opts.json ? '[]' : `no decisions recorded in ${opts.stateDir}`;
   try {
     const since = opts.since !== undefined ? Date.now() - opts.since : 0;
-    const rows = records(db, { since, target: opts.target, limit: opts.limit ?? 200 }).reverse();
+    const limit = opts.limit ?? 200;
+    const rows = audits
+      .flatMap(({ db, dryRun }) => records(db, { since, target: opts.target, limit }).map((r) => mark(r, dryRun)))
+      .sort((a, b) => b.time - a.time || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
+      .slice(0, limit)
+      .reverse();
     if (opts.json) return JSON.stringify(rows);
     if (rows.length === 0) return 'no decisions in that period';
     return rows
       .map((r) => {
         const change = r.from || r.to ? ` ${r.from ?? '?'} → ${r.to ?? '?'}` : '';
-        return `${time(r.time)}  ${r.id}  ${r.kind.padEnd(10)} ${r.action} ${r.target}${change}  ${r.reason}${r.outcome ? ` [${r.outcome}]` : ''}`;
+        const origin = r.dryRun ? '[dry run] ' : '';
+        return `${time(r.time)}  ${r.id}  ${origin}${r.kind.padEnd(10)} ${r.action} ${r.target}${change}  ${r.reason}${r.outcome ? ` [${r.outcome}]` : ''}`;
       })
       .join('\n');
   } finally {
-    db.close();
+    for (const a of audits) a.db.close();
   }
 }
 
@@ -114,18 +139,25 @@ export function statusCommand(opts: { stateDir: string; json?: boolean }): strin
 }
 
 export function explainCommand(opts: { stateDir: string; id: string; json?: boolean }): string {
-  const db = openDb(opts.stateDir, 'explain');
-  if (!db || !hasTable(db, 'decisions')) {
-    db?.close();
-    throw new TunerError('CLI_USAGE', `explain ${opts.id}: no decisions recorded in ${opts.stateDir} — check --state-dir`);
-  }
+  const audits = openAudits(opts.stateDir, 'explain');
   try {
-    const rec = AuditLog.getReadOnly(db, opts.id);
-    if (!rec) throw new TunerError('CLI_USAGE', `explain ${opts.id}: no such decision — list them with: ebpf-tuner log`);
-    const related = AuditLog.relatedReadOnly(db, opts.id);
+    const withDecisions = audits.filter((a) => hasTable(a.db, 'decisions'));
+    if (withDecisions.length === 0) {
+      throw new TunerError('CLI_USAGE', `explain ${opts.id}: no decisions recorded in ${opts.stateDir} — check --state-dir`);
+    }
+    let found: { rec: AuditRecord; related: AuditRecord[] } | undefined;
+    for (const { db, dryRun } of withDecisions) {
+      const rec = AuditLog.getReadOnly(db, opts.id);
+      if (rec) {
+        found = { rec: mark(rec, dryRun), related: AuditLog.relatedReadOnly(db, opts.id).map((r) => mark(r, dryRun)) };
+        break;
+      }
+    }
+    if (!found) throw new TunerError('CLI_USAGE', `explain ${opts.id}: no such decision — list them with: ebpf-tuner log`);
+    const { rec, related } = found;
     if (opts.json) return JSON.stringify({ decision: rec, related });
     const lines = [
-      `${rec.id} at ${time(rec.time)}: ${rec.kind} — ${rec.action} on ${rec.target}, by ${rec.rule}`,
+      `${rec.id} at ${time(rec.time)}: ${rec.dryRun ? 'dry run, nothing was changed — ' : ''}${rec.kind} — ${rec.action} on ${rec.target}, by ${rec.rule}`,
       `why: ${rec.reason}`,
     ];
     if (rec.from || rec.to) lines.push(`change: ${rec.from ?? '?'} → ${rec.to ?? '?'}`);
@@ -135,9 +167,14 @@ export function explainCommand(opts: { stateDir: string; id: string; json?: bool
       for (const [k, v] of Object.entries(rec.evidence)) lines.push(`  ${k} = ${Number.isInteger(v) ? v : v.toFixed(3)}`);
     }
     if (rec.outcome) lines.push(`outcome: ${rec.outcome}`);
-    for (const r of related) lines.push(`then ${r.id} at ${time(r.time)}: ${r.kind} — ${r.reason}${r.outcome ? ` [${r.outcome}]` : ''}`);
+    if (rec.verdict) lines.push(`verdict: ${rec.verdict.verdict} on ${rec.verdict.decisionId} — ${describeVerdict(rec.verdict)}`);
+    for (const r of related) {
+      lines.push(`then ${r.id} at ${time(r.time)}: ${r.kind} — ${r.reason}${r.outcome ? ` [${r.outcome}]` : ''}`);
+      if (r.verdict) lines.push(`  verdict: ${r.verdict.verdict} — ${describeVerdict(r.verdict)}`);
+    }
+    if (rec.dryRun && (rec.kind === 'dry-run' || rec.kind === 'refused')) lines.push('no verdict: a dry run changes nothing, so there is no effect to judge');
     return lines.join('\n');
   } finally {
-    db.close();
+    for (const a of audits) a.db.close();
   }
 }

@@ -11,12 +11,12 @@ import { errnoCode, TunerError } from '../core/errors.js';
 export const STATE_DB = 'state.db';
 
 /**
- * The journal file in `stateDir` when it exists and this user may open it (`write`: for writing too); undefined when
+ * The journal file (or another database, `name`) in `stateDir` when it exists and this user may open it (`write`: for writing too); undefined when
  * the directory or the file does not exist. Any other failure throws PERMISSION (or JOURNAL) naming the path and the
  * fix. `cmd` is the command as typed, for the fix.
  */
-export function stateDbIfAny(stateDir: string, cmd: string, write = false): string | undefined {
-  const file = join(stateDir, STATE_DB);
+export function stateDbIfAny(stateDir: string, cmd: string, write = false, name = STATE_DB): string | undefined {
+  const file = join(stateDir, name);
   const asRoot = `run it as root (\`sudo ebpf-tuner ${cmd} --state-dir ${stateDir}\`)`;
   const check = (p: string, what: () => void): boolean => {
     try {

@@ -103,6 +103,8 @@ export const DEFAULTS = deepFreeze({
     windowTicks: 5,
     margin: 0.1,
     penaltyMs: 300_000,
+    significance: 0.05,
+    warmupTicks: 2,
   },
 } satisfies Omit<Config, 'source'>);
 

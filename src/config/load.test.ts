@@ -106,7 +106,7 @@ describe('defaults', () => {
         },
       },
       guardrails: { cooldownMs: 3000, maxChangesPerMinute: 30, denyCgroups: [] },
-      closedLoop: { windowTicks: 5, margin: 0.1, penaltyMs: 300_000 },
+      closedLoop: { windowTicks: 5, margin: 0.1, penaltyMs: 300_000, significance: 0.05, warmupTicks: 2 },
     });
   });
 
@@ -203,7 +203,7 @@ closed_loop:
         maxChangesPerMinute: 12,
         denyCgroups: ['/sys/fs/cgroup/system.slice', '/sys/fs/cgroup/init.scope'],
       },
-      closedLoop: { windowTicks: 3, margin: 0, penaltyMs: 20_000 },
+      closedLoop: { windowTicks: 3, margin: 0, penaltyMs: 20_000, significance: 0.05, warmupTicks: 2 },
     });
   });
 

@@ -799,8 +799,23 @@ export const configSchema = strict(
           allowZero: true,
           fix: `use a duration from 0s to 24h, e.g. penalty: ${formatMs(L.penaltyMs)}`,
         }).default(L.penaltyMs),
+        // 0.5 and above would keep a change the test finds no likelier to have helped than not.
+        significance: (() => {
+          const e = errorFor({
+            expected: 'a number above 0 and below 0.5',
+            fix: `write e.g. significance: ${L.significance} to keep only changes shown to help at 95% confidence`,
+          });
+          return z.number(e).gt(0, e).lt(0.5, e);
+        })().default(L.significance),
+        warmup_ticks: int(0, LIMITS.windowTicksMax, {
+          expected: `a whole number of ticks from 0 to ${LIMITS.windowTicksMax}`,
+          fix: `write e.g. warmup_ticks: ${L.warmupTicks}`,
+        }).default(L.warmupTicks),
       },
-      { expected: 'a mapping of closed-loop settings', fix: 'indent window_ticks, margin and penalty under closed_loop:' },
+      {
+        expected: 'a mapping of closed-loop settings',
+        fix: 'indent window_ticks, margin, penalty, significance and warmup_ticks under closed_loop:',
+      },
     ).prefault({}),
     strategy: strategy.optional(),
   },
@@ -935,6 +950,8 @@ export const configSchema = strict(
       windowTicks: c.closed_loop.window_ticks,
       margin: c.closed_loop.margin,
       penaltyMs: c.closed_loop.penalty,
+      significance: c.closed_loop.significance,
+      warmupTicks: c.closed_loop.warmup_ticks,
     },
     ...(c.strategy !== undefined
       ? {

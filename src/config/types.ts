@@ -136,6 +136,10 @@ export interface ClosedLoopConfig {
   margin: number;
   /** How long a reverted (rule, target) pair is not tried again, ms. */
   penaltyMs: number;
+  /** Largest one-sided p-value of the rank test at which a change counts as shown to help. */
+  significance: number;
+  /** Ticks after start-up that never serve as a baseline; no forward change before warm-up plus one full window. */
+  warmupTicks: number;
 }
 
 /** Which strategy decides: the default rule alone, the learner alone, or the learner beside the rule. */

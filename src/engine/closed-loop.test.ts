@@ -26,10 +26,10 @@ function snap(time: number, p99: Record<string, number | null>): TickSnapshot {
   return { time, windowMs: 1_000, targets };
 }
 
-const opts = { windowTicks: 3, margin: 0.1, penaltyMs: 600_000 };
+const opts = { windowTicks: 3, margin: 0.1, penaltyMs: 600_000, significance: 0.05, warmupTicks: 0 };
 
-/** Tracks at t=0 with the baseline, feeds `after` one tick a second, returns every verdict. */
-function judge(baseline: number[], after: (number | null)[], loop = new ClosedLoop(opts)): Verdict[] {
+/** Tracks at t=0 with the baseline, feeds `after` one tick a second (the window after), returns every verdict. */
+function judge(baseline: number[], after: (number | null)[], loop = new ClosedLoop({ ...opts, windowTicks: after.length })): Verdict[] {
   loop.track('d-1', nudge, baseline, 0);
   return after.flatMap((v, i) => loop.observe(snap(1_000 * (i + 1), { web: v }), 1_000 * (i + 1)));
 }
@@ -41,9 +41,12 @@ describe('ClosedLoop verdicts', () => {
     ['improved by less than the margin', [10_000, 10_000, 10_000], [9_500, 9_500, 9_500], 'revert', 0.05],
     ['flat', [8_000, 8_000, 8_000], [8_000, 8_000, 8_000], 'revert', 0],
     ['worse', [8_000, 8_000, 8_000], [12_000, 12_000, 12_000], 'revert', -0.5],
-    ['one spike after does not spoil an improvement (median)', [8_000, 8_000, 8_000], [4_000, 90_000, 4_000], 'kept', 0.5],
+    ['one spike after is enough doubt at 3 ticks a side (rank test)', [8_000, 8_000, 8_000], [4_000, 90_000, 4_000], 'revert', 0.5],
+    ['one spike after does not spoil a clear improvement at 6 ticks a side', [8_000, 8_100, 7_900, 8_200, 8_000, 7_800], [4_000, 90_000, 4_000, 4_100, 3_900, 4_000], 'kept', 0.5],
+    ['an improvement inside the noise is not shown', [8_000, 5_000, 9_000], [6_000, 7_500, 5_500], 'revert', 0.25],
     ['one dip after does not fake an improvement (median)', [8_000, 8_000, 8_000], [8_000, 100, 8_000], 'revert', 0],
-    ['ticks without data are left out of the median', [8_000, 8_000], [null, 4_000, 4_000], 'kept', 0.5],
+    ['ticks without data are left out, and two a side cannot show anything', [8_000, 8_000], [null, 4_000, 4_000], 'revert', 0.5],
+    ['ticks without data are left out of the test', [8_000, 8_000, 8_000], [null, 4_000, 4_000, 4_000], 'kept', 0.5],
     ['no data after is no evidence', [8_000, 8_000], [null, null, null], 'revert', null],
     ['no baseline is no evidence', [], [4_000, 4_000, 4_000], 'revert', null],
   ])('%s → %s', (_name, baseline, after, verdict, improvement) => {
@@ -56,14 +59,37 @@ describe('ClosedLoop verdicts', () => {
 
   it('waits for the whole window after, and counts only snapshots after the change', () => {
     const loop = new ClosedLoop(opts);
-    loop.track('d-1', nudge, [8_000], 5_000);
+    loop.track('d-1', nudge, [8_000, 8_000, 8_000], 5_000);
     expect(loop.observe(snap(5_000, { web: 1 }), 5_000)).toEqual([]); // the tick the change was made in
     expect(loop.observe(snap(6_000, { web: 4_000 }), 6_000)).toEqual([]);
     expect(loop.observe(snap(7_000, { web: 4_000 }), 7_000)).toEqual([]);
     expect(loop.evaluating('cpu_weight', 'batch')).toBe('d-1');
     const [v] = loop.observe(snap(8_000, { web: 4_000 }), 8_000);
-    expect(v).toMatchObject({ verdict: 'kept', before: 8_000, after: 4_000, samples: 3 });
+    expect(v).toMatchObject({ verdict: 'kept', before: 8_000, after: 4_000, samples: 3, samplesBefore: 3, pValue: 0.05, confidence: 0.9 });
     expect(loop.evaluating('cpu_weight', 'batch')).toBeUndefined();
+  });
+});
+
+describe('ClosedLoop uncertainty', () => {
+  it('reports the improvement with its confidence bounds, p-value and samples on each side', () => {
+    const loop = new ClosedLoop({ ...opts, windowTicks: 5 });
+    loop.track('d-1', nudge, [10_000, 9_000, 11_000, 10_500, 9_500], 0);
+    const after = [6_000, 5_500, 6_500, 7_000, 5_000];
+    const [v] = after.flatMap((x, i) => loop.observe(snap(1_000 * (i + 1), { web: x }), 1_000 * (i + 1)));
+    expect(v).toMatchObject({ verdict: 'kept', before: 10_000, after: 6_000, samples: 5, samplesBefore: 5, confidence: 0.9 });
+    expect(v!.improvement).toBeCloseTo(0.4, 10);
+    expect(v!.pValue).toBeCloseTo(1 / 252, 10);
+    // 5 against 5 at 5% one-sided: the 5th smallest and largest of the 25 pairwise differences, over 10 ms.
+    expect(v!.low).toBeCloseTo(0.3, 10);
+    expect(v!.high).toBeCloseTo(0.5, 10);
+  });
+
+  it('judges a higher-is-better objective in its own direction', () => {
+    const loop = new ClosedLoop(opts);
+    const higher: StrategyNudge = { ...nudge, objective: { metric: 'runqlat.p99', better: 'higher', targets: ['web'] } };
+    loop.track('d-1', higher, [1_000, 1_000, 1_000], 0);
+    const vs = [2_000, 2_000, 2_000].flatMap((x, i) => loop.observe(snap(1_000 * (i + 1), { web: x }), 1_000 * (i + 1)));
+    expect(vs[0]).toMatchObject({ verdict: 'kept', improvement: 1, pValue: 0.05 });
   });
 });
 
@@ -81,7 +107,7 @@ describe('ClosedLoop penalties', () => {
 
   it('does not penalise a kept change', () => {
     const loop = new ClosedLoop(opts);
-    judge([8_000], [4_000, 4_000, 4_000], loop);
+    judge([8_000, 8_000, 8_000], [4_000, 4_000, 4_000], loop);
     expect(loop.penalised('noisy-neighbor', 'batch', 3_000)).toBe(false);
   });
 });
@@ -109,10 +135,13 @@ describe('ClosedLoop bookkeeping', () => {
   });
 
   it.each([
-    { windowTicks: 0, margin: 0.1, penaltyMs: 0 },
-    { windowTicks: 1.5, margin: 0.1, penaltyMs: 0 },
-    { windowTicks: 3, margin: -0.1, penaltyMs: 0 },
-    { windowTicks: 3, margin: 0.1, penaltyMs: Number.NaN },
+    { windowTicks: 0, margin: 0.1, penaltyMs: 0, significance: 0.05, warmupTicks: 0 },
+    { windowTicks: 1.5, margin: 0.1, penaltyMs: 0, significance: 0.05, warmupTicks: 0 },
+    { windowTicks: 3, margin: -0.1, penaltyMs: 0, significance: 0.05, warmupTicks: 0 },
+    { windowTicks: 3, margin: 0.1, penaltyMs: Number.NaN, significance: 0.05, warmupTicks: 0 },
+    { windowTicks: 3, margin: 0.1, penaltyMs: 0, significance: 0, warmupTicks: 0 },
+    { windowTicks: 3, margin: 0.1, penaltyMs: 0, significance: 0.5, warmupTicks: 0 },
+    { windowTicks: 3, margin: 0.1, penaltyMs: 0, significance: 0.05, warmupTicks: -1 },
   ])('rejects invalid options %o', (o) => {
     let err: unknown;
     try {

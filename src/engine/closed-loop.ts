@@ -1,11 +1,14 @@
 /**
- * Judges every applied change by its effect. A nudge is an experiment: the median of its objective metric over the
- * window before it is compared with the median over the next `windowTicks` ticks. A change that did not improve the
- * metric by at least `margin` is reverted, and its (rule, target) pair is penalised for `penaltyMs` so the same
- * experiment is not repeated at once. Medians, because one scheduling spike in a window of a few ticks would swing a
- * mean and with it the verdict.
+ * Judges every applied change by its effect. A nudge is an experiment: the per-tick values of its objective over the
+ * window before it are compared with those over the next `windowTicks` ticks by a one-sided rank test
+ * (Wilcoxon–Mann–Whitney). A change is kept only when the test shows it helped (p ≤ `significance`) and the median
+ * improved by at least `margin`; anything else is reverted, and its (rule, target) pair is penalised for `penaltyMs`
+ * so the same experiment is not repeated at once. Ranks and medians, because per-tick latencies are skewed and one
+ * scheduling spike in a window of a few ticks would swing a mean, and with it the verdict.
  */
 import { TunerError } from '../core/errors.js';
+import { rankShift } from '../stats/rank-shift.js';
+import { formatPercent } from './format.js';
 import type { TickSnapshot } from '../core/types.js';
 import { DEFAULT_OBJECTIVE, type Objective, type StrategyNudge } from './strategy.js';
 
@@ -16,6 +19,10 @@ export interface ClosedLoopOptions {
   margin: number;
   /** How long a reverted (rule, target) pair stays refused, ms. */
   penaltyMs: number;
+  /** Largest one-sided p-value at which a change counts as shown to help, e.g. 0.05. */
+  significance: number;
+  /** Ticks after start-up that never serve as a baseline (the signals' first, partial windows). */
+  warmupTicks: number;
 }
 
 export interface Verdict {
@@ -33,6 +40,18 @@ export interface Verdict {
   improvement: number | null;
   /** Ticks with data in the window after. */
   samples: number;
+  /** Ticks with data in the window before. */
+  samplesBefore: number;
+  /** One-sided p-value of the rank test "after is better than before"; null when either side has no data. */
+  pValue: number | null;
+  /**
+   * Confidence bounds of the improvement at `confidence` (Hodges–Lehmann shift over the median before, in the better
+   * direction); null when unbounded (too few ticks), either side has no data, or the median before is 0.
+   */
+  low: number | null;
+  high: number | null;
+  /** Level of the interval [low, high]: 1 − 2 × significance. */
+  confidence: number;
 }
 
 /** The penalty view guardrails consult; ClosedLoop implements it. */
@@ -44,7 +63,7 @@ interface Tracked {
   decisionId: string;
   nudge: StrategyNudge;
   objective: Objective;
-  before: number | null;
+  baseline: number[];
   since: number;
   ticks: number;
   values: number[];
@@ -91,6 +110,8 @@ export class ClosedLoop implements PenaltySource {
   readonly windowTicks: number;
   readonly margin: number;
   readonly penaltyMs: number;
+  readonly significance: number;
+  readonly warmupTicks: number;
   readonly #tracked = new Map<string, Tracked>();
   readonly #penalties = new Map<string, number>();
 
@@ -104,7 +125,15 @@ export class ClosedLoop implements PenaltySource {
     if (!Number.isFinite(opts.penaltyMs) || opts.penaltyMs < 0) {
       throw new TunerError('CONFIG_INVALID', `create closed loop: penaltyMs must be ≥ 0, got ${opts.penaltyMs}`);
     }
+    if (!(opts.significance > 0 && opts.significance < 0.5)) {
+      throw new TunerError('CONFIG_INVALID', `create closed loop: significance must be above 0 and below 0.5, got ${opts.significance}`);
+    }
+    if (!Number.isInteger(opts.warmupTicks) || opts.warmupTicks < 0) {
+      throw new TunerError('CONFIG_INVALID', `create closed loop: warmupTicks must be an integer ≥ 0, got ${opts.warmupTicks}`);
+    }
     this.windowTicks = opts.windowTicks;
+    this.significance = opts.significance;
+    this.warmupTicks = opts.warmupTicks;
     this.margin = opts.margin;
     this.penaltyMs = opts.penaltyMs;
   }
@@ -119,12 +148,11 @@ export class ClosedLoop implements PenaltySource {
       throw new TunerError('INTERNAL', `track decision ${decisionId}: already tracked`);
     }
     this.forget(nudge.action, nudge.target);
-    const finite = baseline.filter(Number.isFinite);
     this.#tracked.set(decisionId, {
       decisionId,
       nudge,
       objective: objectiveOf(nudge),
-      before: finite.length > 0 ? median(finite) : null,
+      baseline: baseline.filter(Number.isFinite),
       since: now,
       ticks: 0,
       values: [],
@@ -177,10 +205,26 @@ export class ClosedLoop implements PenaltySource {
   }
 
   #judge(t: Tracked, now: number): Verdict {
+    const before = t.baseline.length > 0 ? median(t.baseline) : null;
     const after = t.values.length > 0 ? median(t.values) : null;
-    const improvement = t.before !== null && after !== null ? improvementOf(t.before, after, t.objective.better) : null;
-    // No data on either side is no evidence the change helped, and a change must earn its keep.
-    const kept = improvement !== null && improvement >= this.margin;
+    const improvement = before !== null && after !== null ? improvementOf(before, after, t.objective.better) : null;
+    let pValue: number | null = null;
+    let low: number | null = null;
+    let high: number | null = null;
+    if (before !== null && after !== null) {
+      // Oriented so that a positive shift is an improvement: before − after for lower-is-better, after − before else.
+      const lower = t.objective.better === 'lower';
+      const r = lower ? rankShift(t.baseline, t.values, this.significance) : rankShift(t.values, t.baseline, this.significance);
+      pValue = r.pValue;
+      const scale = Math.abs(before);
+      if (scale > 0) {
+        low = Number.isFinite(r.low) ? r.low / scale : null;
+        high = Number.isFinite(r.high) ? r.high / scale : null;
+      }
+    }
+    // Kept only when shown to help (significant) and by enough to matter (margin). No data on either side, too few
+    // ticks to reach significance, or a gain inside the noise: no evidence the change helped, and it must earn its keep.
+    const kept = improvement !== null && pValue !== null && pValue <= this.significance && improvement >= this.margin;
     if (!kept) this.#penalties.set(penaltyKey(t.nudge.rule, t.nudge.target), now + this.penaltyMs);
     return {
       decisionId: t.decisionId,
@@ -189,12 +233,36 @@ export class ClosedLoop implements PenaltySource {
       action: t.nudge.action,
       target: t.nudge.target,
       metric: t.objective.metric,
-      before: t.before,
+      before,
       after,
       improvement,
       samples: t.values.length,
+      samplesBefore: t.baseline.length,
+      pValue,
+      low,
+      high,
+      confidence: 1 - 2 * this.significance,
     };
   }
+}
+
+/**
+ * A verdict's finding in words, with its uncertainty: "median 7200 before, 5000 after: 31% better (90% CI 20% to 45%,
+ * p = 0.004; 5 ticks before, 5 after)". `fmt` renders the metric's values.
+ */
+export function describeVerdict(v: Verdict, fmt: (x: number) => string = (x) => String(Math.round(x))): string {
+  const ticks = `${v.samplesBefore} ticks before, ${v.samples} after`;
+  if (v.before === null || v.after === null || v.improvement === null) {
+    return `no ${v.metric} data ${v.before === null ? 'before' : 'after'} the change (${ticks}), so no evidence it helped`;
+  }
+  const change = v.improvement >= 0 ? `${formatPercent(v.improvement)} better` : `${formatPercent(-v.improvement)} worse`;
+  const bound = (x: number | null, inf: string) => (x === null ? inf : formatPercent(x));
+  const ci =
+    v.low === null && v.high === null
+      ? `too few ticks to bound it at ${formatPercent(v.confidence)}`
+      : `${formatPercent(v.confidence)} CI ${bound(v.low, '−∞')} to ${bound(v.high, '+∞')}`;
+  const p = v.pValue === null ? '' : `, p = ${v.pValue < 0.001 ? v.pValue.toExponential(1) : v.pValue.toFixed(3)}`;
+  return `median ${fmt(v.before)} before, ${fmt(v.after)} after: ${change} (${ci}${p}; ${ticks})`;
 }
 
 function penaltyKey(rule: string, target: string): string {

@@ -32,7 +32,7 @@ class World {
   weight = 100;
   original: number | undefined;
   readonly log: Decision[] = [];
-  readonly loop = new ClosedLoop({ windowTicks: 3, margin: 0.1, penaltyMs: 20_000 });
+  readonly loop = new ClosedLoop({ windowTicks: 3, margin: 0.1, penaltyMs: 20_000, significance: 0.05, warmupTicks: 0 });
   readonly guardrails = new Guardrails({ cooldownMs: 5_000, maxChangesPerMinute: 10, denyCgroups: [] }, undefined, {
     penalties: this.loop,
   });
@@ -135,7 +135,8 @@ describe('DecisionEngine flow', () => {
       verdict: { decisionId: ds[0]!.id, verdict: 'revert', before: 7_200, after: 7_200, improvement: 0 },
     });
     expect(revert.nudge.reason).toBe(
-      'closed loop: web run-queue p99 median 7.2 ms before, 7.2 ms after over 3 ticks (0% better, needs ≥ 10% better); ' +
+      'closed loop: web run-queue p99 median 7.2 ms before, 7.2 ms after: 0% better (90% CI 0% to 0%, p = 1.000; ' +
+        '3 ticks before, 3 after); keeping needs p ≤ 0.05 and ≥ 10% better; ' +
         'putting batch cpu_weight back (weight 75 → 100)',
     );
     expect(w.weight).toBe(100);
@@ -197,13 +198,15 @@ const step = (target: string, weight: number): StrategyNudge => ({
   reason: 'test',
   rule: 'fixed',
   evidence: {},
+  // One tick of baseline, so a step may be proposed from the first tick on.
+  objective: { metric: 'runqlat.p99', better: 'lower', baselineTicks: 1 },
 });
 
 function engineWith(
   strategies: Strategy[],
   onStrategyError?: (strategy: string, error: unknown) => void,
 ): { engine: DecisionEngine; tick: (i: number) => Decision[] } {
-  const loop = new ClosedLoop({ windowTicks: 3, margin: 0.1, penaltyMs: 0 });
+  const loop = new ClosedLoop({ windowTicks: 3, margin: 0.1, penaltyMs: 0, significance: 0.05, warmupTicks: 0 });
   const guardrails = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 100, denyCgroups: [] }, undefined, { penalties: loop });
   const engine = new DecisionEngine({
     strategies,
@@ -262,6 +265,44 @@ describe('DecisionEngine bookkeeping', () => {
     for (let i = 1; i <= 6; i++) tick(i);
     // historyTicks 2, but the closed loop's window of 3 needs more for baselines.
     expect(seen).toEqual([0, 1, 2, 3, 3, 3]);
+  });
+});
+
+describe('DecisionEngine baseline', () => {
+  it('refuses a forward change until a whole window after the warm-up exists, and never uses warm-up ticks as a baseline', () => {
+    const loop = new ClosedLoop({ windowTicks: 3, margin: 0.1, penaltyMs: 0, significance: 0.05, warmupTicks: 2 });
+    const guardrails = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 100, denyCgroups: [] }, undefined, { penalties: loop });
+    const nudge = { ...step('batch', 80), objective: { metric: 'runqlat.p99', better: 'lower' as const, targets: ['web'] } };
+    const engine = new DecisionEngine({ strategies: [fixed('a', [nudge])], guardrails, closedLoop: loop });
+    // Start-up ticks read 50 ms (a cold cache, the agent's own load); the steady state is 8 ms.
+    const p99 = (i: number) => (i <= 2 ? 50_000 : 8_000);
+    const kinds: string[] = [];
+    for (let i = 1; i <= 6; i++) {
+      const snapshot: TickSnapshot = {
+        time: i * 1_000,
+        windowMs: 1_000,
+        targets: { web: { name: 'web', role: 'protect', runqlat: { count: 9, p50: 0, p90: 0, p99: p99(i), mean: 0, p99Ewma: 0, waitUs: 0, oncpuUs: 0 } } },
+      };
+      const ds = engine.tick({ now: i * 1_000, snapshot, targets, current: () => ({ weight: 100 }), changed: () => false });
+      for (const d of ds) {
+        kinds.push(`${i}:${d.kind}${d.refusal ? `:${d.refusal.code}` : ''}`);
+        if (d.kind === 'refused' && i === 4) expect(d.refusal!.reason).toMatch(/has 2 of the 3 ticks it needs as a baseline \(after a warm-up of 2 ticks\)/);
+        if (d.kind === 'proposed') engine.applied(d.id, { weight: 100 }, { weight: 80 }, i * 1_000);
+      }
+    }
+    expect(kinds.slice(0, 5)).toEqual(['1:refused:BASELINE', '2:refused:BASELINE', '3:refused:BASELINE', '4:refused:BASELINE', '5:proposed']);
+    // Proposed at tick 5: baseline ticks 3, 4, 5 — none of the 50 ms start-up ticks.
+    const [v] = [7, 8, 9].flatMap((i) => loop.observe({ time: i * 1_000, windowMs: 1_000, targets: { web: { name: 'web', role: 'protect', runqlat: { count: 9, p50: 0, p90: 0, p99: 8_000, mean: 0, p99Ewma: 0, waitUs: 0, oncpuUs: 0 } } } }, i * 1_000));
+    expect(v).toMatchObject({ verdict: 'revert', before: 8_000, samplesBefore: 3 });
+  });
+
+  it('does not judge a dry-run decision: no evaluation, no verdict', () => {
+    const { engine, tick } = engineWith([fixed('a', [step('batch', 80)])]);
+    const [d] = tick(1);
+    engine.dryRan(d!.id, 1_000);
+    expect(engine.pending).toEqual([]);
+    const later = [2, 3, 4, 5, 6].flatMap((i) => tick(i));
+    expect(later.filter((x) => x.kind === 'kept' || x.kind === 'revert' || x.refusal?.code === 'EVALUATING')).toEqual([]);
   });
 });
 
@@ -342,7 +383,7 @@ describe('closed-loop baseline', () => {
     const { Guardrails } = await import('./guardrails.js');
     const { DecisionEngine } = await import('./engine.js');
     const cfg = { cooldownMs: 0, maxChangesPerMinute: 100, denyCgroups: [] };
-    const loop = new ClosedLoop({ windowTicks: 5, margin: 0.1, penaltyMs: 60_000 });
+    const loop = new ClosedLoop({ windowTicks: 5, margin: 0.1, penaltyMs: 60_000, significance: 0.05, warmupTicks: 0 });
     let fire = false;
     const strategy = {
       name: 'r',

@@ -6,7 +6,7 @@
  */
 import { TunerError } from '../core/errors.js';
 import type { TickSnapshot } from '../core/types.js';
-import { metricValue, objectiveOf, type ClosedLoop, type Verdict } from './closed-loop.js';
+import { describeVerdict, metricValue, objectiveOf, type ClosedLoop, type Verdict } from './closed-loop.js';
 import { formatPercent, formatUs } from './format.js';
 import type { Guardrails, RefusalCode } from './guardrails.js';
 import {
@@ -14,6 +14,7 @@ import {
   isRestore,
   type DecideInput,
   type KnobValues,
+  type Objective,
   type Strategy,
   type StrategyFeedback,
   type StrategyNudge,
@@ -30,7 +31,8 @@ export type DecisionKind = 'proposed' | 'refused' | 'revert' | 'kept';
 export type EngineRefusalCode =
   | 'UNKNOWN_TARGET' // not among this tick's targets
   | 'PENDING' // an earlier decision on the same knob has not been reported yet
-  | 'EVALUATING'; // the closed loop is still judging the last change on this knob
+  | 'EVALUATING' // the closed loop is still judging the last change on this knob
+  | 'BASELINE'; // fewer ticks since the warm-up than the closed loop needs as the window before
 
 export interface Decision {
   /** Unique and increasing within one engine: `${prefix}-${counter}`, zero-padded so ids sort as they were made. */
@@ -96,6 +98,8 @@ export class DecisionEngine {
   /** Applied changes under evaluation, so a revert knows what to put back. */
   readonly #underEvaluation = new Map<string, Applied>();
   #counter = 0;
+  /** Ticks seen; the first `warmupTicks` of them never serve as a baseline. */
+  #seen = 0;
 
   constructor(opts: DecisionEngineOptions) {
     this.#strategies = opts.strategies;
@@ -127,7 +131,7 @@ export class DecisionEngine {
         if (v.verdict === 'kept') {
           out.push(this.#make(now, 'kept', a.nudge, CLOSED_LOOP_SOURCE, { verdict: v }));
         } else {
-          const d = this.#make(now, 'revert', revertNudge(a, v, this.#loop.margin), CLOSED_LOOP_SOURCE, { verdict: v });
+          const d = this.#make(now, 'revert', revertNudge(a, v, this.#loop.margin, this.#loop.significance), CLOSED_LOOP_SOURCE, { verdict: v });
           this.#pending.set(d.id, d);
           out.push(d);
         }
@@ -138,6 +142,7 @@ export class DecisionEngine {
     } finally {
       // Even after a failure, so streaks and baselines keep counting real ticks.
       this.#history.push(snapshot);
+      this.#seen++;
       if (this.#history.length > this.#historyLimit) this.#history.splice(0, this.#history.length - this.#historyLimit);
     }
     return out;
@@ -203,8 +208,7 @@ export class DecisionEngine {
     }
     const objective = objectiveOf(d.nudge);
     const baseline: number[] = [];
-    const n = Math.max(1, Math.min(objective.baselineTicks ?? this.#loop.windowTicks, this.#loop.windowTicks));
-    for (const s of this.#history.slice(-n)) {
+    for (const s of this.#cleanHistory().slice(-this.#baselineTicks(objective))) {
       const v = metricValue(s, objective);
       if (v !== undefined) baseline.push(v);
     }
@@ -218,6 +222,26 @@ export class DecisionEngine {
       source: d.source,
       before: proposedIn,
     });
+  }
+
+  /**
+   * The caller dry-ran a proposed decision: nothing changed, so it counts against guardrails (the dry run paces its
+   * decisions like a real run) but is never judged: there is no change whose effect a verdict could measure.
+   */
+  dryRan(decisionId: string, now: number): void {
+    const d = this.#take(decisionId, 'dry-run');
+    this.#guardrails.record(d.nudge, now);
+  }
+
+  /** Ticks the baseline of a change judged by `objective` spans. */
+  #baselineTicks(objective: Objective): number {
+    return Math.max(1, Math.min(objective.baselineTicks ?? this.#loop.windowTicks, this.#loop.windowTicks));
+  }
+
+  /** The snapshots in the history that came after the warm-up. */
+  #cleanHistory(): TickSnapshot[] {
+    const clean = Math.max(0, this.#seen - this.#loop.warmupTicks);
+    return clean >= this.#history.length ? this.#history : this.#history.slice(this.#history.length - clean);
   }
 
   /**
@@ -245,6 +269,16 @@ export class DecisionEngine {
       const judging = this.#loop.evaluating(action, target);
       if (judging !== undefined) {
         return refused('EVALUATING', `the closed loop is still judging decision ${judging} on ${target} ${action}`);
+      }
+      // No experiment without a control: the window before must be whole and clear of the start-up ticks.
+      // This tick's snapshot joins the history at the end of the tick, before the change is reported applied.
+      const need = this.#baselineTicks(objectiveOf(nudge));
+      const clean = Math.min(this.#history.length + 1, Math.max(0, this.#seen + 1 - this.#loop.warmupTicks));
+      if (clean < need) {
+        return refused(
+          'BASELINE',
+          `the closed loop has ${clean} of the ${need} ticks it needs as a baseline (after a warm-up of ${this.#loop.warmupTicks} ticks)`,
+        );
       }
     }
     const r = this.#guardrails.check(nudge, now, { current: input.current(target, action), inFlight: this.#pending.size });
@@ -281,27 +315,23 @@ export class DecisionEngine {
 }
 
 /** Puts back what the knob held before the judged change; marked as a restore because it moves toward the original. */
-function revertNudge(a: Applied, v: Verdict, margin: number): StrategyNudge {
+function revertNudge(a: Applied, v: Verdict, margin: number, significance: number): StrategyNudge {
   const objective = objectiveOf(a.nudge);
   const fmt = (x: number): string => (objective.unit === 'us' ? formatUs(x) : String(x));
   const what = `${(objective.targets ?? ['protect targets']).join(', ')} ${metricLabel(objective.metric)}`;
   const move = Object.keys(a.from)
     .map((k) => `${k} ${a.to[k] ?? '?'} → ${a.from[k]}`)
     .join(', ');
-  let finding: string;
-  if (v.before === null || v.after === null || v.improvement === null) {
-    finding = `no ${what} data ${v.before === null ? 'before' : 'after'} the change, so no evidence it helped`;
-  } else {
-    const change =
-      v.improvement >= 0 ? `${formatPercent(v.improvement)} better` : `${formatPercent(-v.improvement)} worse`;
-    finding =
-      `${what} median ${fmt(v.before)} before, ${fmt(v.after)} after over ${v.samples} ticks ` +
-      `(${change}, needs ≥ ${formatPercent(margin)} better)`;
-  }
-  const evidence: Record<string, number> = { margin, samples: v.samples };
+  const finding =
+    `${what} ${describeVerdict(v, fmt)}; ` +
+    `keeping needs p ≤ ${significance} and ≥ ${formatPercent(margin)} better`;
+  const evidence: Record<string, number> = { margin, significance, samples: v.samples, samplesBefore: v.samplesBefore };
   if (v.before !== null) evidence.before = v.before;
   if (v.after !== null) evidence.after = v.after;
   if (v.improvement !== null) evidence.improvement = v.improvement;
+  if (v.pValue !== null) evidence.pValue = v.pValue;
+  if (v.low !== null) evidence.low = v.low;
+  if (v.high !== null) evidence.high = v.high;
   return {
     action: a.nudge.action,
     target: a.nudge.target,

@@ -5,7 +5,7 @@ import { parseConfig } from '../config/load.js';
 import type { RecordingHeader } from './recording.js';
 import { formatReplay, replay } from './replay.js';
 
-const config = parseConfig('policy: {noisy_neighbor: {p99_threshold_us: 4000, trigger_ticks: 2, calm_ticks: 3}}\nguardrails: {cooldown: 0s}\n', 'test.yaml');
+const config = parseConfig('policy: {noisy_neighbor: {p99_threshold_us: 4000, trigger_ticks: 2, calm_ticks: 3}}\nguardrails: {cooldown: 0s}\nclosed_loop: {warmup_ticks: 0}\n', 'test.yaml');
 const header: RecordingHeader = {
   format: 'ebpf-tuner-recording',
   version: 1,
@@ -25,8 +25,8 @@ function tick(i: number, p99: number): TickSnapshot {
   return { time: 1_000_000 + i * 1000, windowMs: 1000, targets: { web: { name: 'web', role: 'protect', runqlat: w(p99, 2e5) }, batch: { name: 'batch', role: 'noisy', runqlat: w(20_000, 9e5) } } };
 }
 
-// Hot for 8 ticks (improving after the nudge), then calm.
-const ticks = [...[9000, 9000, 9000, 3000, 3000, 3000, 3000, 3000].map((p, i) => tick(i, p)), ...Array.from({ length: 8 }, (_, i) => tick(8 + i, 200))];
+// Hot for 2 ticks, improving as soon as the nudge of tick 1 takes effect, then calm.
+const ticks = [...[9000, 9000, 3000, 3000, 3000, 3000, 3000, 3000].map((p, i) => tick(i, p)), ...Array.from({ length: 8 }, (_, i) => tick(8 + i, 200))];
 
 describe('replay', () => {
   it('lowers the noisy weight, keeps it when the victim improved, restores it when calm — the same every time', () => {

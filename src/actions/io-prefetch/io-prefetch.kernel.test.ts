@@ -190,7 +190,7 @@ describe('io_prefetch on a real loop device', () => {
     procs.push(await spawnInCgroup(readerCg.path, process.execPath, ['-e', slow, streamed]));
 
     const writer = new KnobWriter({ journal, log: silentLogger, scope: [cg.path], layout: detectLayout() });
-    const loopJudge = new ClosedLoop({ windowTicks: 1000, margin: 0.1, penaltyMs: 0 });
+    const loopJudge = new ClosedLoop({ windowTicks: 1000, margin: 0.1, penaltyMs: 0, significance: 0.05, warmupTicks: 0 });
     const policy = { ...DEFAULTS.policy.ioPrefetch, triggerTicks: 2, calmTicks: 3, prefetchMb: 16 };
     const engine = new DecisionEngine({
       strategies: [new IoPrefetchRule(policy)],

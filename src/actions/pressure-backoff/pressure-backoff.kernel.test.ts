@@ -106,7 +106,7 @@ describe('pressure_backoff on a real v1 cpu cgroup under stress-ng', () => {
     procs.push(await spawnInCgroup(noisyCg.path, 'stress-ng', ['--cpu', String(2 * os.cpus().length), '--timeout', '120s', '--quiet']));
 
     const writer = new KnobWriter({ journal, log: silentLogger, scope: [cg.path], layout: detectLayout() });
-    const loop = new ClosedLoop({ windowTicks: 1000, margin: 0.1, penaltyMs: 0 });
+    const loop = new ClosedLoop({ windowTicks: 1000, margin: 0.1, penaltyMs: 0, significance: 0.05, warmupTicks: 0 });
     // Threshold above this shared host's usual background, well below what 2 hogs per CPU cause.
     const policy = { ...DEFAULTS.policy.pressureBackoff, psiSomeAvg10Threshold: 30, triggerTicks: 2, calmTicks: 10_000 };
     const engine = new DecisionEngine({

@@ -128,7 +128,8 @@ export const SIM_POLICY: NoisyNeighborPolicy = {
   maxNoisyPerStep: 1,
 };
 
-export const SIM_CLOSED_LOOP = { windowTicks: 3, margin: 0.1, penaltyMs: 30_000 };
+// Two trouble ticks before against three after: 0.1 is the smallest p-value such windows can reach (1 in C(5, 2)).
+export const SIM_CLOSED_LOOP = { windowTicks: 3, margin: 0.1, penaltyMs: 30_000, significance: 0.1, warmupTicks: 0 };
 export const SIM_GUARDRAILS = { cooldownMs: 3000, maxChangesPerMinute: 30, denyCgroups: [] as string[] };
 
 /** Bounds for the three actions as the simulated agent declares them. */
