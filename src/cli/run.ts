@@ -116,7 +116,8 @@ export async function runCommand(opts: RunOptions): Promise<void> {
     }
   }
   assertCanLoadBpf();
-  if (!opts.dryRun) asUsage(() => checkStateDirOption(opts.stateDir));
+  // A dry run writes its audit there too (never the journal), so the directory must be as safe.
+  asUsage(() => checkStateDirOption(opts.stateDir));
   const log = createLogger({ level: opts.logLevel });
   // The state directory is created (0700, with safe parents) only once the targets have resolved: a bad config
   // leaves no trace on the host.
