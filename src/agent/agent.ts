@@ -451,8 +451,13 @@ export class Agent {
 
   private record(rec: Parameters<AuditLog['record']>[0]): void {
     const clean = Object.fromEntries(Object.entries(rec).filter(([, v]) => v !== undefined)) as typeof rec;
+    // Marked for subscribers (dashboard, metrics) and the log line; the dry-run database marks its rows by itself.
+    if (this.dryRun) clean.dryRun = true;
     this.audit?.record(clean);
-    this.log.info({ decision: clean.id, kind: clean.kind, action: clean.action, target: clean.target, from: clean.from, to: clean.to, outcome: clean.outcome }, clean.reason);
+    this.log.info(
+      { decision: clean.id, kind: clean.kind, action: clean.action, target: clean.target, from: clean.from, to: clean.to, outcome: clean.outcome, dryRun: clean.dryRun },
+      clean.reason,
+    );
   }
 
   /** Stops ticking, restores every original (unless dry-run), detaches every program. Idempotent. */

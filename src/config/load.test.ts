@@ -320,6 +320,9 @@ signals:
     ['closed_loop: {margin: 1}', 'closed_loop.margin', /^expected a number from 0 up to \(not including\) 1, got 1 /],
     ['closed_loop: {window_ticks: 0}', 'closed_loop.window_ticks', /from 1 to 1000, got 0/],
     ['closed_loop: {penalty: 2d}', 'closed_loop.penalty', /^expected a duration like "1s"/],
+    ['closed_loop: {significance: 0.5}', 'closed_loop.significance', /^expected a number above 0 and below 0.5, got 0.5 /],
+    ['closed_loop: {significance: 0}', 'closed_loop.significance', /^expected a number above 0 and below 0.5, got 0 /],
+    ['closed_loop: {warmup_ticks: -1}', 'closed_loop.warmup_ticks', /from 0 to 1000, got -1/],
   ])('%s', (text, path, re) => {
     const i = firstIssue(text);
     expect(i.path).toBe(path);

@@ -69,6 +69,7 @@ describe('audit of dry runs and verdicts', () => {
     const agent = startAgent(['--config', config(), '--state-dir', state.path, '--dry-run']);
     procs.push(agent);
     const first = await agent.waitFor((l) => l.kind === 'dry-run' && l.action === 'cpu_weight', 20_000);
+    expect(first.dryRun).toBe(true);
     // Long enough for a whole window after the decision, when a verdict would have come had the change been made.
     await new Promise((r) => setTimeout(r, 8_000));
     agent.child.kill('SIGTERM');
@@ -136,5 +137,6 @@ describe('audit of dry runs and verdicts', () => {
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toMatch(/verdict: (kept|revert) — median \d+ before, \d+ after: \d+% (better|worse) \(.*p = [\d.e-]+; \d+ ticks before, \d+ after\)/);
     expect(text.stdout).not.toMatch(/dry run/);
+    console.log(text.stdout);
   }, 90_000);
 });
