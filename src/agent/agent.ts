@@ -397,7 +397,7 @@ export class Agent {
     this.lastRefusal.delete(`${n.rule}|${n.action}|${n.target}`);
     if (d.kind === 'kept') {
       this.record({ ...base, kind: 'kept', ref: d.verdict?.decisionId, reason: verdictText(d), outcome: 'kept', verdict: d.verdict });
-      if (d.verdict) this.audit?.outcome(d.verdict.decisionId, `kept: ${verdictText(d)}`);
+      if (d.verdict) this.audit?.outcome(d.verdict.decisionId, `kept: ${describeVerdict(d.verdict)}`);
       return;
     }
     const action = findAction(n.action);
@@ -432,7 +432,7 @@ export class Agent {
       if (this.dryRun) this.engine?.dryRan(d.id, now);
       else this.engine?.applied(d.id, from, to, now);
       this.record({ ...base, kind, outcome, from: fmt(from), to: fmt(to), ref: d.verdict?.decisionId, verdict: d.verdict });
-      if (d.kind === 'revert' && d.verdict) this.audit?.outcome(d.verdict.decisionId, `reverted by ${d.id}: ${verdictText(d)}`);
+      if (d.kind === 'revert' && d.verdict) this.audit?.outcome(d.verdict.decisionId, `reverted by ${d.id}: ${describeVerdict(d.verdict)}`);
     } catch (e) {
       this.engine?.failed(d.id, e);
       const msg = e instanceof Error ? e.message : String(e);

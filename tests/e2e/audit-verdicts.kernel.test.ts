@@ -137,6 +137,5 @@ describe('audit of dry runs and verdicts', () => {
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toMatch(/verdict: (kept|revert) — median \d+ before, \d+ after: \d+% (better|worse) \(.*p = [\d.e-]+; \d+ ticks before, \d+ after\)/);
     expect(text.stdout).not.toMatch(/dry run/);
-    console.log(text.stdout);
   }, 90_000);
 });
