@@ -164,7 +164,7 @@ export class Agent {
     this.targetSet = TargetSet.resolve(this.config, layout, this.probe);
     this.targets = this.targetSet.list;
     // Devices too: a name that is not a whole disk of this host is a config error, found before anything changes.
-    const devices = new DeviceScope(resolveDevices(this.config.devices));
+    const devices = new DeviceScope(resolveDevices(this.config.devices, {}, this.config.source));
     for (const p of this.targetSet.patterns()) {
       this.log.info(p, p.matches ? 'cgroup pattern matches' : 'cgroup pattern matches nothing yet; matching cgroups are picked up as they appear');
     }

@@ -85,7 +85,7 @@ function locate(spec: string, p: Required<SysfsPaths>): { dir: string } | { miss
  * Resolve the configured devices, in order, without duplicates (two spellings of one disk are one device). Throws
  * CONFIG_INVALID naming the entry, what is wrong and the fix — with the disks that exist — before anything changes.
  */
-export function resolveDevices(specs: readonly string[], paths: SysfsPaths = {}): BlockDevice[] {
+export function resolveDevices(specs: readonly string[], paths: SysfsPaths = {}, source?: string): BlockDevice[] {
   const p: Required<SysfsPaths> = {
     sysBlock: paths.sysBlock ?? '/sys/block',
     sysClassBlock: paths.sysClassBlock ?? '/sys/class/block',
@@ -93,22 +93,22 @@ export function resolveDevices(specs: readonly string[], paths: SysfsPaths = {})
   };
   const out = new Map<string, BlockDevice>();
   specs.forEach((spec, i) => {
-    const where = `devices[${i}]`;
+    const where = `devices[${i}] "${spec}"${source !== undefined ? ` in ${source}` : ''}`;
     const found = locate(spec, p);
     const disks = (): string => listDisks(p.sysBlock).join(', ') || 'none';
     if ('missing' in found) {
-      throw new TunerError('CONFIG_INVALID', `resolve ${where} "${spec}": ${found.missing} — fix: name a disk this host has (${disks()}), as sda, /dev/sda or 8:0`);
+      throw new TunerError('CONFIG_INVALID', `resolve ${where}: ${found.missing} — fix: name a disk this host has (${disks()}), as sda, /dev/sda or 8:0`);
     }
     const name = path.basename(found.dir);
     if (fs.existsSync(path.join(found.dir, 'partition'))) {
       const disk = path.basename(path.dirname(found.dir));
       throw new TunerError(
         'CONFIG_INVALID',
-        `resolve ${where} "${spec}": ${name} is a partition of ${disk}, and its queue knobs (read_ahead_kb) belong to the whole disk, shared by all its partitions — fix: list the disk, ${disk}, to let the agent change it`,
+        `resolve ${where}: ${name} is a partition of ${disk}, and its queue knobs (read_ahead_kb) belong to the whole disk, shared by all its partitions — fix: list the disk, ${disk}, to let the agent change it`,
       );
     }
     if (!fs.existsSync(path.join(found.dir, 'queue'))) {
-      throw new TunerError('CONFIG_INVALID', `resolve ${where} "${spec}": ${name} has no request queue to tune — fix: name a disk this host has (${disks()})`);
+      throw new TunerError('CONFIG_INVALID', `resolve ${where}: ${name} has no request queue to tune — fix: name a disk this host has (${disks()})`);
     }
     let dev: string;
     try {

@@ -104,7 +104,7 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   if (opts.config) asUsage(() => assertSafeConfigFile(opts.config!));
   const config = asUsage(() => loadConfig(opts.config));
   // The devices are about this host, like the targets, but a wrong one is a config error: exit 2 before BPF or state.
-  asUsage(() => resolveDevices(config.devices));
+  asUsage(() => resolveDevices(config.devices, {}, config.source));
   const token: TokenSource | undefined = opts.tokenFile ? asUsage(() => tokenSource(opts.tokenFile!)) : undefined;
   if (listen !== undefined) {
     const t = token?.current();
@@ -170,7 +170,7 @@ export async function runCommand(opts: RunOptions): Promise<void> {
         assertSafeConfigFile(opts.config);
         next = loadConfig(opts.config);
         resolveTargets(next, detectLayout());
-        resolveDevices(next.devices);
+        resolveDevices(next.devices, {}, next.source);
       } catch (e) {
         log.error({ why, err: e instanceof Error ? e.message : String(e) }, 'config reload refused; the running config stays');
         return;

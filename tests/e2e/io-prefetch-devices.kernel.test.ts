@@ -101,7 +101,7 @@ closed_loop: {window_ticks: 1000}
       writeFileSync(config, body('[ebpf-tuner-no-such-disk]'));
       agent.child.kill('SIGHUP');
       const reload = await agent.waitFor((l) => l.msg === 'config reload refused; the running config stays');
-      expect(reload.err).toMatch(/devices\[0\] "ebpf-tuner-no-such-disk": no block device is named ebpf-tuner-no-such-disk — fix: name a disk this host has \(.*\)/);
+      expect(reload.err).toMatch(/devices\[0\] "ebpf-tuner-no-such-disk" in \S+c\.yaml: no block device is named ebpf-tuner-no-such-disk — fix: name a disk this host has \(.*\)/);
       expect(readAhead(inScope)).toBe(1024);
 
       agent.child.kill('SIGTERM');
@@ -150,7 +150,7 @@ closed_loop: {window_ticks: 1000}
       const r = runCli(['run', '--config', config, '--state-dir', stateDir, '--duration', '1']);
       expect(r.code, r.stderr).toBe(2);
       const disks = execFileSync('ls', ['/sys/block'], { encoding: 'utf8' }).split('\n').filter(Boolean);
-      expect(r.stderr).toMatch(/^ebpf-tuner run: resolve devices\[0\] "sda9z": no block device is named sda9z — fix: name a disk this host has \((.*)\), as sda, \/dev\/sda or 8:0\n$/);
+      expect(r.stderr).toMatch(/^ebpf-tuner run: resolve devices\[0\] "sda9z" in \S+c\.yaml: no block device is named sda9z — fix: name a disk this host has \((.*)\), as sda, \/dev\/sda or 8:0\n$/);
       expect(r.stderr).toContain(disks[0]!);
       expect(existsSync(stateDir)).toBe(false);
     } finally {
