@@ -254,7 +254,7 @@ export class Agent {
       if (off) this.unwake.push(off);
     }
     for (const why of sharedMembership(this.targets)) this.log.warn({ why }, 'targets overlap: one of them does not see some tasks');
-    if (this.config.policy.ioPrefetch.enabled && this.targets.length > 0) {
+    if (this.config.policy.ioPrefetch.enabled && this.config.targets.length > 0) {
       // Said once: every refused raise is recorded too, but the reason it can never act belongs at the start.
       if (devices.devices.length === 0) {
         this.log.info(
