@@ -16,6 +16,7 @@ import type { Action, Desired } from './action.js';
 import { ACTIONS } from './index.js';
 import { createIoPrefetchAction } from './io-prefetch/io-prefetch.js';
 import { KnobWriter } from './knob-writer.js';
+import type { BlockDevice } from '../block/devices.js';
 
 /** A desired state that changes something from the kernel defaults, per action. Every action needs one. */
 const CHANGING: Record<string, Desired> = {
@@ -33,6 +34,8 @@ const CHANGING: Record<string, Desired> = {
 interface OutsideFixture {
   action: Action;
   roots: string[];
+  /** The devices the writer is configured with: every device knob the fixture has. */
+  devices?: BlockDevice[];
   remove(): void;
 }
 
@@ -50,7 +53,12 @@ const OUTSIDE: Record<string, (target: Target) => OutsideFixture> = {
       sysDevBlock: path.join(root, 'dev/block'),
       evidence: (t) => ({ devices: t.name === target.name ? ['7:0'] : [], streams: [] }),
     });
-    return { action, roots: [root], remove: () => fs.rmSync(root, { recursive: true, force: true }) };
+    return {
+      action,
+      roots: [root],
+      devices: [{ name: 'loop0', dev: '7:0', sysfs: disk }],
+      remove: () => fs.rmSync(root, { recursive: true, force: true }),
+    };
   },
 };
 
@@ -102,7 +110,14 @@ describe.each(ACTIONS.map((a) => [a.name, a] as const))('action %s', (name, regi
   });
 
   const writer = (dryRun = false) =>
-    new KnobWriter({ journal, log: silentLogger, dryRun, scope: [target.scope.kind === 'cgroup' ? target.scope.path : ''], layout: fake.layout });
+    new KnobWriter({
+      journal,
+      log: silentLogger,
+      dryRun,
+      scope: [target.scope.kind === 'cgroup' ? target.scope.path : ''],
+      layout: fake.layout,
+      ...(outsideFixture?.devices !== undefined ? { devices: outsideFixture.devices } : {}),
+    });
 
   it('has a changing desired state in this suite', () => {
     expect(CHANGING[name], `add ${name} to CHANGING in conformance.test.ts`).toBeDefined();

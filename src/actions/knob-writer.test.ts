@@ -8,6 +8,7 @@ import { kernelKnobIO, type KnobIO } from '../cgroup/cgroup.js';
 import { createFakeCgroup2, type FakeCgroup2 } from '../cgroup/fake-cgroup2.js';
 import { Journal } from '../journal/journal.js';
 import { KnobWriter, defaultDenyList } from './knob-writer.js';
+import type { BlockDevice } from '../block/devices.js';
 
 let fake: FakeCgroup2;
 let stateDir: string;
@@ -26,7 +27,7 @@ afterEach(() => {
   for (const d of extra.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
-function writer(opts: { dryRun?: boolean; scope?: string[]; io?: KnobIO } = {}): KnobWriter {
+function writer(opts: { dryRun?: boolean; scope?: string[]; io?: KnobIO; devices?: BlockDevice[] } = {}): KnobWriter {
   return new KnobWriter({
     journal,
     log: silentLogger,
@@ -34,6 +35,7 @@ function writer(opts: { dryRun?: boolean; scope?: string[]; io?: KnobIO } = {}):
     layout: fake.layout,
     ...(opts.dryRun !== undefined ? { dryRun: opts.dryRun } : {}),
     ...(opts.io !== undefined ? { io: opts.io } : {}),
+    ...(opts.devices !== undefined ? { devices: opts.devices } : {}),
   });
 }
 
@@ -132,8 +134,8 @@ describe('KnobWriter files declared outside the cgroup tree', () => {
     const d = device();
     const other = path.join(d.dir, 'devices/loop0/queue/nr_requests');
     fs.writeFileSync(other, '128\n');
-    const w = writer();
-    expect(() => w.set(ref(d.knob), 'io_prefetch', '1024')).toThrow(/add its cgroup as a target/);
+    const w = writer({ devices: [{ name: 'loop0', dev: '7:0', sysfs: path.join(d.dir, 'devices/loop0') }] });
+    expect(() => w.set(ref(d.knob), 'io_prefetch', '1024')).toThrow(/io_prefetch declared no file of device loop0 for reader — a device knob is written only for a target that does I\/O on it/);
     w.allowOutside('io_prefetch', 'reader', [d.knob]);
     // Reached through a symlink, the file is still the declared one.
     expect(w.set(ref(path.join(d.link, 'queue/read_ahead_kb')), 'io_prefetch', '1024').status).toBe('written');
@@ -149,6 +151,21 @@ describe('KnobWriter files declared outside the cgroup tree', () => {
     // Restores are not limited by scope, so a knob changed under an old declaration can always go back.
     expect(w.restoreAll().restored).toHaveLength(1);
     expect(read(d.knob)).toBe('128\n');
+  });
+
+  it('refuses every file of a device not in the configured devices, declared or not, and journals nothing', () => {
+    const d = device();
+    for (const devices of [[], [{ name: 'loop1', dev: '7:1', sysfs: path.join(d.dir, 'devices/loop1') }]]) {
+      const w = writer({ devices });
+      w.allowOutside('io_prefetch', 'reader', [d.knob]);
+      expect(() => w.set(ref(d.knob), 'io_prefetch', '1024')).toThrow(
+        expect.objectContaining({ code: 'OUT_OF_SCOPE', message: expect.stringMatching(/device loop0 is not among the configured devices \((none listed|loop1)\) — fix: add it to devices:/) }),
+      );
+      // Through a symlink, the file is still that device's.
+      expect(() => w.set(ref(path.join(d.link, 'queue/read_ahead_kb')), 'io_prefetch', '1024')).toThrow(expect.objectContaining({ code: 'OUT_OF_SCOPE' }));
+    }
+    expect(read(d.knob)).toBe('128\n');
+    expect(journal.active()).toEqual([]);
   });
 
   it('refuses to declare a file inside a cgroup tree, or a relative path', () => {

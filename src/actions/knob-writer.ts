@@ -1,8 +1,9 @@
 /**
  * The only way an action changes a knob. It enforces the three rules every write obeys:
- *   1. scope — only files inside a configured target's cgroup, or files outside every cgroup tree that an action
- *      declared for one target (a block device's queue knobs, say), and never inside the deny list; a knob that is
- *      not a file (a thread's CPU affinity) belongs to a thread, whose cgroup must pass the same test;
+ *   1. scope — only files inside a configured target's cgroup, or files of a configured device (its sysfs
+ *      directory, for knobs such as queue/read_ahead_kb) that an action declared for one target, and never inside
+ *      the deny list; a knob that is not a file (a thread's CPU affinity) belongs to a thread, whose cgroup must pass
+ *      the same test;
  *   2. journal first — the original value is durably recorded before the first write;
  *   3. no fighting — once someone else changes a knob after us, it is theirs: we stop writing it.
  * In dry-run it computes and reports the same decisions and touches neither the knob nor the journal.
@@ -15,6 +16,7 @@ import type { Logger } from '../core/log.js';
 import type { KnobRef } from '../core/types.js';
 import { cgroupOfPidIn, kernelKnobIO, normalizeKnobValue, type KnobIO } from '../cgroup/cgroup.js';
 import { detectLayout, isPathUnder, type CgroupLayout } from '../cgroup/layout.js';
+import { deviceNameOf, type BlockDevice } from '../block/devices.js';
 import type { Journal, JournalEntry } from '../journal/journal.js';
 import { restoreAll, restoreEntry, type KnobEvent, type RestoreItem, type RestoreReport } from '../journal/restore.js';
 import type { KnobClaimer } from '../journal/ownership.js';
@@ -92,6 +94,11 @@ export interface KnobWriterOptions {
   scope: string[];
   /** Processes of pid-list targets: a thread knob of one of these is in scope too. */
   pids?: number[];
+  /**
+   * Block devices (the config's `devices`, resolved): a file outside every cgroup is in scope only below one of
+   * their sysfs directories, and only once an action declared it for a target. None by default: no device knob.
+   */
+  devices?: readonly BlockDevice[];
   /** Replaces the default deny list (see `defaultDenyList`); extend it with `[...defaultDenyList(layout), ...]`. */
   deny?: DenyRule[];
   /** Used for the default deny list and to find a thread's cgroups; probed when absent. */
@@ -157,6 +164,7 @@ export class KnobWriter {
   private readonly deny: DenyRule[];
   private scope: string[];
   private pids: Set<number>;
+  private readonly devices: readonly BlockDevice[];
   private layout: CgroupLayout | undefined;
   /** `${action}\0${target}` → canonical knob files outside the cgroup trees declared for that pair. */
   private readonly outside = new Map<string, Set<string>>();
@@ -172,6 +180,7 @@ export class KnobWriter {
     this.deny = (opts.deny ?? defaultDenyList(opts.layout ?? detectLayout())).map((r) => ({ ...r, path: canonical(r.path) }));
     this.scope = opts.scope.map(canonical);
     this.pids = new Set(opts.pids ?? []);
+    this.devices = (opts.devices ?? []).map((d) => ({ ...d, sysfs: canonical(d.sysfs) }));
   }
 
   /** Targets changed: knobs must now lie inside these cgroup directories (thread knobs: or these processes). */
@@ -210,7 +219,7 @@ export class KnobWriter {
 
   /**
    * Throws OUT_OF_SCOPE unless the knob file lies outside every deny rule and either inside a scope directory or,
-   * given the writing `owner`, among the files that owner declared with allowOutside.
+   * given the writing `owner`, among the files that owner declared with allowOutside and below a configured device.
    */
   checkScope(knobPath: string, owner?: { action: string; target: string }): void {
     const scheme = knobSchemeOf(knobPath);
@@ -231,7 +240,28 @@ export class KnobWriter {
       );
     }
     if (!this.scope.some((s) => isPathUnder(dir, s))) {
+      const roots = (this.layout ??= detectLayout()).mounts.map((m) => canonical(m.mount));
       const declared = owner !== undefined ? this.outside.get(`${owner.action}\0${owner.target}`) : undefined;
+      if (!roots.some((r) => isPathUnder(file, r))) {
+        // A file outside every cgroup is a device knob, shared by everyone on the device: it needs both the device in
+        // `devices` and the writing action's declaration for this target.
+        if (!this.devices.some((d) => isPathUnder(file, d.sysfs))) {
+          throw new TunerError(
+            'OUT_OF_SCOPE',
+            `write ${file}: device ${deviceNameOf(file)} is not among the configured devices (${this.devices.map((d) => d.name).join(', ') || 'none listed'}) ` +
+              `— fix: add it to devices: in the config to let the agent change it`,
+          );
+        }
+        if (declared?.has(file) === true) return;
+        throw new TunerError(
+          'OUT_OF_SCOPE',
+          owner === undefined
+            ? `write ${file}: a device knob needs the action and target writing it`
+            : declared !== undefined
+              ? `write ${file}: the file is not among the ${declared.size} ${owner.action} declared for ${owner.target} — it is not a knob of that target`
+              : `write ${file}: ${owner.action} declared no file of device ${deviceNameOf(file)} for ${owner.target} — a device knob is written only for a target that does I/O on it`,
+        );
+      }
       if (declared?.has(file) === true) return;
       const targets = this.scope.join(', ') || 'none';
       throw new TunerError(

@@ -28,6 +28,7 @@ import { createStrategies } from '../engine/registry.js';
 import { createSignals } from '../signals/index.js';
 import { sharedMembership } from '../signals/membership.js';
 import { TargetSet } from './resolve.js';
+import { DeviceScope, resolveDevices } from '../block/devices.js';
 
 /** Written in the state directory while a (non-dry) run is alive, for `ebpf-tuner status`. */
 export const PID_FILE = 'agent.pid';
@@ -165,6 +166,8 @@ export class Agent {
     // Resolution first: a bad target is reported before anything is written, restored or attached.
     this.targetSet = TargetSet.resolve(this.config, layout, this.probe);
     this.targets = this.targetSet.list;
+    // Devices too: a name that is not a whole disk of this host is a config error, found before anything changes.
+    const devices = new DeviceScope(resolveDevices(this.config.devices, {}, this.config.source));
     for (const p of this.targetSet.patterns()) {
       this.log.info(p, p.matches ? 'cgroup pattern matches' : 'cgroup pattern matches nothing yet; matching cgroups are picked up as they appear');
     }
@@ -212,6 +215,7 @@ export class Agent {
       dryRun: this.dryRun,
       scope: cgroupDirs,
       pids,
+      devices: devices.devices,
       deny,
       layout,
       ...(this.claims !== undefined ? { claims: this.claims } : {}),
@@ -224,6 +228,7 @@ export class Agent {
         return t?.scope.kind === 'cgroup' ? t.scope.path : undefined;
       },
       penalties: closedLoop,
+      devices,
     });
     this.engine = new DecisionEngine({
       strategies: createStrategies(this.config, { stateDir: this.stateDir, dryRun: this.dryRun, log: this.log }),
@@ -256,6 +261,17 @@ export class Agent {
       if (off) this.unwake.push(off);
     }
     for (const why of sharedMembership(this.targets)) this.log.warn({ why }, 'targets overlap: one of them does not see some tasks');
+    if (this.config.policy.ioPrefetch.enabled && this.config.targets.length > 0) {
+      // Said once: every refused raise is recorded too, but the reason it can never act belongs at the start.
+      if (devices.devices.length === 0) {
+        this.log.info(
+          { devices: [] },
+          'io_prefetch only observes: no devices are listed, so no read_ahead_kb is changed — fix: list the disks it may tune under devices:, e.g. devices: [sda]',
+        );
+      } else {
+        this.log.info({ devices: devices.devices.map((d) => `${d.name} (${d.dev})`) }, 'io_prefetch may change the read-ahead of these devices only');
+      }
+    }
     this.lifecycle = 'ready';
     publish(channels.lifecycle, () => ({ state: 'ready' }));
     this.log.info(

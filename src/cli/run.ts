@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { createLogger } from '../core/log.js';
 import { detectLayout } from '../cgroup/layout.js';
 import { resolveTargets } from '../agent/resolve.js';
+import { resolveDevices } from '../block/devices.js';
 import { errnoCode, TunerError } from '../core/errors.js';
 import { asUsage } from './usage.js';
 import { loadConfig } from '../config/load.js';
@@ -102,6 +103,8 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   const listen = opts.listen !== undefined ? asUsage(() => parseListen(opts.listen!)) : undefined;
   if (opts.config) asUsage(() => assertSafeConfigFile(opts.config!));
   const config = asUsage(() => loadConfig(opts.config));
+  // The devices are about this host, like the targets, but a wrong one is a config error: exit 2 before BPF or state.
+  asUsage(() => resolveDevices(config.devices, {}, config.source));
   const token: TokenSource | undefined = opts.tokenFile ? asUsage(() => tokenSource(opts.tokenFile!)) : undefined;
   if (listen !== undefined) {
     const t = token?.current();
@@ -168,6 +171,7 @@ export async function runCommand(opts: RunOptions): Promise<void> {
         assertSafeConfigFile(opts.config);
         next = loadConfig(opts.config);
         resolveTargets(next, detectLayout());
+        resolveDevices(next.devices, {}, next.source);
       } catch (e) {
         log.error({ why, err: e instanceof Error ? e.message : String(e) }, 'config reload refused; the running config stays');
         return;

@@ -43,6 +43,8 @@ export const DEFAULTS = deepFreeze({
     blkio: { enabled: true, attach: 'auto' },
   },
   targets: [],
+  // No device knob is changed unless its device is named: io_prefetch observes and explains.
+  devices: [],
   policy: {
     noisyNeighbor: {
       enabled: true,

@@ -28,6 +28,16 @@ function firstIssue(text: string) {
 const tmp = mkdtempSync(join(tmpdir(), 'config-test-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
+describe('devices', () => {
+  it.each([
+    ['devices: sda', 'devices', /expected a list of block devices, got "sda" — fix: write e.g. devices: \[sda\]/],
+    ['devices: [../sda]', 'devices[0]', /expected a device name \(sda\), a \/dev path \(\/dev\/sda\) or major:minor/],
+    ['devices: [8]', 'devices[0]', /expected a device name, path or major:minor, got 8/],
+  ])('%s is refused at %s, with the fix', (text, where, message) => {
+    expect(fail(text).issues[0]).toMatchObject({ path: where, message: expect.stringMatching(message) });
+  });
+});
+
 describe('defaults', () => {
   it('no file gives the built-in config', () => {
     const c = loadConfig();
@@ -54,6 +64,7 @@ describe('defaults', () => {
         blkio: { enabled: true, attach: 'auto' },
       },
       targets: [],
+      devices: [],
       policy: {
         noisyNeighbor: {
           enabled: true,
@@ -147,6 +158,7 @@ targets:
   - name: batch_1
     role: noisy
     pids: [1234, 5678]
+devices: [sda, /dev/nvme0n1, "8:16", 259:1]
 policy:
   noisy_neighbor:
     enabled: false
@@ -182,6 +194,7 @@ closed_loop:
         { name: 'web', role: 'protect', cgroup: '/sys/fs/cgroup/web.slice' },
         { name: 'batch_1', role: 'noisy', pids: [1234, 5678] },
       ],
+      devices: ['sda', '/dev/nvme0n1', '8:16', '259:1'],
       policy: {
         noisyNeighbor: {
           enabled: false,

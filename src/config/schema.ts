@@ -30,6 +30,8 @@ export const LIMITS = {
   maxChangesPerMinuteMax: 10_000,
   windowTicksMax: 1000,
   penaltyMaxMs: 86_400_000,
+  /** Entries in `devices`; a host with more disks than this names the few that matter. */
+  maxDevices: 256,
 } as const;
 
 /** A value as the person who wrote the file would recognise it, for "got …" in messages. */
@@ -493,6 +495,20 @@ const ioPrefetch = strict(
   { expected: 'a mapping of policy settings', fix: 'indent the settings under io_prefetch:' },
 );
 
+/**
+ * The block devices whose queue knobs the agent may change (io_prefetch's read_ahead_kb). Only the spelling is
+ * checked here; whether each names a whole disk of this host is resolved at start and on reload (src/block).
+ */
+const devices = z
+  .array(
+    z.string(errorFor({ expected: 'a device name, path or major:minor', fix: 'write e.g. devices: [sda, /dev/nvme0n1, "8:0"]' })).regex(
+      /^(?:\/dev\/[^\0\s]+|\d+:\d+|[A-Za-z0-9][A-Za-z0-9._+-]{0,63})$/,
+      errorFor({ expected: 'a device name (sda), a /dev path (/dev/sda) or major:minor ("8:0")', fix: 'write e.g. devices: [sda, /dev/nvme0n1, "8:0"]' }),
+    ),
+    errorFor({ expected: 'a list of block devices', fix: 'write e.g. devices: [sda], or devices: [] to change no device' }),
+  )
+  .max(LIMITS.maxDevices, errorFor({ expected: `at most ${LIMITS.maxDevices} devices`, fix: 'list only the disks whose read-ahead the agent may change' }));
+
 const S = DEFAULT_STRATEGY;
 
 const strategy = strict(
@@ -741,6 +757,7 @@ export const configSchema = strict(
       { expected: 'a mapping of signals', fix: 'indent each signal under signals:, e.g. runqlat:' },
     ).prefault({}),
     targets: targets.default(() => []),
+    devices: devices.default(() => []),
     policy: strict(
       {
         noisy_neighbor: noisyNeighbor.prefault({}),
@@ -890,6 +907,7 @@ export const configSchema = strict(
       }
       return out;
     }),
+    devices: [...c.devices],
     policy: {
       noisyNeighbor: {
         enabled: c.policy.noisy_neighbor.enabled,

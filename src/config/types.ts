@@ -176,6 +176,11 @@ export interface Config {
     blkio: { enabled: boolean; attach: 'auto' | 'tp_btf' | 'raw_tp' };
   };
   targets: TargetConfig[];
+  /**
+   * Block devices (`sda`, `/dev/nvme0n1`, `8:0`) whose queue knobs the agent may change; empty: none. A device knob
+   * is shared by everything on the device, so it needs this scope of its own beside the targets.
+   */
+  devices: string[];
   policy: { noisyNeighbor: NoisyNeighborPolicy; pressureBackoff: PressureBackoffPolicy; ioPrefetch: IoPrefetchPolicy; cpusetSpread: CpusetSpreadPolicy; numaRebalance: NumaRebalancePolicy };
   guardrails: GuardrailsConfig;
   closedLoop: ClosedLoopConfig;

@@ -17,6 +17,7 @@ import type { Nudge } from '../core/types.js';
 import type { PenaltySource } from './closed-loop.js';
 import { formatPercent } from './format.js';
 import { RESTORE_KEY, isRestore, type KnobValues } from './strategy.js';
+import type { DeviceScope } from '../block/devices.js';
 
 export interface KnobBounds {
   min: number;
@@ -54,6 +55,7 @@ export const defaultBounds: ActionBounds = {
 
 export type RefusalCode =
   | 'DENIED'
+  | 'DEVICE_NOT_IN_SCOPE'
   | 'PAUSED'
   | 'PENALISED'
   | 'UNBOUNDED'
@@ -74,6 +76,12 @@ export interface GuardrailsOptions {
   cgroupRoots?: readonly string[];
   /** Where penalties from the closed loop come from. */
   penalties?: PenaltySource;
+  /**
+   * The block devices the agent may change. A nudge naming a device (`desired.major`/`minor`, as io_prefetch's does)
+   * is refused unless the device, or the disk it is a partition of, is one of them. Without it (the learner's value
+   * checks, replay) devices are not checked here; the KnobWriter, which holds its own device scope, still refuses.
+   */
+  devices?: DeviceScope;
 }
 
 export interface CheckContext {
@@ -130,6 +138,7 @@ export class Guardrails {
   readonly #roots: Set<string>;
   readonly #cgroupOf: ((target: string) => string | undefined) | undefined;
   readonly #penalties: PenaltySource | undefined;
+  readonly #devices: DeviceScope | undefined;
   readonly #lastChange = new Map<string, number>();
   /** Times of recorded changes, oldest first, pruned to the budget window. */
   readonly #changes: number[] = [];
@@ -145,6 +154,7 @@ export class Guardrails {
     this.#roots = new Set((options.cgroupRoots ?? DEFAULT_CGROUP_ROOTS).map(normalize));
     this.#cgroupOf = options.cgroupOf;
     this.#penalties = options.penalties;
+    this.#devices = options.devices;
   }
 
   get paused(): boolean {
@@ -200,6 +210,18 @@ export class Guardrails {
           `${nudge.action}.${key} ${cur} → ${value} moves ${formatPercent(cur === 0 ? 1 : step / Math.abs(cur))}, more than the ${formatPercent(b.maxStepFraction)} allowed`,
         );
       }
+    }
+
+    // After the bounds, which check that the numbers can name a device at all.
+    const { major, minor } = nudge.desired;
+    const dev = `${String(major)}:${String(minor)}`;
+    if (this.#devices !== undefined && typeof major === 'number' && typeof minor === 'number' && this.#devices.of(dev) === undefined) {
+      const name = this.#devices.nameOf(dev);
+      return refuse(
+        'DEVICE_NOT_IN_SCOPE',
+        `block device ${name === dev ? dev : `${name} (${dev})`} is not among the configured devices (${this.#devices.describe()}), so ` +
+          `${nudge.action} only observes it — fix: add it to devices: in the config to let the agent change it`,
+      );
     }
 
     const last = this.#lastChange.get(nudge.target);

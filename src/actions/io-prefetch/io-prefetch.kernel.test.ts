@@ -24,6 +24,7 @@ import { isRestore } from '../../engine/strategy.js';
 import { Journal } from '../../journal/journal.js';
 import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../testing/cgroups.js';
 import { KnobWriter } from '../knob-writer.js';
+import { DeviceScope, resolveDevices } from '../../block/devices.js';
 import { ioPrefetch, prefetchChannel, type PrefetchEvent } from './io-prefetch.js';
 
 beforeAll(() => {
@@ -189,12 +190,13 @@ describe('io_prefetch on a real loop device', () => {
     const slow = `const fs=require('fs');const fd=fs.openSync(process.argv[1],'r');const b=Buffer.alloc(4096);setInterval(()=>fs.readSync(fd,b,0,4096,null),10)`;
     procs.push(await spawnInCgroup(readerCg.path, process.execPath, ['-e', slow, streamed]));
 
-    const writer = new KnobWriter({ journal, log: silentLogger, scope: [cg.path], layout: detectLayout() });
+    const devices = new DeviceScope(resolveDevices([loop.dev]));
+    const writer = new KnobWriter({ journal, log: silentLogger, scope: [cg.path], layout: detectLayout(), devices: devices.devices });
     const loopJudge = new ClosedLoop({ windowTicks: 1000, margin: 0.1, penaltyMs: 0, significance: 0.05, warmupTicks: 0 });
     const policy = { ...DEFAULTS.policy.ioPrefetch, triggerTicks: 2, calmTicks: 3, prefetchMb: 16 };
     const engine = new DecisionEngine({
       strategies: [new IoPrefetchRule(policy)],
-      guardrails: new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, defaultBounds, { penalties: loopJudge }),
+      guardrails: new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, defaultBounds, { penalties: loopJudge, devices }),
       closedLoop: loopJudge,
     });
     const blkio = new BlkioFromKernel(loop, readerCg.path, 'reader');
@@ -264,7 +266,7 @@ describe('io_prefetch on a real loop device', () => {
     expect(journal.active()).toEqual([]);
   });
 
-  it("refuses a device the target does no I/O on, and a stop restores through the journal", async () => {
+  it("refuses a device the target does no I/O on, even one in the device scope, and a stop restores through the journal", async () => {
     const read = makeLoop('1G');
     const idle = makeLoop('1G');
     const [ra, ri] = [readAhead(read), readAhead(idle)];
@@ -272,7 +274,8 @@ describe('io_prefetch on a real loop device', () => {
     const t = target(readerCg.path, 'reader2');
     procs.push(await spawnInCgroup(readerCg.path, 'dd', [`if=${read.dev}`, 'of=/dev/null', 'bs=4k', 'iflag=direct', 'status=none']));
     await waitOpen(readerCg.path, read);
-    const writer = new KnobWriter({ journal, log: silentLogger, scope: [cg.path], layout: detectLayout() });
+    // Both devices are in the configured scope: the refusal below is the target-I/O condition alone.
+    const writer = new KnobWriter({ journal, log: silentLogger, scope: [cg.path], layout: detectLayout(), devices: resolveDevices([read.name, idle.dev]) });
     const [imaj, imin] = idle.numbers.split(':').map(Number);
     expect(() => ioPrefetch.apply(ioPrefetch.plan(t, { readAheadKb: 2048, major: imaj!, minor: imin! }), writer)).toThrow(
       expect.objectContaining({ code: 'OUT_OF_SCOPE' }),

@@ -51,7 +51,16 @@ afterEach(() => {
 });
 
 const target = (name = 'reader'): Target => ({ name, role: 'protect', slot: 0, scope: { kind: 'pids', pids: [1234] } });
-const writer = (dryRun = false) => new KnobWriter({ journal, log: silentLogger, scope: [], dryRun, layout: fake.layout });
+/** The writer is configured with every disk of the fake sysfs, as `devices: [...]` would list them. */
+const writer = (dryRun = false) => {
+  const disks = path.join(sys, 'devices/virtual/block');
+  const devices = (fs.existsSync(disks) ? fs.readdirSync(disks) : []).map((name) => ({
+    name,
+    dev: fs.readFileSync(path.join(disks, name, 'dev'), 'utf8').trim(),
+    sysfs: path.join(disks, name),
+  }));
+  return new KnobWriter({ journal, log: silentLogger, scope: [], dryRun, layout: fake.layout, devices });
+};
 const read = (p: string): string => fs.readFileSync(p, 'utf8');
 
 describe('block device evidence', () => {

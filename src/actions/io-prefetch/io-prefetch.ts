@@ -6,7 +6,8 @@
  *
  * The knob lies outside every cgroup and is shared by everything on the device. The action may write it only for a
  * target whose processes have that device open (directly or under a file they have open), or whose read-ahead it
- * already changed: it declares exactly those knobs to the KnobWriter, which refuses every other file. A raised
+ * already changed: it declares exactly those knobs to the KnobWriter, which refuses every other file — and every
+ * file of a disk not listed in the config's `devices`, whatever was declared. A raised
  * device counts as the change of the target that raised it, so only that target's revert puts it back.
  */
 import diagnostics_channel from 'node:diagnostics_channel';

@@ -1,10 +1,14 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { DeviceScope, resolveDevices } from '../../block/devices.js';
 import { parseConfig } from '../../config/load.js';
 import { DEFAULTS } from '../../config/defaults.js';
 import type { IoPrefetchPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import { Guardrails, defaultBounds } from '../guardrails.js';
-import { isRestore, type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
+import { RESTORE_KEY, isRestore, type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import { IO_PREFETCH_ACTION, IoPrefetchRule, blkioOf, isSmallStream, isStream, mainDevice } from './io-prefetch.js';
 
 const policy: IoPrefetchPolicy = {
@@ -208,10 +212,31 @@ describe('IoPrefetchRule', () => {
 
 describe('io_prefetch and guardrails', () => {
   it('accepts the nudges of the default policy; refuses values out of bounds', () => {
-    const g = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, defaultBounds);
+    // A fake of sysfs with one disk, loop0 (7:0), configured as `devices: [loop0]`.
+    const sys = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-tuner-fake-sysfs-')));
+    const disk = path.join(sys, 'devices/virtual/block/loop0');
+    fs.mkdirSync(path.join(disk, 'queue'), { recursive: true });
+    fs.writeFileSync(path.join(disk, 'dev'), '7:0\n');
+    for (const d of ['block', 'class/block', 'dev/block']) fs.mkdirSync(path.join(sys, d), { recursive: true });
+    fs.symlinkSync(disk, path.join(sys, 'block/loop0'));
+    fs.symlinkSync(disk, path.join(sys, 'class/block/loop0'));
+    fs.symlinkSync(disk, path.join(sys, 'dev/block/7:0'));
+    const paths = { sysBlock: path.join(sys, 'block'), sysClassBlock: path.join(sys, 'class/block'), sysDevBlock: path.join(sys, 'dev/block') };
+    const scope = (names: string[]) => new DeviceScope(resolveDevices(names, paths), paths.sysDevBlock);
+    const g = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, defaultBounds, { devices: scope(['loop0']) });
     const devs = new SimulatedDevices();
     const [n] = run([SMALL, SMALL, SMALL].map(r), devs, { ...DEFAULTS.policy.ioPrefetch, prefetchMb: 64 })[2]!;
     expect(g.check(n!, 0, { current: { readAheadKb: 128, major: 7, minor: 0 } })).toEqual({ ok: true });
+    // Not listed: refused, naming the device and the fix.
+    const none = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, defaultBounds, { devices: scope([]) });
+    expect(none.check(n!, 0, { current: { readAheadKb: 128, major: 7, minor: 0 } })).toEqual({
+      ok: false,
+      code: 'DEVICE_NOT_IN_SCOPE',
+      reason: 'block device loop0 (7:0) is not among the configured devices (none listed), so io_prefetch only observes it — fix: add it to devices: in the config to let the agent change it',
+    });
+    // Restores are always allowed: they put back what was changed while the device was in scope.
+    expect(none.check({ ...n!, desired: { [RESTORE_KEY]: 1 } }, 0)).toEqual({ ok: true });
+    fs.rmSync(sys, { recursive: true, force: true });
     expect(g.check({ ...n!, desired: { ...n!.desired, readAheadKb: 100_000 } }, 0)).toMatchObject({ code: 'OUT_OF_BOUNDS' });
     expect(g.check({ ...n!, desired: { ...n!.desired, minor: -1 } }, 0)).toMatchObject({ code: 'OUT_OF_BOUNDS' });
   });
