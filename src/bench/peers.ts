@@ -67,6 +67,8 @@ export interface AgentConfig {
 export interface AgentOptions {
   /** Omitted: no config file, the built-in defaults (every default signal, observing the whole host). */
   config?: AgentConfig;
+  /** Node.js flags for the agent's process (`node <flags> bin/ebpf-tuner run …`), e.g. diagnostics. */
+  nodeFlags?: string[];
   readyTimeoutMs?: number;
 }
 
@@ -165,7 +167,9 @@ export async function startAgent(res: Resources, opts: AgentOptions = {}): Promi
     writeFileSync(configFile, configYaml(opts.config));
     args.push('--config', configFile);
   }
-  const proc = res.spawn(agentBinary(), args, { name: 'ebpf-tuner' });
+  const proc = opts.nodeFlags?.length
+    ? res.spawn(process.execPath, [...opts.nodeFlags, agentBinary(), ...args], { name: 'ebpf-tuner' })
+    : res.spawn(agentBinary(), args, { name: 'ebpf-tuner' });
   const agent = new RunningAgent(proc, res, dir, configFile);
   try {
     await proc.waitForLine(/"msg":"agent running/, opts.readyTimeoutMs ?? 60_000);

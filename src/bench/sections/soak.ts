@@ -37,6 +37,14 @@ export interface Sample {
   t: number;
   rssMiB: number;
   fds: number;
+  /** V8 heap in use after the latest full (mark-compact) GC so far, from --trace-gc; NaN before the first. */
+  heapMiB: number;
+}
+
+/** The heap in use after a full GC, in MiB (V8's --trace-gc writes MB for 2^20 bytes) ("Mark-Compact 40.1 (45.2) -> 35.2 (46.0) MB"). */
+export function heapAfterFullGc(line: string): number | undefined {
+  const m = /(?:Mark-Compact|Mark-sweep)[^\d]*[\d.]+ \([\d.]+\) -> ([\d.]+) \([\d.]+\) MB/.exec(line);
+  return m ? Number(m[1]) : undefined;
 }
 
 export interface Churn {
@@ -78,6 +86,9 @@ export function analyse(samples: Sample[], durationS: number) {
   const early = samples.filter((s) => s.t < durationS / 2);
   const perHour = (f: SlopeFit): SlopeFit => ({ slope: f.slope * 3600, stderr: f.stderr * 3600, n: f.n });
   const rss = perHour(fitSlope(late.map((s) => s.t), late.map((s) => s.rssMiB)));
+  const heapLate = late.filter((s) => Number.isFinite(s.heapMiB));
+  const heap = perHour(fitSlope(heapLate.map((s) => s.t), heapLate.map((s) => s.heapMiB)));
+  const heapValues = samples.map((s) => s.heapMiB).filter(Number.isFinite);
   const rssEarly = perHour(fitSlope(early.map((s) => s.t), early.map((s) => s.rssMiB)));
   const fd = perHour(fitSlope(late.map((s) => s.t), late.map((s) => s.fds)));
   const rssValues = samples.map((s) => s.rssMiB);
@@ -88,6 +99,10 @@ export function analyse(samples: Sample[], durationS: number) {
   return {
     rss,
     rssEarly,
+    heap,
+    heapStart: heapValues[0] ?? NaN,
+    heapEnd: heapValues[heapValues.length - 1] ?? NaN,
+    heapMax: heapValues.length ? Math.max(...heapValues) : NaN,
     fd,
     rssStart: rssValues[0] ?? NaN,
     rssEnd: rssValues[rssValues.length - 1] ?? NaN,
@@ -100,11 +115,20 @@ export function analyse(samples: Sample[], durationS: number) {
   };
 }
 
-function sampleAgent(pid: number, t: number): Sample {
-  return {
-    t,
-    rssMiB: statusKb(readFileSync(`/proc/${pid}/status`, 'utf8'), 'VmRSS') / 1024,
-    fds: readdirSync(`/proc/${pid}/fd`).length,
+/** Samples the agent's /proc files, and the latest full-GC heap size among its output lines since the last sample. */
+function sampler(agent: RunningAgent): (t: number) => Sample {
+  let seen = 0;
+  let heapMiB = NaN;
+  return (t) => {
+    const lines = agent.proc.lines;
+    for (; seen < lines.length; seen++) heapMiB = heapAfterFullGc(lines[seen]!) ?? heapMiB;
+    const pid = agent.proc.pid;
+    return {
+      t,
+      rssMiB: statusKb(readFileSync(`/proc/${pid}/status`, 'utf8'), 'VmRSS') / 1024,
+      fds: readdirSync(`/proc/${pid}/fd`).length,
+      heapMiB, // V8's "MB" is 2^20 bytes
+    };
   };
 }
 
@@ -252,13 +276,14 @@ export const soak: Section = {
     let agent: RunningAgent | undefined;
     try {
       await churner.start();
-      agent = await startAgent(res, { config: churner.config(), readyTimeoutMs: 120_000 });
+      // --trace-gc prints one line per GC: the heap left after each full GC tells a JS leak from native memory.
+      agent = await startAgent(res, { config: churner.config(), nodeFlags: ['--trace-gc'], readyTimeoutMs: 120_000 });
       const t0 = performance.now();
       const elapsed = (): number => (performance.now() - t0) / 1000;
-      const pid = agent.proc.pid;
-      samples.push(sampleAgent(pid, 0));
-      const sampler = setInterval(() => {
-        if (agent?.proc.running) samples.push(sampleAgent(pid, elapsed()));
+      const sample = sampler(agent);
+      samples.push(sample(0));
+      const timer = setInterval(() => {
+        if (agent?.proc.running) samples.push(sample(elapsed()));
       }, p.sampleS * 1000);
       try {
         for (let cycle = 1; elapsed() < p.durationS; cycle++) {
@@ -271,9 +296,9 @@ export const soak: Section = {
           await sleep(Math.max(0, next - performance.now()));
         }
       } finally {
-        clearInterval(sampler);
+        clearInterval(timer);
       }
-      samples.push(sampleAgent(pid, elapsed()));
+      samples.push(sample(elapsed()));
       const seconds = elapsed();
       progress.tick();
       return summarize(samples, churner.churn, seconds, { ...p, pattern: churner.patternGlob });
@@ -297,6 +322,7 @@ export function summarize(samples: Sample[], churn: Churn, seconds: number, p: R
     columns: ['measure', 'start', 'end', 'max', 'slope per hour (2nd half)', 'slope per hour (1st half)', 'levelled off'],
     rows: [
       ['VmRSS MiB', fmt(a.rssStart, 1), fmt(a.rssEnd, 1), fmt(a.rssMax, 1), slope(a.rss, 1), slope(a.rssEarly, 1), yesNo(a.rssLevel)],
+      ['V8 heap after full GC MiB', fmt(a.heapStart, 1), fmt(a.heapEnd, 1), fmt(a.heapMax, 1), slope(a.heap, 1), '', ''],
       ['open fds', a.fdStart, a.fdEnd, a.fdMax, slope(a.fd, 1), '', yesNo(a.fdLevel)],
     ],
   };
@@ -324,7 +350,15 @@ export function summarize(samples: Sample[], churn: Churn, seconds: number, p: R
       title: 'Agent resident memory (VmRSS) under target churn',
       xLabel: 'seconds since the agent was ready',
       yLabel: 'MiB',
-      series: [{ label: 'VmRSS', color: 0, markers: false, points: samples.map((s) => [s.t, s.rssMiB] as [number, number]) }],
+      series: [
+        { label: 'VmRSS', color: 0, markers: false, points: samples.map((s) => [s.t, s.rssMiB] as [number, number]) },
+        {
+          label: 'V8 heap after the latest full GC',
+          color: 2,
+          markers: false,
+          points: samples.filter((s) => Number.isFinite(s.heapMiB)).map((s) => [s.t, s.heapMiB] as [number, number]),
+        },
+      ],
       vlines: [{ x: seconds / 2, label: 'fit from here' }],
     },
     {
@@ -341,7 +375,8 @@ export function summarize(samples: Sample[], churn: Churn, seconds: number, p: R
     goals,
     notes: [
       `Targets: a cgroup_pattern (${String(p.pattern ?? '')}) under which a cgroup with a ${String(p.patternLifeS)} s process appears every ${String(p.cycleS)} s and is removed once that process has exited; a comm and a pidfile target whose processes restart every ${String(p.cycleS)} s; two plain cgroup targets, one swapped for a new cgroup every ${Number(p.cycleS) * Number(p.reloadEveryCycles)} s by rewriting the config and sending SIGHUP. Default signals and tick.`,
-      `VmRSS (/proc/<pid>/status) and the open fds (/proc/<pid>/fd) sampled every ${String(p.sampleS)} s. "Levelled off": the second-half slope is under ${LEVEL_MIB_PER_HOUR} MiB/h (fds: not rising) or within two standard errors of zero.`,
+      `VmRSS (/proc/<pid>/status) and the open fds (/proc/<pid>/fd) sampled every ${String(p.sampleS)} s; the agent runs as node --trace-gc bin/ebpf-tuner run …, and the V8 heap left after its latest full GC is read from that output, so a JS leak can be told from native memory.`,
+      `"Levelled off": the second-half slope is under ${LEVEL_MIB_PER_HOUR} MiB/h (fds: not rising) or within two standard errors of zero.`,
     ],
     charts,
     data: { samples, churn, analysis: a, seconds },
