@@ -11,6 +11,7 @@ import { firstNudge, parseVictimLines, summarize as summarizeReaction } from './
 import { hookOf, summarize as summarizeBpf } from './sections/bpf-cost.js';
 import { summarize as summarizeOverhead } from './sections/overhead.js';
 import { summarize as summarizeLearner } from './sections/learner.js';
+import { fitSlope, heapAfterFullGc, summarize as summarizeSoak, type Sample } from './sections/soak.js';
 import { markdownTable, renderSummary } from './report.js';
 import { niceTicks, renderSvg, wrap } from './chart.js';
 import { selectSections } from './index.js';
@@ -185,6 +186,31 @@ describe('section summaries', () => {
     expect(s.goals[1]!.met).toBe(true); // 3000 ≤ 1.3 × 2500
   });
 
+  it('soak: slopes per hour over the second half decide "levelled off"', () => {
+    const churn = { cgroupsCreated: 300, cgroupsRemoved: 300, processesStarted: 900, processesEnded: 900, reloads: 40 };
+    // Warm-up climb in the first half, then flat with alternating noise: level.
+    const flat: Sample[] = Array.from({ length: 121 }, (_, i) => ({ t: i * 5, rssMiB: i < 60 ? 80 + i * 0.2 : 92 + (i % 2 ? 0.5 : -0.5), fds: 83, heapMiB: i < 3 ? NaN : 30 }));
+    const level = summarizeSoak(flat, churn, 600, { durationS: 600 });
+    expect(level.data.analysis.rss.slope).toBeLessThan(1);
+    expect(level.data.analysis.rssLevel).toBe(true);
+    expect(level.data.analysis.fdLevel).toBe(true);
+    expect(level.data.analysis.rssMax).toBeCloseTo(92.5, 6);
+    expect(level.goals.map((g) => g.met)).toEqual([true, true]);
+    expect(level.tables[1]!.rows[0]!.at(-1)).toBe('244');
+    // 1 MiB every minute for the whole run: 60 MiB/h, and the budget is crossed.
+    const rising: Sample[] = Array.from({ length: 121 }, (_, i) => ({ t: i * 5, rssMiB: 80 + i / 12, fds: 83 + Math.floor(i / 12), heapMiB: 30 + i / 12 }));
+    const leak = summarizeSoak(rising, churn, 600, { durationS: 600 });
+    expect(leak.data.analysis.rss.slope).toBeCloseTo(60, 6);
+    expect(leak.data.analysis.fd.slope).toBeGreaterThan(50);
+    expect(leak.goals.map((g) => g.met)).toEqual([true, false]);
+    expect(leak.data.analysis.heap.slope).toBeCloseTo(60, 6);
+    expect(level.data.analysis.heapStart).toBe(30);
+    expect(fitSlope([0, 1, 2], [1, 3, 5])).toEqual({ slope: 2, stderr: 0, n: 3 });
+    expect(fitSlope([0, 1], [1, 3]).slope).toBeNaN();
+    expect(heapAfterFullGc('[1:0x1]  9 ms: Mark-Compact 40.1 (45.2) -> 35.2 (46.0) MB, 12.1 / 0.0 ms  (average mu = 0.9)')).toBe(35.2);
+    expect(heapAfterFullGc('[1:0x1]  5 ms: Scavenge 3.8 (4.0) -> 3.4 (5.0) MB, 4.71 / 0.00 ms')).toBeUndefined();
+  });
+
   it('learner: one table row per scenario', () => {
     const rows = [1, 2, 3].flatMap((episode) => ['a', 'b'].map((scenario) => ({ scenario, episode, learner: episode, heuristic: 2, regret: 2 - episode })));
     const s = summarizeLearner(rows, { ok: true }, {});
@@ -223,7 +249,8 @@ describe('report', () => {
   it('selects sections by id or number, and refuses unknown ones', () => {
     expect(selectSections(['2', 'reaction']).map((s) => s.id)).toEqual(['overhead', 'reaction']);
     expect(selectSections(['bpf-cost,agent-cost']).map((s) => s.id)).toEqual(['bpf-cost', 'agent-cost']);
-    expect(selectSections().length).toBe(5);
+    expect(selectSections().length).toBe(6);
+    expect(selectSections(['6']).map((s) => s.id)).toEqual(['soak']);
     expect(() => selectSections(['nope'])).toThrow(/no such section/);
   });
 });

@@ -23,6 +23,7 @@ import { bpfCost } from './sections/bpf-cost.js';
 import { learner, SectionSkipped } from './sections/learner.js';
 import { overhead } from './sections/overhead.js';
 import { reaction } from './sections/reaction.js';
+import { soak } from './sections/soak.js';
 import { SECTION_IDS, type Section, type SectionId, type SectionResult } from './types.js';
 
 export { SECTION_IDS, type SectionId, type SectionResult } from './types.js';
@@ -32,14 +33,16 @@ export interface BenchOptions {
   quick: boolean;
   /** Output directory (created if missing). */
   out: string;
-  /** Section ids (bpf-cost, overhead, agent-cost, reaction, learner) or numbers 1–5; all when absent. */
+  /** Section ids (bpf-cost, overhead, agent-cost, reaction, learner, soak) or numbers 1–6; all when absent. */
   sections?: string[];
+  /** Length of the soak section (default 600 s; 20 s with `quick`). */
+  soakSeconds?: number;
   /** Progress display; stderr by default. */
   progress?: Progress;
 }
 
 /** Every section, in report order. Adding one is one line here. */
-const SECTIONS: Section[] = [bpfCost, overhead, agentCost, reaction, learner];
+const SECTIONS: Section[] = [bpfCost, overhead, agentCost, reaction, learner, soak];
 
 export function selectSections(names?: string[]): Section[] {
   if (!names || names.length === 0) return SECTIONS;
@@ -96,6 +99,7 @@ function commandLine(opts: BenchOptions): string {
   if (opts.quick) parts.push('--quick');
   parts.push('--out', opts.out);
   if (opts.sections?.length) parts.push('--sections', opts.sections.join(','));
+  if (opts.soakSeconds !== undefined) parts.push('--soak-duration', String(opts.soakSeconds));
   return parts.join(' ');
 }
 
@@ -158,7 +162,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       const s0 = Date.now();
       let r: SectionResult;
       try {
-        const body = await s.run({ quick: opts.quick, res, progress });
+        const body = await s.run({ quick: opts.quick, soakSeconds: opts.soakSeconds, res, progress });
         r = { id: s.id, title: s.title, status: 'ok', ...body, seconds: (Date.now() - s0) / 1000 };
       } catch (e) {
         if (stopping) await stopping;
@@ -239,10 +243,21 @@ async function main(): Promise<void> {
       quick: { type: 'boolean', default: false },
       out: { type: 'string', default: 'bench-results' },
       sections: { type: 'string' },
+      'soak-duration': { type: 'string' },
     },
   });
   try {
-    await runBench({ quick: values.quick === true, out: values.out ?? 'bench-results', sections: values.sections ? [values.sections] : undefined });
+    const soak = values['soak-duration'];
+    const soakSeconds = soak === undefined ? undefined : Number(soak);
+    if (soakSeconds !== undefined && !(Number.isFinite(soakSeconds) && soakSeconds > 0)) {
+      throw new TunerError('CLI_USAGE', `read --soak-duration "${soak}": not a positive number of seconds — fix: e.g. --soak-duration 600`);
+    }
+    await runBench({
+      quick: values.quick === true,
+      out: values.out ?? 'bench-results',
+      sections: values.sections ? [values.sections] : undefined,
+      soakSeconds,
+    });
   } catch (e) {
     process.stderr.write(`ebpf-tuner bench: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exitCode = e instanceof TunerError && e.code === 'CLI_USAGE' ? 2 : 1;

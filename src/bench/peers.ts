@@ -3,7 +3,7 @@
  * (`bin/ebpf-tuner run`, as deployed), Debian's libbpf-tools `runqlat`, and bpftrace running run-queue-latency logic
  * equivalent to runqlat.bt. Each reports when it is attached and which BPF programs it holds.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { holdTracefs } from '../bpf/tracefs.js';
@@ -51,15 +51,24 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-export interface AgentTarget {
-  name: string;
-  role: 'protect' | 'noisy';
-  cgroup: string;
+/** A target as the config file spells it: a name, a role and one scope. */
+export type AgentTarget = { name: string; role: 'protect' | 'noisy' } & (
+  | { cgroup: string }
+  | { cgroup_pattern: string; max_matches?: number }
+  | { comm: string }
+  | { pidfile: string }
+);
+
+export interface AgentConfig {
+  tick?: string;
+  targets?: AgentTarget[];
 }
 
 export interface AgentOptions {
   /** Omitted: no config file, the built-in defaults (every default signal, observing the whole host). */
-  config?: { tick?: string; targets?: AgentTarget[] };
+  config?: AgentConfig;
+  /** Node.js flags for the agent's process (`node <flags> bin/ebpf-tuner run …`), e.g. diagnostics. */
+  nodeFlags?: string[];
   readyTimeoutMs?: number;
 }
 
@@ -80,7 +89,31 @@ export class RunningAgent implements Running {
     readonly proc: Proc,
     private readonly res: Resources,
     private readonly dir: string,
+    /** The config file it was started with, when it was given one. */
+    readonly configFile?: string,
   ) {}
+
+  /**
+   * Rewrites the config file and sends SIGHUP, as an operator would; resolves with the agent's log line that answers
+   * that reload ("config reloaded", "config unchanged" or a refusal).
+   */
+  async reload(config: AgentConfig, timeoutMs = 60_000): Promise<string> {
+    if (!this.configFile) throw new TunerError('INTERNAL', 'reload the agent: it was started without a config file');
+    const seen = this.proc.lines.length;
+    // Replaced by rename, so the agent never reads a half-written file.
+    writeFileSync(`${this.configFile}.new`, configYaml(config));
+    renameSync(`${this.configFile}.new`, this.configFile);
+    this.proc.kill('SIGHUP', false);
+    const answer = /"msg":"(config reloaded|config unchanged|config reload refused|starting with the reloaded config failed)/;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const line = this.proc.lines.slice(seen).find((l) => answer.test(l));
+      if (line) return line;
+      if (!this.proc.running) throw new TunerError('INTERNAL', `reload the agent (pid ${this.proc.pid}): it exited${this.proc.stderrTail() ? ` — ${this.proc.stderrTail(5)}` : ''}`);
+      if (Date.now() > deadline) throw new TunerError('INTERNAL', `reload the agent (pid ${this.proc.pid}): no answer to SIGHUP within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
 
   progIds(): number[] {
     return progIdsOf(this.proc.pid);
@@ -109,6 +142,13 @@ export class RunningAgent implements Running {
   }
 }
 
+function configYaml(c: AgentConfig): string {
+  const doc: Record<string, unknown> = {};
+  if (c.tick) doc.tick = c.tick;
+  if (c.targets) doc.targets = c.targets;
+  return stringify(doc);
+}
+
 export function agentBinary(): string {
   const bin = path.join(projectRoot, 'bin', 'ebpf-tuner');
   if (!existsSync(path.join(projectRoot, 'dist', 'cli', 'main.js'))) {
@@ -121,16 +161,16 @@ export function agentBinary(): string {
 export async function startAgent(res: Resources, opts: AgentOptions = {}): Promise<RunningAgent> {
   const dir = res.tempDir('agent');
   const args = ['run', '--state-dir', path.join(dir, 'state'), '--log-level', 'info'];
+  let configFile: string | undefined;
   if (opts.config) {
-    const file = path.join(dir, 'config.yaml');
-    const doc: Record<string, unknown> = {};
-    if (opts.config.tick) doc.tick = opts.config.tick;
-    if (opts.config.targets) doc.targets = opts.config.targets;
-    writeFileSync(file, stringify(doc));
-    args.push('--config', file);
+    configFile = path.join(dir, 'config.yaml');
+    writeFileSync(configFile, configYaml(opts.config));
+    args.push('--config', configFile);
   }
-  const proc = res.spawn(agentBinary(), args, { name: 'ebpf-tuner' });
-  const agent = new RunningAgent(proc, res, dir);
+  const proc = opts.nodeFlags?.length
+    ? res.spawn(process.execPath, [...opts.nodeFlags, agentBinary(), ...args], { name: 'ebpf-tuner' })
+    : res.spawn(agentBinary(), args, { name: 'ebpf-tuner' });
+  const agent = new RunningAgent(proc, res, dir, configFile);
   try {
     await proc.waitForLine(/"msg":"agent running/, opts.readyTimeoutMs ?? 60_000);
   } catch (e) {

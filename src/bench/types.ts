@@ -3,11 +3,13 @@ import type { Progress } from './progress.js';
 import type { Resources } from './resources.js';
 import type { ChartPanel } from './chart.js';
 
-export const SECTION_IDS = ['bpf-cost', 'overhead', 'agent-cost', 'reaction', 'learner'] as const;
+export const SECTION_IDS = ['bpf-cost', 'overhead', 'agent-cost', 'reaction', 'learner', 'soak'] as const;
 export type SectionId = (typeof SECTION_IDS)[number];
 
 export interface BenchContext {
   quick: boolean;
+  /** Length of the soak section's run; its own default when absent. */
+  soakSeconds?: number;
   res: Resources;
   progress: Progress;
 }

@@ -190,14 +190,20 @@ export function buildCli(): Command {
 
   program
     .command('bench')
-    .description('measure the agent: BPF cost per event, workload slowdown, agent CPU/RSS vs targets, reaction and effect')
+    .description('measure the agent: BPF cost per event, workload slowdown, agent CPU/RSS vs targets, reaction and effect, memory under target churn')
     .option('--quick', 'a few seconds per section: a smoke test, numbers not judged')
     .option('--out <dir>', 'where results.json, summary.md and the charts go', 'bench-results')
-    .option('--sections <list>', 'comma-separated ids or numbers: bpf-cost, overhead, agent-cost, reaction, learner')
-    .action(async (opts: { quick?: boolean; out: string; sections?: string }) => {
+    .option('--sections <list>', 'comma-separated ids or numbers: bpf-cost, overhead, agent-cost, reaction, learner, soak')
+    .option('--soak-duration <seconds>', 'length of the soak section (default 600; 20 with --quick)', positiveSeconds)
+    .action(async (opts: { quick?: boolean; out: string; sections?: string; soakDuration?: number }) => {
       try {
         const { runBench } = await import('../bench/index.js');
-        await runBench({ quick: opts.quick === true, out: opts.out, sections: opts.sections ? opts.sections.split(',') : undefined });
+        await runBench({
+          quick: opts.quick === true,
+          out: opts.out,
+          sections: opts.sections ? opts.sections.split(',') : undefined,
+          soakSeconds: opts.soakDuration,
+        });
         setImmediate(() => process.exit(process.exitCode ?? 0));
       } catch (e) {
         fail('bench', e);

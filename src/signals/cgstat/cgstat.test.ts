@@ -108,6 +108,27 @@ describe('cgstat on cgroup v2 (fake tree)', () => {
     expect((out.gone.cgstat as CgstatWindow).unavailable).toBeUndefined();
   });
 
+  it('forgets a target that is no longer configured: one that comes back starts a new window', () => {
+    fake = createFakeCgroup2();
+    const dir = fake.mkdir('match');
+    fs.writeFileSync(path.join(dir, 'cpu.stat'), 'usage_usec 1000000\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n');
+    const targets: Target[] = [{ name: 'churn/match', role: 'noisy', slot: 0, scope: { kind: 'cgroup', path: dir, version: 2, id: 1n } }];
+    const s = new CgstatSignal({ layout: fake.layout });
+    s.start({ log: silentLogger, targets, cgroupVersion: 2 });
+    s.updateTargets([]);
+    fs.writeFileSync(path.join(dir, 'cpu.stat'), 'usage_usec 3000000\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n');
+    s.updateTargets(targets);
+    let out: Record<string, TargetSignals> = {};
+    s.collect(Date.now() + 1000, out);
+    // Had the counters of the first life been kept, this would be 2 s of CPU from a window it never saw.
+    expect(out['churn/match']!.cgstat).toMatchObject({ cpuUsageUs: 0 });
+    out = {};
+    fs.writeFileSync(path.join(dir, 'cpu.stat'), 'usage_usec 3500000\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n');
+    s.collect(Date.now() + 2000, out);
+    expect(out['churn/match']!.cgstat).toMatchObject({ cpuUsageUs: 500_000 });
+    s.close();
+  });
+
   it('pid targets have no cgroup statistics', () => {
     const s = new CgstatSignal({ layout: { mode: 'v2', controllers: {}, mounts: [] } });
     s.start({ log: silentLogger, targets: [{ name: 'p', role: 'noisy', slot: 0, scope: { kind: 'pids', pids: [1] } }], cgroupVersion: 2 });

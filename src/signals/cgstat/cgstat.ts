@@ -138,6 +138,8 @@ export class CgstatSignal implements Signal {
       files.set(t.name, f);
     }
     this.files = files;
+    // Targets come and go (a cgroup_pattern makes one of every cgroup that appears): keep counters only for the live ones.
+    for (const name of this.last.keys()) if (!files.has(name)) this.last.delete(name);
   }
 
   private filesOf(dir: string, version: 1 | 2): Files {

@@ -8,7 +8,7 @@
  * any hook could be.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { channels, publish } from '../../core/events.js';
 import { TunerError, errnoCode } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
@@ -173,6 +173,12 @@ export class PsiSignal implements Signal {
 
   updateTargets(targets: Target[]): void {
     this.targets = targets;
+    // A cgroup_pattern target makes a new target of every cgroup that appears: forget the files of those that went,
+    // or the last readings would grow with every cgroup the agent has ever seen.
+    const dirs = new Set(targets.flatMap((t) => (t.scope.kind === 'cgroup' ? [t.scope.path] : [])));
+    for (const path of this.last.keys()) {
+      if (dirname(path) !== this.procDir && !dirs.has(dirname(path))) this.last.delete(path);
+    }
   }
 
   /** Calls `listener` on every trigger event, on the main thread, as soon as the kernel reports it. Returns an unsubscribe. */
