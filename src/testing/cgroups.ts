@@ -205,6 +205,9 @@ export function spawnTracked(cmd: string, args: string[] = [], opts: SpawnOption
  * Start `cmd args` inside a cgroup. A shell writes its own pid to cgroup.procs and then execs the command, so the
  * command never runs outside the cgroup (works on v1 and v2). Resolves once the pid is listed in the cgroup.
  */
+/** The wrapper shell's exit code when it could not write its pid into cgroup.procs. */
+const JOIN_FAILED = 121;
+
 export async function spawnInCgroup(
   cgroupPath: string,
   cmd: string,
@@ -212,12 +215,17 @@ export async function spawnInCgroup(
   opts: SpawnOptions = {},
 ): Promise<SpawnedProcess> {
   const procs = path.join(cgroupPath, 'cgroup.procs');
-  const p = spawnTracked('/bin/sh', ['-c', 'echo $$ > "$0" && exec "$@"', procs, cmd, ...args], opts);
-  let done = false;
-  void p.exited.then(() => (done = true));
+  // The shell joins the cgroup and execs the command; it exits with JOIN_FAILED only when it could not join. A short
+  // command (a single dd) may have run and exited before the first look at cgroup.procs: that is a success too.
+  const p = spawnTracked('/bin/sh', ['-c', `echo $$ > "$0" || exit ${JOIN_FAILED}; exec "$@"`, procs, cmd, ...args], opts);
+  let exitCode: number | null | undefined;
+  void p.exited.then(({ code }) => (exitCode = code));
   for (let i = 0; i < 1000; i++) {
     if (readIds(procs).includes(p.pid)) return p;
-    if (done) break;
+    if (exitCode !== undefined) {
+      if (exitCode !== JOIN_FAILED) return p;
+      break;
+    }
     await sleep(5);
   }
   await killAndWait(p);
