@@ -126,6 +126,18 @@ done
 if [ "${#to_install[@]}" -gt 0 ]; then
 	run "apt-get install" apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "${to_install[@]}"
 fi
+# The tests start their own Prometheus (temp config, data dir and port). The package's own daemon, which its
+# postinst starts where an init system runs, would only hold :9090 and a data dir: stop it, but only when this run
+# installed it, so an operator's Prometheus is left alone.
+case " ${to_install[*]} " in
+*" prometheus "*)
+	if [ -d /run/systemd/system ]; then
+		systemctl disable --now prometheus.service >&2 || warn "could not stop the packaged prometheus service"
+	elif [ -x /etc/init.d/prometheus ]; then
+		{ /etc/init.d/prometheus stop && update-rc.d prometheus disable; } >&2 || warn "could not stop the packaged prometheus service"
+	fi
+	;;
+esac
 log "packages: ${#packages[@]} listed, $((${#packages[@]} - ${#unavailable[@]})) available in apt, ${#to_install[@]} installed now"
 
 # Catch a missing compiler here, with its name, rather than deep in a Makefile.

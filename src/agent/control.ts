@@ -2,6 +2,7 @@
 import type { AgentControl, KnobEvent, ProgramStats, TargetInfo } from '../http/types.js';
 import { progStats } from '../bpf/stats.js';
 import { concurrencyHints } from '../actions/pressure-backoff/pressure-backoff.js';
+import { ACTIONS } from '../actions/index.js';
 import type { Agent } from './agent.js';
 
 /** `agent` may be a getter: a config reload replaces the agent while the HTTP server keeps serving. */
@@ -26,6 +27,7 @@ export function agentControl(of: Agent | (() => Agent)): AgentControl {
         time: e.updatedAt,
       })),
     hints: () => concurrencyHints(),
+    actions: () => ACTIONS.map((a) => a.name),
     targets: (): TargetInfo[] => agent.targetList.map((t) => ({ name: t.name, role: t.role })),
     ready: () => agent.ready && agent.last !== undefined,
     state: () => agent.lifecycle,

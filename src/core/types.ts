@@ -25,6 +25,17 @@ export interface Log2Histogram {
   sum: number;
 }
 
+/**
+ * A log2 histogram of everything seen since the signal started, in µs: counts[i] holds values in [2^i, 2^(i+1)) µs,
+ * counts[0] also holds 0, and the last bucket holds everything above. `sum` is the exact total in µs. Exported as a
+ * Prometheus histogram, whose buckets must be cumulative since start.
+ */
+export interface CumulativeHistogram {
+  counts: number[];
+  count: number;
+  sumUs: number;
+}
+
 /** Windowed statistics of one latency-like quantity, in microseconds unless the field name says otherwise. */
 export interface LatencyStats {
   count: number;

@@ -4,7 +4,9 @@
  * the agent would send.
  */
 import { channels } from '../core/events.js';
-import type { TargetSignals, TickSnapshot } from '../core/types.js';
+import type { CumulativeHistogram, TargetSignals, TickSnapshot } from '../core/types.js';
+import type { PsiResources } from '../signals/psi/psi.js';
+import type { RunqlatWindow } from '../signals/runqlat/runqlat.js';
 import type { AgentControl, DecisionEvent, KnobEvent, ProgramStats, TargetInfo } from './types.js';
 
 export class FakeControl implements AgentControl {
@@ -53,6 +55,10 @@ export class FakeControl implements AgentControl {
   ready(): boolean {
     return this.isReady;
   }
+  actions(): readonly string[] {
+    return ['cpu-weight', 'cpuset-spread'];
+  }
+
   programStats(): ProgramStats[] {
     return this.stats.map((s) => ({ ...s }));
   }
@@ -75,12 +81,35 @@ export class FakeControl implements AgentControl {
 }
 
 /** A plausible snapshot: `web` suffers run-queue latency that grows with `i`, `batch` keeps the CPU busy. */
+/**
+ * A log2 µs histogram as a signal reports it, cumulative since start: `n` waits spread around `centre` µs, times
+ * `i + 1` so it grows tick by tick as the kernel's does.
+ */
+export function syntheticHistogram(i: number, centre: number, n: number): CumulativeHistogram {
+  const counts = new Array<number>(32).fill(0);
+  const b = Math.max(1, Math.floor(Math.log2(centre)));
+  counts[b - 1] = Math.round(n * 0.3) * (i + 1);
+  counts[b] = Math.round(n * 0.6) * (i + 1);
+  counts[b + 3] = Math.round(n * 0.1) * (i + 1);
+  return { counts, count: counts.reduce((a, x) => a + x, 0), sumUs: n * centre * (i + 1) };
+}
+
+function runqlat(i: number, w: Omit<RunqlatWindow, 'hist' | 'oncpuRatio' | 'voluntary' | 'wakeups'>): RunqlatWindow {
+  return {
+    ...w,
+    hist: syntheticHistogram(i, w.p50, w.count),
+    oncpuRatio: w.oncpuUs / (w.oncpuUs + w.waitUs),
+    voluntary: w.switchesOut - w.involuntary,
+    wakeups: w.count - w.involuntary,
+  };
+}
+
 export function syntheticSnapshot(time: number, i: number, windowMs = 1000): TickSnapshot {
   const wave = Math.sin(i / 6);
   const web: TargetSignals = {
     name: 'web',
     role: 'protect',
-    runqlat: {
+    runqlat: runqlat(i, {
       count: 1200 + 40 * i,
       p50: 40 + 10 * wave,
       p90: 180 + 60 * wave,
@@ -89,13 +118,16 @@ export function syntheticSnapshot(time: number, i: number, windowMs = 1000): Tic
       p99Ewma: 880 + 15 * i,
       waitUs: 90_000 + 2000 * i,
       oncpuUs: 400_000 + 10_000 * wave,
-    },
+      switchesOut: 1500,
+      involuntary: 300,
+      migrations: 20,
+    }),
     oncpu: { ratio: 0.35 + 0.1 * wave },
   };
   const batch: TargetSignals = {
     name: 'batch',
     role: 'noisy',
-    runqlat: {
+    runqlat: runqlat(i, {
       count: 5000,
       p50: 15 + 3 * wave,
       p90: 60,
@@ -104,10 +136,16 @@ export function syntheticSnapshot(time: number, i: number, windowMs = 1000): Tic
       p99Ewma: 310,
       waitUs: 40_000,
       oncpuUs: 1_800_000 + 50_000 * wave,
-    },
+      switchesOut: 6000,
+      involuntary: 2500,
+      migrations: 5,
+    }),
     oncpu: { ratio: 0.9 + 0.05 * wave },
   };
-  return { time, windowMs, targets: { web, batch }, host: { psi: { cpuSomeAvg10Pct: 12 + 5 * wave } } };
+  const psi: PsiResources = {
+    cpu: { someAvg10: 12 + 5 * wave, someAvg60: 11, someAvg300: 10, someStallUs: 120_000, someTotalUs: 5e6 + 120_000 * i },
+  };
+  return { time, windowMs, targets: { web, batch }, host: { psi } };
 }
 
 export function publishTick(s: TickSnapshot): void {

@@ -1,6 +1,7 @@
 /**
- * Turns the free-form numeric fields of a TickSnapshot into a catalogue of named, unit-normalised fields: the one
- * place that decides a signal field's Prometheus name, its base unit and how the dashboard groups it on a chart.
+ * Turns the free-form numeric fields of a TickSnapshot into a catalogue of unit-normalised fields for the dashboard
+ * and /api/signals: each field's base unit and how the dashboard groups it on a chart. Prometheus names are not made
+ * here: /metrics exports only what metric-catalog.ts declares, so a field rename never renames a metric.
  *
  * Units come from the field name, by the convention the signals follow: a trailing word `Us`, `Ns`, `Ms`, `Sec`,
  * `Bytes`, `KiB`, `Ratio` or `Pct` names the unit; the keys of a LatencyStats (`p50`, `p99`, `mean`, `p99Ewma`, ...)
@@ -15,8 +16,6 @@ export interface FieldInfo {
   /** Dotted path below the target (or below `host`), e.g. `runqlat.p99`. */
   key: string;
   path: string[];
-  /** Prometheus family name, e.g. `ebpf_tuner_runqlat_p99_seconds`. */
-  metric: string;
   help: string;
   unit: Unit;
   /** Multiply a raw value by this to get the base unit. */
@@ -35,8 +34,6 @@ export interface FieldSample {
   target?: string;
   value: number;
 }
-
-export const METRIC_PREFIX = 'ebpf_tuner_';
 
 const UNIT_WORDS: Record<string, { unit: Unit; scale: number; source: string }> = {
   us: { unit: 'seconds', scale: 1e-6, source: 'µs' },
@@ -63,11 +60,10 @@ const UNIT_WORDS: Record<string, { unit: Unit; scale: number; source: string }> 
 
 const LATENCY_WORD = /^(p\d+|mean|avg|median|min|max|stddev)$/;
 
-// Type suffixes Prometheus tooling reads as part of a histogram, summary or counter; a gauge must not end in one.
-const RESERVED_SUFFIX = /_(total|count|sum|bucket|created|info)$/;
-
 /** Signal keys of TargetSignals that are identity, not measurements. */
 const IDENTITY_KEYS = new Set(['name', 'role']);
+/** Keys holding totals since start (the Prometheus histograms), which a per-tick chart would only show climbing. */
+const CUMULATIVE_KEYS = new Set(['hist']);
 
 const MAX_DEPTH = 4;
 
@@ -101,17 +97,11 @@ function classify(leaf: string): Classified {
   return { stem: w, unit: '', scale: 1, source: '', latency: false };
 }
 
-const UNIT_SUFFIX: Record<Unit, string> = { seconds: 'seconds', bytes: 'bytes', ratio: 'ratio', '': '' };
-
 /** Builds the catalogue entry for one numeric field. Pure; exported for tests. */
 export function describeField(scope: 'target' | 'host', path: string[]): FieldInfo {
   const leaf = path[path.length - 1] ?? '';
   const parents = path.slice(0, -1);
   const c = classify(leaf);
-  const parts = [...(scope === 'host' ? ['host'] : []), ...parents.flatMap(words), ...c.stem];
-  if (c.unit !== '') parts.push(UNIT_SUFFIX[c.unit]);
-  let metric = METRIC_PREFIX + parts.join('_');
-  if (RESERVED_SUFFIX.test(metric)) metric += '_value';
   const key = path.join('.');
   const kind = c.latency ? 'latency' : c.unit === 'seconds' ? 'time' : c.unit === '' ? 'count' : c.unit;
   const parentKey = parents.join('.') || (scope === 'host' ? 'host' : leaf);
@@ -121,7 +111,6 @@ export function describeField(scope: 'target' | 'host', path: string[]): FieldIn
     scope,
     key,
     path,
-    metric,
     help: `Signal ${scope === 'host' ? 'host.' : ''}${key} of ${where} over the last tick window${conv}.`,
     unit: c.unit,
     scale: c.scale,
@@ -137,19 +126,12 @@ export function describeField(scope: 'target' | 'host', path: string[]): FieldIn
  */
 export class FieldCatalogue {
   private readonly byKey = new Map<string, FieldInfo>();
-  private readonly metrics = new Set<string>();
-  private readonly reserved: ReadonlySet<string>;
-  /** Keys not added because of the cap or a name clash; reported as a metric so it is not silent. */
+  /** Keys not added because of the cap; reported as a metric so it is not silent. */
   dropped = 0;
   /** Bumped whenever a field is added, so listeners can tell the catalogue changed. */
   version = 0;
 
-  constructor(
-    private readonly maxFields: number,
-    reservedMetrics: Iterable<string>,
-  ) {
-    this.reserved = new Set(reservedMetrics);
-  }
+  constructor(private readonly maxFields: number) {}
 
   list(): FieldInfo[] {
     return [...this.byKey.values()];
@@ -164,13 +146,7 @@ export class FieldCatalogue {
       return undefined;
     }
     const info = describeField(scope, path);
-    // Two keys that normalise to one name (`p99` and `p99Us`) would produce duplicate series; first seen wins.
-    if (this.metrics.has(info.metric) || this.reserved.has(info.metric)) {
-      this.dropped++;
-      return undefined;
-    }
     this.byKey.set(id, info);
-    this.metrics.add(info.metric);
     this.version++;
     return info;
   }
@@ -208,7 +184,9 @@ export class FieldCatalogue {
       return;
     }
     if (path.length >= MAX_DEPTH || !isRecord(v)) return;
-    for (const [k, child] of Object.entries(v)) this.walk(scope, [...path, k], child, target, out);
+    for (const [k, child] of Object.entries(v)) {
+      if (!CUMULATIVE_KEYS.has(k)) this.walk(scope, [...path, k], child, target, out);
+    }
   }
 }
 

@@ -1,41 +1,23 @@
 /**
- * The /metrics page: Prometheus text exposition format 0.0.4, every name prefixed `ebpf_tuner_`, base units, and
- * labels limited to bounded sets (target name, decision kind and action, BPF program name; never a pid).
+ * The /metrics page: Prometheus text exposition format 0.0.4. Agent metrics are prefixed `ebpf_tuner_`, in base units
+ * (seconds, bytes, 0–1 ratios), with labels from bounded sets (target name, decision kind and action, BPF program
+ * name, PSI resource; never a pid). Signal metrics are declared in metric-catalog.ts; the agent's own are below.
  *
- * Written by hand rather than with prom-client: every value here is read at scrape time from state someone else
- * owns (the last tick snapshot, the kernel's cumulative BPF counters, the control surface), and the signal metric
- * names are only known once a snapshot arrives. prom-client is built around in-process accumulators with names
- * fixed at registration; feeding it would mean re-registering gauges as fields appear and resetting counters to
- * mirror kernel totals on every scrape. The format itself is small; its escaping rules are implemented below and the
- * output is checked against an independent parser in the tests.
+ * The agent's families are written by hand: every value is read at scrape time from state someone else owns (the last
+ * tick snapshot, the counters Telemetry sums, the kernel's BPF program totals, the control surface), which prom-client's
+ * in-process accumulators would only mirror. The process itself is described by prom-client's default collectors,
+ * under the standard `process_*` and `nodejs_*` names every Node dashboard already knows. The output is checked
+ * against an independent parser and `promtool check metrics` in the tests.
  */
-import type { FieldSample } from './fields.js';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { CumulativeHistogram } from '../core/types.js';
+import { bucketLe, SIGNAL_METRICS, type Labels } from './metric-catalog.js';
 import type { Telemetry } from './telemetry.js';
 import type { AgentControl } from './types.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
-/** Families this module always writes; a signal field that normalises to one of these names is not exported. */
-export const FIXED_METRICS = [
-  'ebpf_tuner_build_info',
-  'ebpf_tuner_start_time_seconds',
-  'ebpf_tuner_ready',
-  'ebpf_tuner_paused',
-  'ebpf_tuner_ticks_total',
-  'ebpf_tuner_last_tick_timestamp_seconds',
-  'ebpf_tuner_tick_window_seconds',
-  'ebpf_tuner_decisions_total',
-  'ebpf_tuner_changes_active',
-  'ebpf_tuner_bpf_run_time_seconds_total',
-  'ebpf_tuner_bpf_run_count_total',
-  'ebpf_tuner_process_cpu_seconds_total',
-  'ebpf_tuner_process_resident_memory_bytes',
-  'ebpf_tuner_http_sse_clients',
-  'ebpf_tuner_signal_fields_dropped_total',
-  'ebpf_tuner_bus_events_dropped_total',
-] as const;
 
-type Labels = Record<string, string>;
 
 class Exposition {
   private readonly lines: string[] = [];
@@ -44,6 +26,29 @@ class Exposition {
     if (samples.length === 0) return;
     this.lines.push(`# HELP ${name} ${escapeHelp(help)}`, `# TYPE ${name} ${type}`);
     for (const [labels, value] of samples) this.lines.push(`${name}${formatLabels(labels)} ${formatValue(value)}`);
+  }
+
+  /** A histogram of log2 µs buckets: `le` in seconds, counts cumulative over buckets, the last kernel bucket +Inf. */
+  histogram(name: string, help: string, samples: [Labels, CumulativeHistogram][]): void {
+    if (samples.length === 0) return;
+    this.lines.push(`# HELP ${name} ${escapeHelp(help)}`, `# TYPE ${name} histogram`);
+    for (const [labels, h] of samples) {
+      let acc = 0;
+      const last = h.counts.length - 1;
+      for (let i = 0; i < last; i++) {
+        acc += h.counts[i] ?? 0;
+        this.lines.push(`${name}_bucket${formatLabels({ ...labels, le: formatValue(bucketLe(i)) })} ${acc}`);
+      }
+      acc += h.counts[last] ?? 0;
+      // +Inf and _count from the buckets, so they agree even when a per-CPU read raced the counter beside them.
+      this.lines.push(`${name}_bucket${formatLabels({ ...labels, le: '+Inf' })} ${acc}`);
+      this.lines.push(`${name}_sum${formatLabels(labels)} ${formatValue(h.sumUs * 1e-6)}`);
+      this.lines.push(`${name}_count${formatLabels(labels)} ${acc}`);
+    }
+  }
+
+  raw(text: string): void {
+    if (text.length > 0) this.lines.push(text.replace(/\n$/, ''));
   }
 
   text(): string {
@@ -77,17 +82,35 @@ export interface MetricsContext {
   control: AgentControl;
   version: string;
   sseClients: number;
+  /** prom-client's default process and Node.js collectors. */
+  process: Registry;
 }
 
-export function renderMetrics(ctx: MetricsContext): string {
+let processes: Registry | undefined;
+
+/**
+ * prom-client's default collectors: `process_*` (CPU, RSS, fds, start time) and `nodejs_*`. One per process: they
+ * describe the process, and their event-loop and GC observers cannot be switched off again.
+ */
+export function processRegistry(): Registry {
+  if (!processes) {
+    processes = new Registry();
+    collectDefaultMetrics({ register: processes });
+    // Gauges prom-client names with a counter's suffix; `promtool check metrics` rejects them, and the plain
+    // nodejs_active_{handles,requests,resources} gauges beside them carry the same numbers.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+      processes.removeSingleMetric(name);
+    }
+  }
+  return processes;
+}
+
+export async function renderMetrics(ctx: MetricsContext): Promise<string> {
   const { telemetry: t, control } = ctx;
   const e = new Exposition();
 
   e.family('ebpf_tuner_build_info', 'gauge', 'Always 1; the version label says which agent is running.', [
     [{ version: ctx.version }, 1],
-  ]);
-  e.family('ebpf_tuner_start_time_seconds', 'gauge', 'When the HTTP server started, seconds since the epoch.', [
-    [undefined, t.startedAt / 1000],
   ]);
   e.family('ebpf_tuner_ready', 'gauge', '1 once signals are attached and the first tick was taken.', [
     [undefined, safe(() => (control.ready() ? 1 : 0))],
@@ -110,7 +133,12 @@ export function renderMetrics(ctx: MetricsContext): string {
     ]);
   }
 
-  writeSignals(e, t.lastSamples);
+  const view = t.lastView;
+  for (const m of SIGNAL_METRICS) {
+    if (m.type === 'histogram') e.histogram(m.name, m.help, view ? m.read(view) : []);
+    else if (m.type === 'counter' && m.source === 'delta') e.family(m.name, 'counter', m.help, t.counterSamples(m.name));
+    else e.family(m.name, m.type, m.help, view ? m.read(view) : []);
+  }
 
   const decisions: [Labels, number][] = [...t.decisionCounts.values()].map((d) => [
     { kind: d.kind, action: d.action },
@@ -135,58 +163,31 @@ export function renderMetrics(ctx: MetricsContext): string {
     progs = [];
   }
   e.family(
-    'ebpf_tuner_bpf_run_time_seconds_total',
+    'ebpf_tuner_bpf_program_run_seconds_total',
     'counter',
     "Kernel time spent in each of the agent's BPF programs (needs kernel.bpf_stats_enabled=1).",
     progs.map((p) => [{ program: p.name }, p.runTimeNs / 1e9]),
   );
   e.family(
-    'ebpf_tuner_bpf_run_count_total',
+    'ebpf_tuner_bpf_program_runs_total',
     'counter',
     "Runs of each of the agent's BPF programs (needs kernel.bpf_stats_enabled=1).",
     progs.map((p) => [{ program: p.name }, p.runCnt]),
   );
-
-  const cpu = process.cpuUsage();
-  e.family('ebpf_tuner_process_cpu_seconds_total', 'counter', 'User and system CPU time of the agent process.', [
-    [undefined, (cpu.user + cpu.system) / 1e6],
-  ]);
-  e.family('ebpf_tuner_process_resident_memory_bytes', 'gauge', 'Resident set size of the agent process.', [
-    [undefined, process.memoryUsage.rss()],
-  ]);
   e.family('ebpf_tuner_http_sse_clients', 'gauge', 'Dashboard clients connected to the live stream.', [
     [undefined, ctx.sseClients],
   ]);
   e.family(
     'ebpf_tuner_signal_fields_dropped_total',
     'counter',
-    'Signal fields not exported because of the field cap or a name clash.',
+    'Signal fields not shown on the dashboard because of the field cap.',
     [[undefined, t.fields.dropped]],
   );
   e.family('ebpf_tuner_bus_events_dropped_total', 'counter', 'Bus events the HTTP server could not use (malformed).', [
     [undefined, t.droppedEvents],
   ]);
+  e.raw(await ctx.process.metrics());
   return e.text();
-}
-
-function writeSignals(e: Exposition, samples: FieldSample[]): void {
-  // The text format wants each family's samples contiguous; a snapshot lists them target by target.
-  const byMetric = new Map<string, FieldSample[]>();
-  for (const s of samples) {
-    const list = byMetric.get(s.field.metric);
-    if (list) list.push(s);
-    else byMetric.set(s.field.metric, [s]);
-  }
-  for (const [metric, list] of byMetric) {
-    const first = list[0];
-    if (!first) continue;
-    e.family(
-      metric,
-      'gauge',
-      first.field.help,
-      list.map((s) => [s.target === undefined ? undefined : { target: s.target }, s.value]),
-    );
-  }
 }
 
 function safe(fn: () => number): number {

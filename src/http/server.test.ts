@@ -13,6 +13,7 @@ import {
   type HttpServerOptions,
 } from './server.js';
 import type { DecisionEvent } from './types.js';
+import type { RunqlatWindow } from '../signals/runqlat/runqlat.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
 
@@ -203,35 +204,66 @@ describe('/metrics', () => {
     };
 
     for (const f of families) {
-      expect(f.name).toMatch(/^ebpf_tuner_[a-z0-9_]+$/);
-      expect(['GAUGE', 'COUNTER']).toContain(f.type);
+      expect(f.name).toMatch(/^(ebpf_tuner|process|nodejs)_[a-z0-9_]+$/);
+      expect(['GAUGE', 'COUNTER', 'HISTOGRAM']).toContain(f.type);
       expect(f.help.length).toBeGreaterThan(0);
-      expect(f.name.endsWith('_total')).toBe(f.type === 'COUNTER');
+      expect(f.name.endsWith('_total'), f.name).toBe(f.type === 'COUNTER');
       for (const s of f.metrics) {
-        expect(Number.isNaN(Number(s.value)), `${f.name} ${s.value}`).toBe(false);
+        if ('value' in s) expect(Number.isNaN(Number(s.value)), `${f.name} ${s.value}`).toBe(false);
         expect(Object.keys(s.labels ?? {})).not.toContain('pid');
       }
     }
     expect(new Set(families.map((f) => f.name)).size).toBe(families.length);
+    // Nothing per-tick is exported as a level any more: latency lives in the histograms.
+    expect(families.map((f) => f.name).filter((n) => /^ebpf_tuner_.*_p(50|90|99)_seconds$/.test(n))).toEqual([]);
 
-    const web = snap.targets.web?.runqlat;
-    expect(value('ebpf_tuner_runqlat_p99_seconds', { target: 'web' })).toBeCloseTo((web?.p99 ?? 0) / 1e6, 12);
-    expect(value('ebpf_tuner_runqlat_p50_seconds', { target: 'batch' })).toBeCloseTo(
-      (snap.targets.batch?.runqlat?.p50 ?? 0) / 1e6,
-      12,
+    const web = snap.targets.web?.runqlat as RunqlatWindow;
+    expect(fam('ebpf_tuner_runqueue_latency_seconds').type).toBe('HISTOGRAM');
+    // The parser above folds histogram series together, dropping their labels; read web's lines directly.
+    const series = (suffix: string): Map<string, number> =>
+      new Map(
+        [...text.matchAll(new RegExp(`^ebpf_tuner_runqueue_latency_seconds_${suffix}\\{target="web"(?:,le="([^"]+)")?\\} (\\S+)$`, 'gm'))].map(
+          (m) => [m[1] ?? '', Number(m[2])],
+        ),
+      );
+    const buckets = series('bucket');
+    // Bucket i of the kernel's log2 µs histogram is le = 2^(i+1) µs; counts are cumulative over buckets.
+    let acc = 0;
+    for (let i = 0; i < web.hist.counts.length - 1; i++) {
+      acc += web.hist.counts[i] ?? 0;
+      expect(buckets.get(String(2 ** (i + 1) / 1e6)), `le ${i}`).toBe(acc);
+    }
+    expect(buckets.size).toBe(web.hist.counts.length);
+    expect(buckets.get('+Inf')).toBe(web.hist.count);
+    expect(series('count').get('')).toBe(web.hist.count);
+    expect(series('sum').get('')).toBeCloseTo(web.hist.sumUs / 1e6, 9);
+    expect(value('ebpf_tuner_runqueue_latency_p99_smoothed_seconds', { target: 'web' })).toBeCloseTo(web.p99Ewma / 1e6, 12);
+    expect(value('ebpf_tuner_context_switches_total', { target: 'web', kind: 'involuntary' })).toBe(300);
+    expect(value('ebpf_tuner_oncpu_seconds_total', { target: 'batch' })).toBeGreaterThan(1);
+    expect(value('ebpf_tuner_host_pressure_avg10_ratio', { resource: 'cpu', kind: 'some' })).toBeCloseTo(
+      (12 + 5 * Math.sin(0.5)) / 100,
+      9,
     );
-    expect(value('ebpf_tuner_runqlat_wait_seconds', { target: 'web' })).toBeCloseTo((web?.waitUs ?? 0) / 1e6, 9);
-    expect(value('ebpf_tuner_oncpu_ratio', { target: 'batch' })).toBeGreaterThan(0);
-    expect(value('ebpf_tuner_host_psi_cpu_some_avg10_ratio')).toBeCloseTo(0.12 + 0.05 * Math.sin(0.5), 9);
+    expect(value('ebpf_tuner_host_pressure_stalled_seconds_total', { resource: 'cpu', kind: 'some' })).toBeCloseTo(5.36, 9);
     expect(value('ebpf_tuner_decisions_total', { kind: 'applied', action: 'cpu-weight' })).toBe(2);
     expect(value('ebpf_tuner_decisions_total', { kind: 'refused', action: 'cpu-weight' })).toBe(1);
+    // Known label sets exist before their first decision.
+    expect(value('ebpf_tuner_decisions_total', { kind: 'applied', action: 'cpuset-spread' })).toBe(0);
     expect(value('ebpf_tuner_changes_active')).toBe(1);
-    expect(value('ebpf_tuner_bpf_run_time_seconds_total', { program: 'handle_sched_switch' })).toBeCloseTo(250e-6, 12);
-    expect(value('ebpf_tuner_bpf_run_count_total', { program: 'handle_sched_wakeup' })).toBe(1000);
-    expect(value('ebpf_tuner_process_cpu_seconds_total')).toBeGreaterThan(0);
-    expect(value('ebpf_tuner_process_resident_memory_bytes')).toBeGreaterThan(1024 * 1024);
+    expect(value('ebpf_tuner_bpf_program_run_seconds_total', { program: 'handle_sched_switch' })).toBeCloseTo(250e-6, 12);
+    expect(value('ebpf_tuner_bpf_program_runs_total', { program: 'handle_sched_wakeup' })).toBe(1000);
+    expect(value('process_cpu_seconds_total')).toBeGreaterThan(0);
+    expect(value('process_resident_memory_bytes')).toBeGreaterThan(1024 * 1024);
     expect(value('ebpf_tuner_ticks_total')).toBe(1);
     expect(value('ebpf_tuner_tick_window_seconds')).toBe(1);
+  });
+
+  it('sums per-tick increases into counters, so a slow scrape misses nothing', async () => {
+    const { url } = await start();
+    for (let i = 0; i < 15; i++) publishTick(syntheticSnapshot(1_700_000_000_000 + i * 1000, i));
+    const text = await (await fetch(`${url}/metrics`)).text();
+    expect(text).toMatch(/^ebpf_tuner_context_switches_total\{target="web",kind="involuntary"\} 4500$/m);
+    expect(text).toMatch(/^ebpf_tuner_cpu_migrations_total\{target="batch"\} 75$/m);
   });
 
   it('escapes label values so any target name stays parseable', async () => {
@@ -245,11 +277,12 @@ describe('/metrics', () => {
           name,
           role: 'protect',
           runqlat: { count: 1, p50: 1, p90: 2, p99: 3, mean: 1, p99Ewma: 3, waitUs: 1, oncpuUs: 1 },
+          cgstat: { memoryBytes: 4096 },
         },
       },
     });
     const families = parsePrometheusTextFormat(await (await fetch(`${url}/metrics`)).text());
-    const f = families.find((x) => x.name === 'ebpf_tuner_runqlat_p99_seconds');
+    const f = families.find((x) => x.name === 'ebpf_tuner_cgroup_memory_usage_bytes');
     expect(f?.metrics[0]?.labels).toEqual({ target: name });
   });
 });
@@ -355,7 +388,6 @@ describe('JSON API', () => {
     expect(body.windowMs).toBe(1000);
     expect(body.fields.find((f) => f.key === 'runqlat.p99')).toMatchObject({
       unit: 'seconds',
-      metric: 'ebpf_tuner_runqlat_p99_seconds',
     });
   });
 

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { errnoCode, TunerError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { FIXED_METRICS, METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
+import { METRICS_CONTENT_TYPE, processRegistry, renderMetrics } from './metrics.js';
 import { SseHub } from './sse.js';
 import { Telemetry, type StreamEvent } from './telemetry.js';
 import type { AgentControl } from './types.js';
@@ -350,12 +350,12 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const version = opts.version ?? packageVersion();
   const assets = loadAssets();
 
+  const processes = processRegistry();
   const telemetry = new Telemetry({
     control,
     log,
     history: opts.history ?? 600,
     decisions: opts.decisions ?? 1000,
-    reservedMetrics: FIXED_METRICS,
   });
   const sse = new SseHub({
     maxClients: limits.maxSseClients,
@@ -425,11 +425,11 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     [
       '/metrics',
       {
-        GET: ({ res }) =>
+        GET: async ({ res }) =>
           sendText(
             res,
             200,
-            renderMetrics({ telemetry, control, version, sseClients: sse.size }),
+            await renderMetrics({ telemetry, control, version, sseClients: sse.size, process: processes }),
             METRICS_CONTENT_TYPE,
           ),
       },

@@ -5,9 +5,10 @@
  */
 import { channels } from '../core/events.js';
 import type { Logger } from '../core/log.js';
-import { FieldCatalogue, isRecord, type FieldInfo, type FieldSample } from './fields.js';
+import { FieldCatalogue, isRecord, type FieldInfo } from './fields.js';
+import { SIGNAL_METRICS, type CounterDecl, type Labels, type SnapshotView } from './metric-catalog.js';
 import { Ring } from './ring.js';
-import type { AgentControl, DecisionEvent } from './types.js';
+import { DECISION_KINDS, type AgentControl, type DecisionEvent } from './types.js';
 
 export interface OverheadSample {
   /** ms since the epoch. */
@@ -35,10 +36,10 @@ export interface TelemetryOptions {
   history: number;
   /** Decisions kept for /api/decisions. */
   decisions: number;
-  /** Metric names the exporter owns, so a signal field can never shadow one. */
-  reservedMetrics: Iterable<string>;
   maxFields?: number;
 }
+
+const DELTA_COUNTERS = SIGNAL_METRICS.filter((m): m is CounterDecl => m.type === 'counter' && m.source === 'delta');
 
 interface StoredDecision {
   json: string;
@@ -57,10 +58,12 @@ export class Telemetry {
   windowMs: number | undefined;
   lastTickTime: number | undefined;
   lifecycle = 'unknown';
-  /** Base-unit samples of the last snapshot, for /metrics. */
-  lastSamples: FieldSample[] = [];
+  /** The last snapshot, parsed, for the metrics read at scrape time. */
+  lastView: SnapshotView | undefined;
   readonly decisionCounts = new Map<string, { kind: string; action: string; n: number }>();
   droppedEvents = 0;
+  /** Sums of the per-tick increases of each `delta` counter, by metric name and then by label set. */
+  private readonly counters = new Map<string, Map<string, [Labels, number]>>();
 
   private lastJson: string | undefined;
   private readonly tickRing: Ring<string>;
@@ -86,7 +89,15 @@ export class Telemetry {
     this.tickRing = new Ring(opts.history);
     this.decisionRing = new Ring(opts.decisions);
     this.overheadRing = new Ring(opts.history);
-    this.fields = new FieldCatalogue(opts.maxFields ?? 512, opts.reservedMetrics);
+    this.fields = new FieldCatalogue(opts.maxFields ?? 512);
+    // Known label sets start at 0, so a rate over the first decision sees it rather than a series appearing at 1.
+    let actions: readonly string[] = [];
+    try {
+      actions = opts.control.actions?.() ?? [];
+    } catch (err) {
+      this.log.debug({ err }, 'list actions: failed');
+    }
+    for (const kind of DECISION_KINDS) for (const action of actions) this.countDecision(kind, action, 0);
     channels.tick.subscribe(this.onTick);
     channels.decision.subscribe(this.onDecision);
     channels.knob.subscribe(this.onKnob);
@@ -160,7 +171,9 @@ export class Telemetry {
     this.lastJson = json;
     this.tickRing.push(json);
     const before = this.fields.version;
-    this.lastSamples = this.fields.flatten(copy);
+    this.fields.flatten(copy);
+    this.lastView = copy as SnapshotView;
+    this.addCounters(this.lastView);
     if (this.fields.version !== before) this.emit('fields', JSON.stringify(this.fields.list()));
     this.emit('tick', json);
     const o = this.sampleOverhead(copy.time);
@@ -183,7 +196,27 @@ export class Telemetry {
     this.emit('decision', json);
   }
 
-  private countDecision(kind: string, action: string): void {
+  private addCounters(view: SnapshotView): void {
+    for (const m of DELTA_COUNTERS) {
+      let series = this.counters.get(m.name);
+      if (!series) this.counters.set(m.name, (series = new Map()));
+      for (const [labels, v] of m.read(view)) {
+        // A negative or missing increase is a counter the kernel restarted or a field left out, not negative work.
+        if (!(v >= 0 && Number.isFinite(v))) continue;
+        const key = JSON.stringify(labels);
+        const s = series.get(key);
+        if (s) s[1] += v;
+        else series.set(key, [labels, v]);
+      }
+    }
+  }
+
+  /** Samples of one `delta` counter: everything added up since start, by label set. */
+  counterSamples(name: string): [Labels, number][] {
+    return [...(this.counters.get(name)?.values() ?? [])];
+  }
+
+  private countDecision(kind: string, action: string, by = 1): void {
     let key = `${kind}\u0000${action}`;
     let entry = this.decisionCounts.get(key);
     if (!entry && this.decisionCounts.size >= MAX_DECISION_SERIES) {
@@ -191,8 +224,8 @@ export class Telemetry {
       entry = this.decisionCounts.get(key);
       action = 'other';
     }
-    if (entry) entry.n++;
-    else this.decisionCounts.set(key, { kind, action, n: 1 });
+    if (entry) entry.n += by;
+    else this.decisionCounts.set(key, { kind, action, n: by });
   }
 
   /** Samples the agent's own cost; returns the new sample, or undefined when it is too soon after the last one. */

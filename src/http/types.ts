@@ -3,7 +3,8 @@
  * event bus, so it can be tested against a fake and never reaches into the engine's internals.
  */
 
-export type DecisionKind = 'applied' | 'dry-run' | 'refused' | 'reverted' | 'overridden' | 'restored';
+export const DECISION_KINDS = ['applied', 'dry-run', 'refused', 'reverted', 'overridden', 'restored'] as const;
+export type DecisionKind = (typeof DECISION_KINDS)[number];
 
 /** Payload of `channels.decision`. */
 export interface DecisionEvent {
@@ -68,6 +69,8 @@ export interface AgentControl {
    */
   state?(): string;
   programStats(): ProgramStats[];
+  /** Names of the actions a decision can carry, so their decision counters exist at 0 before the first one. */
+  actions?(): readonly string[];
   /** Advice published for cooperating applications (e.g. pressure_backoff's concurrency hints), by target. */
   hints?(): Record<string, unknown>;
 }

@@ -67,6 +67,14 @@ export class CumulativeSlots {
     return this.win;
   }
 
+  /**
+   * Everything `slot` has counted since its map was created (the signal's start), as read by the last read(): the
+   * kernel's own cumulative buckets and counters, for exporters that want totals rather than windows.
+   */
+  totals(slot: number): Window {
+    return this.cur.get(slot) ?? this.fresh();
+  }
+
   /** This tick's totals become the baseline of the next window. */
   advance(): void {
     for (const [slot, c] of this.cur) {

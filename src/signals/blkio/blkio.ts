@@ -9,7 +9,7 @@ import { readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
 import { TunerError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import type { Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
+import type { CumulativeHistogram, Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
 import type { BpfObject } from '../../bpf/object.js';
 import { loadFirstWorking } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
@@ -81,6 +81,11 @@ export interface BlkioWindow {
   maxInflight: number;
   /** 1 while the target's I/O per tick is well above its own EWMA baseline. */
   burst: 0 | 1;
+  /**
+   * Request latencies since start (not this window), for the Prometheus histogram. Summed from the windows, so an
+   * entry the kernel evicts from its LRU map does not make it go backwards.
+   */
+  hist: CumulativeHistogram;
   /** Devices the target used during the tick, busiest first. */
   devices: BlkioDeviceWindow[];
 }
@@ -118,6 +123,8 @@ export class BlkioSignal implements Signal {
   private readonly bursts = new Map<number, BurstDetector>();
   private readonly window = new Float64Array(BLKIO_BUCKETS);
   private readonly total = new Float64Array(BLKIO_BUCKETS);
+  /** Per slot, every request since start: summed from the windows. */
+  private readonly hists = new Map<number, CumulativeHistogram>();
   private lastHost?: BlkioWindow;
 
   constructor(private readonly opts: BlkioOptions) {}
@@ -258,6 +265,15 @@ export class BlkioSignal implements Signal {
     return name;
   }
 
+  private histOf(slot: number, ios: number, latUs: number): CumulativeHistogram {
+    let h = this.hists.get(slot);
+    if (!h) this.hists.set(slot, (h = { counts: new Array<number>(BLKIO_BUCKETS).fill(0), count: 0, sumUs: 0 }));
+    for (let b = 0; b < BLKIO_BUCKETS; b++) h.counts[b]! += this.total[b]!;
+    h.count += ios;
+    h.sumUs += latUs;
+    return { counts: [...h.counts], count: h.count, sumUs: h.sumUs };
+  }
+
   private windowOf(slot: number, devIds: Map<number, number[]>): Omit<BlkioWindow, 'burst'> {
     this.total.fill(0);
     const devices: BlkioDeviceWindow[] = [];
@@ -281,6 +297,7 @@ export class BlkioSignal implements Signal {
       maxInflight = Math.max(maxInflight, d.maxInflight);
     }
     return {
+      hist: this.histOf(slot, ios, latUs),
       ios,
       readBytes,
       writeBytes,

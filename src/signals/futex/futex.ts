@@ -7,7 +7,7 @@
  */
 import { TunerError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import type { Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
+import type { CumulativeHistogram, Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
 import type { BpfObject } from '../../bpf/object.js';
 import { loadFirstWorking, type ProgramSet } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
@@ -69,6 +69,8 @@ export interface FutexWindow {
   p90: number;
   p99: number;
   mean: number;
+  /** Waits since start (not this window), for the Prometheus histogram. */
+  hist: CumulativeHistogram;
   /** The addresses waited on longest in the window, at most FUTEX_TOP_N. */
   top: FutexAddress[];
 }
@@ -206,7 +208,9 @@ export class FutexSignal implements Signal {
     const { buckets, counters } = this.slots.window(slot);
     const [count, waitNs] = counters;
     const waitUs = waitNs / 1000;
+    const all = this.slots.totals(slot);
     return {
+      hist: { counts: Array.from(all.buckets), count: all.counters[0] ?? 0, sumUs: (all.counters[1] ?? 0) / 1000 },
       count,
       waitUs,
       p50: count > 0 ? histPercentile(buckets, 0.5) : 0,

@@ -5,7 +5,7 @@
  */
 import { TunerError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import type { LatencyStats, Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
+import type { CumulativeHistogram, LatencyStats, Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
 import type { BpfObject } from '../../bpf/object.js';
 import { attachOrder, loadFirstWorking, type AttachKind } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
@@ -49,6 +49,8 @@ export interface RunqlatWindow extends LatencyStats {
   wakeups: number;
   /** CPU migrations of target threads in the window (se.nr_migrations deltas, seen when a thread next runs). */
   migrations: number;
+  /** Run-queue waits since start (not this window), for the Prometheus histogram. */
+  hist: CumulativeHistogram;
   /** Thread-level detail (top threads by wait), when per-thread accounting is on. */
   threads?: { tid: number; tgid: number; count: number; maxUs: number; meanUs: number }[];
 }
@@ -135,7 +137,9 @@ export class RunqlatSignal implements Signal {
     // A window without samples says nothing about latency: the EWMA keeps its value rather than decaying to 0.
     if (count > 0) ewma.update(p99);
     const oncpuUs = oncpuNs / 1000;
+    const all = this.slots.totals(slot);
     return {
+      hist: { counts: Array.from(all.buckets), count: all.counters[0] ?? 0, sumUs: (all.counters[1] ?? 0) / 1000 },
       count,
       p50: count > 0 ? histPercentile(buckets, 0.5) : 0,
       p90: count > 0 ? histPercentile(buckets, 0.9) : 0,

@@ -1,0 +1,63 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { projectRoot } from '../bpf/paths.js';
+import { bucketLe, SIGNAL_METRICS } from './metric-catalog.js';
+
+const UNIT_SUFFIX = { seconds: '_seconds', bytes: '_bytes', ratio: '_ratio', '': '' } as const;
+
+describe('SIGNAL_METRICS', () => {
+  it('names each metric once, with its unit and type suffix', () => {
+    const names = SIGNAL_METRICS.map((m) => m.name);
+    expect(new Set(names).size).toBe(names.length);
+    for (const m of SIGNAL_METRICS) {
+      expect(m.name).toMatch(/^ebpf_tuner_[a-z0-9_]+$/);
+      const stem = m.type === 'counter' ? m.name.replace(/_total$/, '') : m.name;
+      if (m.type === 'counter') expect(m.name, m.name).toMatch(/_total$/);
+      else expect(m.name, m.name).not.toMatch(/_(total|count|sum|bucket|info)$/);
+      if (m.unit !== '') expect(stem.endsWith(UNIT_SUFFIX[m.unit]), m.name).toBe(true);
+      expect(m.help.length).toBeGreaterThan(10);
+    }
+  });
+
+  it('maps log2 µs bucket i onto le = 2^(i+1) µs', () => {
+    expect(bucketLe(0)).toBe(2e-6);
+    expect(bucketLe(9)).toBeCloseTo(1.024e-3, 15);
+  });
+});
+
+describe('shipped Prometheus rules and Grafana dashboard', () => {
+  const read = (p: string): string => readFileSync(join(projectRoot, p), 'utf8');
+  const rules = parse(read('deploy/prometheus/rules.yml')) as {
+    groups: { rules: { record?: string; alert?: string; expr: string }[] }[];
+  };
+  const recorded = new Set(rules.groups.flatMap((g) => g.rules.flatMap((r) => (r.record ? [r.record] : []))));
+  const exported = new Set([
+    ...SIGNAL_METRICS.flatMap((m) =>
+      m.type === 'histogram' ? [`${m.name}_bucket`, `${m.name}_sum`, `${m.name}_count`] : [m.name],
+    ),
+    // The agent's own families, written in metrics.ts.
+    ...[...read('src/http/metrics.ts').matchAll(/'(ebpf_tuner_[a-z0-9_]+)'/g)].map((m) => m[1]!),
+  ]);
+  const used = (expr: string): string[] => [...expr.matchAll(/\bebpf_tuner[a-z0-9_:]*/g)].map((m) => m[0]);
+
+  it('rules use only metrics the agent exports', () => {
+    for (const g of rules.groups) {
+      for (const r of g.rules) for (const n of used(r.expr)) expect(exported.has(n) || recorded.has(n), `${n} in ${r.expr}`).toBe(true);
+    }
+  });
+
+  it('the dashboard uses only exported metrics and recorded series', () => {
+    const dash = JSON.parse(read('deploy/grafana/ebpf-tuner.json')) as {
+      panels: { title: string; targets: { expr: string }[] }[];
+      templating: { list: { query?: string }[] };
+    };
+    const exprs = [
+      ...dash.panels.flatMap((p) => p.targets.map((t) => t.expr)),
+      ...dash.templating.list.flatMap((v) => (v.query ? [v.query] : [])),
+    ];
+    expect(exprs.length).toBeGreaterThan(10);
+    for (const e of exprs) for (const n of used(e)) expect(exported.has(n) || recorded.has(n), `${n} in ${e}`).toBe(true);
+  });
+});
