@@ -173,6 +173,77 @@ describe('foundation loop: runqlat → cpu_weight → journal → restore', () =
     expect(after.map(([f, b]) => [f, b.toString('hex')])).toEqual(before.map(([f, b]) => [f, b.toString('hex')]));
     expect(existsSync(join(state.path, 'state.db'))).toBe(false);
   });
+
+  /** The agent under the given `noisy_neighbor: …`, `guardrails: …` and `closed_loop: …` lines; the sibling's cpu.shares as sampled for `ms`. */
+  async function sharesUnder(noisy: string, guardrails: string, closedLoop: string, ms: number): Promise<number[]> {
+    const file = state.file(
+      'steps.yaml',
+      `tick: 500ms
+policy:
+  ${noisy}
+  pressure_backoff: {enabled: false}
+  cpuset_spread: {enabled: false}
+  numa_rebalance: {enabled: false}
+  io_prefetch: {enabled: false}
+${guardrails}
+${closedLoop}
+targets:
+  - {name: web, cgroup: ${victimCg.path}, role: protect}
+  - {name: batch, cgroup: ${siblingCg.path}, role: noisy}
+`,
+    );
+    const agent = startAgent(['--config', file, '--state-dir', state.path]);
+    procs.push(agent);
+    await agent.waitFor((l) => l.msg === 'agent running');
+    await startHogs();
+    const seen: number[] = [];
+    for (const t0 = Date.now(); Date.now() - t0 < ms; await sleep(50)) {
+      const s = shares(siblingCg);
+      if (seen.at(-1) !== s) seen.push(s);
+    }
+    agent.child.kill('SIGTERM');
+    expect((await agent.exited).code).toBe(0);
+    expect(shares(siblingCg)).toBe(1024);
+    return seen;
+  }
+
+  it('never steps the weight below min_weight, as cpu.shares shows', async () => {
+    // weight 100 × (1 − 0.75) = 25 is below min_weight 60, so the step lands on 60: v1 shares round(60 × 1024 / 100).
+    const seen = await sharesUnder(
+      'noisy_neighbor: {p99_threshold_us: 3000, trigger_ticks: 1, calm_ticks: 1000, calm_fraction: 0.1, step_fraction: 0.75, min_weight: 60}',
+      'guardrails: {cooldown: 0s}',
+      'closed_loop: {window_ticks: 100}',
+      6000,
+    );
+    console.log(`cpu.shares seen: ${seen.join(' → ')}`);
+    expect(seen).toEqual([1024, 614]);
+  });
+
+  it('reverts a change that misses the closed loop\'s margin and does not retry it within the penalty', async () => {
+    // A 99% improvement is out of reach: the first step is judged after one tick, reverted, and not tried again.
+    const seen = await sharesUnder('noisy_neighbor: {p99_threshold_us: 3000, trigger_ticks: 1, step_fraction: 0.3}', 'guardrails: {cooldown: 0s}', 'closed_loop: {window_ticks: 1, margin: 0.99, penalty: 1h}', 6000);
+    console.log(`cpu.shares seen: ${seen.join(' → ')}`);
+    expect(seen).toEqual([1024, 717, 1024]);
+  });
+
+  it('makes no more than max_changes_per_minute changes, reverts included', async () => {
+    // Without a penalty the rule would step again after each revert; a budget of two changes allows the step and its revert.
+    const seen = await sharesUnder(
+      'noisy_neighbor: {p99_threshold_us: 3000, trigger_ticks: 1, step_fraction: 0.3}',
+      'guardrails: {cooldown: 0s, max_changes_per_minute: 2}',
+      'closed_loop: {window_ticks: 1, margin: 0.99, penalty: 0s}',
+      6000,
+    );
+    console.log(`cpu.shares seen: ${seen.join(' → ')}`);
+    expect(seen).toEqual([1024, 717, 1024]);
+  });
+
+  it('takes no further step on a knob while the closed loop is still judging the last one (window_ticks)', async () => {
+    // 100 ticks of 500 ms: the first change is still being judged when the test ends, so it stays the only one.
+    const seen = await sharesUnder('noisy_neighbor: {p99_threshold_us: 3000, trigger_ticks: 1, step_fraction: 0.3}', 'guardrails: {cooldown: 0s}', 'closed_loop: {window_ticks: 100}', 6000);
+    console.log(`cpu.shares seen: ${seen.join(' → ')}`);
+    expect(seen).toEqual([1024, 717]);
+  });
 });
 
 describe('bad input: one clear error, a non-zero exit, no write', () => {

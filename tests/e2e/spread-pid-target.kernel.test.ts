@@ -68,4 +68,42 @@ targets:
       state.remove();
     }
   }, 180_000);
+
+  it('with pin_cpus pins the piled-up threads to exactly those CPUs, and restores their masks on exit', async () => {
+    const state = tempDir();
+    const procs: (SpawnedProcess | AgentProcess)[] = [];
+    try {
+      const hog = spawnTracked('taskset', ['-c', '1', toolPath('hog'), '--threads', '2']);
+      procs.push(hog);
+      await sleep(300);
+      const before = masks(hog.pid);
+      expect(new Set(before)).toEqual(new Set(['1']));
+      const config = state.file(
+        'c.yaml',
+        `tick: 500ms
+policy:
+  noisy_neighbor: {enabled: false}
+  pressure_backoff: {enabled: false}
+  numa_rebalance: {enabled: false}
+  io_prefetch: {enabled: false}
+  cpuset_spread: {mode: affinity, min_pileup: 2, idle_below: 1, trigger_ticks: 1, calm_ticks: 1000, pin_cpus: "0"}
+targets:
+  - {name: app, pids: [${hog.pid}], role: protect}
+`,
+      );
+      const agent = startAgent(['--config', config, '--state-dir', state.path]);
+      procs.push(agent);
+      const d = await agent.waitFor((l) => l.decision !== undefined && l.action === 'cpuset_spread' && l.kind !== 'refused', 90_000);
+      expect(d.kind, JSON.stringify(d)).toBe('applied');
+      const pinned = masks(hog.pid);
+      expect(pinned.filter((m) => m === '0').length, pinned.join(' ')).toBeGreaterThanOrEqual(2);
+      expect(pinned.filter((m) => m === '0-1'), pinned.join(' ')).toEqual([]);
+      agent.child.kill('SIGTERM');
+      expect((await agent.exited).code).toBe(0);
+      expect(masks(hog.pid)).toEqual(before);
+    } finally {
+      for (const p of procs) await killAndWait(p);
+      state.remove();
+    }
+  }, 180_000);
 });

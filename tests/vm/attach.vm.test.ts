@@ -71,12 +71,15 @@ async function refusedConnections(n: number): Promise<void> {
 
 async function runPinned(pins: Pins): Promise<{ agent: AgentProcess; attached: Record<string, string>; http: number }> {
   const http = port();
-  const signals = SIGNALS.map((s) => `  ${s}: {attach: ${pins[s] ?? 'auto'}}`).join('\n');
+  const pin = (s: (typeof SIGNALS)[number]) => pins[s] ?? 'auto';
   const config = state.file(
     `config-${Object.values(pins).join('-') || 'auto'}.yaml`,
     `tick: 1s
 signals:
-${signals}
+  runqlat: {attach: ${pin('runqlat')}}
+  futex: {attach: ${pin('futex')}}
+  blkio: {attach: ${pin('blkio')}}
+  net: {attach: ${pin('net')}}
 policy:
   noisy_neighbor: {enabled: false}
   pressure_backoff: {enabled: false}

@@ -53,12 +53,12 @@ afterAll(async () => {
   await cleanupAll();
 });
 
-/** A policy section with numa_rebalance on (with `settings`) and every other rule off. */
-function config(cg: string, settings: string): string {
+/** A policy section with numa_rebalance on, moving `move` (cpus or memory), and every other rule off. */
+function config(cg: string, move: 'cpus' | 'memory'): string {
   const rules = ['noisy_neighbor', 'pressure_backoff', 'cpuset_spread', 'io_prefetch'];
   return `tick: 1s
 policy:
-  numa_rebalance: {enabled: true, trigger_ticks: 2, sample_ticks: 1, ${settings}}
+  numa_rebalance: {enabled: true, trigger_ticks: 2, sample_ticks: 1, move: ${move}}
 ${rules.map((r) => `  ${r}: {enabled: false}`).join('\n')}
 targets:
   - {name: app, cgroup: ${cg}, role: protect}
@@ -192,7 +192,7 @@ describe('numa_rebalance on two nodes', () => {
     expect(before.remote).toBeGreaterThan(0.95);
 
     const http = port();
-    const a = agent(config(cg, 'move: cpus'), ['--listen', `127.0.0.1:${http}`]);
+    const a = agent(config(cg, 'cpus'), ['--listen', `127.0.0.1:${http}`]);
     await a.waitFor((l) => l.msg === 'http listening', SLOW);
     // The server is bound before the agent starts (/readyz says 503 until then).
     await a.waitFor((l) => l.msg === 'agent running', SLOW);
@@ -230,7 +230,7 @@ describe('numa_rebalance on two nodes', () => {
     expect(restored.remote).toBeGreaterThan(0.95);
 
     // Again, and this time the agent dies without restoring: rollback does it.
-    const b = agent(config(cg, 'move: cpus'));
+    const b = agent(config(cg, 'cpus'));
     await b.waitFor((l) => l.action === 'numa_rebalance' && l.kind === 'applied', SLOW);
     expect(read(join(cg, 'cpuset.cpus'))).toBe('0');
     b.child.kill('SIGKILL');
@@ -258,7 +258,7 @@ describe('numa_rebalance on two nodes', () => {
     expect(before.remote).toBeGreaterThan(0.95);
     const mems = read(join(cg, 'cpuset.mems'));
 
-    const a = agent(config(cg, 'move: memory'));
+    const a = agent(config(cg, 'memory'));
     const applied = await a.waitFor((l) => l.action === 'numa_rebalance' && l.kind === 'applied', SLOW);
     expect(applied.msg).toMatch(/moving its memory to node 1 \(cpuset\.mems and migrate_pages\)/);
     expect(read(join(cg, 'cpuset.mems'))).toBe('1');
@@ -287,7 +287,7 @@ describe('numa_rebalance on two nodes', () => {
     writeFileSync(SYSCTL, '1\n');
     const { cg, pid } = await farTarget();
     const http = port();
-    const a = agent(config(cg, 'move: memory'), ['--listen', `127.0.0.1:${http}`]);
+    const a = agent(config(cg, 'memory'), ['--listen', `127.0.0.1:${http}`]);
     const said = await a.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('kernel NUMA balancing is on'), SLOW);
     expect(said.msg).toMatch(/kernel\.numa_balancing=1\): the kernel itself moves pages toward the threads that touch them, so numa_rebalance \(move: memory\) holds back/);
     await a.waitFor((l) => l.msg === 'http listening', SLOW);
