@@ -38,6 +38,11 @@ export interface AgentOptions {
   log: Logger;
   stateDir: string;
   dryRun?: boolean;
+  /**
+   * A dry run keeps its decisions in `<stateDir>/dry-run.db` for `log` and `explain` (the default). False: a
+   * throwaway run (`top`, `record`) that decides only to show what it would do, and keeps nothing.
+   */
+  dryRunAudit?: boolean;
   /** Injected for tests (a fake cgroup2 tree); probed when absent. */
   layout?: CgroupLayout;
   probe?: CgroupProbe;
@@ -57,6 +62,7 @@ const SUMMARY_EVERY_TICKS = 10;
 export class Agent {
   readonly config: Config;
   readonly dryRun: boolean;
+  private readonly dryRunAudit: boolean;
   private readonly log: Logger;
   private readonly stateDir: string;
   private layout?: CgroupLayout;
@@ -95,6 +101,7 @@ export class Agent {
     this.log = opts.log;
     this.stateDir = opts.stateDir;
     this.dryRun = opts.dryRun === true;
+    this.dryRunAudit = opts.dryRunAudit !== false;
     this.layout = opts.layout;
     this.probe = opts.probe ?? {};
     this.injectedSignals = opts.signals;
@@ -176,8 +183,10 @@ export class Agent {
       // Dry-run touches no knob, no journal and no lock of a real run, so it may run beside a live agent on the same
       // state directory. Its decisions go to a database of their own there (for `log` and `explain`); the writer
       // reads an empty journal in a throwaway directory, in which nothing is ever written.
-      this.prepareStateDir?.(this.stateDir);
-      this.dryRunDb = AuditLog.openDryRun(this.stateDir);
+      if (this.dryRunAudit) {
+        this.prepareStateDir?.(this.stateDir);
+        this.dryRunDb = AuditLog.openDryRun(this.stateDir);
+      }
       this.tempStateDir = mkdtempSync(join(tmpdir(), 'ebpf-tuner-dry-'));
       this.journal = Journal.open(this.tempStateDir, this.log);
     } else {

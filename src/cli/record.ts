@@ -18,7 +18,7 @@ export async function recordCommand(opts: { out: string; config?: string; durati
   const log = createLogger({ level: opts.logLevel ?? 'warn', fd: 2 });
   if (opts.config) asUsage(() => assertSafeConfigFile(opts.config!));
   const config = asUsage(() => loadConfig(opts.config));
-  const agent = new Agent({ config, log, stateDir: '/nonexistent', dryRun: true });
+  const agent = new Agent({ config, log, stateDir: '/nonexistent', dryRun: true, dryRunAudit: false });
   await agent.start();
   const writer = new RecordingWriter(opts.out, {
     format: 'ebpf-tuner-recording',

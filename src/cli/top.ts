@@ -72,7 +72,7 @@ export function renderTop(s: TickSnapshot, color: boolean): string {
 export async function topCommand(opts: { config?: string; once?: boolean; json?: boolean }): Promise<void> {
   if (opts.config) asUsage(() => assertSafeConfigFile(opts.config!));
   const config = asUsage(() => loadConfig(opts.config));
-  const agent = new Agent({ config, log: createLogger({ level: 'warn', fd: 2 }), stateDir: '/nonexistent', dryRun: true });
+  const agent = new Agent({ config, log: createLogger({ level: 'warn', fd: 2 }), stateDir: '/nonexistent', dryRun: true, dryRunAudit: false });
   await agent.start();
   const tty = process.stdout.isTTY === true;
   let done: () => void = () => {};

@@ -270,7 +270,12 @@ export class DecisionEngine {
       if (judging !== undefined) {
         return refused('EVALUATING', `the closed loop is still judging decision ${judging} on ${target} ${action}`);
       }
-      // No experiment without a control: the window before must be whole and clear of the start-up ticks.
+    }
+    const r = this.#guardrails.check(nudge, now, { current: input.current(target, action), inFlight: this.#pending.size });
+    if (!r.ok) return refused(r.code, r.reason);
+    // No experiment without a control: the window before must be whole and clear of the start-up ticks. Checked after
+    // the guardrails, so a change that may never be made (out of scope, denied) says so rather than that it must wait.
+    if (!isRestore(nudge)) {
       // This tick's snapshot joins the history at the end of the tick, before the change is reported applied.
       const need = this.#baselineTicks(objectiveOf(nudge));
       const clean = Math.min(this.#history.length + 1, Math.max(0, this.#seen + 1 - this.#loop.warmupTicks));
@@ -281,8 +286,6 @@ export class DecisionEngine {
         );
       }
     }
-    const r = this.#guardrails.check(nudge, now, { current: input.current(target, action), inFlight: this.#pending.size });
-    if (!r.ok) return refused(r.code, r.reason);
     const d = this.#make(now, 'proposed', nudge, source, {});
     this.#pending.set(d.id, d);
     this.#proposedIn.set(d.id, input.snapshot);

@@ -47,12 +47,13 @@ describe('overlapping targets through the CLI', () => {
         const one = snap.targets.one!;
         const detail = `order ${order.join(',')}: box ${JSON.stringify(box.runqlat)} one ${JSON.stringify(one.runqlat)}, kernel ${kernel}`;
         expect(one.runqlat.count, detail).toBeGreaterThan(50);
-        // The cgroup holds nothing but this process, and both see the same events in the same window.
-        expect(box.runqlat.count, detail).toBe(one.runqlat.count);
-        expect(box.runqlat.switchesOut, detail).toBe(one.runqlat.switchesOut);
+        // The cgroup holds nothing but this process, and both see the same events in the same window — up to the
+        // odd event that lands between the reads of the two slots (a map read is not atomic across entries).
+        expect(Math.abs(box.runqlat.count - one.runqlat.count), detail).toBeLessThanOrEqual(2);
+        expect(Math.abs(box.runqlat.switchesOut - one.runqlat.switchesOut), detail).toBeLessThanOrEqual(2);
         expect(one.runqlat.count, detail).toBeLessThanOrEqual(kernel * 1.05 + 5);
         expect(one.futex?.count ?? 0, detail).toBeGreaterThan(0);
-        expect(box.futex?.count, detail).toBe(one.futex?.count);
+        expect(Math.abs((box.futex?.count ?? 0) - (one.futex?.count ?? 0)), detail).toBeLessThanOrEqual(2);
       }
     } finally {
       for (const p of procs) await killAndWait(p);

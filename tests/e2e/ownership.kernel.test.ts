@@ -31,6 +31,8 @@ policy:
   cpuset_spread: {enabled: false}
   numa_rebalance: {enabled: false}
   io_prefetch: {enabled: false}
+# Hold each change for the whole test: this is about who owns the knob, not whether the change helped.
+closed_loop: {window_ticks: 600}
 targets:
   - {name: web, cgroup: ${victimCg.path}, role: protect}
   - {name: batch, cgroup: ${siblingCg.path}, role: noisy}

@@ -95,7 +95,7 @@ describe('CpusetSpreadRule trigger', () => {
       desired: { cpus: 2, prefer: '1-2' },
       rule: 'cpuset-spread',
       evidence: { pileup: 2, pileupCpu: 0, runnable: 2, idleCpus: 2, allowedCpus: 4, hotTicks: 3, fromCpus: 1, toCpus: 2 },
-      objective: { targets: ['db'], metric: 'placement.pileup', better: 'lower' },
+      objective: { targets: ['db'], metric: 'placement.pileup', better: 'lower', baselineTicks: 3 },
     });
     expect(n!.reason).toBe(
       'db has 2 runnable threads on CPU 0 while 2 allowed CPUs (1-2) are idle, for 3 ticks; spreading its threads from 1 to 2 CPUs (thread affinity)',
@@ -108,6 +108,7 @@ describe('CpusetSpreadRule trigger', () => {
       metric: 'runqlat.p99',
       better: 'lower',
       unit: 'us',
+      baselineTicks: 3, // the pile-up streak it acted on
     });
   });
 

@@ -126,8 +126,8 @@ export class CpusetSpreadRule implements Strategy {
     const runqlat = input.snapshot.targets[name]?.runqlat;
     const objective: Objective =
       runqlat !== undefined && runqlat.count > 0
-        ? { targets: [name], metric: 'runqlat.p99', better: 'lower', unit: 'us' }
-        : { targets: [name], metric: 'placement.pileup', better: 'lower' };
+        ? { targets: [name], metric: 'runqlat.p99', better: 'lower', unit: 'us', baselineTicks: pol.triggerTicks }
+        : { targets: [name], metric: 'placement.pileup', better: 'lower', baselineTicks: pol.triggerTicks };
     return {
       action: CPUSET_SPREAD_ACTION,
       target: name,

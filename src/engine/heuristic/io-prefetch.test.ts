@@ -143,7 +143,7 @@ describe('IoPrefetchRule', () => {
       'reader reads 7:0 sequentially (98% sequential, 2000 requests/s) in small requests (mean 4 KiB ≤ 64 KiB) for 3 ticks; read_ahead_kb of 7:0 128 → 1024',
     );
     expect(n!.evidence).toMatchObject({ seqRatio: 0.98, iosPerS: 2000, meanRequestBytes: 4096, hotTicks: 3, fromKb: 128, toKb: 1024 });
-    expect(n!.objective).toEqual({ targets: ['reader'], metric: 'blkio.ios', better: 'lower' });
+    expect(n!.objective).toEqual({ targets: ['reader'], metric: 'blkio.ios', better: 'lower', baselineTicks: 3 });
   });
 
   it.each<[string, (Io | null)[]]>([

@@ -161,7 +161,7 @@ export class IoPrefetchRule implements Strategy {
       },
       expected: `${t.name} reads the same data in fewer, larger requests`,
       // Read-ahead turns many small requests into few large ones; fewer requests for the same stream is its effect.
-      objective: { targets: [t.name], metric: 'blkio.ios', better: 'lower' },
+      objective: { targets: [t.name], metric: 'blkio.ios', better: 'lower', baselineTicks: this.#policy.triggerTicks },
     };
   }
 

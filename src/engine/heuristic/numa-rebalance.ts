@@ -124,7 +124,7 @@ export class NumaRebalanceRule implements Strategy {
       rule: NUMA_REBALANCE_RULE,
       evidence,
       expected: `${name}'s threads and memory share a node, and its remote fraction falls toward 0`,
-      objective: { targets: [name], metric: 'numa.remoteFraction', better: 'lower' },
+      objective: { targets: [name], metric: 'numa.remoteFraction', better: 'lower', baselineTicks: p.triggerTicks },
     };
   }
 }

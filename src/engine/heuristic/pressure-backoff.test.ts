@@ -182,9 +182,9 @@ describe('PressureBackoffRule trigger', () => {
       toQuotaCpus: 0.9,
       usageCpus: 1.8,
     });
-    expect(n!.objective).toEqual({ metric: 'runqlat.p99', better: 'lower', unit: 'us' });
+    expect(n!.objective).toEqual({ metric: 'runqlat.p99', better: 'lower', unit: 'us', baselineTicks: 3 });
     const web = run([{ web: { io: 60 } }, { web: { io: 60 } }, { web: { io: 60 } }]).at(-1)![0]!;
-    expect(web.objective).toEqual({ targets: ['web'], metric: 'psi.io.someAvg10', better: 'lower' });
+    expect(web.objective).toEqual({ targets: ['web'], metric: 'psi.io.someAvg10', better: 'lower', baselineTicks: 3 });
     expect(decreaseObjective({ source: 'host', resource: 'memory', value: 30 })).toEqual({ metric: 'psi.memory.someAvg10', better: 'lower' });
   });
 
@@ -262,7 +262,7 @@ describe('PressureBackoffRule when calm', () => {
     knobs.original.set('batch', 'max');
     const [n] = run([CALM], knobs);
     expect(n).toMatchObject([{ target: 'batch', desired: { quotaCpus: 0.45 } }]);
-    expect(n![0]!.objective).toEqual({ targets: ['batch'], metric: 'runqlat.oncpuUs', better: 'higher', unit: 'us' });
+    expect(n![0]!.objective).toEqual({ targets: ['batch'], metric: 'runqlat.oncpuUs', better: 'higher', unit: 'us', baselineTicks: 1 });
   });
 
   it('holds while pressured for fewer than trigger_ticks, and proposes nothing for targets it does not hold', () => {

@@ -180,7 +180,7 @@ export class PressureBackoffRule implements Strategy {
           rule: PRESSURE_BACKOFF_RULE,
           evidence,
           expected: `${worst.source} ${worst.resource} pressure falls below ${fmtPct(p.psiSomeAvg10Threshold)}`,
-          objective: decreaseObjective(worst),
+          objective: { ...decreaseObjective(worst), baselineTicks: p.triggerTicks },
         },
       ];
     }
@@ -215,7 +215,7 @@ export class PressureBackoffRule implements Strategy {
         evidence,
         expected: `${t.name} uses the CPU given back without pressure returning`,
         // An increase is worth keeping when the capped target uses what it got back.
-        objective: { targets: [t.name], metric: 'runqlat.oncpuUs', better: 'higher', unit: 'us' },
+        objective: { targets: [t.name], metric: 'runqlat.oncpuUs', better: 'higher', unit: 'us', baselineTicks: calmTicks },
       },
     ];
   }
