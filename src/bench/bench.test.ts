@@ -189,7 +189,7 @@ describe('section summaries', () => {
   it('soak: slopes per hour over the second half decide "levelled off"', () => {
     const churn = { cgroupsCreated: 300, cgroupsRemoved: 300, processesStarted: 900, processesEnded: 900, reloads: 40 };
     // Warm-up climb in the first half, then flat with alternating noise: level.
-    const flat: Sample[] = Array.from({ length: 121 }, (_, i) => ({ t: i * 5, rssMiB: i < 60 ? 80 + i * 0.2 : 92 + (i % 2 ? 0.5 : -0.5), fds: 83, heapMiB: i < 3 ? NaN : 30 }));
+    const flat: Sample[] = Array.from({ length: 121 }, (_, i) => ({ t: i * 5, rssMiB: i < 60 ? 80 + i * 0.2 : 92 + (i % 2 ? 0.5 : -0.5), anonMiB: 40, fileMiB: 40, fds: 83, heapMiB: i < 3 ? NaN : 30 }));
     const level = summarizeSoak(flat, churn, 600, { durationS: 600 });
     expect(level.data.analysis.rss.slope).toBeLessThan(1);
     expect(level.data.analysis.rssLevel).toBe(true);
@@ -198,12 +198,15 @@ describe('section summaries', () => {
     expect(level.goals.map((g) => g.met)).toEqual([true, true]);
     expect(level.tables[1]!.rows[0]!.at(-1)).toBe('244');
     // 1 MiB every minute for the whole run: 60 MiB/h, and the budget is crossed.
-    const rising: Sample[] = Array.from({ length: 121 }, (_, i) => ({ t: i * 5, rssMiB: 80 + i / 12, fds: 83 + Math.floor(i / 12), heapMiB: 30 + i / 12 }));
+    const rising: Sample[] = Array.from({ length: 121 }, (_, i) => ({ t: i * 5, rssMiB: 80 + i / 12, anonMiB: 40 + i / 12, fileMiB: 40, fds: 83 + Math.floor(i / 12), heapMiB: 30 + i / 12 }));
     const leak = summarizeSoak(rising, churn, 600, { durationS: 600 });
     expect(leak.data.analysis.rss.slope).toBeCloseTo(60, 6);
     expect(leak.data.analysis.fd.slope).toBeGreaterThan(50);
     expect(leak.goals.map((g) => g.met)).toEqual([true, false]);
     expect(leak.data.analysis.heap.slope).toBeCloseTo(60, 6);
+    expect(leak.data.analysis.anon.slope.slope).toBeCloseTo(60, 6);
+    expect(leak.data.analysis.file.slope.slope).toBeCloseTo(0, 6);
+    expect(leak.tables[0]!.rows.map((r) => r[0])).toContain('  of which anonymous (RssAnon) MiB');
     expect(level.data.analysis.heapStart).toBe(30);
     expect(fitSlope([0, 1, 2], [1, 3, 5])).toEqual({ slope: 2, stderr: 0, n: 3 });
     expect(fitSlope([0, 1], [1, 3]).slope).toBeNaN();

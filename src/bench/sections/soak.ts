@@ -36,6 +36,10 @@ export interface Sample {
   /** Seconds since the agent was ready. */
   t: number;
   rssMiB: number;
+  /** The anonymous part of VmRSS (RssAnon): the heap, the allocator's arenas, stacks — the agent's own memory. */
+  anonMiB: number;
+  /** The file-backed part (RssFile): the node executable and libraries paged in from disk; clean, shared, reclaimable. */
+  fileMiB: number;
   fds: number;
   /** V8 heap in use after the latest full (mark-compact) GC so far, from --trace-gc; NaN before the first. */
   heapMiB: number;
@@ -92,6 +96,15 @@ export function analyse(samples: Sample[], durationS: number) {
   const rssEarly = perHour(fitSlope(early.map((s) => s.t), early.map((s) => s.rssMiB)));
   const fd = perHour(fitSlope(late.map((s) => s.t), late.map((s) => s.fds)));
   const rssValues = samples.map((s) => s.rssMiB);
+  const part = (pick: (s: Sample) => number) => {
+    const values = samples.map(pick).filter(Number.isFinite);
+    return {
+      start: values[0] ?? NaN,
+      end: values[values.length - 1] ?? NaN,
+      max: values.length ? Math.max(...values) : NaN,
+      slope: perHour(fitSlope(late.map((s) => s.t), late.map(pick))),
+    };
+  };
   const fdValues = samples.map((s) => s.fds);
   // Level: the late slope is within noise of zero (under two standard errors), or too small to matter.
   const level = (f: SlopeFit, floor: number): boolean | null =>
@@ -107,6 +120,8 @@ export function analyse(samples: Sample[], durationS: number) {
     rssStart: rssValues[0] ?? NaN,
     rssEnd: rssValues[rssValues.length - 1] ?? NaN,
     rssMax: rssValues.length ? Math.max(...rssValues) : NaN,
+    anon: part((s) => s.anonMiB),
+    file: part((s) => s.fileMiB),
     fdStart: fdValues[0] ?? NaN,
     fdEnd: fdValues[fdValues.length - 1] ?? NaN,
     fdMax: fdValues.length ? Math.max(...fdValues) : NaN,
@@ -123,9 +138,12 @@ function sampler(agent: RunningAgent): (t: number) => Sample {
     const lines = agent.proc.lines;
     for (; seen < lines.length; seen++) heapMiB = heapAfterFullGc(lines[seen]!) ?? heapMiB;
     const pid = agent.proc.pid;
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     return {
       t,
-      rssMiB: statusKb(readFileSync(`/proc/${pid}/status`, 'utf8'), 'VmRSS') / 1024,
+      rssMiB: statusKb(status, 'VmRSS') / 1024,
+      anonMiB: statusKb(status, 'RssAnon') / 1024,
+      fileMiB: statusKb(status, 'RssFile') / 1024,
       fds: readdirSync(`/proc/${pid}/fd`).length,
       heapMiB, // V8's "MB" is 2^20 bytes
     };
@@ -322,6 +340,8 @@ export function summarize(samples: Sample[], churn: Churn, seconds: number, p: R
     columns: ['measure', 'start', 'end', 'max', 'slope per hour (2nd half)', 'slope per hour (1st half)', 'levelled off'],
     rows: [
       ['VmRSS MiB', fmt(a.rssStart, 1), fmt(a.rssEnd, 1), fmt(a.rssMax, 1), slope(a.rss, 1), slope(a.rssEarly, 1), yesNo(a.rssLevel)],
+      ['  of which anonymous (RssAnon) MiB', fmt(a.anon.start, 1), fmt(a.anon.end, 1), fmt(a.anon.max, 1), slope(a.anon.slope, 1), '', ''],
+      ['  of which file-backed (RssFile) MiB', fmt(a.file.start, 1), fmt(a.file.end, 1), fmt(a.file.max, 1), slope(a.file.slope, 1), '', ''],
       ['V8 heap after full GC MiB', fmt(a.heapStart, 1), fmt(a.heapEnd, 1), fmt(a.heapMax, 1), slope(a.heap, 1), '', ''],
       ['open fds', a.fdStart, a.fdEnd, a.fdMax, slope(a.fd, 1), '', yesNo(a.fdLevel)],
     ],
@@ -352,6 +372,8 @@ export function summarize(samples: Sample[], churn: Churn, seconds: number, p: R
       yLabel: 'MiB',
       series: [
         { label: 'VmRSS', color: 0, markers: false, points: samples.map((s) => [s.t, s.rssMiB] as [number, number]) },
+        { label: 'RssAnon', color: 3, markers: false, points: samples.map((s) => [s.t, s.anonMiB] as [number, number]) },
+        { label: 'RssFile', color: 4, markers: false, points: samples.map((s) => [s.t, s.fileMiB] as [number, number]) },
         {
           label: 'V8 heap after the latest full GC',
           color: 2,
@@ -375,6 +397,7 @@ export function summarize(samples: Sample[], churn: Churn, seconds: number, p: R
     goals,
     notes: [
       `Targets: a cgroup_pattern (${String(p.pattern ?? '')}) under which a cgroup with a ${String(p.patternLifeS)} s process appears every ${String(p.cycleS)} s and is removed once that process has exited; a comm and a pidfile target whose processes restart every ${String(p.cycleS)} s; two plain cgroup targets, one swapped for a new cgroup every ${Number(p.cycleS) * Number(p.reloadEveryCycles)} s by rewriting the config and sending SIGHUP. Default signals and tick.`,
+      `RssFile is mostly the node executable's own pages read in from disk as code paths run (a bare \`node -e\` holds about 34 MiB of it): clean, shared with every node process, and dropped by the kernel under memory pressure. RssAnon is what the agent itself allocated.`,
       `VmRSS (/proc/<pid>/status) and the open fds (/proc/<pid>/fd) sampled every ${String(p.sampleS)} s; the agent runs as node --trace-gc bin/ebpf-tuner run …, and the V8 heap left after its latest full GC is read from that output, so a JS leak can be told from native memory.`,
       `"Levelled off": the second-half slope is under ${LEVEL_MIB_PER_HOUR} MiB/h (fds: not rising) or within two standard errors of zero.`,
     ],
