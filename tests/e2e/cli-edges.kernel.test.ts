@@ -68,6 +68,20 @@ describe('usage and config errors', () => {
     expect(bpfPrograms()).toBeLessThanOrEqual(before);
   });
 
+  it('a config the user cannot read is named, with its fix, and exits 2 (root reads any file, so a non-root user runs it)', () => {
+    state = tempDir();
+    chmodSync(state.path, 0o755);
+    const config = state.file('secret.yaml', 'tick: 1s\n');
+    chmodSync(config, 0o000);
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', CLI, 'run', '-c', config, '--state-dir', '/nonexistent/state'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toMatch(ERROR_LINE);
+    expect(r.stderr).toContain(`load config ${config}: permission denied — fix: make the file readable by the user the agent runs as`);
+  });
+
   it('a non-root run is told which privileges it lacks, not libbpf\'s text', () => {
     const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', CLI, 'run', '--state-dir', '/nonexistent/state'], {
       encoding: 'utf8',
