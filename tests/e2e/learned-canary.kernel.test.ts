@@ -1,0 +1,314 @@
+/**
+ * The learned strategy through the real CLI, with the `strategy:` section of the config: a victim (protect) and two
+ * CPU hogs (noisy) in v1 cpu cgroups the test creates.
+ *
+ * - `kind: canary`, `canary_targets: [one]`: the learner acts on `one` only; the noisy-neighbor rule keeps acting on
+ *   `two` (src/engine/learned/README.md: "elsewhere its choice is shadow and the rules keep acting") and no longer on
+ *   `one` (its nudges there are dropped). Checked in the cgroups' own cpu.shares against the audit trail
+ *   (`ebpf-tuner log`): every value `one` held was written by a `learned:` decision, every value `two` held by the
+ *   rule, `web` never changed; every original (cpu.shares and cpu.cfs_quota_us) is back after SIGTERM.
+ * - `seed`: a fresh model draws from the seed alone, so two runs with the same seed make the same first choice (the
+ *   same arm, target and written value); another seed (11, in the shadow case) picks another arm over the same offer.
+ * - `exploration`: each arm is drawn at max(min_scale, scale × decay^n) posterior standard deviations, n its outcomes:
+ *   `scale` on a fresh model, and after a restart on the saved model (`ebpf-tuner model show`) decayed and floored.
+ * - `kind: shadow`: the learner only reports what it would do (pressure_backoff on `one`: cpu.cfs_quota_us stays -1);
+ *   the rules act as usual (the rule's cpu.shares step on `one` reaches the kernel).
+ *
+ * With a fresh model every arm's posterior is the prior, so the first choice is the arm with the largest of the
+ * seed's first standard normal draws, taken in the order noop, cpu_weight, cpuset_spread, pressure_backoff over the
+ * arms on offer. Seed 10 draws (-0.72, 1.84, -0.59, 0.69): cpu_weight wins whichever of the last two are on offer.
+ * Seed 11 draws (0.03, -0.94, 0.87, 2.24): pressure_backoff wins whether or not cpuset_spread is on offer. The load
+ * starts after the closed loop's warm-up, so the first choice finds a whole baseline and is carried out.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { toolPath } from '../../src/bpf/paths.js';
+import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
+import { runCli, startAgent, tempDir, type AgentProcess } from './helpers.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const shares = (cg: TestCgroup) => Number(readFileSync(join(cg.path, 'cpu.shares'), 'utf8'));
+const quota = (cg: TestCgroup) => Number(readFileSync(join(cg.path, 'cpu.cfs_quota_us'), 'utf8'));
+
+type Line = Record<string, unknown>;
+interface Estimate {
+  arm: string;
+  eligible: boolean;
+  explore?: number;
+  target?: string;
+}
+interface AuditRow {
+  id: string;
+  kind: string;
+  action: string;
+  target: string;
+  rule: string;
+  reason: string;
+  from?: string;
+  to?: string;
+  evidence?: Record<string, number>;
+}
+
+afterAll(async () => {
+  await cleanupAll();
+});
+
+const isChoice = (l: Line) => l.msg === 'learner choice';
+
+/** The cgroups and the victim of one scenario; `hogs` starts the noisy load, in which `one` is by far the busiest. */
+async function scenario() {
+  const base = makeTestCgroup('cpu');
+  const web = base.child('web');
+  const one = base.child('one');
+  const two = base.child('two');
+  const procs: SpawnedProcess[] = [];
+  // The victim needs 60% of CPU 1, more than its share beside two busy siblings there; `one` also spins on CPU 0.
+  procs.push(await spawnInCgroup(web.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']));
+  let hogs: SpawnedProcess[] = [];
+  return {
+    base,
+    web,
+    one,
+    two,
+    procs,
+    async startHogs() {
+      hogs = [
+        await spawnInCgroup(one.path, 'taskset', ['-c', '0,1', toolPath('hog'), '--threads', '4']),
+        await spawnInCgroup(two.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '2']),
+      ];
+      procs.push(...hogs);
+    },
+    async stopHogs() {
+      for (const h of hogs) await killAndWait(h);
+    },
+  };
+}
+
+/**
+ * Starts the load once the agent has ticked past the closed loop's warm-up, so the first hot tick finds a whole
+ * baseline and the first choice is carried out rather than refused for want of one.
+ */
+async function loadAfterWarmup(agent: AgentProcess, startHogs: () => Promise<void>): Promise<void> {
+  await agent.waitFor((l) => l.msg === 'tick' && Number(l.tick) >= 3, 30_000);
+  await startHogs();
+}
+
+/** Every distinct value `read` returns while it runs: what the kernel held, whoever wrote it. */
+function sampler(reads: Record<string, () => number>) {
+  const seen: Record<string, Set<number>> = Object.fromEntries(Object.keys(reads).map((k) => [k, new Set<number>()]));
+  const take = () => {
+    for (const [k, r] of Object.entries(reads)) {
+      try {
+        seen[k]!.add(r());
+      } catch {
+        // the cgroup is going away
+      }
+    }
+  };
+  take();
+  const t = setInterval(take, 100);
+  return {
+    seen,
+    stop: () => (take(), clearInterval(t)),
+  };
+}
+
+function auditLog(state: string): AuditRow[] {
+  const r = runCli(['log', '--state-dir', state, '--json']);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as AuditRow[];
+}
+
+/** The cpu.weight a record left the knob at ("weight=50" → 50); v1 shares are round(weight × 1024 / 100). */
+const weightTo = (r: AuditRow) => Number(/weight=(\d+)/.exec(r.to ?? '')?.[1]);
+const sharesOf = (weight: number) => Math.round((weight * 1024) / 100);
+
+async function waitUntil(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const t0 = Date.now();
+  while (!pred()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+const POLICY = `policy:
+  noisy_neighbor: {p99_threshold_us: 3000, max_noisy_per_step: 2}
+  pressure_backoff: {enabled: false}
+  cpuset_spread: {enabled: false}
+  numa_rebalance: {enabled: false}
+  io_prefetch: {enabled: false}`;
+
+describe('learned strategy from the strategy section, through the agent', () => {
+  it('canary: the learner lowers only its canary target, the rule only the other; same seed, same first choice; exploration decays', async () => {
+    const { base, web, one, two, procs, startHogs, stopHogs } = await scenario();
+    const fresh = [tempDir(), tempDir()];
+    try {
+      const config = fresh[0]!.file(
+        'c.yaml',
+        `tick: 1s
+${POLICY}
+targets:
+  - {name: web, cgroup: ${web.path}, role: protect}
+  - {name: one, cgroup: ${one.path}, role: noisy}
+  - {name: two, cgroup: ${two.path}, role: noisy}
+strategy:
+  kind: canary
+  canary_targets: [one]
+  seed: 10
+  exploration:
+    scale: 2
+    decay: 0.5
+    min_scale: 0.75
+`,
+      );
+      const start = (state: string) => {
+        const agent = startAgent(['--config', config, '--state-dir', state, '--log-level', 'debug']);
+        procs.push(agent);
+        return agent;
+      };
+      const stop = async (agent: AgentProcess) => {
+        agent.child.kill('SIGTERM');
+        expect((await agent.exited).code).toBe(0);
+        expect(agent.lines.some((l) => l.msg === 'agent stopped; originals restored')).toBe(true);
+        expect([shares(web), shares(one), shares(two), quota(one), quota(two)]).toEqual([1024, 1024, 1024, -1, -1]);
+        await stopHogs();
+      };
+
+      // Run 1, fresh model.
+      const kernel = sampler({ web: () => shares(web), one: () => shares(one), two: () => shares(two) });
+      const a = start(fresh[0]!.path);
+      await loadAfterWarmup(a, startHogs);
+      const firstA = (await a.waitFor(isChoice, 45_000)) as Line & { arm: string; acting: boolean; estimates: Estimate[] };
+      console.log(`run 1 first choice: ${JSON.stringify(firstA)}`);
+      // Nothing learned yet: every arm on offer is drawn at `scale`.
+      for (const e of firstA.estimates.filter((x) => x.eligible)) expect(e.explore, e.arm).toBe(2);
+      expect(firstA.arm).toBe('cpu_weight');
+      expect(firstA.acting).toBe(true);
+      const moveA = firstA.estimates.find((e) => e.arm === 'cpu_weight')!;
+      expect(moveA.target).toBe('one');
+      await waitUntil(() => shares(one) < 1024, 20_000, 'the learner lowers one');
+      // The rules keep acting on the targets that are not canaries.
+      await waitUntil(() => shares(two) < 1024, 20_000, 'the rule lowers two');
+      // An outcome of the cpu_weight arm (its own verdict or the rule's on two, a window later) is saved with the model.
+      await waitUntil(() => {
+        const m = JSON.parse(runCli(['model', 'show', '--state-dir', fresh[0]!.path, '--json']).stdout) as { status: string; arms?: Record<string, { outcomes: number }> };
+        return m.status === 'loaded' && (m.arms?.cpu_weight?.outcomes ?? 0) >= 1;
+      }, 30_000, 'the learner learns an outcome');
+      kernel.stop();
+
+      const log = auditLog(fresh[0]!.path);
+      console.log(log.map((r) => `${r.kind} ${r.action} ${r.target} ${r.rule} ${r.from} → ${r.to}`).join('\n'));
+      const changes = log.filter((r) => r.action === 'cpu_weight' && ['applied', 'reverted', 'restored'].includes(r.kind));
+      const onOne = changes.filter((r) => r.target === 'one');
+      const onTwo = changes.filter((r) => r.target === 'two');
+      // one: the learner's alone (the rule's nudges on a canary target are dropped); two: the rule's alone.
+      expect(onOne.length).toBeGreaterThan(0);
+      expect(onOne.every((r) => r.rule === 'learned:cpu_weight'), JSON.stringify(onOne)).toBe(true);
+      expect(onTwo.length).toBeGreaterThan(0);
+      expect(onTwo.every((r) => !r.rule.startsWith('learned:')), JSON.stringify(onTwo)).toBe(true);
+      expect(changes.some((r) => r.target === 'web')).toBe(false);
+      // What the kernel held: every value of one's cpu.shares is one the learner wrote, of two's one the rule wrote.
+      expect([...kernel.seen.web!]).toEqual([1024]);
+      const learned = new Set([1024, ...onOne.map((r) => sharesOf(weightTo(r)))]);
+      const ruled = new Set([1024, ...onTwo.map((r) => sharesOf(weightTo(r)))]);
+      for (const v of kernel.seen.one!) expect(learned, `one cpu.shares ${v}`).toContain(v);
+      for (const v of kernel.seen.two!) expect(ruled, `two cpu.shares ${v}`).toContain(v);
+      const firstLearned = log.find((r) => r.kind === 'applied' && r.rule === 'learned:cpu_weight')!;
+      expect(firstLearned.target).toBe('one');
+      expect(firstLearned.reason).toMatch(/learner chose cpu_weight/);
+      expect(firstLearned.evidence?.['explore.cpu_weight']).toBe(2);
+      // The plain `log` names the learner as the source.
+      const text = runCli(['log', '--state-dir', fresh[0]!.path, '--target', 'one']);
+      expect(text.code, text.stderr).toBe(0);
+      expect(text.stdout).toMatch(/applied\s+cpu_weight one .*learner chose cpu_weight/);
+      await stop(a);
+
+      // Run 2, fresh model, same seed: the same first choice.
+      const b = start(fresh[1]!.path);
+      await loadAfterWarmup(b, startHogs);
+      const firstB = (await b.waitFor(isChoice, 45_000)) as Line & { arm: string; acting: boolean; estimates: Estimate[] };
+      console.log(`run 2 first choice: ${JSON.stringify(firstB)}`);
+      expect(firstB.arm).toBe(firstA.arm);
+      expect(firstB.acting).toBe(true);
+      expect(firstB.estimates.find((e) => e.arm === firstB.arm)?.target).toBe(moveA.target);
+      const appliedB = await b.waitFor((l) => l.decision !== undefined && l.kind === 'applied' && l.target === 'one', 20_000);
+      await waitUntil(() => shares(one) < 1024, 10_000, 'the learner lowers one again');
+      const fromB = auditLog(fresh[1]!.path).find((r) => r.id === appliedB.decision);
+      expect(fromB).toMatchObject({ rule: 'learned:cpu_weight', action: 'cpu_weight', to: firstLearned.to });
+      expect(shares(web)).toBe(1024);
+      await stop(b);
+
+      // Run 3 on run 1's model: every arm is drawn at max(min_scale, scale × decay^outcomes).
+      const model = JSON.parse(runCli(['model', 'show', '--state-dir', fresh[0]!.path, '--json']).stdout) as { arms: Record<string, { outcomes: number }> };
+      console.log(`run 1 model outcomes: ${JSON.stringify(Object.fromEntries(Object.entries(model.arms).map(([k, v]) => [k, v.outcomes])))}`);
+      const c = start(fresh[0]!.path);
+      await loadAfterWarmup(c, startHogs);
+      const firstC = (await c.waitFor(isChoice, 45_000)) as Line & { arm: string; estimates: Estimate[] };
+      console.log(`run 3 first choice: ${JSON.stringify(firstC)}`);
+      const offered = firstC.estimates.filter((e) => e.eligible);
+      expect(offered.length).toBeGreaterThan(1);
+      for (const e of offered) expect(e.explore, e.arm).toBe(Math.max(0.75, 2 * 0.5 ** model.arms[e.arm]!.outcomes));
+      // cpu_weight has learned: its spread has shrunk below `scale`.
+      expect(firstC.estimates.find((e) => e.arm === 'cpu_weight')!.explore).toBeLessThan(2);
+      await stop(c);
+    } finally {
+      for (const p of procs) await killAndWait(p);
+      await sleep(50);
+      base.remove();
+      for (const s of fresh) s.remove();
+    }
+  }, 150_000);
+
+  it('shadow: the learner reports what it would do and changes nothing; the rule acts as usual', async () => {
+    const { base, web, one, two, procs, startHogs } = await scenario();
+    const state = tempDir();
+    try {
+      const config = state.file(
+        'c.yaml',
+        `tick: 1s
+${POLICY}
+targets:
+  - {name: web, cgroup: ${web.path}, role: protect}
+  - {name: one, cgroup: ${one.path}, role: noisy}
+  - {name: two, cgroup: ${two.path}, role: noisy}
+strategy: {kind: shadow, seed: 11}
+`,
+      );
+      const kernel = sampler({ one: () => quota(one), two: () => quota(two), web: () => shares(web), oneShares: () => shares(one) });
+      const agent = startAgent(['--config', config, '--state-dir', state.path, '--log-level', 'debug']);
+      procs.push(agent);
+      await loadAfterWarmup(agent, startHogs);
+      const first = (await agent.waitFor(isChoice, 45_000)) as Line & { arm: string; acting: boolean; estimates: Estimate[] };
+      console.log(`shadow first choice: ${JSON.stringify(first)}`);
+      // Seed 11 draws pressure_backoff first (seed 10 drew cpu_weight over the same arms): the learner would cap one.
+      expect(first.arm).toBe('pressure_backoff');
+      expect(first.acting).toBe(false);
+      const shadow = await agent.waitFor((l) => typeof l.decision === 'string' && String(l.decision).startsWith('shadow-'), 10_000);
+      expect(shadow).toMatchObject({ action: 'pressure_backoff', target: 'one' });
+      expect(String(shadow.msg)).toMatch(/^shadow: learner would choose pressure_backoff: .*; rules proposed /);
+      // The rule acts as it would without the learner, and is judged a window later; by then a learner that acted
+      // would have capped one long ago.
+      const verdict = await agent.waitFor((l) => l.decision !== undefined && (l.kind === 'kept' || l.kind === 'reverted'), 30_000);
+      console.log(`rule verdict: ${JSON.stringify(verdict)}`);
+      kernel.stop();
+      expect([...kernel.seen.one!]).toEqual([-1]);
+      expect([...kernel.seen.two!]).toEqual([-1]);
+      expect([...kernel.seen.web!]).toEqual([1024]);
+      // The rule's step on one reached the kernel (the closed loop may have put it back since).
+      expect(Math.min(...kernel.seen.oneShares!)).toBeLessThan(1024);
+      const log = auditLog(state.path);
+      console.log(log.map((r) => `${r.kind} ${r.action} ${r.target} ${r.rule} ${r.from} → ${r.to}`).join('\n'));
+      expect(log.some((r) => r.kind === 'applied' && r.action === 'cpu_weight' && r.target === 'one' && !r.rule.startsWith('learned:'))).toBe(true);
+      expect(log.filter((r) => r.rule.startsWith('learned:'))).toEqual([]);
+      agent.child.kill('SIGTERM');
+      expect((await agent.exited).code).toBe(0);
+      expect([shares(web), shares(one), shares(two), quota(one), quota(two)]).toEqual([1024, 1024, 1024, -1, -1]);
+    } finally {
+      for (const p of procs) await killAndWait(p);
+      await sleep(50);
+      base.remove();
+      state.remove();
+    }
+  }, 90_000);
+});
