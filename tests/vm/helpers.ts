@@ -90,9 +90,13 @@ export async function waitUntil(pred: () => boolean, timeoutMs: number, what: st
   return Date.now() - t0;
 }
 
+/**
+ * GET a JSON body, on a fresh connection: a kept-alive socket the agent closed while this process was blocked (a
+ * spawnSync of the CLI) would be reused and fail with "socket hang up".
+ */
 export function getJson<T>(url: string): Promise<T> {
   return new Promise((resolve, reject) => {
-    get(url, (res) => {
+    get(url, { agent: false }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => {

@@ -312,18 +312,234 @@ describe('numa_rebalance on two nodes', () => {
     expectMemsRestored(cg, '');
     report('numa_rebalance with kernel.numa_balancing', { kernel: kernelRelease(), heldBackRemote: held.remote, afterTurnedOffRemote: after.remote });
   });
+
+  it('honours min_memory_mb, dominance and remote_threshold before moving the CPUs, and restores them only after calm_ticks with the memory below dominance × calm_fraction', async () => {
+    // app: 256 MiB on node 0 and 32 MiB on node 1, every thread on CPU 1 (node 1). Node 0's share of the memory and
+    // the remote fraction are both 256/288 ≈ 0.89, and the total is ≈ 288 MiB.
+    const cg = base.child('app').path;
+    writeFileSync(join(cg, 'cpuset.cpus'), '1\n');
+    const pids = [await touch(cg, 0, MIB), await touch(cg, 1, 32)];
+    const start = placement(pids);
+    console.log(`app: ${JSON.stringify(start.mib)} MiB, node 0 share ${fmt(start.share0)}`);
+    expect(start.share0).toBeGreaterThan(0.85);
+    expect(start.share0).toBeLessThan(0.92);
+    expect(start.totalMib).toBeGreaterThan(256);
+    expect(start.totalMib).toBeLessThan(512);
+    expectCpus(cg, pids, '1');
+    const far = await measureAll(pids);
+    expect(far.cpuNode).toBe(1);
+    expect(Math.abs(far.remote - start.share0)).toBeLessThanOrEqual(FRACTION_TOLERANCE);
+
+    const http = port();
+    const stateDir = join(state.path, 'state');
+    let since = Date.now();
+    // 1. min_memory_mb above the ≈ 288 MiB: far on every other count, and nothing moves.
+    const a = agent(thresholds(cg, { remote: 0.5, dominance: 0.75, calmFraction: 0.85, minMemoryMb: 1024 }), ['--listen', `127.0.0.1:${http}`]);
+    await a.waitFor((l) => l.msg === 'agent running', SLOW);
+    let seen = await farSamples(http, since, (n) => n.memShare >= 0.75 && n.remoteFraction >= 0.5);
+    expect(Math.max(...seen.map((n) => n.totalKb))).toBeLessThan(1024 * 1024);
+    expectNoMove(a, cg, pids, 'min_memory_mb: 1024');
+    console.log(`min_memory_mb 1024: ${seen.length} samples of ${Math.round(seen.at(-1)!.totalKb / 1024)} MiB, share ${fmt(seen.at(-1)!.memShare)}, remote ${fmt(seen.at(-1)!.remoteFraction)}: no move`);
+
+    // 2. The memory's share (≈ 0.89) below dominance: nothing moves, though min_memory_mb and remote_threshold pass.
+    since = await reload(a, thresholds(cg, { remote: 0.5, dominance: 0.95, calmFraction: 0.85, minMemoryMb: 128 }));
+    seen = await farSamples(http, since, (n) => n.totalKb >= 128 * 1024 && n.remoteFraction >= 0.5 && n.memShare < 0.95);
+    expectNoMove(a, cg, pids, 'dominance: 0.95');
+    console.log(`dominance 0.95: ${seen.length} samples with share ${fmt(seen.at(-1)!.memShare)}: no move`);
+
+    // 3. The remote fraction (≈ 0.89) below remote_threshold: nothing moves.
+    since = await reload(a, thresholds(cg, { remote: 0.95, dominance: 0.75, calmFraction: 0.85, minMemoryMb: 128 }));
+    seen = await farSamples(http, since, (n) => n.totalKb >= 128 * 1024 && n.memShare >= 0.75 && n.remoteFraction < 0.95);
+    expectNoMove(a, cg, pids, 'remote_threshold: 0.95');
+    console.log(`remote_threshold 0.95: ${seen.length} samples with remote ${fmt(seen.at(-1)!.remoteFraction)}: no move`);
+
+    // 4. Every threshold met: the CPUs move to node 0 after trigger_ticks.
+    since = await reload(a, thresholds(cg, { remote: 0.8, dominance: 0.8, calmFraction: 0.85, minMemoryMb: 128 }));
+    const applied = await a.waitFor((l) => l.action === 'numa_rebalance' && l.kind === 'applied' && logTime(l) >= since, SLOW);
+    expect(applied.msg).toMatch(/^\d+% of app's \d+ MiB is on node 0 while its threads run mostly on node 1: \d+% of its accesses are remote \(≥ 80%\) for \d+ ticks; moving its CPUs to node 0 \(cpuset\.cpus\)$/);
+    expectCpus(cg, pids, '0');
+    const why = explain(stateDir, applied.decision as string);
+    expect(why.decision.kind).toBe('applied');
+    expect(why.decision.evidence.memShare).toBeGreaterThanOrEqual(0.8);
+    expect(why.decision.evidence.remoteFraction).toBeGreaterThanOrEqual(0.8);
+    expect(why.decision.evidence.memoryMb).toBeGreaterThanOrEqual(128);
+    expect(why.decision.evidence.hotTicks).toBeGreaterThanOrEqual(TRIGGER);
+    await waitUntil(() => pids.every((pid) => toucherCpu(pid) === 0), SLOW, 'every toucher thread runs on CPU 0');
+    const moved = await measureAll(pids);
+    console.log(`moved: remote fraction ${fmt(far.remote)} → ${fmt(moved.remote)}, threads on node ${moved.cpuNode}`);
+    expect(moved.cpuNode).toBe(0);
+    expect(moved.remote).toBeLessThan(0.2);
+
+    // 5. 64 MiB more on node 1: node 0's share ≈ 0.73, below dominance (0.8) but not below dominance × calm_fraction
+    // (0.68). Many more than calm_ticks samples, and the cpuset stays.
+    pids.push(await touch(cg, 1, 64));
+    const between = placement(pids);
+    console.log(`+64 MiB on node 1: ${JSON.stringify(between.mib)} MiB, node 0 share ${fmt(between.share0)}`);
+    expect(between.share0).toBeGreaterThan(0.69);
+    expect(between.share0).toBeLessThan(0.76);
+    since = Date.now();
+    seen = await farSamples(http, since, (n) => n.memNode === 0 && n.memShare < 0.8 && n.memShare >= 0.68, CALM + 4);
+    expect(a.lines.filter((l) => l.action === 'numa_rebalance' && (l.kind === 'restored' || l.kind === 'reverted')), 'no restore above dominance × calm_fraction').toEqual([]);
+    expectCpus(cg, pids, '0');
+    console.log(`share ${fmt(seen.at(-1)!.memShare)} for ${seen.length} samples (calm below 0.68): cpuset.cpus still 0`);
+
+    // 6. 96 MiB more on node 1: node 0's share ≈ 0.57, below 0.68. After calm_ticks calm samples the original cpuset
+    // comes back.
+    pids.push(await touch(cg, 1, 96));
+    const calm = placement(pids);
+    console.log(`+96 MiB on node 1: ${JSON.stringify(calm.mib)} MiB, node 0 share ${fmt(calm.share0)}`);
+    expect(calm.share0).toBeGreaterThan(0.52);
+    expect(calm.share0).toBeLessThan(0.62);
+    const restored = await a.waitFor((l) => l.action === 'numa_rebalance' && l.kind === 'restored', SLOW * 2);
+    expect(restored.msg).toMatch(new RegExp(`^calm: app's memory has had no home node \\(largest share < 68%\\) for ${CALM} ticks \\(now \\d+% on node 0\\); restoring its original cpuset$`));
+    expectCpus(cg, pids, '1');
+    expect(explain(stateDir, restored.decision as string).decision.evidence.calmTicks).toBe(CALM);
+    // The agent's own samples up to the decision: at least calm_ticks in a row below dominance × calm_fraction.
+    const sig = await getJson<Signals>(`http://127.0.0.1:${http}/api/signals`);
+    const upTo = sig.history.filter((s) => s.time <= logTime(restored)).map((s) => s.targets.app?.numa);
+    let run = 0;
+    for (let i = upTo.length - 1; i >= 0 && upTo[i] !== undefined && upTo[i]!.memShare < 0.68; i--) run++;
+    expect(run).toBeGreaterThanOrEqual(CALM);
+    await waitUntil(() => pids.every((pid) => toucherCpu(pid) === 1), SLOW, 'every toucher thread back on CPU 1');
+    const back = await measureAll(pids);
+    console.log(`restored after ${run} calm samples: threads on node ${back.cpuNode}, remote fraction ${fmt(back.remote)}`);
+    expect(back.cpuNode).toBe(1);
+
+    await stop(a);
+    expectCpus(cg, pids, '1');
+    report('numa_rebalance thresholds', { kernel: kernelRelease(), share: { start: start.share0, between: between.share0, calm: calm.share0 }, remote: { far: far.remote, moved: moved.remote, back: back.remote }, calmRun: run });
+  });
 });
 
 /** Polls /api/signals until the agent's numa sample for app satisfies `pred` (given it and the history's). */
-async function waitForAgent(http: number, pred: (n: AgentNuma, history: AgentNuma[]) => boolean): Promise<AgentNuma> {
+async function waitForAgent(http: number, pred: (n: AgentNuma, history: AgentNuma[], snaps: Snap[]) => boolean, timeoutMs = SLOW): Promise<AgentNuma> {
   const t0 = Date.now();
   let n: AgentNuma | undefined;
   for (;;) {
     const s = await getJson<Signals>(`http://127.0.0.1:${http}/api/signals`);
     n = s.last?.targets.app?.numa;
     const h = s.history.map((x) => x.targets.app?.numa).filter((x): x is AgentNuma => x !== undefined);
-    if (n !== undefined && pred(n, h)) return n;
-    if (Date.now() - t0 > SLOW) throw new Error(`the agent's numa sample of app: not as expected within ${SLOW} ms; last: ${JSON.stringify(n)}`);
+    if (n !== undefined && pred(n, h, s.history)) return n;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`the agent's numa sample of app: not as expected within ${timeoutMs} ms; last: ${JSON.stringify(n)}`);
     await sleep(500);
   }
 }
+
+const TRIGGER = 2;
+const CALM = 3;
+
+/**
+ * numa_rebalance alone, moving CPUs, with the given thresholds; the eBPF signals off (the rule reads only the numa
+ * signal, and the emulated CPUs are slow enough).
+ */
+function thresholds(cg: string, t: { remote: number; dominance: number; calmFraction: number; minMemoryMb: number }): string {
+  return `tick: 1s
+signals:
+  runqlat: {enabled: false}
+  net: {enabled: false}
+  futex: {enabled: false}
+  blkio: {enabled: false}
+policy:
+  numa_rebalance:
+    enabled: true
+    move: cpus
+    remote_threshold: ${t.remote}
+    dominance: ${t.dominance}
+    calm_fraction: ${t.calmFraction}
+    min_memory_mb: ${t.minMemoryMb}
+    trigger_ticks: ${TRIGGER}
+    calm_ticks: ${CALM}
+    sample_ticks: 1
+  noisy_neighbor: {enabled: false}
+  pressure_backoff: {enabled: false}
+  cpuset_spread: {enabled: false}
+  io_prefetch: {enabled: false}
+targets:
+  - {name: app, cgroup: ${cg}, role: protect}
+`;
+}
+
+/** numa-touch with its `mib` MiB bound to `node`, in `cg`; resolves once they are all in numa_maps. */
+async function touch(cg: string, node: number, mib: number): Promise<number> {
+  const p = await spawnInCgroup(cg, 'numactl', [`--membind=${node}`, toolPath('numa-touch'), '--mib', String(mib)]);
+  procs.push(p);
+  await waitUntil(() => (numaMapsKb(p.pid).get(node) ?? 0) >= mib * 1024, SLOW, `numa-touch wrote its ${mib} MiB on node ${node}`);
+  return p.pid;
+}
+
+/** The processes' memory per node (MiB) from numa_maps, its total and node 0's share. */
+function placement(pids: number[]): { mib: Record<string, number>; totalMib: number; share0: number } {
+  const kb = new Map<number, number>();
+  for (const pid of pids) for (const [n, v] of numaMapsKb(pid)) kb.set(n, (kb.get(n) ?? 0) + v);
+  const mib = Object.fromEntries([...kb].map(([n, v]) => [String(n), Math.round((v / 1024) * 100) / 100]));
+  return { mib, totalMib: total(kb) / 1024, share0: (kb.get(0) ?? 0) / total(kb) };
+}
+
+/** measure() over several processes: the memory of all of them, their threads' CPU time together. */
+async function measureAll(pids: number[], ms = 2000): Promise<{ remote: number; cpuNode: number }> {
+  const nodeOf = new Map<number, number>();
+  for (const [node, cpus] of numaNodes()) for (const c of cpus) nodeOf.set(c, node);
+  const t0 = pids.map((pid) => threads(pid));
+  await sleep(ms);
+  const kb = new Map<number, number>();
+  const weight = new Map<number, number>();
+  pids.forEach((pid, i) => {
+    for (const [n, v] of numaMapsKb(pid)) kb.set(n, (kb.get(n) ?? 0) + v);
+    for (const [tid, t] of threads(pid)) {
+      const node = nodeOf.get(t.cpu)!;
+      weight.set(node, (weight.get(node) ?? 0) + Math.max(0, t.ticks - (t0[i]!.get(tid)?.ticks ?? t.ticks)));
+    }
+  });
+  let w = 0;
+  let remote = 0;
+  for (const [node, x] of weight) {
+    w += x;
+    remote += x * (1 - (kb.get(node) ?? 0) / total(kb));
+  }
+  return { remote: w > 0 ? remote / w : NaN, cpuNode: [...weight].sort((a, b) => b[1] - a[1])[0]![0] };
+}
+
+/** The cgroup's cpuset.cpus and cpuset.cpus.effective, and every process's Cpus_allowed_list, are `cpus`. */
+function expectCpus(cg: string, pids: number[], cpus: string): void {
+  expect(read(join(cg, 'cpuset.cpus'))).toBe(cpus);
+  expect(read(join(cg, 'cpuset.cpus.effective'))).toBe(cpus);
+  for (const pid of pids) expect(/^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1], `pid ${pid}`).toBe(cpus);
+}
+
+/** No numa_rebalance decision at all, and the CPUs where they were. */
+function expectNoMove(a: AgentProcess, cg: string, pids: number[], why: string): void {
+  expect(a.lines.filter((l) => l.action === 'numa_rebalance'), `no numa_rebalance decision with ${why}`).toEqual([]);
+  expectCpus(cg, pids, '1');
+}
+
+/**
+ * Waits for `count` (default trigger_ticks + 4) of the agent's numa samples of app taken after `since` that satisfy
+ * `pred`, and returns them.
+ */
+async function farSamples(http: number, since: number, pred: (n: AgentNuma) => boolean, count = TRIGGER + 4): Promise<AgentNuma[]> {
+  let got: AgentNuma[] = [];
+  await waitForAgent(http, (_n, _h, snaps) => {
+    got = snaps.filter((s) => s.time >= since).map((s) => s.targets.app?.numa).filter((n): n is AgentNuma => n !== undefined && pred(n));
+    return got.length >= count;
+  }, SLOW * 2);
+  return got;
+}
+
+/** Rewrites the config and sends SIGHUP; resolves with the time the agent said it reloaded it. */
+async function reload(a: AgentProcess, cfg: string): Promise<number> {
+  const before = a.lines.filter((l) => l.msg === 'config reloaded').length;
+  state.file('config.yaml', cfg);
+  a.child.kill('SIGHUP');
+  await waitUntil(() => a.lines.filter((l) => l.msg === 'config reloaded').length > before, SLOW, 'the agent reloads its config');
+  return logTime(a.lines.filter((l) => l.msg === 'config reloaded').at(-1)!);
+}
+
+/** `ebpf-tuner explain ID --json`: the decision as the audit trail recorded it. */
+function explain(stateDir: string, id: string): { decision: { kind: string; reason: string; evidence: Record<string, number> } } {
+  const r = runCli(['explain', id, '--state-dir', stateDir, '--json']);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as { decision: { kind: string; reason: string; evidence: Record<string, number> } };
+}
+
+/** A log line's time (pino writes it as an ISO string), in ms since the epoch. */
+const logTime = (l: Record<string, unknown>): number => Date.parse(l.time as string);
