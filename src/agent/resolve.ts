@@ -250,3 +250,32 @@ function pidfileProblem(file: string): string | undefined {
 export function resolveTargets(config: Config, layout: CgroupLayout, probe: CgroupProbe = {}): Target[] {
   return TargetSet.resolve(config, layout, probe).list;
 }
+
+/**
+ * Every configured target that TargetSet.resolve would refuse now, each with its index and the error it would throw
+ * (resolve stops at the first), for `ebpf-tuner config check`. Reads the cgroup tree, /proc and pidfiles; writes
+ * nothing. A pattern that matches nothing yet, or a comm that names no process yet, is not a problem (run accepts both).
+ */
+export function targetProblems(config: Config, layout: CgroupLayout, probe: CgroupProbe = {}): { index: number; error: unknown }[] {
+  const problems: { index: number; error: unknown }[] = [];
+  let cpu: { mount: string } | undefined;
+  let noCpu: unknown;
+  if (config.targets.some((t) => t.cgroup !== undefined || t.cgroupPattern !== undefined)) {
+    try {
+      cpu = cpuHierarchy(layout);
+    } catch (e) {
+      noCpu = e;
+    }
+  }
+  config.targets.forEach((t, i) => {
+    const where = `target ${t.name} (${config.source})`;
+    try {
+      if (noCpu !== undefined && (t.cgroup !== undefined || t.cgroupPattern !== undefined)) throw noCpu;
+      if (t.cgroupPattern !== undefined) pattern(t, i, where, 0, cpu!);
+      else resolveOne(t, i, where, 0, cpu, probe);
+    } catch (e) {
+      problems.push({ index: i, error: e });
+    }
+  });
+  return problems;
+}

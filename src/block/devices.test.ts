@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DeviceScope, deviceNameOf, resolveDevices } from './devices.js';
+import { DeviceScope, deviceNameOf, deviceProblems, resolveDevices } from './devices.js';
 
 /**
  * A fake of the sysfs block layout (unit tests only; the kernel e2e test uses real loop devices): /sys/block holds
@@ -68,6 +68,21 @@ describe('resolveDevices', () => {
         `resolve devices[0] "${spec}": sda1 is a partition of sda, and its queue knobs (read_ahead_kb) belong to the whole disk, shared by all its partitions — fix: list the disk, sda, to let the agent change it`,
       );
     }
+  });
+});
+
+describe('deviceProblems', () => {
+  it('lists every entry resolveDevices would refuse, with its own index, where resolveDevices stops at the first', () => {
+    addDisk('sda', '8:0', [['sda1', '8:1']]);
+    const problems = deviceProblems(['sdz', 'sda', 'sda1', '9:9'], paths, 'c.yaml');
+    expect(problems.map((p) => p.index)).toEqual([0, 2, 3]);
+    expect(problems.map((p) => p.error.message)).toEqual([
+      'resolve devices[0] "sdz" in c.yaml: no block device is named sdz — fix: name a disk this host has (sda), as sda, /dev/sda or 8:0',
+      'resolve devices[2] "sda1" in c.yaml: sda1 is a partition of sda, and its queue knobs (read_ahead_kb) belong to the whole disk, shared by all its partitions — fix: list the disk, sda, to let the agent change it',
+      'resolve devices[3] "9:9" in c.yaml: no block device has the numbers 9:9 — fix: name a disk this host has (sda), as sda, /dev/sda or 8:0',
+    ]);
+    expect(() => resolveDevices(['sdz', 'sda', 'sda1'], paths, 'c.yaml')).toThrow(problems[0]!.error.message);
+    expect(deviceProblems(['sda', '8:0'], paths)).toEqual([]);
   });
 });
 

@@ -86,39 +86,67 @@ function locate(spec: string, p: Required<SysfsPaths>): { dir: string } | { miss
  * CONFIG_INVALID naming the entry, what is wrong and the fix — with the disks that exist — before anything changes.
  */
 export function resolveDevices(specs: readonly string[], paths: SysfsPaths = {}, source?: string): BlockDevice[] {
-  const p: Required<SysfsPaths> = {
+  const p = sysfsPaths(paths);
+  const out = new Map<string, BlockDevice>();
+  specs.forEach((spec, i) => {
+    const d = resolveDevice(spec, i, p, source);
+    if (!out.has(d.sysfs)) out.set(d.sysfs, d);
+  });
+  return [...out.values()];
+}
+
+/**
+ * Every configured device that resolveDevices would refuse, each with its index and the error it would throw
+ * (resolveDevices stops at the first), for `ebpf-tuner config check`.
+ */
+export function deviceProblems(specs: readonly string[], paths: SysfsPaths = {}, source?: string): { index: number; error: TunerError }[] {
+  const p = sysfsPaths(paths);
+  const problems: { index: number; error: TunerError }[] = [];
+  specs.forEach((spec, i) => {
+    try {
+      resolveDevice(spec, i, p, source);
+    } catch (e) {
+      if (!(e instanceof TunerError)) throw e;
+      problems.push({ index: i, error: e });
+    }
+  });
+  return problems;
+}
+
+function sysfsPaths(paths: SysfsPaths): Required<SysfsPaths> {
+  return {
     sysBlock: paths.sysBlock ?? '/sys/block',
     sysClassBlock: paths.sysClassBlock ?? '/sys/class/block',
     sysDevBlock: paths.sysDevBlock ?? '/sys/dev/block',
   };
-  const out = new Map<string, BlockDevice>();
-  specs.forEach((spec, i) => {
-    const where = `devices[${i}] "${spec}"${source !== undefined ? ` in ${source}` : ''}`;
-    const found = locate(spec, p);
-    const disks = (): string => listDisks(p.sysBlock).join(', ') || 'none';
-    if ('missing' in found) {
-      throw new TunerError('CONFIG_INVALID', `resolve ${where}: ${found.missing} — fix: name a disk this host has (${disks()}), as sda, /dev/sda or 8:0`);
-    }
-    const name = path.basename(found.dir);
-    if (fs.existsSync(path.join(found.dir, 'partition'))) {
-      const disk = path.basename(path.dirname(found.dir));
-      throw new TunerError(
-        'CONFIG_INVALID',
-        `resolve ${where}: ${name} is a partition of ${disk}, and its queue knobs (read_ahead_kb) belong to the whole disk, shared by all its partitions — fix: list the disk, ${disk}, to let the agent change it`,
-      );
-    }
-    if (!fs.existsSync(path.join(found.dir, 'queue'))) {
-      throw new TunerError('CONFIG_INVALID', `resolve ${where}: ${name} has no request queue to tune — fix: name a disk this host has (${disks()})`);
-    }
-    let dev: string;
-    try {
-      dev = fs.readFileSync(path.join(found.dir, 'dev'), 'utf8').trim();
-    } catch {
-      dev = '?';
-    }
-    if (!out.has(found.dir)) out.set(found.dir, { name, dev, sysfs: found.dir });
-  });
-  return [...out.values()];
+}
+
+/** `devices[i]`, resolved to its whole disk; throws CONFIG_INVALID with the fix. */
+function resolveDevice(spec: string, i: number, p: Required<SysfsPaths>, source: string | undefined): BlockDevice {
+  const where = `devices[${i}] "${spec}"${source !== undefined ? ` in ${source}` : ''}`;
+  const found = locate(spec, p);
+  const disks = (): string => listDisks(p.sysBlock).join(', ') || 'none';
+  if ('missing' in found) {
+    throw new TunerError('CONFIG_INVALID', `resolve ${where}: ${found.missing} — fix: name a disk this host has (${disks()}), as sda, /dev/sda or 8:0`);
+  }
+  const name = path.basename(found.dir);
+  if (fs.existsSync(path.join(found.dir, 'partition'))) {
+    const disk = path.basename(path.dirname(found.dir));
+    throw new TunerError(
+      'CONFIG_INVALID',
+      `resolve ${where}: ${name} is a partition of ${disk}, and its queue knobs (read_ahead_kb) belong to the whole disk, shared by all its partitions — fix: list the disk, ${disk}, to let the agent change it`,
+    );
+  }
+  if (!fs.existsSync(path.join(found.dir, 'queue'))) {
+    throw new TunerError('CONFIG_INVALID', `resolve ${where}: ${name} has no request queue to tune — fix: name a disk this host has (${disks()})`);
+  }
+  let dev: string;
+  try {
+    dev = fs.readFileSync(path.join(found.dir, 'dev'), 'utf8').trim();
+  } catch {
+    dev = '?';
+  }
+  return { name, dev, sysfs: found.dir };
 }
 
 /** The devices in scope, asked by the number of any device on them (a partition counts as its disk). */

@@ -83,6 +83,49 @@ export function buildCli(): Command {
       }
     });
 
+  const config = program.command('config').description('work with a config file without running the agent');
+  config
+    .command('check')
+    .argument('<file>', 'the YAML config to check')
+    .description('validate a config as `run` would at start, without running anything: every problem at once; exit 0 when valid, 2 when not')
+    .option('--schema-only', 'check the file alone (syntax, keys, values, cross-references), not this host: for checking a config meant for another machine')
+    .option('--json', 'machine-readable output')
+    .addHelpText(
+      'after',
+      `
+Checks, in the order \`run\` makes them, each reported with its key path, what is wrong and the fix:
+  file    a regular file that neither it nor a directory above it is writable by group/other or owned by
+          another user than root
+  schema  YAML syntax, every key, type, range and cross-reference (the loader \`run\` uses)
+  host    (not with --schema-only) each target as \`run\` resolves it at start: a cgroup exists in the cpu
+          controller's hierarchy, listed pids run, a pidfile names a running process, a cgroup_pattern's fixed
+          part exists (a pattern or comm that matches nothing yet is fine, as for \`run\`); each device is a whole
+          disk of this host; a PSI trigger's target is a cgroup v2 target
+
+Not checked: what depends on the kernel or on the privileges \`run\` has — BPF support (\`ebpf-tuner check\`) and
+whether a PSI trigger window that is not a multiple of 2s is allowed (it needs CAP_SYS_RESOURCE) — nor \`run\`'s
+options (--state-dir, --listen, --token-file).
+
+It loads no BPF program, creates no state directory and writes to no cgroup: everything it does only reads.
+Exit codes: 0 valid; 2 \`run\` would refuse this config (every problem is listed); 1 the check itself failed.`,
+    )
+    .action(async (file: string, opts: { schemaOnly?: boolean; json?: boolean }) => {
+      try {
+        const { checkConfigFile, formatOk, formatProblems } = await import('./config-check.js');
+        const report = checkConfigFile(file, { schemaOnly: opts.schemaOnly === true });
+        if (opts.json) process.stdout.write(JSON.stringify(report) + '\n');
+        if (report.ok) {
+          if (!opts.json) process.stdout.write(formatOk(report) + '\n');
+        } else {
+          const text = formatProblems(report);
+          process.stderr.write((opts.json ? text.split('\n')[0]! : text) + '\n');
+        }
+        process.exitCode = report.ok ? 0 : 2;
+      } catch (e) {
+        fail('config check', e, opts.json);
+      }
+    });
+
   program
     .command('rollback')
     .description('restore every knob the agent changed to its journaled original, without starting the agent')

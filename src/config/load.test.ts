@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isTunerError } from '../core/errors.js';
 import { BUILT_IN_SOURCE, DEFAULTS, defaultConfig } from './defaults.js';
-import { ConfigError, loadConfig, parseConfig } from './load.js';
+import { ConfigError, keyPosition, loadConfig, parseConfig } from './load.js';
 import { closestKey, editDistance, formatPath } from './schema.js';
 
 const SRC = '/etc/x.yaml';
@@ -615,5 +615,16 @@ describe('cgroup_pattern targets', () => {
     expect(() => cfg('  - {name: a, role: noisy, cgroup_pattern: relative/*}\n')).toThrow(/absolute path/);
     const many = Array.from({ length: 17 }, (_, i) => `  - {name: p${i}, role: noisy, cgroup_pattern: /sys/fs/cgroup/s${i}/*}\n`).join('');
     expect(() => cfg(many)).toThrow(/reserve 1088 slots/);
+  });
+});
+
+describe('keyPosition', () => {
+  it('finds a key, or its nearest enclosing one, for problems found after loading', () => {
+    const text = 'tick: 1s\ntargets:\n  - name: a\n    role: noisy\n    pidfile: /run/a.pid\n  - {name: b, role: noisy, pids: [1]}\ndevices: [sda, vda]\n';
+    expect(keyPosition(text, ['targets', 0, 'pidfile'])).toEqual({ line: 5, column: 5 });
+    expect(keyPosition(text, ['targets', 1, 'pids'])).toEqual({ line: 6, column: 28 });
+    expect(keyPosition(text, ['devices', 1])).toEqual({ line: 7, column: 16 });
+    expect(keyPosition(text, ['targets', 1, 'cgroup'])).toEqual({ line: 6, column: 5 });
+    expect(keyPosition('a: [', ['a'])).toBeUndefined();
   });
 });

@@ -109,6 +109,23 @@ export function parseConfig(text: string, source: string): Config {
 }
 
 /**
+ * Where the key at `path` (schema path, e.g. ['targets', 1, 'pidfile']) is written in `text`, or its nearest enclosing
+ * key; undefined when the text does not parse. For problems found after loading (`ebpf-tuner config check`'s host
+ * checks), so they carry a line and column like the schema's own.
+ */
+export function keyPosition(text: string, path: readonly PropertyKey[]): { line: number; column: number } | undefined {
+  const lineCounter = new LineCounter();
+  try {
+    const doc = parseDocument(text, { lineCounter, prettyErrors: false, logLevel: 'silent', uniqueKeys: true });
+    if (doc.errors.length > 0) return undefined;
+    const pos = locate(doc, lineCounter, path);
+    return pos !== undefined ? { line: pos.line, column: pos.col } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * A key written with no value (`targets:` followed by only comments) means "use the default", as it does in most
  * YAML-configured tools. Turning it into undefined rather than deleting the key keeps unknown keys visible to the
  * strict schema even when they have no value.

@@ -100,6 +100,9 @@ describe('deploy/systemd/ebpf-tuner.service', () => {
       Restart: 'on-failure',
       ExecStart: `${stub} run --config /etc/ebpf-tuner/config.yaml`,
       ExecStopPost: `${stub} rollback`,
+      // systemctl reload: the agent reloads its config on SIGHUP (src/cli/run.ts). The dump quotes the variable
+      // reference, which systemd expands to the main pid when the command runs.
+      ExecReload: '/bin/kill -HUP "\\$MAINPID"',
       StateDirectory: 'ebpf-tuner',
       StateDirectoryMode: '0700',
       ConfigurationDirectory: 'ebpf-tuner',
