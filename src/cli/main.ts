@@ -2,12 +2,13 @@
  * The `ebpf-tuner` command line. Each subcommand parses its options through commander, turns every failure into
  * one line "ebpf-tuner <cmd>: <message>" on stderr with a non-zero exit, and never writes anything on bad input.
  */
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isTunerError, TunerError } from '../core/errors.js';
 import { projectRoot } from '../bpf/paths.js';
 import { parseDurationMs } from '../config/schema.js';
+import { registerReferenceCommands } from './reference.js';
 
 const pkg = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string };
 
@@ -190,11 +191,13 @@ Exit codes: 0 valid; 2 \`run\` would refuse this config (every problem is listed
 
   program
     .command('top')
-    .description('live view of every target\'s signals, worst values highlighted; acts on nothing')
-    .option('-c, --config <file>', 'YAML config (targets and signals)')
+    .description('live view of every target\'s signals, values above the policies\' thresholds highlighted; acts on nothing')
+    .option('-c, --config <file>', 'YAML config (targets and signals; its policy thresholds decide what is highlighted)')
     .option('--once', 'print one snapshot after one window and exit')
     .option('--json', 'JSON instead of the table (one object per tick; with --once, exactly one)')
-    .action(async (opts: { config?: string; once?: boolean; json?: boolean }) => {
+    .option('--width <columns>', 'fit the table to this many columns (default: the terminal\'s, 80 when not a terminal)', positiveInt)
+    .addOption(new Option('--color <when>', 'highlight values above their thresholds').choices(['auto', 'always', 'never']).default('auto'))
+    .action(async (opts: { config?: string; once?: boolean; json?: boolean; width?: number; color?: 'auto' | 'always' | 'never' }) => {
       try {
         const { topCommand } = await import('./top.js');
         await topCommand(opts);
@@ -299,6 +302,9 @@ Exit codes: 0 valid; 2 \`run\` would refuse this config (every problem is listed
         fail('demo', e, opts.json);
       }
     });
+
+  // Last, so that they list every command above: `completion bash|zsh` and `man`, generated from this program.
+  registerReferenceCommands(program, pkg.version);
 
   // commander's own errors (an unknown option, a bad value) in the one line every other error uses.
   const reword = (cmd: Command, path: string): void => {
