@@ -74,17 +74,17 @@ describe('completion and man page', () => {
   it('pick up a command added to the program later, with its options and arguments', () => {
     const program = buildCli();
     program
-      .command('config')
-      .description('the config file')
-      .command('check')
+      .command('plugin')
+      .description('plugins')
+      .command('lint')
       .argument('<file>', 'a config file')
       .option('--strict', 'refuse unknown keys')
       .option('-o, --output <dir>', 'where to write');
     checkEverything(program);
     const bash = bashCompletion(program);
-    expect(bash).toContain(`'/config check') path='/config/check'`);
-    expect(bash).toMatch(/'\/config\/check' '--output'|'\/config\/check --output'/);
-    expect(manPage(program)).toContain('.SS "ebpf\\-tuner config check"');
+    expect(bash).toContain(`'/plugin lint') path='/plugin/lint'`);
+    expect(bash).toMatch(/'\/plugin\/lint' '--output'|'\/plugin\/lint --output'/);
+    expect(manPage(program)).toContain('.SS "ebpf\\-tuner plugin lint"');
   });
 
   it('describe each option as --help does, defaults included, in valid roff', () => {
