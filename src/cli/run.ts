@@ -18,6 +18,7 @@ import { isLoopbackHost, MIN_TOKEN_LENGTH, parseListen } from '../http/server.js
 import { notifyReady, notifyStatus, notifyStopping, startWatchdog } from '../service/sd-notify.js';
 import { enableBpfStats } from '../bpf/stats.js';
 import { Agent } from '../agent/agent.js';
+import { capMallocArenas, trimMalloc } from '../core/malloc.js';
 import { agentControl } from '../agent/control.js';
 
 export interface RunOptions {
@@ -122,6 +123,7 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   // A dry run writes its audit there too (never the journal), so the directory must be as safe.
   asUsage(() => checkStateDirOption(opts.stateDir));
   const log = createLogger({ level: opts.logLevel });
+  capMallocArenas();
   // The state directory is created (0700, with safe parents) only once the targets have resolved: a bad config
   // leaves no trace on the host.
   const makeAgent = (c: typeof config) =>
@@ -186,6 +188,8 @@ export async function runCommand(opts: RunOptions): Promise<void> {
       try {
         await agent.start();
         log.info({ why, targets: agent.targetList.map((t) => t.name) }, 'config reloaded');
+        // The old agent's BPF objects, maps and statements were freed in a burst: give that memory back.
+        trimMalloc();
       } catch (e) {
         log.error({ why, err: e instanceof Error ? e.message : String(e) }, 'starting with the reloaded config failed; back to the previous one');
         agent = makeAgent(old.config);
@@ -223,7 +227,11 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   }
   notifyReady(`watching ${agent.targetList.length} target(s)`);
   stopWatchdog = startWatchdog({ healthy: () => agent.ready });
-  const status = setInterval(() => notifyStatus(`watching ${agent.targetList.length} target(s)${agent.paused ? ', paused' : ''}`), 30_000);
+  const status = setInterval(() => {
+    notifyStatus(`watching ${agent.targetList.length} target(s)${agent.paused ? ', paused' : ''}`);
+    // Targets come and go (their maps, fds and records with them); what that freed goes back to the kernel.
+    trimMalloc();
+  }, 30_000);
   status.unref();
   if (opts.duration !== undefined) setTimeout(() => void shutdown(`--duration ${opts.duration}s elapsed`), opts.duration * 1000);
 }
