@@ -9,7 +9,7 @@ import { parseBpftoolProgs, progDeltas, progIdOfFdinfo } from './bpf-progs.js';
 import { parseStatTicks, statusKb, summarize as summarizeCost } from './sections/agent-cost.js';
 import { firstNudge, parseVictimLines, summarize as summarizeReaction } from './sections/reaction.js';
 import { hookOf, summarize as summarizeBpf } from './sections/bpf-cost.js';
-import { summarize as summarizeOverhead } from './sections/overhead.js';
+import { summarize as summarizeOverhead, summarizePerSignal } from './sections/overhead.js';
 import { summarize as summarizeLearner } from './sections/learner.js';
 import { fitSlope, heapAfterFullGc, summarize as summarizeSoak, type Sample } from './sections/soak.js';
 import { markdownTable, renderSummary } from './report.js';
@@ -151,6 +151,19 @@ describe('section summaries', () => {
     const s = summarizeOverhead(samples, wls, { rounds: 3 });
     expect(s.goals[0]!.met).toBe(true);
     expect(s.goals[0]!.measured).toMatch(/^\+4\.0%/);
+  });
+
+  it('overhead per signal: one row per condition, the syscall goal from all default signals', () => {
+    const wls: Workload[] = ['syscall-pinned', 'pipe-pinned'].map((id) => ({ id, label: id, unit: 'us/op', run: async () => 0 }));
+    const conditions = ['none', 'runqlat', 'futex', 'futex-tracepoint', 'blkio', 'net', 'agent'];
+    const samples = [1, 2, 3].flatMap((round) =>
+      conditions.flatMap((condition) => wls.map((w) => ({ round, condition, workload: w.id, value: (condition === 'futex-tracepoint' ? 1.4 : condition === 'agent' ? 1.03 : 1) * 0.23 }))),
+    );
+    const s = summarizePerSignal(samples, wls);
+    expect(s.tables[0]!.rows.map((r) => r[0])).toEqual(['no agent', 'runqlat alone', 'futex alone', 'futex alone (attach: tracepoint)', 'blkio alone', 'net alone', 'all default signals']);
+    expect(s.tables[0]!.rows[3]![2]).toBe('+40.0%');
+    expect(s.goals[0]!.met).toBe(true);
+    expect(s.goals[0]!.measured).toMatch(/^\+3\.0%/);
   });
 
   it('agent-cost: fits µs per tick against targets', () => {

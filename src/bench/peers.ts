@@ -62,6 +62,8 @@ export type AgentTarget = { name: string; role: 'protect' | 'noisy' } & (
 export interface AgentConfig {
   tick?: string;
   targets?: AgentTarget[];
+  /** `signals:` as the config file spells it, e.g. { futex: { enabled: true, attach: 'tracepoint' } }. */
+  signals?: Record<string, { enabled: boolean; attach?: string }>;
 }
 
 export interface AgentOptions {
@@ -145,6 +147,7 @@ export class RunningAgent implements Running {
 function configYaml(c: AgentConfig): string {
   const doc: Record<string, unknown> = {};
   if (c.tick) doc.tick = c.tick;
+  if (c.signals) doc.signals = c.signals;
   if (c.targets) doc.targets = c.targets;
   return stringify(doc);
 }

@@ -1,15 +1,16 @@
 /**
  * The workloads the overhead benchmarks time: `perf bench sched pipe` (two tasks ping-ponging through a pipe —
  * nothing but context switches, so every scheduler hook is on its hot path) and `perf bench sched messaging`
- * (hundreds of tasks passing messages). Each runs to completion as a child process and its result is parsed.
+ * (hundreds of tasks passing messages), and `perf bench syscall basic` (getppid() in a loop: what every syscall hook
+ * adds to every syscall). Each runs to completion as a child process and its result is parsed.
  */
 import { TunerError } from '../core/errors.js';
 import type { Resources } from './resources.js';
 
-/** µs per operation from `perf bench sched pipe` output. */
-export function parsePipeUsPerOp(out: string): number {
+/** µs per operation from `perf bench sched pipe` (or `syscall basic`) output. */
+export function parsePipeUsPerOp(out: string, what = 'perf bench sched pipe'): number {
   const m = /([\d.]+)\s+usecs\/op/.exec(out);
-  if (!m) throw new TunerError('INTERNAL', `parse perf bench sched pipe output: no "usecs/op" line in ${JSON.stringify(out.slice(0, 300))}`);
+  if (!m) throw new TunerError('INTERNAL', `parse ${what} output: no "usecs/op" line in ${JSON.stringify(out.slice(0, 300))}`);
   return Number(m[1]);
 }
 
@@ -35,6 +36,19 @@ export function pipeWorkload(loops: number, cpu?: number): Workload {
     async run(res) {
       const { stdout } = await res.run('perf', ['bench', 'sched', 'pipe', '-l', String(loops)], { cpu, name: 'perf bench sched pipe' });
       return parsePipeUsPerOp(stdout);
+    },
+  };
+}
+
+/** `perf bench syscall basic`: µs per getppid() call, pinned to `cpu`. */
+export function syscallWorkload(loops: number, cpu: number): Workload {
+  return {
+    id: 'syscall-pinned',
+    label: `syscall basic (taskset -c ${cpu})`,
+    unit: 'us/op',
+    async run(res) {
+      const { stdout } = await res.run('perf', ['bench', 'syscall', 'basic', '-l', String(loops)], { cpu, name: 'perf bench syscall basic' });
+      return parsePipeUsPerOp(stdout, 'perf bench syscall basic');
     },
   };
 }

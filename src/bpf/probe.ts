@@ -58,6 +58,8 @@ export const ATTACH_ORDER: readonly AttachKind[] = ['tp_btf', 'raw_tp', 'tracepo
 
 /** The programs one attach variant needs (all attached, in order) and may add (attached where this kernel has them). */
 export interface ProgramSet {
+  /** The attach type its programs use, probed before loading; default: the variant's name (an AttachKind). */
+  attach?: AttachKind;
   required: readonly string[];
   optional?: readonly string[];
   /** Maps only other variants use: not created for this one (see BpfObject.skipMaps). */
@@ -65,13 +67,13 @@ export interface ProgramSet {
 }
 
 /** The variants to try: `auto` → the signal's own order (cheapest first); a pinned kind → that one alone. */
-export function attachOrder<K extends AttachKind>(attach: 'auto' | K | undefined, auto: readonly K[]): readonly K[] {
+export function attachOrder<K extends string>(attach: 'auto' | K | undefined, auto: readonly K[]): readonly K[] {
   return attach === undefined || attach === 'auto' ? auto : [attach];
 }
 
-export interface LoadFirstOptions {
+export interface LoadFirstOptions<K extends string = AttachKind> {
   /** Variants to try, in order; default ATTACH_ORDER then fentry and kprobe. */
-  order?: readonly AttachKind[];
+  order?: readonly K[];
   /**
    * Try the next variant when the verifier rejects one. Off by default (a rejection is a bug in our program), on for
    * signals whose cheaper variant relies on helpers older kernels lack (task storage, BTF task pointers).
@@ -81,9 +83,10 @@ export interface LoadFirstOptions {
   needs?: string;
 }
 
-export interface Loaded {
+export interface Loaded<K extends string = AttachKind> {
   obj: BpfObject;
-  kind: AttachKind;
+  /** The variant loaded. */
+  kind: K;
   /** The first required program (signals with one program per variant). */
   program: string;
   /** Every program attached: the required ones and the optional ones this kernel took. */
@@ -92,22 +95,24 @@ export interface Loaded {
 
 /**
  * Opens and loads `objectName` with the first of `variants` whose attach kind this kernel supports and whose programs
- * load and attach; configure() runs on each fresh open (rodata, map sizes). Every object it opens and does not return
+ * load and attach (a variant's name is its attach kind unless its ProgramSet says otherwise); configure() runs on each fresh open (rodata, map sizes). Every object it opens and does not return
  * is closed.
  */
-export function loadFirstWorking(
+export function loadFirstWorking<K extends string = AttachKind>(
   objectName: string,
-  variants: Partial<Record<AttachKind, string | ProgramSet>>,
+  variants: Partial<Record<K, string | ProgramSet>>,
   configure: (obj: BpfObject) => void,
   log?: Logger,
-  opts: LoadFirstOptions = {},
-): Loaded {
+  opts: LoadFirstOptions<K> = {},
+): Loaded<K> {
   const errors: string[] = [];
-  for (const kind of opts.order ?? ([...ATTACH_ORDER, 'fentry', 'kprobe'] as AttachKind[])) {
-    const v = variants[kind];
+  for (const kind of opts.order ?? ([...ATTACH_ORDER, 'fentry', 'kprobe'] as unknown as K[])) {
+    const v: string | ProgramSet | undefined = variants[kind];
     if (!v) continue;
     const set: ProgramSet = typeof v === 'string' ? { required: [v] } : v;
-    const p = probe(kind, log);
+    const attach = set.attach ?? (kind as string as AttachKind);
+    if (!(attach in PROBES)) throw new TunerError('INTERNAL', `attach ${objectName}: variant ${kind} names no attach type`);
+    const p = probe(attach, log);
     if (!p.ok) {
       errors.push(`${kind}: ${p.error}`);
       continue;

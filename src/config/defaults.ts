@@ -32,7 +32,7 @@ export const DEFAULTS = deepFreeze({
   tickMs: 1000,
   ewmaAlpha: 0.3,
   signals: {
-    // attach: auto picks the cheapest variant this kernel takes (tp_btf, else raw_tp; futex: classic tracepoint first).
+    // attach: auto picks the cheapest variant this kernel takes (tp_btf, else raw_tp; futex: sched_switch, then the syscall hooks).
     runqlat: { enabled: true, perThread: false, attach: 'auto' },
     // No PSI trigger by default: each one makes the kernel sample pressure far more often while stalls last (window/10
     // with CAP_SYS_RESOURCE), and no default rule acts faster than a tick, which reads the same pressure anyway.

@@ -676,7 +676,9 @@ function attachKind(kinds: readonly string[]) {
   return errorFor({ expected: all.join(', '), fix: `write attach: auto, or pin a variant, e.g. attach: ${kinds[kinds.length - 1]}` });
 }
 const btfOrRaw = z.enum(['auto', 'tp_btf', 'raw_tp'], attachKind(['tp_btf', 'raw_tp'])).default('auto');
-const futexHook = z.enum(['auto', 'tracepoint', 'tp_btf', 'raw_tp'], attachKind(['tracepoint', 'tp_btf', 'raw_tp'])).default('auto');
+const futexHook = z
+  .enum(['auto', 'sched_switch', 'sched_switch_raw', 'tracepoint', 'tp_btf', 'raw_tp'], attachKind(['sched_switch', 'sched_switch_raw', 'tracepoint', 'tp_btf', 'raw_tp']))
+  .default('auto');
 
 /** An eBPF signal's switch and its attach variant (tp_btf or raw_tp). */
 function bpfSignal(name: string, on: boolean) {

@@ -172,7 +172,7 @@ export interface Config {
     psi: { enabled: boolean; triggers: PsiTriggerConfig[] };
     cgstat: { enabled: boolean };
     net: { enabled: boolean; attach: 'auto' | 'tp_btf' | 'raw_tp' };
-    futex: { enabled: boolean; attach: 'auto' | 'tracepoint' | 'tp_btf' | 'raw_tp' };
+    futex: { enabled: boolean; attach: 'auto' | 'sched_switch' | 'sched_switch_raw' | 'tracepoint' | 'tp_btf' | 'raw_tp' };
     blkio: { enabled: boolean; attach: 'auto' | 'tp_btf' | 'raw_tp' };
   };
   targets: TargetConfig[];

@@ -2,8 +2,9 @@
  * Every attach variant of every eBPF signal, pinned through the config (`signals.<name>.attach`) and proven on the
  * kernels of the matrix: the agent attaches the pinned variant, and the signal still counts what it should (run-queue
  * events and futex waits of a target, and the host's drops of refused loopback connections with their reason). With `auto` the variant each kernel gets is
- * recorded for the README's kernel × signal table. A variant never creates maps only another variant uses: with
- * every raw_tp fallback pinned, the agent holds no task-storage map (a map type older kernels lack).
+ * recorded for the README's kernel × signal table; futex must take sched_switch there (every kernel of the matrix
+ * has bpf_task_pt_regs, v5.15). A variant never creates maps only another variant uses: with every raw_tp fallback
+ * pinned, the agent holds no task-storage map (a map type older kernels lack).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -129,6 +130,7 @@ describe('attach variants on this kernel', () => {
     const { agent, attached, http } = await runPinned({});
     report('auto', attached);
     console.log(`auto on ${process.env.EBPF_TUNER_VM}: ${JSON.stringify(attached)}`);
+    expect(attached.futex).toBe('sched_switch');
     const c = await countsEvents(http);
     expect(c.runqlat).toBeGreaterThan(0);
     expect(c.futex).toBeGreaterThan(0);
@@ -138,6 +140,7 @@ describe('attach variants on this kernel', () => {
 
   const pinned: Pins[] = [
     { runqlat: 'raw_tp', futex: 'raw_tp', blkio: 'raw_tp', net: 'raw_tp' },
+    { runqlat: 'raw_tp', futex: 'sched_switch_raw', blkio: 'raw_tp', net: 'raw_tp' },
     { runqlat: 'tp_btf', futex: 'tracepoint', blkio: 'tp_btf', net: 'tp_btf' },
     { futex: 'tp_btf' },
   ];
@@ -149,7 +152,7 @@ describe('attach variants on this kernel', () => {
       expect(c.runqlat).toBeGreaterThan(0);
       expect(c.futex).toBeGreaterThan(0);
       expect(c.noSocketDrops).toBeGreaterThan(0);
-      if (pins.runqlat === 'raw_tp' && pins.futex === 'raw_tp') {
+      if (pins.runqlat === 'raw_tp' && (pins.futex === 'raw_tp' || pins.futex === 'sched_switch_raw')) {
         // The raw_tp fallbacks are for kernels without task storage: they must not create such a map.
         expect(mapTypes(agent.pid)).not.toContain(MapType.TASK_STORAGE);
       }

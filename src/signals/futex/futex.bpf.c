@@ -2,25 +2,30 @@
 /*
  * Futex wait time per target, and the futex addresses each process waits on longest.
  *
- * A wait is one futex syscall that can sleep (FUTEX_WAIT, WAIT_BITSET, WAIT_REQUEUE_PI, LOCK_PI, LOCK_PI2, and
- * futex_waitv / futex_wait where the kernel has them), timed from syscall entry to syscall exit: the time the thread
- * was blocked on user-space synchronisation (a contended mutex, a condition variable, a join), whatever the outcome
- * (woken, timed out, EAGAIN because the word changed, interrupted). FUTEX_WAKE and friends never block and are
- * skipped before anything else is looked at.
+ * A wait is a thread blocked inside a futex syscall that can sleep (FUTEX_WAIT, WAIT_BITSET, WAIT_REQUEUE_PI, LOCK_PI,
+ * LOCK_PI2, and futex_waitv / futex_wait where the kernel has them): the time the thread was off the CPU on
+ * user-space synchronisation (a contended mutex, a condition variable, a join), whatever the outcome (woken, timed
+ * out, interrupted). FUTEX_WAKE and friends never block and are skipped before anything else is looked at.
  *
- * Three hook variants of the same logic; user space loads the first that works, cheapest first:
- *   tracepoint  syscalls/sys_{enter,exit}_futex (+ _futex_waitv, _futex_wait): the kernel runs the program for futex
- *               syscalls only; every other syscall pays a bitmap test in native code.
- *   tp_btf      raw sys_enter / sys_exit, BTF-typed, filtered by syscall number: the program runs on every syscall
- *               of every task — measured dearer system-wide (README, Overhead), kept for kernels without
- *               syscall trace events (CONFIG_FTRACE_SYSCALLS=n).
- *   raw_tp      the same through bpf_probe_read_kernel, for kernels without tp_btf.
- * The entry timestamp lives in task storage wherever a BTF task pointer exists (bpf_get_current_task_btf, v5.11),
- * else in a tid-keyed LRU hash.
+ * Hook variants of the same logic; user space loads the first that works, cheapest first:
+ *   sched_switch      tp_btf/sched_switch, the hook the runqlat signal already runs on: when a task leaves the CPU
+ *                     blocked (not preempted), its user registers (bpf_task_pt_regs, v5.15) tell whether it is inside
+ *                     a futex wait syscall and on which address; the wait is timed from that switch-out to its next
+ *                     switch-in. Syscalls that do not block (a wake, a wait that returns EAGAIN at once, every other
+ *                     syscall) cost nothing.
+ *   sched_switch_raw  the same on raw_tp/sched_switch, the wait in progress in a tid-keyed hash (next is no BTF
+ *                     pointer there).
+ *   tracepoint        syscalls/sys_{enter,exit}_futex (+ _futex_waitv, _futex_wait), timed from syscall entry to
+ *                     exit (kernels before v5.15): turns on the syscall trace slow path for every syscall of every
+ *                     task (README, Overhead).
+ *   tp_btf            raw sys_enter / sys_exit, BTF-typed, filtered by syscall number: runs on every syscall of every
+ *                     task; for kernels without syscall trace events (CONFIG_FTRACE_SYSCALLS=n).
+ *   raw_tp            the same through bpf_probe_read_kernel, for kernels without tp_btf.
+ * The wait in progress lives in task storage wherever both ends have a BTF task pointer, else in a tid-keyed LRU hash.
  *
  * Syscall numbers: futex is arch-specific; futex_waitv (449, v5.16) and futex_wait (454, v6.7) come from the shared
  * table and are the same on every architecture. 32-bit compat tasks on x86-64 use other numbers and are not seen by
- * the tp_btf/raw_tp variants.
+ * the variants that match syscall numbers.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -44,15 +49,18 @@ const volatile struct futex_wait_cfg cfg SEC(".rodata.cfg") = {};
 
 #if defined(__TARGET_ARCH_x86)
 #define NR_FUTEX 202
+#define HAVE_SYSCALL_NR 1
 #define SYSCALL_NR_DIRECT(regs) ((regs)->orig_ax)
 #define SYSCALL_NR_CORE(regs) BPF_CORE_READ(regs, orig_ax)
 #elif defined(__TARGET_ARCH_arm64)
 #define NR_FUTEX 98
+#define HAVE_SYSCALL_NR 1
 #define SYSCALL_NR_DIRECT(regs) ((regs)->syscallno)
 #define SYSCALL_NR_CORE(regs) BPF_CORE_READ(regs, syscallno)
 #else
 /* Unknown syscall table: only the tracepoint variant (named events, no numbers) can work. */
 #define NR_FUTEX -1
+#define HAVE_SYSCALL_NR 0
 #define SYSCALL_NR_DIRECT(regs) (-1L)
 #define SYSCALL_NR_CORE(regs) (-1L)
 #endif
@@ -186,10 +194,9 @@ static __always_inline void add_hist(__u32 slot, __u32 bucket, __u64 delta)
 	h->wait_ns += delta;
 }
 
-static __always_inline void on_exit(struct task_struct *t, const bool btf)
+/* The wait of task `t` (thread `tid` of process `tgid`) ends, if one is in progress. */
+static __always_inline void on_exit_of(struct task_struct *t, __u32 tid, __u32 tgid, const bool btf)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)pid_tgid, tgid = pid_tgid >> 32;
 	struct futex_pending *p;
 	__u64 now, delta;
 	__u32 bucket;
@@ -221,6 +228,89 @@ static __always_inline void on_exit(struct task_struct *t, const bool btf)
 		add_top(p->uaddr, tgid, cfg.filter.host_slot, delta);
 	if (cfg.filter.host)
 		add_hist(cfg.filter.host_slot, bucket, delta);
+}
+
+static __always_inline void on_exit(struct task_struct *t, const bool btf)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	on_exit_of(t, (__u32)pid_tgid, pid_tgid >> 32, btf);
+}
+
+/* --- sched_switch: a wait is a task switched out blocked inside a futex wait syscall (v5.15: bpf_task_pt_regs) --- */
+
+/*
+ * Whether `regs` (a task's user registers, saved at syscall entry) belong to a futex syscall that waits, and on which
+ * address. x86-64 keeps the syscall number in orig_ax and arm64 in syscallno until the syscall returns; a task that
+ * blocks outside a syscall (a page fault from user space) has no syscall number there (-1, or on x86-64 the
+ * fault's error code, never 202 or 449 or 454). A task that blocks inside a futex syscall for another reason (a
+ * page fault on the futex word) is counted as waiting, which it is.
+ */
+static __always_inline bool futex_wait_in(struct pt_regs *regs, __u64 *uaddr, const bool btf)
+{
+	long nr;
+
+	if (!HAVE_SYSCALL_NR)
+		return false;
+	nr = btf ? SYSCALL_NR_DIRECT(regs) : SYSCALL_NR_CORE(regs);
+	if (nr == NR_FUTEX) {
+		if (!is_wait_op(btf ? PT_REGS_PARM2_SYSCALL(regs) : PT_REGS_PARM2_CORE_SYSCALL(regs)))
+			return false;
+		*uaddr = btf ? PT_REGS_PARM1_SYSCALL(regs) : PT_REGS_PARM1_CORE_SYSCALL(regs);
+	} else if (nr == NR_FUTEX_WAIT) {
+		*uaddr = btf ? PT_REGS_PARM1_SYSCALL(regs) : PT_REGS_PARM1_CORE_SYSCALL(regs);
+	} else if (nr == NR_FUTEX_WAITV) {
+		/* prev is still current at the tracepoint: its address space is the one mapped. */
+		*uaddr = waitv_uaddr(btf ? PT_REGS_PARM1_SYSCALL(regs) : PT_REGS_PARM1_CORE_SYSCALL(regs));
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Whether `prev` leaves the CPU blocked (counted in nvcsw, /proc/<pid>/status voluntary_ctxt_switches) rather than
+ * preempted or still runnable: as runqlat's switched_out_runnable, inverted. `__state` is the v5.14 name, older than
+ * anything with bpf_task_pt_regs.
+ */
+static __always_inline bool switched_out_blocked(bool preempt, struct task_struct *prev, const bool btf)
+{
+	return !preempt && (btf ? prev->__state : BPF_CORE_READ(prev, __state)) != 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(futex_switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	__u64 uaddr = 0;
+
+	if (switched_out_blocked(preempt, prev, true) &&
+	    futex_wait_in((struct pt_regs *)bpf_task_pt_regs(prev), &uaddr, true))
+		on_enter(prev, uaddr, true);
+	/*
+	 * A thread coming back from a wait is still inside the futex syscall: that test (a helper call and one load)
+	 * keeps the task-storage lookup off every other switch-in.
+	 */
+	if (futex_wait_in((struct pt_regs *)bpf_task_pt_regs(next), &uaddr, true))
+		on_exit_of(next, next->pid, next->tgid, true);
+	return 0;
+}
+
+/*
+ * Fallback for kernels where tp_btf does not attach. bpf_task_pt_regs still needs a BTF task pointer: prev is the
+ * current task at the tracepoint, so bpf_get_current_task_btf() gives one; next has none, so the wait in progress is
+ * found by tid, one hash lookup per switch.
+ */
+SEC("raw_tp/sched_switch")
+int BPF_PROG(futex_switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	struct task_struct *cur = bpf_get_current_task_btf();
+	__u64 uaddr = 0;
+
+	if (switched_out_blocked(preempt, prev, false) &&
+	    futex_wait_in((struct pt_regs *)bpf_task_pt_regs(cur), &uaddr, false))
+		on_enter(prev, uaddr, false);
+	on_exit_of(next, BPF_CORE_READ(next, pid), BPF_CORE_READ(next, tgid), false);
+	return 0;
 }
 
 /* --- tracepoint: syscall trace events (v4.7 for BPF on tracepoints; futex_waitv v5.16, futex_wait v6.7) --- */

@@ -24,7 +24,7 @@ const CFG_SIZE = 8; // sizeof(struct futex_wait_cfg)
 /** Addresses reported per target and tick. */
 export const FUTEX_TOP_N = 5;
 
-export type FutexHook = 'tracepoint' | 'tp_btf' | 'raw_tp';
+export type FutexHook = 'sched_switch' | 'sched_switch_raw' | 'tracepoint' | 'tp_btf' | 'raw_tp';
 
 /*
  * Per variant: exit programs first (attached before their entry twin, so no wait that starts after attach loses its
@@ -34,6 +34,10 @@ export type FutexHook = 'tracepoint' | 'tp_btf' | 'raw_tp';
 /** Cheapest first, by the measurements in README.md (Overhead). */
 const VARIANTS: Record<FutexHook, ProgramSet> = {
   // A wait in progress is kept in task storage where the task pointer is BTF-typed, else in a tid-keyed hash.
+  // On sched_switch, which the kernel already runs on every switch: nothing on any syscall (v5.15, bpf_task_pt_regs).
+  sched_switch: { attach: 'tp_btf', required: ['futex_switch_btf'], unusedMaps: ['tid_pending'] },
+  sched_switch_raw: { attach: 'raw_tp', required: ['futex_switch_raw'], unusedMaps: ['task_pending'] },
+  // On the syscalls, for kernels before v5.15: every syscall of every task pays for them.
   tracepoint: {
     required: ['futex_exit_tp', 'futex_enter_tp'],
     optional: ['futex_waitv_exit_tp', 'futex_waitv_enter_tp', 'futex_wait_exit_tp', 'futex_wait_enter_tp'],
@@ -42,7 +46,7 @@ const VARIANTS: Record<FutexHook, ProgramSet> = {
   tp_btf: { required: ['futex_exit_btf', 'futex_enter_btf'], optional: [], unusedMaps: ['tid_pending'] },
   raw_tp: { required: ['futex_exit_raw', 'futex_enter_raw'], optional: [], unusedMaps: ['task_pending'] },
 };
-export const FUTEX_HOOK_ORDER: readonly FutexHook[] = ['tracepoint', 'tp_btf', 'raw_tp'];
+export const FUTEX_HOOK_ORDER: readonly FutexHook[] = ['sched_switch', 'sched_switch_raw', 'tracepoint', 'tp_btf', 'raw_tp'];
 
 export interface FutexOptions {
   /** Aggregate every task on the host into an extra slot (host-wide view). */
@@ -118,7 +122,7 @@ export class FutexSignal implements Signal {
     this.targets = ctx.targets;
     const cfg = Buffer.alloc(CFG_SIZE);
     targetFilter(capacity, ctx.cgroupVersion, this.opts.host).copy(cfg, 0);
-    const loaded = loadFirstWorking(
+    const loaded = loadFirstWorking<FutexHook>(
       'futex',
       VARIANTS,
       (o) => {
@@ -126,12 +130,12 @@ export class FutexSignal implements Signal {
         o.setMaxEntries('hists', slotCount(capacity));
       },
       this.log,
-      // A verifier rejection of a variant is most often a helper this kernel lacks (task storage, the BTF task
-      // pointer), so the next variant is tried; the message keeps the reason.
+      // A verifier rejection of a variant is most often a helper this kernel lacks (bpf_task_pt_regs, task storage,
+      // the BTF task pointer), so the next variant is tried; the message keeps the reason.
       { order: this.opts.hooks ?? FUTEX_HOOK_ORDER, nextOnVerifierError: true, needs: 'v5.11 with BTF' },
     );
     this.obj = loaded.obj;
-    this.kind = loaded.kind as FutexHook;
+    this.kind = loaded.kind;
     this.programNames = loaded.programs;
     const hists = this.obj.map('hists');
     const top = this.obj.map('top');
