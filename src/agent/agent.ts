@@ -19,7 +19,7 @@ import { restoreAll, type RestoreReport } from '../journal/restore.js';
 import { KnobClaims, StateDirLock } from '../journal/ownership.js';
 import { KnobWriter, defaultDenyList, knobIO } from '../actions/knob-writer.js';
 import { ACTIONS, findAction } from '../actions/index.js';
-import { AuditLog, type AuditKind } from '../audit/audit.js';
+import { AuditLog, type AuditKind, type AuditRecord } from '../audit/audit.js';
 import { ClosedLoop, describeVerdict } from '../engine/closed-loop.js';
 import { DecisionEngine, type Decision } from '../engine/engine.js';
 import { Guardrails } from '../engine/guardrails.js';
@@ -119,6 +119,14 @@ export class Agent {
 
   get paused(): boolean {
     return this.guardrails?.paused ?? false;
+  }
+
+  /** One decision of this run's audit trail and the later ones that refer to it (what `explain ID` shows). */
+  decision(id: string): { decision: AuditRecord; related: AuditRecord[] } | undefined {
+    const rec = this.audit?.get(id);
+    if (!rec || !this.audit) return undefined;
+    const mark = (r: AuditRecord): AuditRecord => (this.dryRunDb ? { ...r, dryRun: true } : r);
+    return { decision: mark(rec), related: this.audit.related(id).map(mark) };
   }
 
   pause(reason = 'paused by request'): void {

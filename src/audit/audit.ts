@@ -169,6 +169,11 @@ export class AuditLog {
     return (db.prepare('SELECT * FROM decisions WHERE ref = ? ORDER BY time, id').all(id) as Row[]).map(fromRow);
   }
 
+  /** Later decisions that refer to `id`, oldest first. */
+  related(id: string): AuditRecord[] {
+    return AuditLog.relatedReadOnly(this.db, id);
+  }
+
   get(id: string): AuditRecord | undefined {
     const r = this.db.prepare('SELECT * FROM decisions WHERE id = ?').get(id) as Row | undefined;
     return r ? fromRow(r) : undefined;

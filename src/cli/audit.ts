@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TunerError } from '../core/errors.js';
 import { AuditLog, DRY_RUN_DB, type AuditRecord } from '../audit/audit.js';
-import { describeVerdict } from '../engine/closed-loop.js';
+import { auditTime as time, explainText } from '../audit/explain.js';
 import type { JournalEntry } from '../journal/journal.js';
 
 import { PID_FILE } from '../agent/agent.js';
@@ -34,8 +34,6 @@ function records(db: Database.Database, opts: { since?: number; limit?: number; 
   // AuditLog's constructor creates its table; on a read-only handle query through the same row mapping instead.
   return AuditLog.queryReadOnly(db, opts);
 }
-
-const time = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 
 /** The real runs' audit and the dry runs' one, each open when it exists; the caller closes them. */
 function openAudits(stateDir: string, cmd: string): { db: Database.Database; dryRun: boolean }[] {
@@ -156,24 +154,7 @@ export function explainCommand(opts: { stateDir: string; id: string; json?: bool
     if (!found) throw new TunerError('CLI_USAGE', `explain ${opts.id}: no such decision — list them with: ebpf-tuner log`);
     const { rec, related } = found;
     if (opts.json) return JSON.stringify({ decision: rec, related });
-    const lines = [
-      `${rec.id} at ${time(rec.time)}: ${rec.dryRun ? 'dry run, nothing was changed — ' : ''}${rec.kind} — ${rec.action} on ${rec.target}, by ${rec.rule}`,
-      `why: ${rec.reason}`,
-    ];
-    if (rec.from || rec.to) lines.push(`change: ${rec.from ?? '?'} → ${rec.to ?? '?'}`);
-    if (rec.expected) lines.push(`expected: ${rec.expected}`);
-    if (rec.evidence && Object.keys(rec.evidence).length) {
-      lines.push('evidence:');
-      for (const [k, v] of Object.entries(rec.evidence)) lines.push(`  ${k} = ${Number.isInteger(v) ? v : v.toFixed(3)}`);
-    }
-    if (rec.outcome) lines.push(`outcome: ${rec.outcome}`);
-    if (rec.verdict) lines.push(`verdict: ${rec.verdict.verdict} on ${rec.verdict.decisionId} — ${describeVerdict(rec.verdict)}`);
-    for (const r of related) {
-      lines.push(`then ${r.id} at ${time(r.time)}: ${r.kind} — ${r.reason}${r.outcome ? ` [${r.outcome}]` : ''}`);
-      if (r.verdict) lines.push(`  verdict: ${r.verdict.verdict} — ${describeVerdict(r.verdict)}`);
-    }
-    if (rec.dryRun && (rec.kind === 'dry-run' || rec.kind === 'refused')) lines.push('no verdict: a dry run changes nothing, so there is no effect to judge');
-    return lines.join('\n');
+    return explainText(rec, related);
   } finally {
     for (const a of audits) a.db.close();
   }

@@ -1,20 +1,18 @@
 /**
- * The live dashboard: per-target charts of every numeric signal the agent reports, the agent's decisions marked on
- * them and listed, the changes in effect with a revert button, and the agent's own overhead. History comes from
- * /api/signals; after that everything arrives on the /api/stream event stream. Plain browser JavaScript with no build
- * step; uPlot is loaded by the page as a global.
+ * The dashboard. Three views, chosen by the URL fragment:
+ *   #/              overview: one row per target (role, run-queue p99 sparkline, on-CPU share, changed knobs, last
+ *                   decision), host pressure once, recent decisions with their ids, changes in effect, agent cost;
+ *   #/target/NAME   one target's charts with human titles and units, gaps with their reason, latest facts;
+ *   #/decision/ID   one decision with the text `ebpf-tuner explain ID` prints.
+ * The overview loads /api/overview (a few numbers per target and tick) and follows /api/stream?view=overview; uPlot
+ * is loaded only when a target is opened. Plain browser JavaScript with no build step.
  */
 /* global uPlot */
 
-const MAX_POINTS = 600;
-const MAX_DECISIONS = 300;
-const DECISION_ROWS = 100;
+const DECISION_ROWS = 20;
 const CHART_HEIGHT = 170;
 const TOKEN_KEY = 'ebpf-tuner-token';
-const KIND_ORDER = ['latency', 'time', 'ratio', 'bytes', 'count'];
-const KINDS = ['applied', 'dry-run', 'refused', 'reverted', 'overridden', 'restored'];
-// The quantiles that matter at a glance; the others stay one legend click away.
-const HIDDEN_BY_DEFAULT = new Set(['p90', 'mean', 'avg', 'p99 ewma', 'min', 'max', 'stddev']);
+const KINDS = ['applied', 'dry-run', 'refused', 'reverted', 'overridden', 'restored', 'kept', 'failed'];
 
 const $ = (id) => document.getElementById(id);
 
@@ -42,11 +40,14 @@ const formatters = {
     if (a < 1024 ** 3) return `${num(v / 1024 ** 2)} MiB`;
     return `${num(v / 1024 ** 3)} GiB`;
   },
+  'bytes/s': (v) => `${formatters.bytes(v)}/s`,
   ratio(v) {
     const p = v * 100;
     return `${Math.abs(p) < 10 && p !== 0 ? p.toFixed(1) : p.toFixed(0)}%`;
   },
-  '': (v) => {
+  '/s': (v) => `${formatters.count(v)}/s`,
+  cores: (v) => `${num(v)} cores`,
+  count(v) {
     const a = Math.abs(v);
     if (a >= 1e9) return `${num(v / 1e9)}G`;
     if (a >= 1e6) return `${num(v / 1e6)}M`;
@@ -55,18 +56,24 @@ const formatters = {
   },
 };
 
+/** Unit names shown beside chart titles. */
+const UNIT_NAMES = {
+  seconds: 'time',
+  ratio: '% of time',
+  bytes: 'bytes',
+  'bytes/s': 'bytes per second',
+  '/s': 'per second',
+  cores: 'CPU cores',
+  count: 'count',
+};
+
 function fmt(unit, v) {
   if (v === null || v === undefined || !Number.isFinite(v)) return '–';
-  return (formatters[unit] ?? formatters[''])(v);
+  return (formatters[unit] ?? formatters.count)(v);
 }
 
-function clock(ms) {
-  return new Date(ms).toLocaleTimeString([], { hour12: false });
-}
-
-function clockShort(ms) {
-  return new Date(ms).toLocaleTimeString([], { hour12: false, hour: '2-digit', minute: '2-digit' });
-}
+const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
+const clockShort = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false, hour: '2-digit', minute: '2-digit' });
 
 function duration(s) {
   if (s < 60) return `${Math.floor(s)}s`;
@@ -82,6 +89,15 @@ function el(tag, className, text) {
   return e;
 }
 
+function link(href, text, className) {
+  const a = el('a', className, text);
+  a.href = href;
+  return a;
+}
+
+const targetHref = (name) => `#/target/${encodeURIComponent(name)}`;
+const decisionHref = (id) => `#/decision/${encodeURIComponent(id)}`;
+
 // ---------- theme ----------
 
 let theme;
@@ -93,96 +109,280 @@ function readTheme() {
     muted: v('--muted'),
     grid: v('--grid'),
     palette: [1, 2, 3, 4, 5, 6, 7, 8].map((i) => v(`--c${i}`)),
-    kinds: Object.fromEntries(KINDS.map((k) => [k, v(`--k-${k}`)])),
+    kinds: Object.fromEntries(KINDS.map((k) => [k, v(`--k-${k}`) || v('--muted')])),
     font: `11px ${v('--font')}`,
   };
 }
 
-function seriesColor(label, i) {
-  const fixed = { p50: 0, median: 0, p90: 1, p99: 2, 'p99 ewma': 2, p999: 3 };
-  return theme.palette[(fixed[label] ?? i) % theme.palette.length];
-}
+// ---------- shared state ----------
 
-// ---------- state ----------
-
-/** name → { fields: Map<key, FieldInfo> } */
-let catalogue = new Map();
-/** 'target:NAME' | 'host' → Store */
-const stores = new Map();
-const decisions = []; // newest first
-let decisionTotal = 0;
+let status = null;
+let overview = null; // the /api/overview body, kept current by stream deltas
+let decisions = []; // newest first, the last DECISION_ROWS*5 heard
+let changes = [];
 let lastTickTime = 0;
 let windowMs = 1000;
-let status = null;
-let changes = [];
-const overhead = { times: [], cpu: [], bpfCpu: [], rss: [], nsPerRun: [] };
+let view = { name: 'overview' };
+
+// ---------- overview ----------
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+/** A sparkline of the p99 history: a line over the points there are, broken where there is no value. */
+function sparkline(values) {
+  const w = 160;
+  const h = 28;
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${w} ${h}`);
+  svg.setAttribute('class', 'spark');
+  svg.setAttribute('aria-hidden', 'true');
+  const finite = values.filter((v) => v !== null);
+  if (finite.length === 0) return svg;
+  const max = Math.max(...finite) || 1;
+  const n = values.length;
+  let d = '';
+  let pen = false;
+  values.forEach((v, i) => {
+    if (v === null) {
+      pen = false;
+      return;
+    }
+    const x = n === 1 ? w : (i / (n - 1)) * w;
+    const y = h - 2 - (v / max) * (h - 4);
+    d += `${pen ? 'L' : 'M'}${x.toFixed(1)} ${y.toFixed(1)}`;
+    pen = true;
+  });
+  const path = document.createElementNS(SVG, 'path');
+  path.setAttribute('d', d);
+  svg.append(path);
+  return svg;
+}
+
+function kindPill(kind) {
+  const p = el('span', 'kind', kind);
+  p.dataset.kind = kind;
+  return p;
+}
+
+function renderHost() {
+  const box = $('host-pressure');
+  const host = overview?.host;
+  if (!host) {
+    box.replaceChildren(el('span', 'muted', 'no host pressure reported yet'));
+    return;
+  }
+  if (host.unavailable) {
+    box.replaceChildren(el('span', 'gap-note', `not available: ${host.unavailable}`));
+    return;
+  }
+  const items = ['cpu', 'memory', 'io'].map((r) => {
+    const item = el('div', 'pressure-item');
+    item.dataset.resource = r;
+    const some = host.some?.[r];
+    const full = host.full?.[r];
+    item.append(el('span', 'kpi-label', r === 'io' ? 'I/O' : r === 'cpu' ? 'CPU' : 'Memory'));
+    const value = el('span', 'kpi-value', some === undefined ? '–' : fmt('ratio', some));
+    if (some !== undefined && some >= 0.1) value.classList.add('bad');
+    item.append(value);
+    if (full !== undefined && r !== 'cpu') item.append(el('span', 'muted small', `all tasks: ${fmt('ratio', full)}`));
+    return item;
+  });
+  box.replaceChildren(...items);
+}
+
+function renderOverviewRows() {
+  const body = $('overview').tBodies[0];
+  const rows = (overview?.targets ?? []).map((t) => {
+    const tr = el('tr');
+    tr.dataset.target = t.name;
+    const name = el('td', 'name');
+    name.append(link(targetHref(t.name), t.name));
+    const role = el('td');
+    role.append(el('span', `badge role-${t.role || 'unknown'}`, t.role || '–'));
+    const p99 = el('td', 'p99');
+    const now = el('span', 'p99-now mono', t.p99Us === null ? '–' : fmt('seconds', t.p99Us * 1e-6));
+    if (t.gap) {
+      now.title = t.gap;
+      now.classList.add('gap');
+    }
+    const cell = el('div', 'p99-cell');
+    cell.append(sparkline(t.p99SparkUs), now);
+    p99.append(cell);
+    const oncpu = el('td', 'right mono oncpu', fmt('ratio', t.oncpuRatio));
+    const knobs = el('td', 'knobs');
+    if (t.knobs.length === 0) knobs.append(el('span', 'muted', 'none'));
+    for (const k of t.knobs) {
+      const k1 = el('div', 'knob-line mono small', `${k.action} ${k.original} → ${k.value}`);
+      k1.title = k.path;
+      knobs.append(k1);
+    }
+    const last = el('td', 'last-decision');
+    const d = t.lastDecision;
+    if (!d) last.append(el('span', 'muted', 'no decision yet'));
+    else {
+      last.append(kindPill(d.kind), ' ', link(decisionHref(d.id), d.id, 'mono decision-link'));
+      const why = el('div', 'small muted reason-short', d.reason);
+      why.title = `${clock(d.time)} · ${d.action}: ${d.reason}`;
+      last.append(why);
+    }
+    tr.append(name, role, p99, oncpu, knobs, last);
+    return tr;
+  });
+  body.replaceChildren(...rows);
+  $('targets-empty').hidden = rows.length > 0;
+  const pts = overview?.spark?.points ?? 0;
+  $('targets-note').textContent = pts
+    ? `${rows.length} target(s) · sparklines over the last ${duration((pts * (overview.windowMs ?? 1000)) / 1000)}`
+    : '';
+}
+
+function decisionRows(list) {
+  return list.map((d) => {
+    const tr = el('tr');
+    tr.dataset.kind = d.kind;
+    tr.dataset.id = d.id;
+    const time = el('td', 'nowrap mono', clock(d.time));
+    time.title = new Date(d.time).toString();
+    const id = el('td', 'nowrap');
+    id.append(link(decisionHref(d.id), d.id, 'mono decision-link'));
+    const kind = el('td');
+    kind.append(kindPill(d.kind));
+    const target = el('td', 'nowrap');
+    target.append(link(targetHref(d.target), d.target));
+    const change = d.from !== undefined || d.to !== undefined ? ` (${d.from ?? '?'} → ${d.to ?? '?'})` : '';
+    tr.append(time, id, kind, target, el('td', 'reason', `${d.action}${change}: ${d.reason ?? ''}`));
+    return tr;
+  });
+}
+
+function renderDecisions() {
+  $('decisions').tBodies[0].replaceChildren(...decisionRows(decisions.slice(0, DECISION_ROWS)));
+  $('decisions-empty').hidden = decisions.length > 0;
+  $('decisions-count').textContent = overview ? `${overview.decisions} since the agent started` : '';
+}
+
+function renderChanges() {
+  const body = $('changes').tBodies[0];
+  const order = { active: 0, overridden: 1, restored: 2 };
+  const sorted = [...changes].sort(
+    (a, b) => (order[a.state] ?? 3) - (order[b.state] ?? 3) || (b.time ?? 0) - (a.time ?? 0),
+  );
+  const writable = status?.writable === true;
+  const rows = sorted.map((c) => {
+    const tr = el('tr');
+    tr.dataset.state = c.state;
+    const knob = el('td', 'knob');
+    knob.append(el('div', '', c.action), el('div', 'mono small muted path', c.path));
+    knob.title = `${c.knobId}\n${c.path}`;
+    const value = el('td', 'nowrap mono', c.state === 'restored' ? c.original : `${c.original} → ${c.value}`);
+    const state = el('td');
+    const pill = el('span', 'state', c.state);
+    pill.dataset.state = c.state;
+    state.append(pill);
+    const act = el('td', 'right');
+    if (c.state === 'active') {
+      const btn = el('button', 'btn btn-small', 'Revert');
+      btn.type = 'button';
+      btn.disabled = !writable;
+      btn.title = writable ? `Restore ${c.path} to ${c.original}` : 'Disabled: the agent runs without a token (--token-file)';
+      btn.addEventListener('click', () => revert(c));
+      act.append(btn);
+    }
+    const target = el('td', 'nowrap');
+    target.append(link(targetHref(c.target), c.target));
+    tr.append(target, knob, value, state, act);
+    return tr;
+  });
+  body.replaceChildren(...rows);
+  $('changes-empty').hidden = changes.length > 0;
+  $('changes-note').textContent = writable ? '' : 'read-only: no token configured';
+}
+
+function renderOverhead(o) {
+  if (!o) return;
+  $('kpi-cpu').textContent = fmt('ratio', o.cpuPercent / 100);
+  $('kpi-rss').textContent = fmt('bytes', o.rssBytes);
+  $('kpi-bpf-ns').textContent =
+    o.bpfNsPerRun == null ? (o.bpfRunsTotal === 0 ? 'off' : '–') : fmt('seconds', o.bpfNsPerRun * 1e-9);
+  $('kpi-bpf-ns').title =
+    o.bpfRunsTotal === 0 ? 'the kernel counts BPF run time only with sysctl kernel.bpf_stats_enabled=1 (--bpf-stats)' : '';
+  $('kpi-bpf-rate').textContent = fmt('count', Math.round(o.bpfRunsPerSec));
+}
+
+/** Applies one tick's overview delta: new numbers per target, one more sparkline point. */
+function applyOverviewDelta(d) {
+  if (!overview || d.time <= (overview.time ?? 0)) return;
+  overview.time = d.time;
+  overview.windowMs = d.windowMs ?? overview.windowMs;
+  overview.host = d.host;
+  const cap = overview.history ?? 600;
+  const byName = new Map(overview.targets.map((t) => [t.name, t]));
+  const points = Math.min(cap, (overview.spark.points ?? 0) + 1);
+  for (const t of d.targets) {
+    let row = byName.get(t.name);
+    if (!row) {
+      row = { name: t.name, role: t.role, p99SparkUs: new Array(points - 1).fill(null), knobs: [], lastDecision: null };
+      overview.targets.push(row);
+      byName.set(t.name, row);
+    }
+    Object.assign(row, { role: t.role || row.role, p99Us: t.p99Us, oncpuRatio: t.oncpuRatio, gap: t.gap });
+  }
+  const seen = new Set(d.targets.map((t) => t.name));
+  for (const row of overview.targets) {
+    row.p99SparkUs.push(seen.has(row.name) ? row.p99Us : null);
+    if (!seen.has(row.name)) {
+      row.p99Us = null;
+      row.oncpuRatio = null;
+      row.gap = 'not in the last tick: the target has no processes or cgroup right now';
+    }
+    while (row.p99SparkUs.length > cap) row.p99SparkUs.shift();
+  }
+  overview.spark.points = points;
+  lastTickTime = d.time;
+  if (d.windowMs) windowMs = d.windowMs;
+  if (view.name === 'overview') {
+    renderHost();
+    renderOverviewRows();
+  }
+}
+
+async function loadOverview() {
+  const [ov, dec] = await Promise.all([getJson('/api/overview'), getJson(`/api/decisions?limit=${DECISION_ROWS}`), loadChanges()]);
+  overview = ov;
+  status = ov.status;
+  decisions = dec.decisions;
+  if (ov.time) lastTickTime = ov.time;
+  if (ov.windowMs) windowMs = ov.windowMs;
+  renderStatus();
+  renderHost();
+  renderOverviewRows();
+  renderDecisions();
+  renderChanges();
+  renderOverhead(ov.status.overhead);
+  renderLiveness();
+}
+
+// ---------- target details ----------
+
+let uplotLoading = null;
+/** uPlot is needed only for a target's charts, so the overview does not pay for it. */
+function loadUplot() {
+  uplotLoading ??= new Promise((resolve, reject) => {
+    const css = el('link');
+    css.rel = 'stylesheet';
+    css.href = '/vendor/uPlot.min.css';
+    document.head.append(css);
+    const s = el('script');
+    s.src = '/vendor/uPlot.iife.min.js';
+    s.onload = () => resolve();
+    s.onerror = () => reject(new Error('load /vendor/uPlot.iife.min.js failed'));
+    document.head.append(s);
+  });
+  return uplotLoading;
+}
+
 const charts = new Set();
-
-class Store {
-  constructor(scope, name, role) {
-    this.scope = scope;
-    this.name = name;
-    this.role = role;
-    this.times = [];
-    this.values = new Map();
-    this.card = null;
-    this.chartsEl = null;
-    this.nowEl = null;
-    this.groups = new Map(); // group → { chart, keys }
-  }
-
-  push(time, source) {
-    this.times.push(time / 1000);
-    const n = this.times.length;
-    for (const f of catalogue.values()) {
-      if (f.scope !== this.scope) continue;
-      let v = source;
-      for (const p of f.path) v = v !== null && typeof v === 'object' ? v[p] : undefined;
-      const x = typeof v === 'number' ? v * f.scale : typeof v === 'boolean' ? Number(v) : null;
-      let arr = this.values.get(f.key);
-      if (!arr) {
-        if (x === null) continue;
-        arr = new Array(n - 1).fill(null);
-        this.values.set(f.key, arr);
-      }
-      arr.push(x);
-    }
-    for (const arr of this.values.values()) while (arr.length < n) arr.push(null);
-    if (n > MAX_POINTS) {
-      const drop = n - MAX_POINTS;
-      this.times.splice(0, drop);
-      for (const arr of this.values.values()) arr.splice(0, drop);
-    }
-  }
-}
-
-function storeFor(scope, name, role) {
-  const id = scope === 'host' ? 'host' : `target:${name}`;
-  let s = stores.get(id);
-  if (!s) {
-    s = new Store(scope, name, role);
-    stores.set(id, s);
-  }
-  if (role) s.role = role;
-  return s;
-}
-
-function setCatalogue(list) {
-  catalogue = new Map(list.map((f) => [`${f.scope}:${f.key}`, f]));
-}
-
-function ingest(snap) {
-  if (!snap || typeof snap.time !== 'number' || snap.time <= lastTickTime) return false;
-  lastTickTime = snap.time;
-  if (typeof snap.windowMs === 'number') windowMs = snap.windowMs;
-  for (const [name, sig] of Object.entries(snap.targets ?? {})) {
-    storeFor('target', name, sig?.role).push(snap.time, sig);
-  }
-  if (snap.host && typeof snap.host === 'object') storeFor('host', 'host').push(snap.time, snap.host);
-  return true;
-}
-
-// ---------- charts ----------
+let detail = null; // { name, times, charts: Map<id, {spec, chart, gaps}> }
 
 function drawMarkers(u, target) {
   const xmin = u.scales.x.min;
@@ -195,69 +395,42 @@ function drawMarkers(u, target) {
   ctx.beginPath();
   ctx.rect(left, top, width, height);
   ctx.clip();
-  for (let i = decisions.length - 1; i >= 0; i--) {
-    const d = decisions[i];
+  for (const d of decisions) {
+    if (d.target !== target) continue;
     const x = d.time / 1000;
     if (x < xmin || x > xmax) continue;
     const px = Math.round(u.valToPos(x, 'x', true)) + 0.5;
-    const own = target === undefined || d.target === target;
-    const color = theme.kinds[d.kind] || theme.muted;
-    ctx.globalAlpha = own ? 0.95 : 0.45;
-    ctx.strokeStyle = color;
-    ctx.lineWidth = (own ? 1.5 : 1) * dpr;
+    ctx.strokeStyle = theme.kinds[d.kind] || theme.muted;
+    ctx.lineWidth = 1.5 * dpr;
     ctx.setLineDash([4 * dpr, 3 * dpr]);
     ctx.beginPath();
     ctx.moveTo(px, top);
     ctx.lineTo(px, top + height);
     ctx.stroke();
-    ctx.setLineDash([]);
-    ctx.fillStyle = color;
-    ctx.beginPath();
-    ctx.moveTo(px - 5 * dpr, top);
-    ctx.lineTo(px + 5 * dpr, top);
-    ctx.lineTo(px, top + 7 * dpr);
-    ctx.closePath();
-    ctx.fill();
   }
   ctx.restore();
 }
 
-/** The decision drawn nearest the cursor, if any is within a few pixels. */
-function decisionAt(u, left) {
-  if (left == null || left < 0) return undefined;
-  let best;
-  let bestDist = 7;
-  for (const d of decisions) {
-    const px = u.valToPos(d.time / 1000, 'x');
-    const dist = Math.abs(px - left);
-    if (dist < bestDist) {
-      best = d;
-      bestDist = dist;
-    }
-  }
-  return best;
-}
-
-/** Outside hover the legend shows the newest values rather than blanks. */
 function showLatest(u) {
   const n = u.data?.[0]?.length ?? 0;
   if (n > 0 && u.cursor.idx == null) u.setLegend({ idx: n - 1 }, false);
 }
 
 class Chart {
-  constructor(parent, { title, unit, series, target, yRange }) {
-    this.unit = unit;
-    this.series = series;
+  constructor(parent, spec, target) {
+    this.spec = spec;
     this.target = target;
-    this.yRange = yRange;
-    this.el = el('div', 'chart');
-    this.el.dataset.unit = unit;
+    this.el = el('section', 'card chart');
+    this.el.dataset.chart = spec.id;
     const head = el('div', 'chart-head');
-    head.append(el('h3', '', title));
-    this.tip = el('div', 'marker-tip');
-    this.el.append(head, this.tip);
+    const h = el('h3', '', spec.title);
+    h.append(el('span', 'unit muted', ` · ${UNIT_NAMES[spec.unit] ?? spec.unit}`));
+    head.append(h);
+    head.title = spec.help;
+    this.helpEl = el('p', 'muted small help', spec.help);
     this.plotEl = el('div', 'plot');
-    this.el.append(this.plotEl);
+    this.gapEl = el('ul', 'notes gaps');
+    this.el.append(head, this.helpEl, this.plotEl, this.gapEl);
     parent.append(this.el);
     this.u = null;
     this.data = null;
@@ -269,89 +442,98 @@ class Chart {
   }
 
   width() {
-    return Math.max(200, this.el.clientWidth - 2);
+    return Math.max(200, this.plotEl.clientWidth || this.el.clientWidth - 24);
   }
 
   build() {
-    const unit = this.unit;
+    const unit = this.spec.unit;
     const target = this.target;
-    const yRange = this.yRange;
     const axis = {
       stroke: theme.muted,
       font: theme.font,
       grid: { stroke: theme.grid, width: 1 },
       ticks: { stroke: theme.grid, width: 1, size: 4 },
     };
-    const opts = {
-      width: this.width(),
-      height: CHART_HEIGHT,
-      padding: [10, 18, 0, 2],
-      cursor: { drag: { x: true, y: false }, points: { size: 6 } },
-      legend: { live: true },
-      scales: {
-        x: { time: true },
-        y: {
-          range: (u, min, max) => {
-            if (yRange) return yRange(min, max);
-            const hi = max > 0 ? max * 1.12 : 1;
-            return [Math.min(0, min), hi];
+    this.u = new uPlot(
+      {
+        width: this.width(),
+        height: CHART_HEIGHT,
+        padding: [10, 14, 0, 2],
+        cursor: { drag: { x: true, y: false }, points: { size: 6 } },
+        legend: { live: true },
+        scales: {
+          x: { time: true },
+          y: {
+            range: (u, min, max) =>
+              unit === 'ratio' ? [0, Math.max(max ?? 0, 0.05) * 1.12] : [Math.min(0, min ?? 0), max > 0 ? max * 1.12 : 1],
           },
         },
-      },
-      axes: [
-        {
-          ...axis,
-          space: 70,
-          // 24-hour wall clock; seconds only when the visible span is short enough to need them.
-          values: (u, splits) => {
-            const span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
-            return splits.map((v) => (span > 600 ? clockShort(v * 1000) : clock(v * 1000)));
+        axes: [
+          {
+            ...axis,
+            space: 70,
+            values: (u, splits) => {
+              const span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
+              return splits.map((v) => (span > 600 ? clockShort(v * 1000) : clock(v * 1000)));
+            },
           },
-        },
-        { ...axis, size: 64, values: (u, splits) => splits.map((v) => fmt(unit, v)) },
-      ],
-      series: [
-        { value: (u, v) => (v == null ? '–' : clock(v * 1000)) },
-        ...this.series.map((s, i) => ({
-          label: s.label,
-          stroke: s.color ?? seriesColor(s.label, i),
-          width: 1.6,
-          dash: s.dash,
-          show: s.show !== false,
-          spanGaps: false,
-          points: { show: false },
-          value: (u, v) => fmt(unit, v),
-        })),
-      ],
-      hooks: {
-        draw: [(u) => drawMarkers(u, target)],
-        ready: [(u) => showLatest(u)],
-        setCursor: [
-          (u) => {
-            showLatest(u);
-            const d = decisionAt(u, u.cursor.left);
-            if (!d) {
-              this.tip.classList.remove('show');
-              return;
-            }
-            this.tip.textContent = `${clock(d.time)} · ${d.kind} · ${d.action} → ${d.target}: ${d.reason}`;
-            this.tip.dataset.kind = d.kind;
-            this.tip.classList.add('show');
-          },
+          { ...axis, size: 70, values: (u, splits) => splits.map((v) => fmt(unit, v)) },
         ],
+        series: [
+          { value: (u, v) => (v == null ? '–' : clock(v * 1000)) },
+          ...this.spec.series.map((s, i) => ({
+            label: s.label,
+            stroke: theme.palette[i % theme.palette.length],
+            width: 1.6,
+            dash: s.label.endsWith('smoothed') ? [5, 4] : undefined,
+            show: !(this.spec.id === 'runq' && (s.label === 'p90' || s.label === 'p99 smoothed')),
+            // A tick without a value is a gap, never a zero.
+            spanGaps: false,
+            points: { show: false },
+            value: (u, v) => fmt(unit, v),
+          })),
+        ],
+        hooks: { draw: [(u) => drawMarkers(u, target)], ready: [showLatest], setCursor: [showLatest] },
       },
-    };
-    this.u = new uPlot(opts, this.data, this.plotEl);
+      this.data,
+      this.plotEl,
+    );
   }
 
-  setData(data) {
+  setData(times, series, gaps) {
+    const data = [times.map((t) => t / 1000), ...series];
     this.data = data;
-    this.el.dataset.points = String(data[0].length);
-    if (!this.u) this.build();
-    else {
+    this.el.dataset.points = String(times.length);
+    const empty = series.every((s) => s.every((v) => v === null));
+    this.el.dataset.empty = String(empty);
+    this.renderGaps(gaps, empty, times.length);
+    if (empty) {
+      if (this.u) {
+        this.u.destroy();
+        this.u = null;
+      }
+      this.plotEl.replaceChildren(el('p', 'empty no-data', 'No data in the kept history.'));
+      return;
+    }
+    if (!this.u) {
+      this.plotEl.replaceChildren();
+      this.build();
+    } else {
       this.u.setData(data);
       showLatest(this.u);
     }
+  }
+
+  renderGaps(gaps, empty, n) {
+    const items = gaps.slice(-4).map((g) => {
+      const li = el('li', 'gap-note');
+      const span = empty ? 'no data' : g.from === g.to ? `no data at ${clock(g.from)}` : `no data ${clock(g.from)}–${clock(g.to)}`;
+      li.textContent = `${span}: ${g.reason}`;
+      return li;
+    });
+    if (gaps.length > 4) items.unshift(el('li', 'muted small', `${gaps.length - 4} earlier gap(s) not listed`));
+    this.gapEl.replaceChildren(...(empty && gaps.length ? items.slice(-1) : items));
+    this.gapEl.hidden = items.length === 0 || n === 0;
   }
 
   redraw() {
@@ -373,288 +555,107 @@ class Chart {
   }
 }
 
-function ensureCard(store) {
-  if (store.card) return;
-  const card = el('section', 'card target');
-  card.dataset.target = store.name;
-  const head = el('div', 'card-head');
-  const title = el('h2', '', store.name);
-  head.append(title);
-  if (store.scope === 'host') head.append(el('span', 'badge', 'host'));
-  else {
-    store.roleEl = el('span', `badge role-${store.role ?? 'unknown'}`, store.role ?? '');
-    head.append(store.roleEl);
-  }
-  store.nowEl = el('span', 'now');
-  head.append(store.nowEl);
-  store.chartsEl = el('div', 'charts');
-  card.append(head, store.chartsEl);
-  // Targets in config order as they first appear; the host card goes last.
-  const container = $('targets');
-  const hostCard = stores.get('host')?.card;
-  if (store.scope !== 'host' && hostCard) container.insertBefore(card, hostCard);
-  else container.append(card);
-  store.card = card;
-  $('targets-empty').hidden = true;
+function clearDetail() {
+  for (const c of [...charts]) c.destroy();
+  detail = null;
 }
 
-function groupsOf(store) {
-  const groups = new Map();
-  for (const f of catalogue.values()) {
-    if (f.scope !== store.scope || !store.values.has(f.key)) continue;
-    let g = groups.get(f.group);
-    if (!g) {
-      g = { title: f.groupTitle, unit: f.unit, kind: f.group.split(':').pop(), fields: [] };
-      groups.set(f.group, g);
-    }
-    g.fields.push(f);
-  }
-  return [...groups.entries()].sort(
-    ([a, ga], [b, gb]) => KIND_ORDER.indexOf(ga.kind) - KIND_ORDER.indexOf(gb.kind) || a.localeCompare(b),
+function renderTargetHead(d) {
+  $('target-name').textContent = d.target;
+  const role = $('target-role');
+  role.textContent = d.role || '–';
+  role.className = `badge role-${d.role || 'unknown'}`;
+  const facts = d.facts.flatMap((f) => [el('dt', '', f.label), el('dd', 'mono', f.value)]);
+  $('target-facts').replaceChildren(...facts);
+  $('target-facts').hidden = facts.length === 0;
+  $('target-unavailable').replaceChildren(...d.unavailable.map((u) => el('li', 'gap-note', `not read: ${u}`)));
+  const runq = d.charts.find((c) => c.id === 'runq');
+  const p99 = runq?.series.find((s) => s.label === 'p99')?.values.at(-1);
+  $('target-now').textContent = p99 == null ? '' : `run-queue p99 now ${fmt('seconds', p99)}`;
+}
+
+function renderTargetDecisions(name) {
+  const mine = decisions.filter((d) => d.target === name);
+  $('target-decisions').tBodies[0].replaceChildren(...decisionRows(mine.slice(0, DECISION_ROWS)));
+  $('target-decisions-empty').hidden = mine.length > 0;
+}
+
+async function openTarget(name) {
+  clearDetail();
+  const [d] = await Promise.all([getJson(`/api/signals?target=${encodeURIComponent(name)}`), loadUplot()]);
+  if (view.name !== 'target' || view.target !== name) return;
+  detail = { name, times: d.times, charts: new Map(), specs: d.charts };
+  renderTargetHead(d);
+  const parent = $('target-charts');
+  // A signal that never reported for this target (off in the config, or not applicable) gets one line, not a card
+  // per chart; a chart that is empty for a reason the snapshot names keeps its card and says why.
+  const absent = d.charts.filter(
+    (c) => c.series.every((s) => s.values.every((v) => v === null)) && c.gaps.every((g) => /signal reported nothing/.test(g.reason)),
   );
+  $('target-absent').textContent = absent.length
+    ? `Not reported for this target (signal off, or not applicable): ${absent.map((c) => c.title).join(', ')}.`
+    : '';
+  $('target-absent').hidden = absent.length === 0;
+  for (const spec of d.charts) {
+    if (absent.includes(spec)) continue;
+    const chart = new Chart(parent, spec, name);
+    const entry = { spec, chart, gaps: spec.gaps };
+    detail.charts.set(spec.id, entry);
+    chart.setData(d.times, spec.series.map((s) => s.values), spec.gaps);
+  }
+  renderTargetDecisions(name);
 }
 
-function renderStore(store) {
-  ensureCard(store);
-  const wanted = groupsOf(store);
-  const seen = new Set();
-  for (const [id, g] of wanted) {
-    seen.add(id);
-    const keys = g.fields.map((f) => f.key);
-    const sig = keys.join('|');
-    let entry = store.groups.get(id);
-    if (entry && entry.sig !== sig) {
-      entry.chart.destroy();
-      entry = undefined;
+/** One tick of the open target from the stream: append a point to every chart. */
+function applyTargetDelta(t) {
+  if (!detail || t.target !== detail.name) return;
+  if (detail.times.length && t.time <= detail.times[detail.times.length - 1]) return;
+  const cap = overview?.history ?? 600;
+  detail.times.push(t.time);
+  const drop = detail.times.length > cap ? 1 : 0;
+  if (drop) detail.times.shift();
+  for (const [id, entry] of detail.charts) {
+    const vals = t.values[id] ?? entry.spec.series.map(() => null);
+    entry.spec.series.forEach((s, i) => {
+      s.values.push(vals[i] ?? null);
+      if (drop) s.values.shift();
+    });
+    const reason = t.gaps[id];
+    if (reason !== undefined) {
+      const g = entry.gaps[entry.gaps.length - 1];
+      if (g && g.reason === reason && g.to === detail.times[detail.times.length - 2]) g.to = t.time;
+      else entry.gaps.push({ from: t.time, to: t.time, reason });
     }
-    if (!entry) {
-      const series = g.fields.map((f) => ({
-        label: f.label,
-        show: !(g.kind === 'latency' && HIDDEN_BY_DEFAULT.has(f.label)),
-        dash: f.label.endsWith('ewma') ? [5, 4] : undefined,
-      }));
-      const chart = new Chart(store.chartsEl, {
-        title: g.title,
-        unit: g.unit,
-        series,
-        target: store.scope === 'host' ? undefined : store.name,
-        yRange: g.unit === 'ratio' ? (min, max) => [0, Math.max(1, max)] : undefined,
-      });
-      entry = { chart, sig, keys };
-      store.groups.set(id, entry);
-      // Keep chart order stable by kind: re-append in sorted order.
-      for (const [gid] of wanted) {
-        const e = store.groups.get(gid);
-        if (e) store.chartsEl.append(e.chart.el);
-      }
-    }
-    entry.chart.setData([store.times, ...entry.keys.map((k) => store.values.get(k))]);
+    entry.chart.setData(detail.times, entry.spec.series.map((s) => s.values), entry.gaps);
   }
-  for (const [id, entry] of store.groups) {
-    if (!seen.has(id)) {
-      entry.chart.destroy();
-      store.groups.delete(id);
-    }
+  lastTickTime = t.time;
+}
+
+// ---------- decision ----------
+
+async function openDecision(id) {
+  $('decision-id').textContent = id;
+  $('explain').textContent = 'loading…';
+  $('decision-cmd').textContent = `ebpf-tuner explain ${id}`;
+  const r = await fetch(`/api/decisions/${encodeURIComponent(id)}`);
+  if (view.name !== 'decision' || view.id !== id) return;
+  if (!r.ok) {
+    $('explain').textContent = await errorText(r);
+    $('decision-kind').hidden = true;
+    return;
   }
-  renderNow(store, wanted);
-}
-
-function renderNow(store, groups) {
-  const bits = [];
-  for (const [, g] of groups) {
-    if (g.kind !== 'latency') continue;
-    const parts = [];
-    for (const label of ['p50', 'p99']) {
-      const f = g.fields.find((x) => x.label === label);
-      const arr = f && store.values.get(f.key);
-      const v = arr ? arr[arr.length - 1] : null;
-      if (v != null) parts.push(`${label} ${fmt('seconds', v)}`);
-    }
-    if (parts.length) bits.push(`${g.title.split(' · ')[0]}  ${parts.join(' · ')}`);
-  }
-  store.nowEl.textContent = bits.join('   ');
-  if (store.roleEl && store.role) {
-    store.roleEl.textContent = store.role;
-    store.roleEl.className = `badge role-${store.role}`;
-  }
-}
-
-function renderAll() {
-  const order = [...stores.values()].sort((a, b) => (a.scope === 'host') - (b.scope === 'host'));
-  for (const s of order) renderStore(s);
-}
-
-// ---------- overhead ----------
-
-let overheadCharts = null;
-
-function pushOverhead(o) {
-  const t = o.time / 1000;
-  if (overhead.times.length && t <= overhead.times[overhead.times.length - 1]) return;
-  overhead.times.push(t);
-  overhead.cpu.push(o.cpuPercent / 100);
-  overhead.bpfCpu.push(o.bpfCpuPercent == null ? null : o.bpfCpuPercent / 100);
-  overhead.rss.push(o.rssBytes);
-  overhead.nsPerRun.push(o.bpfNsPerRun == null ? null : o.bpfNsPerRun * 1e-9);
-  if (overhead.times.length > MAX_POINTS) for (const a of Object.values(overhead)) a.shift();
-  $('kpi-cpu').textContent = fmt('ratio', o.cpuPercent / 100);
-  $('kpi-rss').textContent = fmt('bytes', o.rssBytes);
-  $('kpi-bpf-ns').textContent = o.bpfNsPerRun == null ? '–' : fmt('seconds', o.bpfNsPerRun * 1e-9);
-  $('kpi-bpf-cpu').textContent = o.bpfCpuPercent == null ? '–' : fmt('ratio', o.bpfCpuPercent / 100);
-  $('kpi-bpf-rate').textContent = fmt('', Math.round(o.bpfRunsPerSec));
-  const progs = o.programs
-    .filter((p) => p.nsPerRun != null)
-    .map((p) => `${p.name} ${fmt('seconds', p.nsPerRun * 1e-9)}/run`)
-    .join(' · ');
-  $('programs').textContent =
-    progs ||
-    (o.programs.length === 0
-      ? ''
-      : o.bpfRunsTotal === 0
-        ? 'no BPF run statistics: the kernel counts them only with sysctl kernel.bpf_stats_enabled=1'
-        : 'no BPF program ran in the last window');
-}
-
-function renderOverhead() {
-  if (!overhead.times.length) return;
-  const parent = $('overhead-charts');
-  if (!overheadCharts) {
-    overheadCharts = {
-      cpu: new Chart(parent, {
-        title: 'CPU · agent process and its BPF programs',
-        unit: 'ratio',
-        series: [{ label: 'agent' }, { label: 'bpf', color: theme.palette[4] }],
-        yRange: (min, max) => [0, Math.max(0.02, max * 1.2)],
-      }),
-      rss: new Chart(parent, {
-        title: 'memory · resident set',
-        unit: 'bytes',
-        series: [{ label: 'rss', color: theme.palette[5] }],
-      }),
-      ns: new Chart(parent, {
-        title: 'BPF · time per event',
-        unit: 'seconds',
-        series: [{ label: 'per run', color: theme.palette[6] }],
-      }),
-    };
-  }
-  overheadCharts.cpu.setData([overhead.times, overhead.cpu, overhead.bpfCpu]);
-  overheadCharts.rss.setData([overhead.times, overhead.rss]);
-  overheadCharts.ns.setData([overhead.times, overhead.nsPerRun]);
-}
-
-// ---------- decisions and changes ----------
-
-function addDecision(d, redraw = true) {
-  if (!d || typeof d.time !== 'number') return;
-  if (d.id && decisions.some((x) => x.id === d.id)) return;
-  decisionTotal++;
-  let i = 0;
-  while (i < decisions.length && decisions[i].time > d.time) i++;
-  decisions.splice(i, 0, d);
-  if (decisions.length > MAX_DECISIONS) decisions.length = MAX_DECISIONS;
-  if (redraw) {
-    renderDecisions();
-    for (const c of charts) c.redraw();
-  }
-}
-
-function kindPill(kind) {
-  const p = el('span', 'kind', kind);
-  p.dataset.kind = kind;
-  return p;
-}
-
-function renderDecisions() {
-  const body = $('decisions').tBodies[0];
-  const rows = decisions.slice(0, DECISION_ROWS).map((d) => {
-    const tr = el('tr');
-    tr.dataset.kind = d.kind;
-    const time = el('td', 'nowrap mono', clock(d.time));
-    time.title = new Date(d.time).toString();
-    const kind = el('td');
-    kind.append(kindPill(d.kind));
-    const change = d.from !== undefined || d.to !== undefined ? `${d.from ?? '?'} → ${d.to ?? '?'}` : '';
-    const reason = el('td', 'reason', d.reason ?? '');
-    const extra = [
-      d.rule && `rule ${d.rule}`,
-      d.outcome,
-      d.evidence &&
-        Object.entries(d.evidence)
-          .map(([k, v]) => `${k}=${v}`)
-          .join(' '),
-    ]
-      .filter(Boolean)
-      .join(' · ');
-    reason.title = extra;
-    tr.append(
-      time,
-      kind,
-      el('td', 'nowrap', d.action),
-      el('td', 'nowrap', d.target),
-      el('td', 'nowrap mono', change),
-      reason,
-    );
-    return tr;
-  });
-  body.replaceChildren(...rows);
-  $('decisions-empty').hidden = decisions.length > 0;
-  $('kpi-decisions').textContent = String(decisionTotal);
-  const present = KINDS.filter((k) => decisions.some((d) => d.kind === k));
-  $('kind-legend').replaceChildren(...present.map(kindPill));
-}
-
-function renderChanges() {
-  const body = $('changes').tBodies[0];
-  const order = { active: 0, overridden: 1, restored: 2 };
-  const sorted = [...changes].sort(
-    (a, b) => (order[a.state] ?? 3) - (order[b.state] ?? 3) || (b.time ?? 0) - (a.time ?? 0),
-  );
-  const writable = status?.writable === true;
-  const rows = sorted.map((c) => {
-    const tr = el('tr');
-    tr.dataset.state = c.state;
-    const knob = el('td', 'knob');
-    knob.append(el('div', '', c.action), el('div', 'mono small muted path', c.path));
-    knob.title = `${c.knobId}\n${c.path}`;
-    const value = el('td', 'nowrap mono', c.state === 'restored' ? c.original : `${c.original} → ${c.value}`);
-    const state = el('td');
-    const pill = el('span', 'state', c.state);
-    pill.dataset.state = c.state;
-    state.append(pill);
-    if (c.time) state.title = `since ${new Date(c.time).toLocaleString()}`;
-    const act = el('td', 'right');
-    if (c.state === 'active') {
-      const btn = el('button', 'btn btn-small', 'Revert');
-      btn.type = 'button';
-      btn.disabled = !writable;
-      btn.title = writable
-        ? `Restore ${c.path} to ${c.original}`
-        : 'Disabled: the agent runs without a token (--token-file)';
-      btn.addEventListener('click', () => revert(c));
-      act.append(btn);
-    }
-    tr.append(el('td', 'nowrap', c.target), knob, value, state, act);
-    return tr;
-  });
-  body.replaceChildren(...rows);
-  $('changes-empty').hidden = changes.length > 0;
-  $('kpi-changes').textContent = String(changes.filter((c) => c.state === 'active').length);
-  $('changes-note').textContent = writable ? '' : 'read-only: no token configured';
-}
-
-let changesTimer = null;
-function refreshChangesSoon() {
-  clearTimeout(changesTimer);
-  changesTimer = setTimeout(loadChanges, 150);
-}
-
-async function loadChanges() {
-  const r = await fetch('/api/changes');
-  if (r.ok) {
-    changes = (await r.json()).changes;
-    renderChanges();
-  }
+  const body = await r.json();
+  const d = body.decision;
+  const kind = $('decision-kind');
+  kind.hidden = false;
+  kind.textContent = d.kind;
+  kind.dataset.kind = d.kind;
+  $('decision-source').textContent =
+    body.source === 'audit' ? 'from the audit trail' : 'from the decisions the dashboard heard (not in the audit trail)';
+  $('explain').textContent = body.explain;
+  const tl = $('decision-target-link');
+  tl.href = targetHref(d.target);
+  tl.textContent = `→ ${d.target}`;
 }
 
 // ---------- status ----------
@@ -663,7 +664,6 @@ function renderStatus() {
   if (!status) return;
   $('version').textContent = `v${status.version}`;
   $('uptime').textContent = duration(status.uptimeSeconds);
-  $('ticks').textContent = String(status.ticks);
   const mode = $('mode');
   mode.textContent = !status.ready ? 'starting' : status.paused ? 'paused' : 'tuning';
   mode.className = `pill ${!status.ready ? 'pill-wait' : status.paused ? 'pill-warn' : 'pill-ok'}`;
@@ -675,7 +675,6 @@ function renderStatus() {
       ? 'Let the agent change knobs again'
       : 'Stop the agent from changing knobs (changes in effect stay)'
     : 'Disabled: the agent runs without a token (--token-file)';
-  if (status.overhead) pushOverhead(status.overhead);
 }
 
 async function loadStatus() {
@@ -684,11 +683,30 @@ async function loadStatus() {
     if (r.ok) {
       status = await r.json();
       renderStatus();
-      renderChanges();
+      renderOverhead(status.overhead);
+      if (view.name === 'overview') renderChanges();
     }
   } catch {
     // The stream's state already tells the user the agent is unreachable.
   }
+}
+
+async function loadChanges() {
+  const r = await fetch('/api/changes');
+  if (r.ok) {
+    changes = (await r.json()).changes;
+    if (view.name === 'overview') renderChanges();
+  }
+}
+
+let changesTimer = null;
+function refreshSoon() {
+  clearTimeout(changesTimer);
+  // Knob changes alter the overview's rows too; one fetch after a burst of them.
+  changesTimer = setTimeout(() => {
+    void loadChanges();
+    if (view.name === 'overview') void getJson('/api/overview').then((ov) => ((overview = ov), renderOverviewRows()));
+  }, 200);
 }
 
 function renderLiveness() {
@@ -800,27 +818,51 @@ async function togglePause() {
 // ---------- stream ----------
 
 let streamState = 'connecting';
-let loaded = false;
-const queue = [];
+let es = null;
+let streamUrl = '';
 
-function handle(event, data) {
-  if (event === 'fields') {
-    setCatalogue(data);
-  } else if (event === 'tick') {
-    if (ingest(data)) renderAll();
-    renderLiveness();
-  } else if (event === 'decision') {
-    addDecision(data);
-  } else if (event === 'change') {
-    refreshChangesSoon();
-  } else if (event === 'overhead') {
-    pushOverhead(data);
-    renderOverhead();
+function addDecision(d) {
+  if (!d || typeof d.time !== 'number' || decisions.some((x) => x.id === d.id)) return;
+  decisions.unshift(d);
+  decisions.sort((a, b) => b.time - a.time);
+  if (decisions.length > DECISION_ROWS * 5) decisions.length = DECISION_ROWS * 5;
+  if (overview) {
+    overview.decisions++;
+    const row = overview.targets.find((t) => t.name === d.target);
+    if (row && (!row.lastDecision || row.lastDecision.time <= d.time)) {
+      row.lastDecision = { id: d.id, time: d.time, kind: d.kind, action: d.action, target: d.target, reason: d.reason };
+    }
+  }
+  if (view.name === 'overview') {
+    renderDecisions();
+    renderOverviewRows();
+  } else if (view.name === 'target' && d.target === view.target) {
+    renderTargetDecisions(view.target);
+    for (const c of charts) c.redraw();
   }
 }
 
-function connect() {
-  const es = new EventSource('/api/stream');
+function handle(event, data) {
+  if (event === 'overview') applyOverviewDelta(data);
+  else if (event === 'target') applyTargetDelta(data);
+  else if (event === 'decision') addDecision(data);
+  else if (event === 'change') refreshSoon();
+  else if (event === 'overhead') {
+    if (status) status.overhead = data;
+    renderOverhead(data);
+  }
+  renderLiveness();
+}
+
+/** One stream at a time, carrying only what the open view draws. Events that arrive while it loads are queued. */
+function connect(url, onQueued) {
+  if (es && streamUrl === url) return;
+  es?.close();
+  streamUrl = url;
+  streamState = 'connecting';
+  const queue = [];
+  let ready = false;
+  es = new EventSource(url);
   es.addEventListener('open', () => {
     streamState = 'live';
     renderLiveness();
@@ -829,7 +871,7 @@ function connect() {
     streamState = es.readyState === EventSource.CLOSED ? 'disconnected' : 'reconnecting';
     renderLiveness();
   });
-  for (const ev of ['fields', 'tick', 'decision', 'change', 'overhead']) {
+  for (const ev of ['overview', 'target', 'decision', 'change', 'overhead']) {
     es.addEventListener(ev, (m) => {
       let data;
       try {
@@ -837,49 +879,77 @@ function connect() {
       } catch {
         return;
       }
-      if (loaded) handle(ev, data);
+      if (ready) handle(ev, data);
       else queue.push([ev, data]);
     });
   }
+  onQueued(() => {
+    ready = true;
+    for (const [ev, data] of queue.splice(0)) handle(ev, data);
+  });
 }
 
 async function getJson(path) {
   const r = await fetch(path);
-  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
+  if (!r.ok) throw new Error(`${path}: ${await errorText(r)}`);
   return r.json();
 }
 
-async function main() {
+// ---------- routing ----------
+
+function parseRoute() {
+  const h = location.hash.replace(/^#\/?/, '');
+  const [kind, ...rest] = h.split('/');
+  const arg = rest.length ? decodeURIComponent(rest.join('/')) : '';
+  if (kind === 'target' && arg) return { name: 'target', target: arg };
+  if (kind === 'decision' && arg) return { name: 'decision', id: arg };
+  return { name: 'overview' };
+}
+
+async function route() {
+  view = parseRoute();
+  document.body.dataset.ready = 'false';
+  document.body.dataset.view = view.name;
+  for (const v of ['overview', 'target', 'decision']) $(`view-${v}`).hidden = v !== view.name;
+  if (view.name !== 'target') clearDetail();
+  window.scrollTo(0, 0);
+  try {
+    if (view.name === 'overview') {
+      let release;
+      connect('/api/stream?view=overview', (r) => (release = r));
+      await loadOverview();
+      release?.();
+      document.title = 'ebpf-tuner';
+    } else if (view.name === 'target') {
+      let release;
+      connect(`/api/stream?view=target&target=${encodeURIComponent(view.target)}`, (r) => (release = r));
+      if (!status) void loadStatus();
+      if (decisions.length === 0) decisions = (await getJson(`/api/decisions?limit=${DECISION_ROWS * 5}`)).decisions;
+      await openTarget(view.target);
+      release?.();
+      document.title = `${view.target} · ebpf-tuner`;
+    } else {
+      if (!status) void loadStatus();
+      await openDecision(view.id);
+      document.title = `${view.id} · ebpf-tuner`;
+    }
+    document.body.dataset.ready = 'true';
+  } catch (err) {
+    toast(`Dashboard failed to load: ${err.message}`, true);
+  }
+}
+
+function main() {
   readTheme();
   matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => {
     readTheme();
     for (const c of charts) c.rebuild();
   });
   $('pause-btn').addEventListener('click', togglePause);
-  // Subscribe first and buffer, so nothing published while the history loads is lost; duplicates are skipped by time.
-  connect();
-  const [signals, dec, ov] = await Promise.all([
-    getJson('/api/signals'),
-    getJson(`/api/decisions?limit=${MAX_DECISIONS}`),
-    getJson('/api/overhead'),
-    loadStatus(),
-    loadChanges(),
-  ]);
-  setCatalogue(signals.fields);
-  for (const s of signals.history) ingest(s);
-  for (const d of dec.decisions.slice().reverse()) addDecision(d, false);
-  for (const o of ov.samples) pushOverhead(o);
-  loaded = true;
-  for (const [ev, data] of queue.splice(0)) handle(ev, data);
-  renderAll();
-  renderDecisions();
-  renderOverhead();
-  renderLiveness();
+  window.addEventListener('hashchange', () => void route());
   setInterval(loadStatus, 5000);
   setInterval(renderLiveness, 1000);
-  document.body.dataset.ready = 'true';
+  void route();
 }
 
-main().catch((err) => {
-  toast(`Dashboard failed to load: ${err.message}`, true);
-});
+main();

@@ -155,3 +155,51 @@ export function publishTick(s: TickSnapshot): void {
 export function publishDecision(d: DecisionEvent): void {
   channels.decision.publish(d);
 }
+
+/**
+ * A snapshot for any list of targets, each a little different: run-queue figures that drift with the target's index,
+ * cgroup statistics with the memory part unavailable (as on a v1 host where the target has no memory cgroup) and
+ * pressure that cgroup v1 does not keep, so the dashboard's gaps carry the reasons a real agent gives.
+ */
+export function syntheticFleet(time: number, i: number, targets: readonly TargetInfo[], windowMs = 1000): TickSnapshot {
+  const out: Record<string, TargetSignals> = {};
+  const psi: PsiResources = {
+    cpu: { someAvg10: 12 + 5 * Math.sin(i / 6), someAvg60: 11, someAvg300: 10, someStallUs: 120_000, someTotalUs: 5e6 + 120_000 * i },
+    memory: { someAvg10: 0.4, someAvg60: 0.2, someAvg300: 0.1, someStallUs: 0, someTotalUs: 1000, fullAvg10: 0.1 },
+    io: { someAvg10: 3.2, someAvg60: 2, someAvg300: 1, someStallUs: 10, someTotalUs: 20_000, fullAvg10: 1.5 },
+  };
+  targets.forEach((t, k) => {
+    const wave = Math.sin(i / 6 + k);
+    const base = t.role === 'protect' ? 600 + 90 * k : 250 + 20 * k;
+    out[t.name] = {
+      name: t.name,
+      role: t.role as TargetSignals['role'],
+      runqlat: runqlat(i, {
+        count: 800 + 30 * k,
+        p50: 30 + 8 * wave,
+        p90: 150 + 40 * wave,
+        p99: base * (1 + 0.4 * wave),
+        mean: 60,
+        p99Ewma: base,
+        waitUs: 50_000,
+        oncpuUs: 300_000 + 20_000 * k + 50_000 * wave,
+        switchesOut: 1200,
+        involuntary: 200 + k,
+        migrations: 10,
+      }),
+      cgstat: {
+        version: 1,
+        cpuCores: 0.3 + 0.05 * k + 0.1 * wave,
+        cpuUsageUs: 300_000,
+        nrPeriods: 0,
+        nrThrottled: 0,
+        throttledUs: 0,
+        throttledRatio: 0,
+        unavailable: [`memory: the target has no cgroup in the memory hierarchy (/sys/fs/cgroup/memory/${t.name} does not exist)`],
+      },
+      psi: { host: psi, cgroupUnavailable: 'cgroup v1 keeps no per-cgroup pressure (only the v2 hierarchy does); host values only' },
+      placement: { threads: 4 + k, runnable: 1 + (k % 3), cpusUsed: 2, pileup: 1, pileupCpu: k % 2, allowedCpus: 2, idleCpus: 0 },
+    };
+  });
+  return { time, windowMs, targets: out, host: { psi } };
+}

@@ -19,6 +19,10 @@ import { errnoCode, TunerError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { METRICS_CONTENT_TYPE, processRegistry, renderMetrics } from './metrics.js';
 import { SseHub } from './sse.js';
+import { buildTargetDetails, targetTickDelta } from './details.js';
+import { buildOverview, overviewDelta } from './overview.js';
+import { explainText } from '../audit/explain.js';
+import type { AuditRecord } from '../audit/audit.js';
 import { Telemetry, type StreamEvent } from './telemetry.js';
 import type { AgentControl } from './types.js';
 import type { TokenSource } from '../security/token.js';
@@ -274,6 +278,19 @@ function parseQuery<T>(schema: z.ZodType<T>, query: URLSearchParams): T {
   return r.data;
 }
 
+const TargetName = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[^\u0000-\u001f\u007f]+$/, 'must not contain control characters');
+
+const SignalsQuery = z.object({ target: TargetName.optional() });
+
+const StreamQuery = z.object({
+  view: z.enum(['full', 'overview', 'target']).default('full'),
+  target: TargetName.optional(),
+});
+
 /** Reads the body up to `max` bytes; past that, rejects with 413 without buffering the rest. */
 function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -363,7 +380,43 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     maxBufferedBytes: limits.sseMaxBufferedBytes,
     retryMs: 3000,
   });
-  const unlisten = telemetry.addListener((event: StreamEvent, json: string) => sse.send(event, json));
+  const unlisten = telemetry.addListener((event: StreamEvent, json: string) => {
+    // The full stream carries every snapshot; the dashboard's views get only what they draw.
+    if (event === 'tick' || event === 'fields') {
+      sse.send(event, json, 'full');
+      if (event === 'tick') sendViews();
+      return;
+    }
+    sse.send(event, json);
+  });
+  const sendViews = (): void => {
+    const tick = telemetry.lastTick();
+    if (!tick) return;
+    for (const view of sse.views()) {
+      if (view === 'overview') sse.send('overview', JSON.stringify(overviewDelta(tick)), view);
+      else if (view.startsWith('target:')) sse.send('target', JSON.stringify(targetTickDelta(tick, view.slice(7))), view);
+    }
+  };
+  const targetRole = (name: string): string | undefined => {
+    let configured: { name: string; role: string }[] = [];
+    try {
+      configured = control.targets();
+    } catch {
+      // between configs
+    }
+    const c = configured.find((t) => t.name === name || name.startsWith(`${t.name}/`));
+    if (c) return c.role;
+    for (const t of telemetry.ticksKept().reverse()) {
+      const s = t.summary.get(name);
+      if (s) return s.role ?? '';
+    }
+    return undefined;
+  };
+  const knownTarget = (name: string): string => {
+    const role = targetRole(name);
+    if (role === undefined) throw new HttpError(404, 'NOT_FOUND', `find target ${name}: no such target — list them with GET /api/targets or /api/overview`);
+    return role;
+  };
 
   const authorize = (req: IncomingMessage): void => {
     const digest = tokenDigest();
@@ -435,20 +488,28 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       },
     ],
     ['/api/status', { GET: ({ res }) => sendJson(res, 200, status()) }],
+    ['/api/overview', { GET: ({ res }) => sendJson(res, 200, { status: status(), ...buildOverview(telemetry, control) }) }],
     ['/api/targets', { GET: ({ res }) => sendJson(res, 200, { targets: control.targets() }) }],
     ['/api/hints', { GET: ({ res }) => sendJson(res, 200, { hints: control.hints?.() ?? {} }) }],
     [
       '/api/signals',
       {
         // Snapshots are kept as the JSON text they were serialised to on arrival, so this only concatenates.
-        GET: ({ res }) =>
+        GET: ({ res, query }) => {
+          const { target } = parseQuery(SignalsQuery, query);
+          if (target !== undefined) {
+            const role = knownTarget(target);
+            sendJson(res, 200, buildTargetDetails(telemetry.ticksKept(), target, role));
+            return;
+          }
           sendJson(
             res,
             200,
             `{"windowMs":${JSON.stringify(telemetry.windowMs ?? null)},"fields":${JSON.stringify(telemetry.fieldList())},` +
               `"last":${telemetry.lastSnapshotJson() ?? 'null'},"history":[${telemetry.historyJson().join(',')}]}`,
             true,
-          ),
+          );
+        },
       },
     ],
     [
@@ -465,7 +526,14 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     [
       '/api/stream',
       {
-        GET: ({ req, res }) => {
+        GET: ({ req, res, query }) => {
+          const { view, target } = parseQuery(StreamQuery, query);
+          let key: string = view;
+          if (view === 'target') {
+            if (target === undefined) throw new HttpError(400, 'BAD_REQUEST', 'parse query parameter target: view=target needs target=NAME');
+            knownTarget(target);
+            key = `target:${target}`;
+          }
           if (req.method === 'HEAD') {
             res.writeHead(200, {
               ...COMMON_HEADERS,
@@ -485,7 +553,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
               },
             );
           }
-          sse.add(req, res, COMMON_HEADERS);
+          sse.add(req, res, COMMON_HEADERS, key);
         },
       },
     ],
@@ -545,9 +613,40 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     }),
   };
 
+  const decisionRoute: Route = {
+    GET: ({ res, params }) => {
+      const parsed = KnobIdSchema.safeParse(params.id);
+      if (!parsed.success) {
+        throw new HttpError(400, 'BAD_REQUEST', `parse decision id: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+      }
+      const id = parsed.data;
+      // The audit trail first: it has the closed loop's later outcome and verdicts; the decisions heard on the bus are
+      // the fallback (an agent without an audit trail, or a decision older than it keeps).
+      let found = control.decision?.(id);
+      let source: 'audit' | 'recent' = 'audit';
+      if (!found) {
+        const rec = telemetry.findDecision(id);
+        if (rec) {
+          found = { decision: rec as unknown as AuditRecord, related: telemetry.relatedDecisions(id) as unknown as AuditRecord[] };
+          source = 'recent';
+        }
+      }
+      if (!found) throw new HttpError(404, 'NOT_FOUND', `explain ${id}: no such decision — list them with GET /api/decisions`);
+      sendJson(res, 200, { ...found, source, explain: explainText(found.decision, found.related) });
+    },
+  };
+
   const match = (pathname: string): { route: Route; params: Record<string, string> } | undefined => {
     const fixed = routes.get(pathname);
     if (fixed) return { route: fixed, params: {} };
+    const dm = /^\/api\/decisions\/([^/]+)$/.exec(pathname);
+    if (dm && dm[1] !== undefined) {
+      try {
+        return { route: decisionRoute, params: { id: decodeURIComponent(dm[1]) } };
+      } catch {
+        throw new HttpError(400, 'BAD_REQUEST', 'parse decision id: malformed percent-encoding');
+      }
+    }
     const m = /^\/api\/changes\/([^/]+)\/revert$/.exec(pathname);
     if (!m || m[1] === undefined) return undefined;
     let knobId: string;

@@ -14,7 +14,8 @@ export interface SseOptions {
 }
 
 export class SseHub {
-  private readonly clients = new Set<ServerResponse>();
+  /** Each client with the view it asked for: `full`, `overview` or `target:NAME`. */
+  private readonly clients = new Map<ServerResponse, string>();
   private readonly heartbeat: NodeJS.Timeout;
   private closed = false;
 
@@ -33,7 +34,7 @@ export class SseHub {
   }
 
   /** Takes over the response as an event stream. Caller checks `full` first. */
-  add(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>): void {
+  add(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>, view = 'full'): void {
     res.writeHead(200, {
       ...headers,
       'Content-Type': 'text/event-stream; charset=utf-8',
@@ -43,7 +44,7 @@ export class SseHub {
       'X-Accel-Buffering': 'no',
     });
     res.write(`retry: ${this.opts.retryMs}\n: connected\n\n`);
-    this.clients.add(res);
+    this.clients.set(res, view);
     const drop = (): void => {
       this.clients.delete(res);
     };
@@ -52,13 +53,20 @@ export class SseHub {
     res.on('error', drop);
   }
 
-  send(event: string, json: string): void {
-    if (this.clients.size === 0) return;
-    this.write(`event: ${event}\ndata: ${json}\n\n`);
+  /** The distinct views clients are watching, so a view's payload is built only when someone reads it. */
+  views(): Set<string> {
+    return new Set(this.clients.values());
   }
 
-  private write(chunk: string): void {
-    for (const res of this.clients) {
+  /** Sends to every client, or only to those watching `view`. */
+  send(event: string, json: string, view?: string): void {
+    if (this.clients.size === 0) return;
+    this.write(`event: ${event}\ndata: ${json}\n\n`, view);
+  }
+
+  private write(chunk: string, view?: string): void {
+    for (const [res, v] of this.clients) {
+      if (view !== undefined && v !== view) continue;
       if (res.writableLength > this.opts.maxBufferedBytes) {
         this.clients.delete(res);
         res.destroy();
@@ -72,7 +80,7 @@ export class SseHub {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.heartbeat);
-    for (const res of this.clients) res.end();
+    for (const res of this.clients.keys()) res.end();
     this.clients.clear();
   }
 }

@@ -46,6 +46,50 @@ interface StoredDecision {
   time: number;
 }
 
+/**
+ * One tick as kept for the API: each target's part as its own JSON text, so one target's history (the dashboard's
+ * details view) is read without parsing every other target, and the overview's few numbers per target, so the
+ * overview never parses snapshots at all. The whole snapshot's text is put back together only for /api/signals.
+ */
+export interface StoredTick {
+  time: number;
+  windowMs: number | undefined;
+  targets: Map<string, string>;
+  host: string | undefined;
+  /** Per target: run-queue p99 in µs and the on-CPU share (0–1); null where the tick had none. */
+  summary: Map<string, TickSummary>;
+}
+
+export interface TickSummary {
+  role: string | undefined;
+  p99Us: number | null;
+  oncpuRatio: number | null;
+}
+
+/** The overview's numbers of one target's signals; null where the signal reported nothing. */
+export function summarise(sig: unknown): TickSummary {
+  const r = isRecord(sig) ? sig : {};
+  const runq = isRecord(r.runqlat) ? r.runqlat : undefined;
+  const oncpu = isRecord(r.oncpu) ? r.oncpu : undefined;
+  const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  const ratio = num(runq?.oncpuRatio) ?? num(oncpu?.ratio);
+  return {
+    role: typeof r.role === 'string' ? r.role : undefined,
+    p99Us: num(runq?.p99),
+    oncpuRatio: ratio,
+  };
+}
+
+/** Compact view of a decision, for the overview's "last decision" of each target. */
+export interface DecisionBrief {
+  id: string;
+  time: number;
+  kind: string;
+  action: string;
+  target: string;
+  reason: string;
+}
+
 /** Distinct (kind, action) pairs counted; past this, further pairs fold into action="other". */
 const MAX_DECISION_SERIES = 256;
 /** Overhead is sampled on ticks but no more often than this, so a fast tick does not turn it into noise. */
@@ -66,7 +110,10 @@ export class Telemetry {
   private readonly counters = new Map<string, Map<string, [Labels, number]>>();
 
   private lastJson: string | undefined;
-  private readonly tickRing: Ring<string>;
+  private readonly tickRing: Ring<StoredTick>;
+  /** The newest decision about each target (by target name), for the overview. */
+  readonly lastDecisionByTarget = new Map<string, DecisionBrief>();
+  decisionsSeen = 0;
   private readonly decisionRing: Ring<StoredDecision>;
   readonly overheadRing: Ring<OverheadSample>;
   private readonly listeners = new Set<StreamListener>();
@@ -126,7 +173,37 @@ export class Telemetry {
 
   /** JSON text of the kept snapshots, oldest first. */
   historyJson(): string[] {
+    return this.tickRing.toArray().map(snapshotJson);
+  }
+
+  /** The kept ticks, oldest first. */
+  ticksKept(): StoredTick[] {
     return this.tickRing.toArray();
+  }
+
+  lastTick(): StoredTick | undefined {
+    return this.tickRing.last();
+  }
+
+  get historyCapacity(): number {
+    return this.tickRing.capacity;
+  }
+
+  /** The kept decision with this id, parsed, or undefined. */
+  findDecision(id: string): Record<string, unknown> | undefined {
+    for (const d of this.decisionRing.newest(this.decisionRing.size)) {
+      const rec = JSON.parse(d.json) as Record<string, unknown>;
+      if (rec.id === id) return rec;
+    }
+    return undefined;
+  }
+
+  /** Kept decisions that refer to `id` (`ref`), oldest first. */
+  relatedDecisions(id: string): Record<string, unknown>[] {
+    return this.decisionRing
+      .toArray()
+      .map((d) => JSON.parse(d.json) as Record<string, unknown>)
+      .filter((r) => r.ref === id);
   }
 
   /** JSON text of up to `limit` decisions, newest first. */
@@ -169,7 +246,7 @@ export class Telemetry {
     this.lastTickTime = copy.time;
     if (typeof copy.windowMs === 'number') this.windowMs = copy.windowMs;
     this.lastJson = json;
-    this.tickRing.push(json);
+    this.tickRing.push(storeTick(copy));
     const before = this.fields.version;
     this.fields.flatten(copy);
     this.lastView = copy as SnapshotView;
@@ -191,7 +268,22 @@ export class Telemetry {
       return;
     }
     const d = msg as unknown as DecisionEvent;
-    this.decisionRing.push({ json, time: typeof d.time === 'number' ? d.time : Date.now() });
+    const time = typeof d.time === 'number' ? d.time : Date.now();
+    this.decisionRing.push({ json, time });
+    this.decisionsSeen++;
+    if (typeof d.target === 'string' && typeof d.id === 'string') {
+      const prev = this.lastDecisionByTarget.get(d.target);
+      if (!prev || prev.time <= time) {
+        this.lastDecisionByTarget.set(d.target, {
+          id: d.id.slice(0, 128),
+          time,
+          kind: d.kind,
+          action: d.action,
+          target: d.target,
+          reason: typeof d.reason === 'string' ? d.reason.slice(0, 300) : '',
+        });
+      }
+    }
     this.countDecision(d.kind, d.action);
     this.emit('decision', json);
   }
@@ -271,6 +363,33 @@ export class Telemetry {
     this.overheadRing.push(sample);
     return sample;
   }
+}
+
+function storeTick(copy: { time: number; windowMs?: unknown; targets: unknown; host?: unknown }): StoredTick {
+  const targets = new Map<string, string>();
+  const summary = new Map<string, TickSummary>();
+  if (isRecord(copy.targets)) {
+    for (const [name, sig] of Object.entries(copy.targets)) {
+      targets.set(name, JSON.stringify(sig));
+      summary.set(name, summarise(sig));
+    }
+  }
+  return {
+    time: copy.time,
+    windowMs: typeof copy.windowMs === 'number' ? copy.windowMs : undefined,
+    targets,
+    host: copy.host === undefined ? undefined : JSON.stringify(copy.host),
+    summary,
+  };
+}
+
+/** The snapshot's JSON text again, from its kept parts. */
+export function snapshotJson(t: StoredTick): string {
+  const targets = [...t.targets].map(([k, j]) => `${JSON.stringify(k)}:${j}`).join(',');
+  return (
+    `{"time":${t.time}${t.windowMs !== undefined ? `,"windowMs":${t.windowMs}` : ''},"targets":{${targets}}` +
+    `${t.host !== undefined ? `,"host":${t.host}` : ''}}`
+  );
 }
 
 /** JSON text of a bus payload; bigints (cgroup ids) become numbers or strings, a cycle makes it undefined. */

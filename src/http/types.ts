@@ -2,6 +2,7 @@
  * The shapes the HTTP server needs from the rest of the agent. The server sees the agent only through these and the
  * event bus, so it can be tested against a fake and never reaches into the engine's internals.
  */
+import type { AuditRecord } from '../audit/audit.js';
 
 export const DECISION_KINDS = ['applied', 'dry-run', 'refused', 'reverted', 'overridden', 'restored'] as const;
 export type DecisionKind = (typeof DECISION_KINDS)[number];
@@ -71,6 +72,12 @@ export interface AgentControl {
   programStats(): ProgramStats[];
   /** Names of the actions a decision can carry, so their decision counters exist at 0 before the first one. */
   actions?(): readonly string[];
+  /**
+   * One decision from the audit trail and the later decisions that refer to it (verdict, revert), as `explain ID`
+   * reads them; undefined when there is no such decision. Without this method the server answers from the decisions
+   * it heard on the bus.
+   */
+  decision?(id: string): { decision: AuditRecord; related: AuditRecord[] } | undefined;
   /** Advice published for cooperating applications (e.g. pressure_backoff's concurrency hints), by target. */
   hints?(): Record<string, unknown>;
 }
