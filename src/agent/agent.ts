@@ -342,12 +342,14 @@ export class Agent {
           return cache.get(k) as T;
         };
       };
+      let activeSet: ReadonlySet<string> | undefined;
+      const active = (): ReadonlySet<string> => (activeSet ??= this.activeChanges());
       const decisions = this.engine.tick({
         now,
         snapshot,
         targets: this.targets,
         current: memo((target, action) => this.current(target, action)),
-        changed: memo((target, action) => this.changed(target, action)),
+        changed: memo((target, action) => this.changed(target, action, active)),
         original: memo((target, action) => this.original(target, action)),
       });
       for (const d of decisions) this.carryOut(d, now);
@@ -385,14 +387,29 @@ export class Agent {
     }
   }
 
-  private changed(target: string, action: string): boolean {
+  /**
+   * Whether a change of ours made by `action` is in effect on `target`. The journal answers first: listing an
+   * action's knobs can mean walking the target's threads (affinities) or open files (read-ahead devices), which
+   * every rule asking about every target each tick must not pay for targets the agent never changed. `active` is
+   * the journal's active entries, read once per tick.
+   */
+  private changed(target: string, action: string, active: () => ReadonlySet<string>): boolean {
     const a = findAction(action);
     if (!a || !this.journal) return false;
+    if (!active().has(`${target}\0${action}`)) return false;
     try {
+      // Confirm by knob id: an entry left by an earlier scope of the same target name (a reload that moved it) is
+      // not a change of this target's knobs.
       return a.knobs(this.target(target)).some((k) => this.journal!.get(k.id)?.state === 'active');
     } catch {
       return false;
     }
+  }
+
+  /** `${target}\0${action}` of every active journal entry. */
+  private activeChanges(): ReadonlySet<string> {
+    if (!this.journal?.isOpen) return new Set();
+    return new Set(this.journal.active().map((e) => `${e.target}\0${e.action}`));
   }
 
   private original(target: string, action: string): KnobValues | undefined {

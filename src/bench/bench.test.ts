@@ -168,7 +168,7 @@ describe('section summaries', () => {
 
   it('agent-cost: fits µs per tick against targets', () => {
     const runs = [10, 100, 1000].flatMap((n) =>
-      ['1s', '100ms'].map((tick) => ({ round: 1, tick, targets: n, seconds: 8, cpuPctStat: 0.5, cpuPctSched: 0.4, perTickUs: 200 + 3 * n, rssMiB: 70, hwmMiB: 80 })),
+      ['1s', '100ms'].map((tick) => ({ round: 1, tick, targets: n, seconds: 8, cpuPctStat: 0.5, cpuPctSched: 0.4, perTickUs: 200 + 3 * n, rssMiB: 70, hwmMiB: 80, opensPerTick: 40 })),
     );
     const s = summarizeCost(runs, { ticks: ['1s', '100ms'], targetCounts: [10, 100, 1000], windowS: 8 });
     expect(s.data.fits['1s']!.slope).toBeCloseTo(3, 8);

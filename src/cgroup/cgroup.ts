@@ -158,6 +158,24 @@ export function listThreads(cgroupDir: string): number[] {
   return parseIdList(fs.existsSync(v1) ? v1 : path.join(cgroupDir, 'cgroup.threads'));
 }
 
+/**
+ * The child cgroups (subdirectories) of a cgroup directory, as full paths; empty when it is gone. A directory whose
+ * link count is 2 has no subdirectories (cgroupfs, like most file systems, counts "." and its parent's entry plus one
+ * per child's ".."), so the common leaf cgroup costs one stat instead of an open, a listing and a close. Where the
+ * file system counts links otherwise (btrfs always says 1) the directory is listed.
+ */
+export function childCgroups(dir: string): string[] {
+  const st = fs.statSync(dir, { throwIfNoEntry: false });
+  if (st === undefined || !st.isDirectory() || st.nlink === 2) return [];
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  return entries.filter((e) => e.isDirectory()).map((e) => path.join(dir, e.name));
+}
+
 export interface ProcCgroupLine {
   hierarchy: number;
   /** Empty for the v2 line (`0::/path`). */

@@ -53,7 +53,10 @@ export function slotCount(capacity: SlotCapacity): number {
 /** Every cgroup directory at or below `dir` with its id (the directory's inode number, as the kernel side sees it). */
 export function subtreeIds(dir: string, out: bigint[] = []): bigint[] {
   try {
-    out.push(statSync(dir, { bigint: true }).ino);
+    const st = statSync(dir, { bigint: true });
+    out.push(st.ino);
+    // Link count 2: no subdirectories (see childCgroups), so the leaf costs this stat alone.
+    if (st.nlink === 2n) return out;
     for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) subtreeIds(join(dir, e.name), out);
   } catch {
     // a cgroup removed while we walk: it simply has no members any more

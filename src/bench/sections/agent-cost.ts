@@ -6,7 +6,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { TunerError } from '../../core/errors.js';
 import { projectRoot } from '../../bpf/paths.js';
 import { startAgent, type AgentTarget } from '../peers.js';
@@ -77,6 +77,22 @@ interface Run {
   perTickUs: number;
   rssMiB: number;
   hwmMiB: number;
+  /** openat calls per tick over the window (perf's syscalls:sys_enter_openat); NaN without perf. */
+  opensPerTick: number;
+}
+
+/**
+ * openat calls by every thread of `pid` over `seconds`, counted by `perf stat` on the syscall tracepoint; NaN when
+ * perf is missing or cannot attach (the rest of the section does not depend on it).
+ */
+function countOpens(pid: number, seconds: number): Promise<number> {
+  return new Promise((resolve) => {
+    execFile('perf', ['stat', '-x', ',', '-e', 'syscalls:sys_enter_openat', '-p', String(pid), '--', 'sleep', String(seconds)], (err, _out, stderr) => {
+      const line = String(stderr).split('\n').find((l) => l.includes('sys_enter_openat'));
+      const n = line === undefined ? NaN : Number(line.split(',')[0]);
+      resolve(err || !Number.isFinite(n) ? NaN : n);
+    });
+  });
 }
 
 async function buildThreadsHelper(ctx: BenchContext): Promise<string> {
@@ -145,8 +161,11 @@ async function measure(ctx: BenchContext, round: number, tick: string, targets: 
     // costs from then on.
     await sleep(p.settleS * 1000);
     const a = sampleCpu(agent.proc.pid);
+    // perf's own start-up falls inside the window; what it adds to the agent is the tracepoint, a few ns per open.
+    const opens = countOpens(agent.proc.pid, p.windowS);
     await sleep(p.windowS * 1000);
     const b = sampleCpu(agent.proc.pid);
+    const openCount = await opens;
     const status = readFileSync(`/proc/${agent.proc.pid}/status`, 'utf8');
     const seconds = (b.t - a.t) / 1000;
     const ticks = (seconds * 1000) / TICK_MS[tick]!;
@@ -160,6 +179,7 @@ async function measure(ctx: BenchContext, round: number, tick: string, targets: 
       perTickUs: (b.ns - a.ns) / 1000 / ticks,
       rssMiB: statusKb(status, 'VmRSS') / 1024,
       hwmMiB: statusKb(status, 'VmHWM') / 1024,
+      opensPerTick: openCount / ((p.windowS * 1000) / TICK_MS[tick]!),
     };
   } finally {
     await agent.stop();
@@ -175,7 +195,7 @@ export function summarize(runs: Run[], p: Record<string, unknown> & { ticks: str
   }
   const table: Table = {
     title: 'agent process, median over rounds (CPU as % of one core)',
-    columns: ['tick', 'targets', 'CPU % (stat utime+stime)', 'CPU % (schedstat)', 'µs per tick', 'VmRSS MiB', 'VmHWM MiB'],
+    columns: ['tick', 'targets', 'CPU % (stat utime+stime)', 'CPU % (schedstat)', 'µs per tick', 'VmRSS MiB', 'VmHWM MiB', 'file opens per tick'],
     rows: p.ticks.flatMap((tick) =>
       p.targetCounts.map((n) => [
         tick,
@@ -185,6 +205,7 @@ export function summarize(runs: Run[], p: Record<string, unknown> & { ticks: str
         fmt(med(tick, n, 'perTickUs'), 0),
         fmt(med(tick, n, 'rssMiB'), 1),
         fmt(med(tick, n, 'hwmMiB'), 1),
+        fmt(med(tick, n, 'opensPerTick'), 1),
       ]),
     ),
   };
@@ -245,6 +266,7 @@ export function summarize(runs: Run[], p: Record<string, unknown> & { ticks: str
       `Each run: start the agent with N empty target cgroups (roles alternating protect/noisy), let it settle, then measure over ${p.windowS} s.`,
       `A helper process keeps ${(p as { threads?: number }).threads ?? '?'} threads sleeping on the host during the whole section.`,
       'stat utime+stime counts in clock ticks (10 ms), so small percentages are coarse; schedstat sums the exact on-CPU ns of every agent thread.',
+      'File opens per tick: openat calls of all agent threads over the window, counted with perf stat -e syscalls:sys_enter_openat -p PID (n/a without perf).',
     ],
     charts,
     data: { runs, fits: Object.fromEntries(fits) },

@@ -8,13 +8,17 @@
  * under the cpuacct mount (cpuacct.usage) and the memory mount (memory.usage_in_bytes, memory.limit_in_bytes,
  * memory.stat); where the cgroup has no twin there, that part is reported as unavailable, saying which directory is
  * missing and how to fix it (re-checked as membership is refreshed).
+ *
+ * Every file is opened once and read with `pread` from offset 0 each tick (cgroup/kept-file.ts): one descriptor per
+ * file per target, closed when the target goes, so a tick costs no opens.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { errnoCode } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
 import { controllerRootOf, detectLayout, type CgroupLayout } from '../../cgroup/layout.js';
+import { KeptFiles } from '../../cgroup/kept-file.js';
 
 /** One tick of one target. Counts and times are over the window; memory is as read at the end of it. */
 export interface CgstatWindow {
@@ -109,6 +113,7 @@ export class CgstatSignal implements Signal {
   private targets: Target[] = [];
   private files = new Map<string, Files>();
   private readonly last = new Map<string, Counters>();
+  private readonly kept = new KeptFiles();
 
   constructor(private readonly opts: CgstatOptions = {}) {}
 
@@ -140,6 +145,14 @@ export class CgstatSignal implements Signal {
     this.files = files;
     // Targets come and go (a cgroup_pattern makes one of every cgroup that appears): keep counters only for the live ones.
     for (const name of this.last.keys()) if (!files.has(name)) this.last.delete(name);
+    const dirs = new Set<string>();
+    for (const f of files.values()) for (const d of [f.cpu, f.cpuacct, f.memory]) if (d !== undefined) dirs.add(d);
+    this.kept.retain((p) => dirs.has(dirname(p)));
+  }
+
+  /** Descriptors held open now (one per file per live target). */
+  get openFiles(): number {
+    return this.kept.size;
   }
 
   private filesOf(dir: string, version: 1 | 2): Files {
@@ -181,7 +194,7 @@ export class CgstatSignal implements Signal {
     const memory: Reading['memory'] = {};
     const file = (p: string, what: string): string | undefined => {
       try {
-        return readFileSync(p, 'utf8');
+        return this.kept.read(p);
       } catch (e) {
         unavailable.push(`${what}: ${p}: ${reason(e)}`);
         return undefined;
@@ -268,5 +281,6 @@ export class CgstatSignal implements Signal {
 
   close(): void {
     this.last.clear();
+    this.kept.close();
   }
 }

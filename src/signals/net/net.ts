@@ -9,7 +9,7 @@
  * processes of that target (on hybrid hosts systemd mirrors units into both trees, so a service usually has one).
  * Everything else counts for the host only.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { isTunerError, TunerError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
@@ -18,6 +18,7 @@ import type { BpfObject } from '../../bpf/object.js';
 import { loadFirstWorking, type AttachKind, type ProgramSet } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
 import { cgroupId, detectLayout, isPathUnder, type CgroupLayout } from '../../cgroup/layout.js';
+import { childCgroups } from '../../cgroup/cgroup.js';
 import { BurstDetector, type BurstOptions } from '../../stats/burst.js';
 import { capacityFor, slotCount, subtreeIds, TARGET_FILTER_SIZE, targetFilter, u64 } from '../membership.js';
 
@@ -192,13 +193,7 @@ function readIds(file: string): number[] {
 
 function subtreeProcs(dir: string, out: Set<number>): void {
   for (const pid of readIds(join(dir, 'cgroup.procs'))) out.add(pid);
-  let entries: import('node:fs').Dirent[];
-  try {
-    entries = readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return;
-  }
-  for (const e of entries) if (e.isDirectory()) subtreeProcs(join(dir, e.name), out);
+  for (const child of childCgroups(dir)) subtreeProcs(child, out);
 }
 
 /** The v2 cgroup directory of a process, or undefined (gone, or in no v2 cgroup under this mount). */

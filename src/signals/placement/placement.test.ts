@@ -7,7 +7,7 @@ import type { Target } from '../../core/types.js';
 import type { CgroupLayout } from '../../cgroup/layout.js';
 import { createFakeNuma, type FakeNuma } from '../numa/fake-numa.js';
 import { formatCpuList, fromMask, parseCpuList, sameCpuList, toMask } from './cpulist.js';
-import { PlacementSignal, samplePlacement, summarize } from './placement.js';
+import { onCpuCountsAll, PlacementSignal, ranInWindow, samplePlacement, summarize } from './placement.js';
 import { busyFractions, parseProcStat, parseTaskStat } from './procfs.js';
 
 describe('cpu lists', () => {
@@ -130,5 +130,22 @@ describe('placement on a fake procfs', () => {
     sig.collect(Date.now(), out);
     expect(out.db?.placement).toMatchObject({ threads: 3, runnable: 1, pileup: 1 });
     sig.close();
+  });
+});
+
+describe('which targets placement may leave unsampled', () => {
+  const cg = (name: string, p: string, slot = 0): Target => ({ name, role: 'protect', slot, scope: { kind: 'cgroup', path: p, version: 1 } }) as Target;
+  const pids = (name: string, list: number[], slot = 0): Target => ({ name, role: 'protect', slot, scope: { kind: 'pids', pids: list } }) as Target;
+
+  it('counts a target alone unless a nested cgroup target or an earlier process target takes some of its tasks', () => {
+    const set = onCpuCountsAll([cg('outer', '/cg/a'), cg('inner', '/cg/a/b'), cg('sibling', '/cg/ab'), pids('p1', [10, 11]), pids('p2', [11, 12]), pids('p3', [13])]);
+    expect([...set].sort()).toEqual(['inner', 'p1', 'p3', 'sibling']);
+  });
+
+  it('treats a target as having run unless the run-queue signal reported it idle', () => {
+    expect(ranInWindow({ name: 'x', role: 'protect' })).toBe(true);
+    expect(ranInWindow({ name: 'x', role: 'protect', runqlat: { oncpuUs: 0, switchesOut: 0 } } as never)).toBe(false);
+    expect(ranInWindow({ name: 'x', role: 'protect', runqlat: { oncpuUs: 5, switchesOut: 0 } } as never)).toBe(true);
+    expect(ranInWindow({ name: 'x', role: 'protect', runqlat: { oncpuUs: 0, switchesOut: 1 } } as never)).toBe(true);
   });
 });

@@ -7,6 +7,14 @@
  *
  * No BPF: the answer is an instantaneous sample per tick, which procfs gives at a cost proportional to the
  * target's thread count, and the rule acting on it requires the condition over several ticks anyway.
+ *
+ * Only targets whose tasks ran in the window are sampled. The run-queue signal (collected before this one) sums each
+ * target's on-CPU time and switches in the kernel; a target with neither had no thread on a CPU, so it can have no
+ * pile-up (two runnable threads on one CPU take turns within a few ms), and its last sample still stands as long as
+ * that one found nothing runnable. Idle targets are still re-sampled every RESAMPLE_TICKS ticks, spread over the
+ * ticks by slot, so their thread counts do not go stale. A target whose tasks the kernel side counts for another
+ * target (a cgroup target with a nested cgroup target, a process listed by an earlier process target) is always
+ * sampled, and so is every target when the run-queue signal is off.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -67,6 +75,9 @@ export interface PlacementHost {
   cpus: number[];
 }
 
+/** An idle target is re-sampled at least this often (ticks), so its thread count follows slow changes. */
+export const RESAMPLE_TICKS = 30;
+
 export class PlacementSignal implements Signal {
   readonly name = 'placement';
   private log?: Logger;
@@ -74,13 +85,20 @@ export class PlacementSignal implements Signal {
   private targets: Target[] = [];
   private prevStat?: Map<number, CpuTimes>;
   private lastHost?: PlacementHost;
+  /** Each target's last sample, reused while its tasks stay off the CPU. */
+  private readonly lastSample = new Map<string, PlacementStats>();
+  /** Targets whose every task the run-queue signal counts for them (see onCpuCountsAll). */
+  private countedAlone = new Set<string>();
+  private ticks = 0;
+  /** Samples taken and skipped, since start (for tests and the bench). */
+  readonly counts = { sampled: 0, skipped: 0 };
 
   constructor(private readonly opts: PlacementOptions) {}
 
   start(ctx: SignalContext): void {
     this.log = ctx.log.child({ signal: this.name });
     this.layout = this.opts.layout ?? detectLayout();
-    this.targets = ctx.targets;
+    this.updateTargets(ctx.targets);
     // Baseline, so the first window measures only time after start.
     this.prevStat = readProcStat(this.opts);
     this.log.info({ targets: ctx.targets.length, idleBelow: this.opts.idleBelow }, 'placement sampling /proc');
@@ -88,6 +106,9 @@ export class PlacementSignal implements Signal {
 
   updateTargets(targets: Target[]): void {
     this.targets = targets;
+    this.countedAlone = onCpuCountsAll(targets);
+    const live = new Set(targets.map((t) => t.name));
+    for (const name of this.lastSample.keys()) if (!live.has(name)) this.lastSample.delete(name);
   }
 
   collect(_now: number, out: Record<string, TargetSignals>): void {
@@ -102,9 +123,20 @@ export class PlacementSignal implements Signal {
 
     // One cpuset read per distinct cpuset per tick, however many threads share it.
     const cpusetCache = new Map<string, number[]>();
+    const tick = this.ticks++;
     for (const t of this.targets) {
       const sig = (out[t.name] ??= { name: t.name, role: t.role });
-      sig.placement = samplePlacement(t, this.layout, busy, this.opts, cpusetCache);
+      const prev = this.lastSample.get(t.name);
+      const due = (tick + t.slot) % RESAMPLE_TICKS === 0;
+      if (prev !== undefined && prev.runnable === 0 && !due && this.countedAlone.has(t.name) && !ranInWindow(sig)) {
+        this.counts.skipped++;
+        sig.placement = prev;
+        continue;
+      }
+      this.counts.sampled++;
+      const p = samplePlacement(t, this.layout, busy, this.opts, cpusetCache);
+      this.lastSample.set(t.name, p);
+      sig.placement = p;
     }
   }
 
@@ -116,7 +148,38 @@ export class PlacementSignal implements Signal {
   close(): void {
     this.layout = undefined;
     this.prevStat = undefined;
+    this.lastSample.clear();
   }
+}
+
+/**
+ * Whether the run-queue signal saw any of the target's tasks on a CPU in the window. False only when it reported
+ * the target and counted neither on-CPU time nor a switch; without a run-queue reading the answer is "maybe", true.
+ */
+export function ranInWindow(sig: TargetSignals): boolean {
+  const r = sig.runqlat as { oncpuUs?: number; switchesOut?: number } | undefined;
+  if (r === undefined || typeof r.oncpuUs !== 'number') return true;
+  return r.oncpuUs > 0 || (r.switchesOut ?? 0) > 0;
+}
+
+/**
+ * Targets whose every task the kernel side counts for them and no other (signals/membership.ts: a nested cgroup
+ * target takes its subtree from the outer one; a process listed by two process targets counts for the first).
+ */
+export function onCpuCountsAll(targets: readonly Target[]): Set<string> {
+  const out = new Set<string>();
+  const cgroups = targets.flatMap((t) => (t.scope.kind === 'cgroup' ? [t.scope.path] : []));
+  const firstOwner = new Map<number, string>();
+  for (const t of targets) if (t.scope.kind === 'pids') for (const pid of t.scope.pids) if (!firstOwner.has(pid)) firstOwner.set(pid, t.name);
+  for (const t of targets) {
+    if (t.scope.kind === 'cgroup') {
+      const dir = t.scope.path;
+      if (!cgroups.some((c) => c.startsWith(`${dir}/`))) out.add(t.name);
+    } else if (t.scope.pids.every((pid) => firstOwner.get(pid) === t.name)) {
+      out.add(t.name);
+    }
+  }
+  return out;
 }
 
 /** One target's placement now, given each CPU's busy fraction over the window. */

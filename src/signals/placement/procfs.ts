@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { TunerError, errnoCode } from '../../core/errors.js';
 import type { Target } from '../../core/types.js';
-import { listThreads } from '../../cgroup/cgroup.js';
+import { childCgroups, listThreads } from '../../cgroup/cgroup.js';
 import { controllerRootOf, type CgroupLayout } from '../../cgroup/layout.js';
 import { parseCpuList } from './cpulist.js';
 
@@ -89,13 +89,7 @@ export function cgroupSubtreeThreads(dir: string, out: number[] = []): number[] 
   } catch {
     // the cgroup is gone, or this is not a cgroup directory: no members
   }
-  let entries: fs.Dirent[];
-  try {
-    entries = fs.readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return out;
-  }
-  for (const e of entries) if (e.isDirectory()) cgroupSubtreeThreads(path.join(dir, e.name), out);
+  for (const child of childCgroups(dir)) cgroupSubtreeThreads(child, out);
   return out;
 }
 
@@ -126,13 +120,7 @@ export function targetProcesses(target: Target): number[] {
   const out = new Set<number>();
   const walk = (dir: string): void => {
     for (const p of readIds(path.join(dir, 'cgroup.procs'))) out.add(p);
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) if (e.isDirectory()) walk(path.join(dir, e.name));
+    for (const child of childCgroups(dir)) walk(child);
   };
   walk(target.scope.path);
   return [...out].sort((a, b) => a - b);
