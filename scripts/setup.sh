@@ -8,19 +8,24 @@ set -euo pipefail
 
 usage() {
 	cat <<'EOF'
-usage: scripts/setup.sh [--quiet] [--strict]
-  --quiet   print only warnings and errors (a failing step still shows its output)
-  --strict  fail when a package in scripts/apt-packages.txt has no apt candidate
-            (default: warn, and let the build steps fail if it was needed)
+usage: scripts/setup.sh [--quiet] [--strict] [--runtime]
+  --quiet    print only warnings and errors (a failing step still shows its output)
+  --strict   fail when a listed package has no apt candidate
+             (default: warn, and let the build steps fail if it was needed)
+  --runtime  install only what the agent needs to run (scripts/apt-packages-runtime.txt, plus the BPF
+             compiler only when bpf/.output has no prebuilt objects): no test workloads, no test or benchmark
+             tools (chromium, stress-ng, bpftrace, perf, prometheus, qemu), no image build tools
 EOF
 }
 
 QUIET=0
 STRICT=0
+RUNTIME=0
 for arg in "$@"; do
 	case "$arg" in
 	--quiet) QUIET=1 ;;
 	--strict) STRICT=1 ;;
+	--runtime) RUNTIME=1 ;;
 	-h | --help)
 		usage
 		exit 0
@@ -35,6 +40,14 @@ done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 PKG_LIST="$ROOT/scripts/apt-packages.txt"
+# What compiles the BPF objects; a runtime install needs it only when no prebuilt objects are there.
+BPF_BUILD_PACKAGES=(clang-16 llvm-16 bpftool libbpf-dev make)
+BPF_OBJECTS=(probe runqlat futex blkio net)
+bpf_prebuilt() {
+	local o
+	for o in "${BPF_OBJECTS[@]}"; do [ -f "$ROOT/bpf/.output/$o.bpf.o" ] || return 1; done
+}
+[ "$RUNTIME" = 0 ] || PKG_LIST="$ROOT/scripts/apt-packages-runtime.txt"
 UNIT_SRC="$ROOT/deploy/systemd/ebpf-tuner.service"
 UNIT_DST=/etc/systemd/system/ebpf-tuner.service
 LINK=/usr/local/bin/ebpf-tuner
@@ -89,6 +102,10 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 # --- packages ---------------------------------------------------------------
 log "==> packages ($PKG_LIST)"
 mapfile -t packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$PKG_LIST" | grep -v '^$')
+if [ "$RUNTIME" = 1 ] && ! bpf_prebuilt; then
+	log "no prebuilt BPF objects in bpf/.output: adding the compiler (${BPF_BUILD_PACKAGES[*]})"
+	packages+=("${BPF_BUILD_PACKAGES[@]}")
+fi
 missing=()
 for pkg in "${packages[@]}"; do
 	status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
@@ -141,8 +158,11 @@ esac
 log "packages: ${#packages[@]} listed, $((${#packages[@]} - ${#unavailable[@]})) available in apt, ${#to_install[@]} installed now"
 
 # Catch a missing compiler here, with its name, rather than deep in a Makefile.
-need=(make cc)
-[ -f "$ROOT/bpf/Makefile" ] && need+=(clang-16 bpftool)
+need=()
+[ "$RUNTIME" = 1 ] || need+=(make cc)
+if [ -f "$ROOT/bpf/Makefile" ] && { [ "$RUNTIME" = 0 ] || ! bpf_prebuilt; }; then
+	need+=(make clang-16 bpftool)
+fi
 for tool in "${need[@]}"; do
 	command -v "$tool" >/dev/null || die "step 'packages': '$tool' is not installed (see $PKG_LIST)"
 done
@@ -167,7 +187,9 @@ mkdir -p "$ROOT/.state"
 exec 9>"$ROOT/.state/build.lock"
 flock 9
 
-if [ -f "$ROOT/bpf/Makefile" ]; then
+if [ "$RUNTIME" = 1 ] && bpf_prebuilt; then
+	log "==> make -C bpf: prebuilt objects in bpf/.output, not rebuilt (--runtime)"
+elif [ -f "$ROOT/bpf/Makefile" ]; then
 	log "==> make -C bpf"
 	run "make -C bpf" make -C "$ROOT/bpf"
 else
@@ -179,8 +201,12 @@ run "tsc" "$ROOT/node_modules/.bin/tsc" -p "$ROOT/tsconfig.json"
 mkdir -p "$(dirname "$TSC_STAMP")"
 touch "$TSC_STAMP"
 
-log "==> make -C tools"
-run "make -C tools" make -C "$ROOT/tools"
+if [ "$RUNTIME" = 1 ]; then
+	log "==> make -C tools: test workloads, skipped (--runtime)"
+else
+	log "==> make -C tools"
+	run "make -C tools" make -C "$ROOT/tools"
+fi
 
 # --- install ----------------------------------------------------------------
 if [ ! -f "$UNIT_SRC" ]; then
@@ -212,4 +238,4 @@ else
 	run "link" ln -sfn "$LAUNCHER" "$LINK"
 fi
 
-log "done: run 'npm test', or 'ebpf-tuner --help'"
+if [ "$RUNTIME" = 1 ]; then log "done: run 'ebpf-tuner check', then 'ebpf-tuner run'"; else log "done: run 'npm test', or 'ebpf-tuner --help'"; fi

@@ -195,6 +195,16 @@ describe('what the agent relies on', () => {
     expect(find('ConfigMap', '20-configmap.yaml')[0].obj.metadata?.name).toBe(volume('config').configMap?.name);
   });
 
+  it('every container runs the image deploy/image/build.sh builds by default: ebpf-tuner:<package.json version>', () => {
+    const version = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
+    const build = readFileSync(join(REPO, 'deploy/image/build.sh'), 'utf8');
+    expect(build).toContain('TAG="ebpf-tuner:$VERSION"');
+    for (const d of [ds, fallback]) {
+      const containers = [...(d.spec!.template.spec!.initContainers ?? []), ...d.spec!.template.spec!.containers];
+      expect(containers.map((c) => c.image)).toEqual(containers.map(() => `ebpf-tuner:${version}`));
+    }
+  });
+
   it('runs with exactly the five capabilities, unprivileged, and no API access', () => {
     expect(agent.securityContext?.capabilities).toEqual({
       drop: ['ALL'],
