@@ -5,9 +5,10 @@
  *
  * Attribution: a request belongs to the task that is current when it is inserted into the queue (block_rq_insert),
  * or, for requests issued straight to the driver without an insert (no I/O scheduler, the common case for NVMe,
- * virtio and loop), when it is issued. That is the submitting task for direct and synchronous I/O. Buffered writes are
- * written back later by kworker threads (and loop devices pass their I/O on from kworkers too): that I/O belongs to no
- * target, and appears only in the host-wide view.
+ * virtio and loop), when it is issued. That is the submitting task for direct and synchronous I/O, except for a request
+ * the driver could not take at once: it waits on the hardware queue and kblockd issues it, so no target gets it (rare,
+ * and only under a full queue). Buffered writes are written back later by kworker threads (and loop devices pass their
+ * I/O on from kworkers too): that I/O belongs to no target, and appears only in the host-wide view.
  *
  * Every request is tracked from issue to completion, target or not, because queue depth is a property of the device:
  * one hash update at issue, one delete at completion. Requests already in flight when the program attaches are

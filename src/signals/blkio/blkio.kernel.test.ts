@@ -184,7 +184,16 @@ describe('blkio on the real kernel', () => {
         expect(seqDev!.writeBytes).toBeGreaterThanOrEqual(ddBytes(writeOut) * 0.98);
         expect(seqDev!.writeBytes).toBeLessThanOrEqual(ddBytes(writeOut) * 1.02);
         expect(foreign).toBeGreaterThanOrEqual(0);
-        expect(seqDev!.ios).toBeGreaterThanOrEqual(768 - foreign);
+        // A request the loop device could not take at once waits on the hardware queue and is dispatched later by
+        // kblockd, not by dd: the host view counts it, no target does. Count those from the host view (all requests
+        // in the window, less both readers' and everyone else's); foreign requests still in flight only lower it.
+        const host = signal.hostWindow()!;
+        const hostDev = host.devices.find((d) => d.dev === devNo);
+        expect(hostDev).toBeDefined();
+        const dispatchedLater = Math.max(0, hostDev!.ios - seqDev!.ios - (randDev?.ios ?? 0) - foreign);
+        console.log(`requests on the device charged to no target: ${dispatchedLater}`);
+        expect(dispatchedLater).toBeLessThanOrEqual(8);
+        expect(seqDev!.ios).toBeGreaterThanOrEqual(768 - foreign - dispatchedLater);
         expect(seqDev!.seqRatio).toBeGreaterThan(0.95);
         expect(seqDev!.maxInflight).toBeGreaterThanOrEqual(1);
         expect(seqDev!.p50).toBeGreaterThan(0);
@@ -193,9 +202,9 @@ describe('blkio on the real kernel', () => {
 
         expect(randDev).toBeDefined();
         // One request per 4 KiB read, exactly when nobody else used the device meanwhile.
-        expect(Math.abs(randDev!.ios - 200)).toBeLessThanOrEqual(foreign);
-        if (foreign === 0) expect(randDev!.readBytes).toBe(200 * 4096);
-        else expect(randDev!.readBytes).toBeGreaterThanOrEqual((200 - foreign) * 4096);
+        expect(Math.abs(randDev!.ios - 200)).toBeLessThanOrEqual(foreign + dispatchedLater);
+        if (foreign + dispatchedLater === 0) expect(randDev!.readBytes).toBe(200 * 4096);
+        else expect(randDev!.readBytes).toBeGreaterThanOrEqual((200 - foreign - dispatchedLater) * 4096);
         expect(randDev!.writeBytes).toBe(0);
         expect(randDev!.seqRatio).toBeLessThan(0.05);
 
@@ -205,8 +214,6 @@ describe('blkio on the real kernel', () => {
         expect(w.control.burst).toBe(0);
 
         // The host view holds at least both readers' requests on the loop device.
-        const host = signal.hostWindow()!;
-        const hostDev = host.devices.find((d) => d.dev === devNo);
         expect(hostDev!.ios).toBeGreaterThanOrEqual(seqDev!.ios + randDev!.ios);
       } finally {
         signal.close();
