@@ -164,7 +164,9 @@ export async function runCommand(opts: RunOptions): Promise<void> {
    * the running config stays. A good one replaces the agent: the old one restores every original, the new one starts
    * fresh — the HTTP server, metrics and watchdog carry on.
    */
-  let reloading: Promise<void> = Promise.resolve();
+  // Reloads wait for the first start: a SIGHUP during it (`systemctl reload` right after start) is queued, not fatal.
+  let startDone!: () => void;
+  let reloading: Promise<void> = new Promise((resolve) => (startDone = resolve));
   const reload = (why: string): void => {
     reloading = reloading.then(async () => {
       if (stopping || !opts.config) return;
@@ -198,6 +200,8 @@ export async function runCommand(opts: RunOptions): Promise<void> {
     });
   };
 
+  // Before anything starts: SIGHUP's default action ends the process without a word.
+  process.on('SIGHUP', () => reload('SIGHUP'));
   try {
     if (opts.listen) {
       // Bound before the agent starts: /readyz answers 503 until it is running.
@@ -213,12 +217,14 @@ export async function runCommand(opts: RunOptions): Promise<void> {
     }
     await agent.start();
   } catch (e) {
+    stopping = true;
+    startDone();
     await agent.stop();
     await http?.close();
     releaseStats?.();
     throw e;
   }
-  process.on('SIGHUP', () => reload('SIGHUP'));
+  startDone();
   if (opts.config) {
     const file = opts.config;
     watchFile(file, { interval: 2000 }, (cur, prev) => {

@@ -20,7 +20,13 @@ describe('config reload', () => {
     const file = dir.file('c.yaml', `targets:\n  - {name: first, cgroup: ${a.path}, role: protect}\n`);
     const agent = startAgent(['--config', file, '--state-dir', dir.path + '/state']);
     try {
+      // A SIGHUP while the agent is still starting (its first log line, before any program is attached) waits for the
+      // start instead of ending the process.
+      await agent.waitFor(() => true);
+      agent.child.kill('SIGHUP');
       await agent.waitFor((l) => l.msg === 'agent running');
+      const early = await agent.waitFor((l) => l.msg === 'config unchanged');
+      expect(early.why).toBe('SIGHUP');
 
       writeFileSync(file, `tickk: 1s\ntargets:\n  - {name: first, cgroup: ${a.path}, role: protect}\n`);
       agent.child.kill('SIGHUP');
