@@ -1,7 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects: pure logic runs in parallel and unprivileged; kernel tests touch shared host state
-// (scheduler latency, cgroups, BPF programs) and run one file at a time so they do not disturb each other.
+// Two projects on the host: pure logic runs in parallel and unprivileged; kernel tests touch shared host state
+// (scheduler latency, cgroups, BPF programs) and run one file at a time so they do not disturb each other. Tests that
+// need root without touching the kernel (`*.root.test.ts`: chown to other uids) run with the kernel ones, as root.
 export default defineConfig({
   test: {
     projects: [
@@ -11,13 +12,13 @@ export default defineConfig({
           // Property tests run thousands of cases; a loaded CI machine must not turn that into a timeout.
           testTimeout: 30_000,
           include: ['src/**/*.test.ts'],
-          exclude: ['src/**/*.kernel.test.ts'],
+          exclude: ['src/**/*.kernel.test.ts', 'src/**/*.root.test.ts'],
         },
       },
       {
         test: {
           name: 'kernel',
-          include: ['src/**/*.kernel.test.ts', 'tests/**/*.kernel.test.ts', 'tools/**/*.test.ts'],
+          include: ['src/**/*.kernel.test.ts', 'src/**/*.root.test.ts', 'tests/**/*.kernel.test.ts', 'tools/**/*.test.ts'],
           fileParallelism: false,
           testTimeout: 120_000,
           hookTimeout: 60_000,

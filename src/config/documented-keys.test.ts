@@ -40,7 +40,7 @@ function documentedKeys(): string[] {
   return [...section.matchAll(/^\|\s*`([^`]+)`\s*\|/gm)].map((m) => m[1]!);
 }
 
-function schemaKeys(path: string[] = [], name = ''): string[] {
+function schemaKeys(path: PropertyKey[] = [], name = ''): string[] {
   const out: string[] = [];
   for (const k of knownKeysAt(path) ?? []) {
     const key = name ? `${name}.${k}` : k;

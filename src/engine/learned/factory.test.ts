@@ -108,7 +108,7 @@ describe('createStrategies and strategy.kind', () => {
     const fb: StrategyFeedback = {
       decisionId: 'd-1',
       nudge: nudge!,
-      verdict: { decisionId: 'd-1', verdict: 'kept', rule: nudge!.rule, action: nudge!.action, target: nudge!.target, metric: 'runqlat.p99', before: 15_000, after: 6_000, improvement: 0.6, samples: 5 },
+      verdict: { decisionId: 'd-1', verdict: 'kept', rule: nudge!.rule, action: nudge!.action, target: nudge!.target, metric: 'runqlat.p99', before: 15_000, after: 6_000, improvement: 0.6, samples: 5, samplesBefore: 5, pValue: null, low: null, high: null, confidence: 0.9 },
       snapshotAfter: ticks.next().value!.snapshot,
     };
     s!.feedback!(fb);
@@ -127,7 +127,7 @@ describe('createStrategies and strategy.kind', () => {
     s!.feedback!({
       decisionId: 'd-1',
       nudge: nudge!,
-      verdict: { decisionId: 'd-1', verdict: 'revert', rule: nudge!.rule, action: nudge!.action, target: nudge!.target, metric: 'runqlat.p99', before: 15_000, after: 15_000, improvement: 0, samples: 5 },
+      verdict: { decisionId: 'd-1', verdict: 'revert', rule: nudge!.rule, action: nudge!.action, target: nudge!.target, metric: 'runqlat.p99', before: 15_000, after: 15_000, improvement: 0, samples: 5, samplesBefore: 5, pValue: null, low: null, high: null, confidence: 0.9 },
     });
     expect((s as CanaryStrategy).learner.model.updates).toBe(0);
     expect(existsSync(path.join(dir, MODEL_FILE))).toBe(false);

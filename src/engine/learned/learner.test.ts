@@ -96,6 +96,11 @@ class Driver {
       after,
       improvement: (before - after) / before,
       samples: 3,
+      samplesBefore: 3,
+      pValue: null,
+      low: null,
+      high: null,
+      confidence: 0.9,
     };
     const fb: StrategyFeedback = { decisionId: v.decisionId, nudge, verdict: v, snapshotAfter: this.history.at(-1)! };
     this.learner.feedback(fb);
@@ -274,7 +279,7 @@ describe('LearnedStrategy: learning', () => {
     l.observe({
       decisionId: 'x',
       nudge,
-      verdict: { decisionId: 'x', verdict: 'kept', rule: 'noisy-neighbor', action: 'cpu_weight', target: 'batch', metric: 'runqlat.p99', before: 9000, after: 4500, improvement: 0.5, samples: 3 },
+      verdict: { decisionId: 'x', verdict: 'kept', rule: 'noisy-neighbor', action: 'cpu_weight', target: 'batch', metric: 'runqlat.p99', before: 9000, after: 4500, improvement: 0.5, samples: 3, samplesBefore: 3, pValue: null, low: null, high: null, confidence: 0.9 },
       snapshotBefore: before,
       snapshotAfter: snap(5, 4500, 2_000_000),
     });
@@ -328,7 +333,7 @@ function trained(arm: string, reward: number): LearnerModel {
     l.observe({
       decisionId: `t${i}`,
       nudge,
-      verdict: { decisionId: `t${i}`, verdict: 'kept', rule: nudge.rule, action: arm, target: 'batch', metric: 'runqlat.p99', before: 1, after: 1, improvement: reward + 0.02, samples: 3 },
+      verdict: { decisionId: `t${i}`, verdict: 'kept', rule: nudge.rule, action: arm, target: 'batch', metric: 'runqlat.p99', before: 1, after: 1, improvement: reward + 0.02, samples: 3, samplesBefore: 3, pValue: null, low: null, high: null, confidence: 0.9 },
       snapshotBefore: s,
       snapshotAfter: s,
     });

@@ -120,7 +120,7 @@ function trainedOnPileup() {
     learner.observe({
       decisionId: `t${i}`,
       nudge,
-      verdict: { decisionId: `t${i}`, verdict: 'kept', rule: nudge.rule, action: nudge.action, target: 'web', metric: 'runqlat.p99', before: 15_000, after: 5_000, improvement: 0.66, samples: 3 },
+      verdict: { decisionId: `t${i}`, verdict: 'kept', rule: nudge.rule, action: nudge.action, target: 'web', metric: 'runqlat.p99', before: 15_000, after: 5_000, improvement: 0.66, samples: 3, samplesBefore: 3, pValue: null, low: null, high: null, confidence: 0.9 },
       snapshotBefore: before,
       snapshotAfter: host.snapshot(5000),
     });
