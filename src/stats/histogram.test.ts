@@ -6,26 +6,19 @@ import {
   bucketLow,
   bucketOf,
   histAdd,
-  histDelta,
-  histMean,
-  histMerge,
   histPercentile,
-  histPercentiles,
-  histTotal,
 } from './histogram.js';
 
 const BUCKETS = 32;
 
 /** A histogram of values placed at the (k + 0.5)/n quantiles of a distribution: its exact shape, no sampling noise. */
-function fromQuantileFn(n: number, inv: (p: number) => number): { counts: Float64Array; sum: number } {
+function fromQuantileFn(n: number, inv: (p: number) => number): { counts: Float64Array } {
   const counts = new Float64Array(BUCKETS);
-  let sum = 0;
   for (let k = 0; k < n; k++) {
     const v = inv((k + 0.5) / n);
     histAdd(counts, v);
-    sum += v;
   }
-  return { counts, sum };
+  return { counts };
 }
 
 /** What linear interpolation within log2 buckets predicts for a distribution with CDF `cdf`. */
@@ -69,18 +62,17 @@ describe('histPercentile on known distributions', () => {
   const N = 100_000;
 
   it('uniform on [0, 1024): exact up to the sample spacing (tolerance 0.01)', () => {
-    const { counts, sum } = fromQuantileFn(N, (p) => p * 1024);
+    const { counts } = fromQuantileFn(N, (p) => p * 1024);
     for (const q of [0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999]) {
       expect(Math.abs(histPercentile(counts, q) - q * 1024)).toBeLessThan(0.01);
     }
     expect(histPercentile(counts, 0)).toBe(0);
     expect(histPercentile(counts, 1)).toBe(1024);
-    expect(histMean(counts, sum)).toBeCloseTo(512, 6);
   });
 
   it('exponential, mean 1000 µs: matches the bucket-interpolation prediction to 0.1%, the true quantile to 30%', () => {
     const mean = 1000;
-    const { counts, sum } = fromQuantileFn(N, (p) => -mean * Math.log(1 - p));
+    const { counts } = fromQuantileFn(N, (p) => -mean * Math.log(1 - p));
     const cdf = (x: number) => 1 - Math.exp(-x / mean);
     for (const q of [0.5, 0.9, 0.99, 0.999]) {
       const est = histPercentile(counts, q);
@@ -92,17 +84,15 @@ describe('histPercentile on known distributions', () => {
       expect(est).toBeGreaterThanOrEqual(bucketLow(bucketOf(truth)));
       expect(est).toBeLessThanOrEqual(bucketHigh(bucketOf(truth)));
     }
-    expect(histMean(counts, sum) / mean).toBeCloseTo(1, 3);
   });
 
-  it('constant 1000: every percentile inside its bucket [512, 1024), spread linearly; the mean exact', () => {
+  it('constant 1000: every percentile inside its bucket [512, 1024), spread linearly', () => {
     const counts = new Float64Array(BUCKETS);
     histAdd(counts, 1000, 5000);
     expect(histPercentile(counts, 0)).toBe(512);
     expect(histPercentile(counts, 0.5)).toBe(768);
     expect(histPercentile(counts, 0.99)).toBeCloseTo(512 + 0.99 * 512, 9);
     expect(histPercentile(counts, 1)).toBe(1024);
-    expect(histMean(counts, 1000 * 5000)).toBe(1000);
   });
 
   it('point masses on bucket edges', () => {
@@ -127,10 +117,9 @@ describe('histPercentile on known distributions', () => {
     expect(histPercentile(zeros, 0.99)).toBeCloseTo(1.98, 9);
   });
 
-  it('empty histograms have no percentiles or mean', () => {
+  it('empty histograms have no percentiles', () => {
     expect(histPercentile(new Float64Array(BUCKETS), 0.5)).toBeNaN();
     expect(histPercentile([], 0.5)).toBeNaN();
-    expect(histMean(new Float64Array(BUCKETS), 0)).toBeNaN();
   });
 
   it('refuses quantiles outside [0, 1]', () => {
@@ -143,14 +132,6 @@ describe('histPercentile on known distributions', () => {
       }
       expect(isTunerError(err, 'INTERNAL')).toBe(true);
     }
-  });
-
-  it('histPercentiles agrees with histPercentile and fills the caller’s array', () => {
-    const { counts } = fromQuantileFn(10_000, (p) => -500 * Math.log(1 - p));
-    const out = new Float64Array(3);
-    const qs = [0.5, 0.9, 0.99];
-    expect(histPercentiles(counts, qs, out)).toBe(out);
-    expect([...out]).toEqual(qs.map((q) => histPercentile(counts, q)));
   });
 });
 
@@ -186,68 +167,5 @@ describe('histPercentile properties', () => {
       }),
       { numRuns: 500 },
     );
-  });
-});
-
-describe('histDelta', () => {
-  it('subtracts cumulative counters into the caller’s array', () => {
-    const out = new Float64Array(4);
-    expect(histDelta([5, 7, 9, 1], [2, 7, 4, 0], out)).toBe(out);
-    expect([...out]).toEqual([3, 0, 5, 1]);
-    expect(histDelta([5, 7], [2, 3])).toEqual([3, 4]);
-  });
-
-  it('treats a decrease as a counter reset: the window is everything since', () => {
-    expect(histDelta([1, 9, 0], [4, 2, 0])).toEqual([1, 9, 0]);
-  });
-
-  it('reads a shorter prev as zeros, and zeroes an output longer than the input', () => {
-    expect(histDelta([1, 2, 3], [1])).toEqual([0, 2, 3]);
-    const out = new Float64Array([9, 9, 9, 9]);
-    histDelta([3, 3], [1, 1], out);
-    expect([...out]).toEqual([2, 2, 0, 0]);
-  });
-
-  it('refuses an output too small for the input', () => {
-    expect(() => histDelta([1, 2, 3], [0, 0, 0], new Float64Array(2))).toThrow(/output holds 2 buckets, input has 3/);
-  });
-
-  it('delta of the sum equals the sum of deltas (merge(prev, delta) = cur without reset)', () => {
-    fc.assert(
-      fc.property(fc.array(fc.tuple(fc.nat(1000), fc.nat(1000)), { maxLength: 40 }), (pairs) => {
-        const prev = pairs.map(([a]) => a);
-        const cur = pairs.map(([a, d]) => a + d);
-        const delta = histDelta(cur, prev);
-        expect(histMerge([...prev], delta)).toEqual(cur);
-        expect(histTotal(delta)).toBe(histTotal(cur) - histTotal(prev));
-      }),
-    );
-  });
-});
-
-describe('histMerge', () => {
-  it('adds bucket by bucket, growing a plain array', () => {
-    const into = [1, 1];
-    expect(histMerge(into, [1, 2, 3])).toBe(into);
-    expect(into).toEqual([2, 3, 3]);
-    const t = new Float64Array([1, 2, 3]);
-    histMerge(t, [1]);
-    expect([...t]).toEqual([2, 2, 3]);
-  });
-
-  it('refuses a typed target that is too small', () => {
-    expect(() => histMerge(new Float64Array(1), [1, 2])).toThrow(/target holds 1 buckets, source has 2/);
-  });
-
-  it('merged percentiles equal those of the combined values', () => {
-    const a = new Float64Array(BUCKETS);
-    const b = new Float64Array(BUCKETS);
-    const all = new Float64Array(BUCKETS);
-    for (let v = 0; v < 5000; v += 7) {
-      histAdd(v % 2 ? a : b, v);
-      histAdd(all, v);
-    }
-    histMerge(a, b);
-    expect([...a]).toEqual([...all]);
   });
 });

@@ -52,51 +52,6 @@ export function histTotal(counts: Counts): number {
   return t;
 }
 
-/**
- * One window's counts from two reads of cumulative counters: `cur - prev`. If any bucket went down, the counters
- * were reset since `prev` (the program was reloaded, the map recreated), and everything counted since the reset is
- * `cur` itself, so that is the window. A `prev` shorter than `cur` counts as zeros beyond its end.
- */
-export function histDelta(cur: Counts, prev: Counts): number[];
-export function histDelta<T extends MutableCounts>(cur: Counts, prev: Counts, out: T): T;
-export function histDelta(cur: Counts, prev: Counts, out?: MutableCounts): MutableCounts {
-  const n = cur.length;
-  const dst = out ?? new Array<number>(n);
-  if (dst.length < n) {
-    throw new TunerError('INTERNAL', `subtract histograms: output holds ${dst.length} buckets, input has ${n}`);
-  }
-  let reset = false;
-  for (let i = 0; i < n; i++) {
-    const d = cur[i] - (i < prev.length ? prev[i] : 0);
-    if (d < 0) reset = true;
-    dst[i] = d;
-  }
-  if (reset) for (let i = 0; i < n; i++) dst[i] = cur[i];
-  for (let i = n; i < dst.length; i++) dst[i] = 0;
-  return dst;
-}
-
-/** Add `from` into `into`, bucket by bucket; returns `into`. A plain array grows to fit; a typed array must fit. */
-export function histMerge<T extends MutableCounts>(into: T, from: Counts): T {
-  if (into.length < from.length) {
-    if (!Array.isArray(into)) {
-      throw new TunerError(
-        'INTERNAL',
-        `merge histograms: target holds ${into.length} buckets, source has ${from.length}`,
-      );
-    }
-    for (let i = into.length; i < from.length; i++) (into as number[]).push(0);
-  }
-  for (let i = 0; i < from.length; i++) into[i] += from[i];
-  return into;
-}
-
-/** Mean of the window from its separately counted sum; NaN for an empty window. */
-export function histMean(counts: Counts, sum: number): number {
-  const t = histTotal(counts);
-  return t > 0 ? sum / t : NaN;
-}
-
 function checkQuantile(q: number): void {
   if (!(q >= 0 && q <= 1)) throw new TunerError('INTERNAL', `compute percentile: q must be in [0, 1], got ${q}`);
 }
@@ -110,19 +65,6 @@ function checkQuantile(q: number): void {
 export function histPercentile(counts: Counts, q: number): number {
   checkQuantile(q);
   return quantileOf(counts, q, histTotal(counts));
-}
-
-/**
- * Several quantiles at once, written into `out` (which is returned), so that a caller asking for p50/p90/p99 every
- * tick allocates nothing.
- */
-export function histPercentiles<T extends MutableCounts>(counts: Counts, qs: Counts, out: T): T {
-  const total = histTotal(counts);
-  for (let k = 0; k < qs.length; k++) {
-    checkQuantile(qs[k]);
-    out[k] = quantileOf(counts, qs[k], total);
-  }
-  return out;
 }
 
 function quantileOf(counts: Counts, q: number, total: number): number {
