@@ -62,6 +62,12 @@ function typeText(schema: Schema): string {
   throw new Error('a config key of a kind the reference cannot name — fix: give it a type in doc()');
 }
 
+/** A whole number's range, read from its checks; other kinds say theirs in doc(). */
+function allowedText(schema: Schema): string {
+  const s = unwrap(schema);
+  return s instanceof z.ZodNumber && s.format === 'safeint' ? `${s.minValue} to ${s.maxValue}` : '';
+}
+
 function defaultText(schema: Schema): string {
   for (let s: Schema = schema; ; ) {
     if (s instanceof z.ZodDefault) {
@@ -81,7 +87,7 @@ function rowText(r: Row): string {
     `\`${r.key}\``,
     r.doc.type ?? typeText(r.schema),
     r.doc.default ?? defaultText(r.schema),
-    r.doc.allowed ?? '',
+    r.doc.allowed ?? allowedText(r.schema),
     r.doc.meaning,
   ];
   return `|${cells.map((c) => (c === '' ? ' ' : ` ${c} `)).join('|')}|`;

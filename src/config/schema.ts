@@ -82,7 +82,7 @@ export interface KeyDoc {
   meaning: string;
   /** The Type column, where the schema alone does not say enough (a unit, what a list holds). */
   type?: string;
-  /** The Allowed column: ranges and rules as the reader needs them. */
+  /** The Allowed column: ranges and rules as the reader needs them; a whole number's range is read from its checks. */
   allowed?: string;
   /** The Default column, where it is not the schema's own default (absent, a whole section, set elsewhere). */
   default?: string;
@@ -163,7 +163,13 @@ export const durations = new WeakMap<z.core.$ZodType, { unit: DurationUnit; minM
  * milliseconds, in `unit` ('Us': the whole milliseconds × 1000). A bare number inside quotes is refused rather than
  * guessed at, because "30" could have meant seconds.
  */
-function duration<U extends DurationUnit = 'Ms'>(opts: { min: number; max: number; allowZero: boolean; fix: string; unit?: U }) {
+function duration<U extends DurationUnit = 'Ms'>(opts: {
+  min: number;
+  max: number;
+  allowZero: boolean;
+  fix: string;
+  unit?: U;
+}) {
   const unit: DurationUnit = opts.unit ?? 'Ms';
   const range = `from ${formatMs(opts.min)} to ${formatMs(opts.max)}`;
   const schema = z.unknown().transform((input, ctx): InUnit<U> => {
@@ -502,7 +508,7 @@ function triggerTicks(value: number, meaning: string) {
         fix: `write e.g. trigger_ticks: ${d}`,
       }),
     ),
-    { allowed: `1 to ${LIMITS.triggerTicksMax}`, meaning },
+    { meaning },
   );
 }
 
@@ -515,7 +521,7 @@ function calmTicks(value: number, meaning: string) {
         fix: `write e.g. calm_ticks: ${d}`,
       }),
     ),
-    { allowed: `1 to ${LIMITS.calmTicksMax}`, meaning },
+    { meaning },
   );
 }
 
@@ -533,7 +539,6 @@ const noisyNeighbor = strict(
       ),
       {
         type: 'integer, µs',
-        allowed: `1 to ${LIMITS.p99ThresholdMaxUs}`,
         meaning: 'a protect target\'s run-queue p99 above this is a hot tick',
       },
     ),
@@ -588,7 +593,7 @@ const noisyNeighbor = strict(
           fix: `write e.g. max_noisy_per_step: ${d}`,
         }),
       ),
-      { allowed: `1 to ${LIMITS.maxTargets}`, meaning: 'how many of the busiest noisy targets are lowered per step' },
+      { meaning: 'how many of the busiest noisy targets are lowered per step' },
     ),
   },
   { expected: 'a mapping of policy settings', fix: 'indent the settings under noisy_neighbor:' },
@@ -678,7 +683,7 @@ const ioPrefetch = strict(
       byDefault(64, (d) =>
         int(1, 65_536, { expected: 'a whole number of KiB from 1 to 65536', fix: `write e.g. max_request_kb: ${d}` }),
       ),
-      { type: 'integer, KiB', allowed: '1 to 65536', meaning: 'a stream whose mean request is at most this counts as small' },
+      { type: 'integer, KiB', meaning: 'a stream whose mean request is at most this counts as small' },
     ),
     min_ios_per_s: doc(
       byDefault(50, (d) =>
@@ -699,7 +704,6 @@ const ioPrefetch = strict(
       ),
       {
         type: 'integer, KiB',
-        allowed: '1 to 16384',
         meaning: 'the device\'s `read_ahead_kb` while the stream lasts (only ever a raise)',
       },
     ),
@@ -743,7 +747,6 @@ const cpusetSpread = strict(
         }),
       ),
       {
-        allowed: '2 to 4096',
         meaning: 'runnable threads on one CPU that make a pile-up; calm is fewer runnable threads than this',
       },
     ),
@@ -839,7 +842,7 @@ const numaRebalance = strict(
       byDefault(64, (d) =>
         int(0, 1_000_000_000, { expected: 'a whole number of MiB, 0 or more', fix: `write e.g. min_memory_mb: ${d}` }),
       ),
-      { type: 'integer, MiB', allowed: '0 to 1000000000', meaning: 'targets with less memory are left alone' },
+      { type: 'integer, MiB', meaning: 'targets with less memory are left alone' },
     ),
     trigger_ticks: triggerTicks(5, 'consecutive ticks before moving'),
     calm_ticks: calmTicks(30, 'consecutive calm ticks before restoring'),
@@ -850,7 +853,7 @@ const numaRebalance = strict(
           fix: `write e.g. sample_ticks: ${d} (numa_maps is read once every this many ticks)`,
         }),
       ),
-      { allowed: '1 to 1000', meaning: '`numa_maps` is read once every this many ticks (it walks every mapped page)' },
+      { meaning: '`numa_maps` is read once every this many ticks (it walks every mapped page)' },
     ),
   },
   { expected: 'a mapping of policy settings', fix: 'indent the settings under numa_rebalance:' },
@@ -900,7 +903,7 @@ const strategy = strict(
     ),
     seed: doc(
       byDefault(1, (d) => int(0, 0xffff_ffff, { expected: 'a whole number from 0 to 4294967295', fix: `write e.g. seed: ${d}` })),
-      { allowed: '0 to 4294967295', meaning: 'seed of the learner\'s random draws, so runs replay' },
+      { meaning: 'seed of the learner\'s random draws, so runs replay' },
     ),
     exploration: strict(
       {
@@ -1179,7 +1182,6 @@ export const fileSchema = strict(
               }),
             ),
             {
-              allowed: `1 to ${LIMITS.maxChangesPerMinuteMax}`,
               meaning:
                 'global budget: changes (applied, plus proposed and not yet reported) in any 60 s',
             },
@@ -1219,7 +1221,7 @@ export const fileSchema = strict(
                 fix: `write e.g. window_ticks: ${d}`,
               }),
             ),
-            { allowed: `1 to ${LIMITS.windowTicksMax}`, meaning: 'ticks compared before and after each change' },
+            { meaning: 'ticks compared before and after each change' },
           ),
           // Below 1: an improvement of 100% or more is out of reach for a lower-is-better metric, so every change
           // would be reverted.
@@ -1271,7 +1273,6 @@ export const fileSchema = strict(
               }),
             ),
             {
-              allowed: `0 to ${LIMITS.windowTicksMax}`,
               meaning:
                 'ticks after start-up that never serve as a baseline (the signals\' first, partial windows and the agent\'s own start-up); no forward change is made until a whole baseline after them exists (refusal `BASELINE`)',
             },
