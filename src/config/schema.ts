@@ -1,14 +1,20 @@
 /**
- * The one schema for the configuration file. It validates the parsed YAML document (snake_case keys), fills in
- * defaults, and maps it into the camelCase `Config`. Each field states what it expects and how to fix a wrong value,
- * so that every validation issue reads as advice to the person editing the file: "expected …, got … — fix: …".
+ * The one declaration of the configuration file. Each setting is written here once, under its YAML (snake_case) name,
+ * with its check, its default and its documentation; everything else is derived from it:
+ *
+ * - the camelCase `Config` type the agent runs on (`types.ts`, inferred from `configSchema`), and the value, by one
+ *   generic key conversion (`camelized`): `calm_ticks` → `calmTicks`, and a duration's key gains its unit (`tick` →
+ *   `tickMs`, a PSI trigger's `stall` → `stallUs`) because the value handed on is a plain number of that unit;
+ * - the defaults (`defaults.ts` parses an empty document);
+ * - the key reference in `README.md` and the JSON Schema of the file (`reference.ts`, `npm run gen:config-docs`).
+ *
+ * Each field states what it expects and how to fix a wrong value, so that every validation issue reads as advice to
+ * the person editing the file: "expected …, got … — fix: …".
  *
  * Only the shape and ranges of values are checked here. Whether a cgroup or a process exists is a question about the
  * live system that target resolution answers later.
  */
 import { z } from 'zod';
-import { DEFAULT_MAX_MATCHES, DEFAULT_STRATEGY, DEFAULTS } from './defaults.js';
-import type { Config, TargetConfig } from './types.js';
 
 export const LIMITS = {
   tickMinMs: 100,
@@ -33,6 +39,9 @@ export const LIMITS = {
   /** Entries in `devices`; a host with more disks than this names the few that matter. */
   maxDevices: 256,
 } as const;
+
+/** Slots a `cgroup_pattern` target reserves for its matches unless `max_matches` says otherwise. */
+export const DEFAULT_MAX_MATCHES = 64;
 
 /** A value as the person who wrote the file would recognise it, for "got …" in messages. */
 export function describeValue(v: unknown): string {
@@ -68,6 +77,34 @@ function errorFor(h: Hint) {
   return { error: (iss: { input?: unknown }) => advice(h, iss.input) };
 }
 
+/** How a key is documented in the README's key reference; `meaning` is also its JSON Schema description. */
+export interface KeyDoc {
+  meaning: string;
+  /** The Type column, where the schema alone does not say enough (a unit, what a list holds). */
+  type?: string;
+  /** The Allowed column: ranges and rules as the reader needs them; a whole number's range is read from its checks. */
+  allowed?: string;
+  /** The Default column, where it is not the schema's own default (absent, a whole section, set elsewhere). */
+  default?: string;
+}
+
+/** The documentation of every key, attached to the key's schema; `reference.ts` renders it. */
+export const keyDocs = z.registry<KeyDoc>();
+
+function doc<S extends z.ZodType>(schema: S, d: KeyDoc): S {
+  const described = schema.describe(d.meaning);
+  keyDocs.add(described, d);
+  // describe() returns a copy: it is still the same duration.
+  const unit = durations.get(schema);
+  if (unit !== undefined) durations.set(described, unit);
+  return described;
+}
+
+/** A setting whose default is also quoted in its hint: `make` receives the value, so it is written once. */
+function byDefault<T, S extends z.ZodType<T>>(value: T, make: (value: T) => S): z.ZodDefault<S> {
+  return make(value).default(value as z.util.NoUndefined<z.output<S>>);
+}
+
 function int(min: number, max: number, h: Hint) {
   const e = errorFor(h);
   return z.number(e).int(e).gte(min, e).lte(max, e);
@@ -79,9 +116,18 @@ function fraction(h: Hint, opts: { includeOne: boolean }) {
   return opts.includeOne ? n.lte(1, e) : n.lt(1, e);
 }
 
+/** A number in [lo, hi], or (lo, hi] when `loOpen`. */
+function real(lo: number, hi: number, h: Hint, opts: { loOpen: boolean } = { loOpen: false }) {
+  const e = errorFor(h);
+  const n = z.number(e);
+  return (opts.loOpen ? n.gt(lo, e) : n.gte(lo, e)).lte(hi, e);
+}
+
 function bool(h: Hint) {
   return z.boolean(errorFor(h));
 }
+
+const onOff = () => bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' });
 
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
 const DURATION = /^(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)$/;
@@ -98,13 +144,35 @@ export function parseDurationMs(text: string): number | undefined {
   return m ? Math.round(Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS]) : undefined;
 }
 
+/** The unit a duration is handed on in; it is also the suffix of its key in `Config` (`tick` → `tickMs`). */
+export type DurationUnit = 'Ms' | 'Us';
+
+declare const unitTag: unique symbol;
+
+/**
+ * A parsed duration: a plain number of `U` at run time. The tag exists only in the types, where it tells the key
+ * conversion to append the unit; `Config` itself holds plain numbers.
+ */
+export type InUnit<U extends DurationUnit> = number & { readonly [unitTag]: U };
+
+/** Every duration field's schema, with what the JSON Schema and the key reference need to know about it. */
+export const durations = new WeakMap<z.core.$ZodType, { unit: DurationUnit; minMs: number; maxMs: number }>();
+
 /**
  * A duration written as "1s", "250ms", "1.5s", "2m", "1h" or a bare number of milliseconds; the output is whole
- * milliseconds. A bare number inside quotes is refused rather than guessed at, because "30" could have meant seconds.
+ * milliseconds, in `unit` ('Us': the whole milliseconds × 1000). A bare number inside quotes is refused rather than
+ * guessed at, because "30" could have meant seconds.
  */
-function duration(opts: { min: number; max: number; allowZero: boolean; fix: string }) {
+function duration<U extends DurationUnit = 'Ms'>(opts: {
+  min: number;
+  max: number;
+  allowZero: boolean;
+  fix: string;
+  unit?: U;
+}) {
+  const unit: DurationUnit = opts.unit ?? 'Ms';
   const range = `from ${formatMs(opts.min)} to ${formatMs(opts.max)}`;
-  return z.unknown().transform((input, ctx): number => {
+  const schema = z.unknown().transform((input, ctx): InUnit<U> => {
     const fail = (what: string): never => {
       ctx.issues.push({ code: 'custom', input, message: `${what}, got ${describeValue(input)} — fix: ${opts.fix}` });
       return z.NEVER as never;
@@ -132,8 +200,10 @@ function duration(opts: { min: number; max: number; allowZero: boolean; fix: str
       return fail(opts.allowZero ? 'must not be negative' : 'must be a positive duration');
     }
     if (ms < opts.min || ms > opts.max) return fail(`expected a duration ${range}`);
-    return Math.round(ms);
+    return (unit === 'Us' ? Math.round(ms) * 1000 : Math.round(ms)) as InUnit<U>;
   });
+  durations.set(schema, { unit, minMs: opts.min, maxMs: opts.max });
+  return schema;
 }
 
 /** Problems that make a string unusable as an absolute path; undefined when it is fine. */
@@ -194,114 +264,178 @@ const pid = (() => {
     });
 })();
 
+const SCOPE_RULE = 'exactly one of `cgroup`, `cgroup_pattern`, `pids`, `pidfile`, `comm`';
+
 const target = strict(
   {
-    name: (() => {
-      const e = errorFor({
-        expected: `a name of 1 to ${LIMITS.nameMaxLength} characters from a-z, 0-9, _ and -`,
-        fix: 'use lowercase letters, digits, _ or -, e.g. name: db-primary',
-      });
-      return z.string(e).regex(NAME, e).max(LIMITS.nameMaxLength, e);
-    })(),
-    role: z.enum(['protect', 'noisy'], errorFor({
-      expected: '"protect" or "noisy"',
-      fix: 'use protect for the workload to shield, noisy for the one that may be held back',
-    })),
-    cgroup: absPath({
-      expected: 'an absolute cgroup directory path',
-      fix: 'write the full path of the cgroup directory, e.g. cgroup: /sys/fs/cgroup/web.slice',
-    }).optional(),
-    pids: (() => {
-      const e = errorFor({ expected: 'a non-empty list of process ids', fix: 'write e.g. pids: [1234, 5678]' });
-      return z.array(pid, e).min(1, e).optional();
-    })(),
-    pidfile: absPath({
-      expected: 'an absolute path of a file holding a process id',
-      fix: 'write the full path, e.g. pidfile: /run/nginx.pid',
-    }).optional(),
-    comm: (() => {
-      const e = errorFor({
-        expected: 'a process name of 1 to 15 characters (as in /proc/<pid>/comm)',
-        fix: 'write the name ps shows in its COMMAND column, e.g. comm: postgres',
-      });
-      return z.string(e).min(1, e).max(15, e).optional();
-    })(),
-    children: bool({ expected: 'true or false', fix: 'write children: true to follow the processes\' descendants' }).optional(),
-    cgroup_pattern: absPath({
-      expected: 'an absolute cgroup path whose components may hold the wildcards * ? [...] {a,b}',
-      fix: 'write e.g. cgroup_pattern: /sys/fs/cgroup/kubepods.slice/kubepods-burstable.slice/*/cri-containerd-*.scope',
-    }).optional(),
-    max_matches: int(1, LIMITS.maxTargets, {
-      expected: `a whole number of cgroups from 1 to ${LIMITS.maxTargets}`,
-      fix: `write e.g. max_matches: ${DEFAULT_MAX_MATCHES}`,
-    }).optional(),
+    name: doc(
+      (() => {
+        const e = errorFor({
+          expected: `a name of 1 to ${LIMITS.nameMaxLength} characters from a-z, 0-9, _ and -`,
+          fix: 'use lowercase letters, digits, _ or -, e.g. name: db-primary',
+        });
+        return z.string(e).regex(NAME, e).max(LIMITS.nameMaxLength, e);
+      })(),
+      {
+        allowed: `1 to ${LIMITS.nameMaxLength} of \`a-z 0-9 _ -\`, unique`,
+        meaning: 'the key in metrics (`target` label), JSON, logs and decisions',
+      },
+    ),
+    role: doc(
+      z.enum(['protect', 'noisy'], errorFor({
+        expected: '"protect" or "noisy"',
+        fix: 'use protect for the workload to shield, noisy for the one that may be held back',
+      })),
+      { meaning: '`protect`: the workload whose latency and pressure the rules defend; `noisy`: one they may hold back' },
+    ),
+    cgroup: doc(
+      absPath({
+        expected: 'an absolute cgroup directory path',
+        fix: 'write the full path of the cgroup directory, e.g. cgroup: /sys/fs/cgroup/web.slice',
+      }).optional(),
+      {
+        type: 'path',
+        allowed: `absolute, no \`.\` or \`..\` segments; ${SCOPE_RULE}`,
+        meaning:
+          'the cgroup directory (with its subtree); on a hybrid host in the v1 cpu hierarchy, on a v2 host in the unified tree',
+      },
+    ),
+    pids: doc(
+      (() => {
+        const e = errorFor({ expected: 'a non-empty list of process ids', fix: 'write e.g. pids: [1234, 5678]' });
+        return z.array(pid, e).min(1, e).optional();
+      })(),
+      {
+        type: 'list of integers',
+        allowed: `1 to ${LIMITS.pidMax}, at least one, no repeats`,
+        meaning:
+          'processes (all their threads, not their children); actions that need a cgroup (`cpu_weight`, `pressure_backoff`, `numa_rebalance`, `cpuset_spread` in `cpuset` mode) refuse them',
+      },
+    ),
+    pidfile: doc(
+      absPath({
+        expected: 'an absolute path of a file holding a process id',
+        fix: 'write the full path, e.g. pidfile: /run/nginx.pid',
+      }).optional(),
+      {
+        type: 'path',
+        allowed:
+          'absolute; must name a running process at start (otherwise `run`, `top` and `record` refuse it: exit 2, naming the file)',
+        meaning: 'the process whose pid the file holds, re-read every few ticks (a restarted service is followed)',
+      },
+    ),
+    comm: doc(
+      (() => {
+        const e = errorFor({
+          expected: 'a process name of 1 to 15 characters (as in /proc/<pid>/comm)',
+          fix: 'write the name ps shows in its COMMAND column, e.g. comm: postgres',
+        });
+        return z.string(e).min(1, e).max(15, e).optional();
+      })(),
+      {
+        allowed: '1–15 characters',
+        meaning:
+          'every process whose `/proc/<pid>/comm` is exactly this, re-matched every few ticks (may match nothing yet)',
+      },
+    ),
+    children: doc(
+      bool({ expected: 'true or false', fix: 'write children: true to follow the processes\' descendants' }).optional(),
+      { default: '`false`', allowed: 'process scopes only', meaning: 'also every descendant of the matched processes' },
+    ),
+    cgroup_pattern: doc(
+      absPath({
+        expected: 'an absolute cgroup path whose components may hold the wildcards * ? [...] {a,b}',
+        fix: 'write e.g. cgroup_pattern: /sys/fs/cgroup/kubepods.slice/kubepods-burstable.slice/*/cri-containerd-*.scope',
+      }).optional(),
+      {
+        type: 'path with wildcards',
+        allowed: 'absolute; `*` `?` `[...]` `{a,b}` within path components; the part before the first wildcard must exist',
+        meaning:
+          'every cgroup that matches is a target of its own, named `<name>/<path below that fixed part>`; matches are picked up when they appear and let go of when they vanish (checked every 5 ticks), e.g. `/sys/fs/cgroup/kubepods.slice/kubepods-burstable.slice/*/cri-containerd-*.scope` for every container of a QoS class, or `/sys/fs/cgroup/app.slice/*.service`',
+      },
+    ),
+    max_matches: doc(
+      int(1, LIMITS.maxTargets, {
+        expected: `a whole number of cgroups from 1 to ${LIMITS.maxTargets}`,
+        fix: `write e.g. max_matches: ${DEFAULT_MAX_MATCHES}`,
+      }).optional(),
+      {
+        // Filled in for cgroup_pattern targets only (below): on any other target the key is an error.
+        default: `\`${DEFAULT_MAX_MATCHES}\``,
+        allowed: `1 to ${LIMITS.maxTargets}; \`cgroup_pattern\` only`,
+        meaning: `slots reserved for the pattern's matches (the kernel side is sized at start); further matches are left out with a warning. All targets together reserve at most ${LIMITS.maxTargets}`,
+      },
+    ),
   },
   {
     expected: 'a mapping with name, role, and one of cgroup, cgroup_pattern, pids, pidfile or comm',
     fix: 'write a target as: - { name: web, role: protect, cgroup: /sys/fs/cgroup/web.slice }',
   },
-).superRefine(
-  (t, ctx) => {
-    const hasCgroup = t.cgroup !== undefined;
-    const hasPids = t.pids !== undefined;
-    const scopes = [t.cgroup, t.cgroup_pattern, t.pids, t.pidfile, t.comm].filter((x) => x !== undefined).length;
-    if (hasCgroup && hasPids) {
-      ctx.addIssue({
-        code: 'custom',
-        input: t,
-        message: 'has both cgroup and pids — fix: keep one; a target is either a cgroup or a list of processes',
-      });
-    } else if (scopes > 1) {
-      ctx.addIssue({
-        code: 'custom',
-        input: t,
-        message: 'names more than one of cgroup, cgroup_pattern, pids, pidfile and comm — fix: keep one scope per target',
-      });
-    } else if (t.max_matches !== undefined && t.cgroup_pattern === undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        input: t,
-        path: ['max_matches'],
-        message: 'max_matches applies to cgroup_pattern targets — fix: drop it, or use cgroup_pattern',
-      });
-    } else if (t.children !== undefined && (hasCgroup || t.cgroup_pattern !== undefined)) {
-      ctx.addIssue({
-        code: 'custom',
-        input: t,
-        path: ['children'],
-        message: 'children applies to process scopes (pids, pidfile, comm) — fix: drop it; a cgroup target already covers every process in its subtree',
-      });
-    } else if (scopes === 0) {
-      ctx.addIssue({
-        code: 'custom',
-        input: t,
-        message:
-          'has neither cgroup nor pids — fix: add cgroup: /sys/fs/cgroup/<path>, cgroup_pattern: /sys/fs/cgroup/<glob>, pids: [<pid>, ...], pidfile: <file> or comm: <name> to say which tasks it covers',
-      });
-    }
-    if (Array.isArray(t.pids)) {
-      const seen = new Map<unknown, number>();
-      t.pids.forEach((p, i) => {
-        const first = seen.get(p);
-        if (first === undefined) seen.set(p, i);
-        else
-          ctx.addIssue({
-            code: 'custom',
-            input: p,
-            path: ['pids', i],
-            message: `pid ${describeValue(p)} is listed twice (also pids[${first}]) — fix: remove the repeat`,
-          });
-      });
-    }
-  },
-  // Run even when a field failed, so that one pass reports every problem of the target; but not when the target
-  // has an unknown key, which is most often a misspelt cgroup or pids that would be reported twice.
-  {
-    when: (payload) =>
-      isObject(payload.value) &&
-      !payload.issues.some((i) => i.code === 'unrecognized_keys' && (i.path?.length ?? 0) === 0),
-  },
-);
+)
+  .superRefine(
+    (t, ctx) => {
+      const hasCgroup = t.cgroup !== undefined;
+      const hasPids = t.pids !== undefined;
+      const scopes = [t.cgroup, t.cgroup_pattern, t.pids, t.pidfile, t.comm].filter((x) => x !== undefined).length;
+      if (hasCgroup && hasPids) {
+        ctx.addIssue({
+          code: 'custom',
+          input: t,
+          message: 'has both cgroup and pids — fix: keep one; a target is either a cgroup or a list of processes',
+        });
+      } else if (scopes > 1) {
+        ctx.addIssue({
+          code: 'custom',
+          input: t,
+          message: 'names more than one of cgroup, cgroup_pattern, pids, pidfile and comm — fix: keep one scope per target',
+        });
+      } else if (t.max_matches !== undefined && t.cgroup_pattern === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          input: t,
+          path: ['max_matches'],
+          message: 'max_matches applies to cgroup_pattern targets — fix: drop it, or use cgroup_pattern',
+        });
+      } else if (t.children !== undefined && (hasCgroup || t.cgroup_pattern !== undefined)) {
+        ctx.addIssue({
+          code: 'custom',
+          input: t,
+          path: ['children'],
+          message: 'children applies to process scopes (pids, pidfile, comm) — fix: drop it; a cgroup target already covers every process in its subtree',
+        });
+      } else if (scopes === 0) {
+        ctx.addIssue({
+          code: 'custom',
+          input: t,
+          message:
+            'has neither cgroup nor pids — fix: add cgroup: /sys/fs/cgroup/<path>, cgroup_pattern: /sys/fs/cgroup/<glob>, pids: [<pid>, ...], pidfile: <file> or comm: <name> to say which tasks it covers',
+        });
+      }
+      if (Array.isArray(t.pids)) {
+        const seen = new Map<unknown, number>();
+        t.pids.forEach((p, i) => {
+          const first = seen.get(p);
+          if (first === undefined) seen.set(p, i);
+          else
+            ctx.addIssue({
+              code: 'custom',
+              input: p,
+              path: ['pids', i],
+              message: `pid ${describeValue(p)} is listed twice (also pids[${first}]) — fix: remove the repeat`,
+            });
+        });
+      }
+    },
+    // Run even when a field failed, so that one pass reports every problem of the target; but not when the target
+    // has an unknown key, which is most often a misspelt cgroup or pids that would be reported twice.
+    {
+      when: (payload) =>
+        isObject(payload.value) &&
+        !payload.issues.some((i) => i.code === 'unrecognized_keys' && (i.path?.length ?? 0) === 0),
+    },
+  )
+  // A pattern target always says how many slots it reserves, so the kernel side can be sized from the config alone.
+  .transform((t) => (t.cgroup_pattern !== undefined ? { ...t, max_matches: t.max_matches ?? DEFAULT_MAX_MATCHES } : t));
 
 const targets = z
   .array(target, errorFor({ expected: 'a list of targets', fix: 'write each target as an item starting with "- "' }))
@@ -365,134 +499,364 @@ const targets = z
     { when: (payload) => Array.isArray(payload.value) },
   );
 
-const D = DEFAULTS;
-const N = DEFAULTS.policy.noisyNeighbor;
-const G = DEFAULTS.guardrails;
-const L = DEFAULTS.closedLoop;
+/** A rule's `trigger_ticks`: consecutive ticks of its condition before it acts. */
+function triggerTicks(value: number, meaning: string) {
+  return doc(
+    byDefault(value, (d) =>
+      int(1, LIMITS.triggerTicksMax, {
+        expected: `a whole number of ticks from 1 to ${LIMITS.triggerTicksMax}`,
+        fix: `write e.g. trigger_ticks: ${d}`,
+      }),
+    ),
+    { meaning },
+  );
+}
+
+/** A rule's `calm_ticks`: consecutive calm ticks before it restores. */
+function calmTicks(value: number, meaning: string) {
+  return doc(
+    byDefault(value, (d) =>
+      int(1, LIMITS.calmTicksMax, {
+        expected: `a whole number of ticks from 1 to ${LIMITS.calmTicksMax}`,
+        fix: `write e.g. calm_ticks: ${d}`,
+      }),
+    ),
+    { meaning },
+  );
+}
+
+const enabled = (on: boolean, meaning: string) => doc(onOff().default(on), { meaning });
 
 const noisyNeighbor = strict(
   {
-    enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(N.enabled),
-    p99_threshold_us: int(1, LIMITS.p99ThresholdMaxUs, {
-      expected: `a whole number of microseconds from 1 to ${LIMITS.p99ThresholdMaxUs}`,
-      fix: `write e.g. p99_threshold_us: ${N.p99ThresholdUs} for ${N.p99ThresholdUs / 1000} ms`,
-    }).default(N.p99ThresholdUs),
-    trigger_ticks: int(1, LIMITS.triggerTicksMax, {
-      expected: `a whole number of ticks from 1 to ${LIMITS.triggerTicksMax}`,
-      fix: `write e.g. trigger_ticks: ${N.triggerTicks}`,
-    }).default(N.triggerTicks),
-    calm_ticks: int(1, LIMITS.calmTicksMax, {
-      expected: `a whole number of ticks from 1 to ${LIMITS.calmTicksMax}`,
-      fix: `write e.g. calm_ticks: ${N.calmTicks}`,
-    }).default(N.calmTicks),
-    calm_fraction: fraction(
+    enabled: enabled(true, 'lower the busiest noisy targets\' CPU weight while a protect target waits on the run queue'),
+    p99_threshold_us: doc(
+      byDefault(4000, (d) =>
+        int(1, LIMITS.p99ThresholdMaxUs, {
+          expected: `a whole number of microseconds from 1 to ${LIMITS.p99ThresholdMaxUs}`,
+          fix: `write e.g. p99_threshold_us: ${d} for ${d / 1000} ms`,
+        }),
+      ),
       {
-        expected: 'a number greater than 0 and at most 1',
-        fix: `write e.g. calm_fraction: ${N.calmFraction} (calm means p99 below threshold × calm_fraction)`,
+        type: 'integer, µs',
+        meaning: 'a protect target\'s run-queue p99 above this is a hot tick',
       },
-      { includeOne: true },
-    ).default(N.calmFraction),
-    step_fraction: fraction(
+    ),
+    trigger_ticks: triggerTicks(2, 'consecutive hot ticks before a step'),
+    calm_ticks: calmTicks(10, 'consecutive calm ticks before restoring'),
+    calm_fraction: doc(
+      byDefault(0.5, (d) =>
+        fraction(
+          {
+            expected: 'a number greater than 0 and at most 1',
+            fix: `write e.g. calm_fraction: ${d} (calm means p99 below threshold × calm_fraction)`,
+          },
+          { includeOne: true },
+        ),
+      ),
       {
-        expected: 'a number greater than 0 and less than 1',
-        fix: `write e.g. step_fraction: ${N.stepFraction} (each step multiplies the weight by 1 - step_fraction)`,
+        allowed: 'greater than 0, at most 1',
+        meaning: 'calm means every protect target\'s p99 below `p99_threshold_us × calm_fraction`',
       },
-      { includeOne: false },
-    ).default(N.stepFraction),
-    min_weight: int(LIMITS.weightMin, LIMITS.weightMax, {
-      expected: `a whole number from ${LIMITS.weightMin} to ${LIMITS.weightMax} (cpu.weight units)`,
-      fix: `write e.g. min_weight: ${N.minWeight}`,
-    }).default(N.minWeight),
-    max_noisy_per_step: int(1, LIMITS.maxTargets, {
-      expected: `a whole number from 1 to ${LIMITS.maxTargets}`,
-      fix: `write e.g. max_noisy_per_step: ${N.maxNoisyPerStep}`,
-    }).default(N.maxNoisyPerStep),
+    ),
+    step_fraction: doc(
+      byDefault(0.5, (d) =>
+        fraction(
+          {
+            expected: 'a number greater than 0 and less than 1',
+            fix: `write e.g. step_fraction: ${d} (each step multiplies the weight by 1 - step_fraction)`,
+          },
+          { includeOne: false },
+        ),
+      ),
+      {
+        allowed: 'greater than 0, less than 1',
+        meaning: 'each step multiplies the weight by `1 − step_fraction` (and lowers it by at least 1)',
+      },
+    ),
+    min_weight: doc(
+      byDefault(10, (d) =>
+        int(LIMITS.weightMin, LIMITS.weightMax, {
+          expected: `a whole number from ${LIMITS.weightMin} to ${LIMITS.weightMax} (cpu.weight units)`,
+          fix: `write e.g. min_weight: ${d}`,
+        }),
+      ),
+      {
+        allowed: `${LIMITS.weightMin} to ${LIMITS.weightMax} (cgroup v2 \`cpu.weight\` units)`,
+        meaning: 'the weight is never stepped below this',
+      },
+    ),
+    max_noisy_per_step: doc(
+      byDefault(1, (d) =>
+        int(1, LIMITS.maxTargets, {
+          expected: `a whole number from 1 to ${LIMITS.maxTargets}`,
+          fix: `write e.g. max_noisy_per_step: ${d}`,
+        }),
+      ),
+      { meaning: 'how many of the busiest noisy targets are lowered per step' },
+    ),
   },
   { expected: 'a mapping of policy settings', fix: 'indent the settings under noisy_neighbor:' },
 );
 
-/** A number in [lo, hi], or (lo, hi] when `loOpen`. */
-function real(lo: number, hi: number, h: Hint, opts: { loOpen: boolean } = { loOpen: false }) {
-  const e = errorFor(h);
-  const n = z.number(e);
-  return (opts.loOpen ? n.gt(lo, e) : n.gte(lo, e)).lte(hi, e);
-}
-
-const PB = DEFAULTS.policy.pressureBackoff;
-
 const pressureBackoff = strict(
   {
-    enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(PB.enabled),
-    psi_some_avg10_threshold: real(0, 100, {
-      expected: 'a percentage greater than 0 and at most 100',
-      fix: `write e.g. psi_some_avg10_threshold: ${PB.psiSomeAvg10Threshold} (PSI "some" avg10, percent of time stalled)`,
-    }, { loOpen: true }).default(PB.psiSomeAvg10Threshold),
-    trigger_ticks: int(1, LIMITS.triggerTicksMax, {
-      expected: `a whole number of ticks from 1 to ${LIMITS.triggerTicksMax}`,
-      fix: `write e.g. trigger_ticks: ${PB.triggerTicks}`,
-    }).default(PB.triggerTicks),
-    calm_ticks: int(1, LIMITS.calmTicksMax, {
-      expected: `a whole number of ticks from 1 to ${LIMITS.calmTicksMax}`,
-      fix: `write e.g. calm_ticks: ${PB.calmTicks}`,
-    }).default(PB.calmTicks),
-    decrease_factor: fraction(
+    enabled: enabled(
+      true,
+      'cap the busiest noisy target\'s CPU quota while the host or a protect target stalls (AIMD)',
+    ),
+    psi_some_avg10_threshold: doc(
+      byDefault(20, (d) =>
+        real(
+          0,
+          100,
+          {
+            expected: 'a percentage greater than 0 and at most 100',
+            fix: `write e.g. psi_some_avg10_threshold: ${d} (PSI "some" avg10, percent of time stalled)`,
+          },
+          { loOpen: true },
+        ),
+      ),
       {
-        expected: 'a number greater than 0 and less than 1',
-        fix: `write e.g. decrease_factor: ${PB.decreaseFactor} (each decrease multiplies the quota by it)`,
+        type: 'number, percent',
+        allowed: 'greater than 0, at most 100',
+        meaning:
+          'PSI "some" avg10 (cpu, memory or io; the host\'s or a protect target\'s own) above this is a pressured tick',
       },
-      { includeOne: false },
-    ).default(PB.decreaseFactor),
-    increase_step_cpus: real(0.01, 1024, {
-      expected: 'a number of CPUs from 0.01 to 1024',
-      fix: `write e.g. increase_step_cpus: ${PB.increaseStepCpus}`,
-    }).default(PB.increaseStepCpus),
+    ),
+    trigger_ticks: triggerTicks(3, 'consecutive pressured ticks before a decrease'),
+    calm_ticks: calmTicks(30, 'consecutive unpressured ticks before restoring the original quota'),
+    decrease_factor: doc(
+      byDefault(0.5, (d) =>
+        fraction(
+          {
+            expected: 'a number greater than 0 and less than 1',
+            fix: `write e.g. decrease_factor: ${d} (each decrease multiplies the quota by it)`,
+          },
+          { includeOne: false },
+        ),
+      ),
+      {
+        allowed: 'greater than 0, less than 1',
+        meaning: 'each decrease multiplies the quota (or what the target used, if less) by this',
+      },
+    ),
+    increase_step_cpus: doc(
+      byDefault(0.25, (d) =>
+        real(0.01, 1024, { expected: 'a number of CPUs from 0.01 to 1024', fix: `write e.g. increase_step_cpus: ${d}` }),
+      ),
+      { type: 'number, CPUs', allowed: '0.01 to 1024', meaning: 'while unpressured, each increase gives this much quota back' },
+    ),
     // The kernel's smallest quota is 1 ms per period: 0.01 CPU at the default 100 ms period.
-    floor_cpus: real(0.01, 1024, {
-      expected: 'a number of CPUs from 0.01 to 1024',
-      fix: `write e.g. floor_cpus: ${PB.floorCpus} for a fifth of one CPU`,
-    }).default(PB.floorCpus),
+    floor_cpus: doc(
+      byDefault(0.2, (d) =>
+        real(0.01, 1024, {
+          expected: 'a number of CPUs from 0.01 to 1024',
+          fix: `write e.g. floor_cpus: ${d} for a fifth of one CPU`,
+        }),
+      ),
+      { type: 'number, CPUs', allowed: '0.01 to 1024', meaning: 'the quota is never lowered below this' },
+    ),
   },
   { expected: 'a mapping of policy settings', fix: 'indent the settings under pressure_backoff:' },
 );
 
-const IP = DEFAULTS.policy.ioPrefetch;
-
 const ioPrefetch = strict(
   {
-    enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(IP.enabled),
-    seq_ratio_threshold: fraction(
+    enabled: enabled(
+      true,
+      'raise a device\'s read-ahead while a target (any role) reads it sequentially in small requests — only on a disk listed under `devices`',
+    ),
+    seq_ratio_threshold: doc(
+      byDefault(0.8, (d) =>
+        fraction(
+          {
+            expected: 'a number greater than 0 and at most 1',
+            fix: `write e.g. seq_ratio_threshold: ${d} (the fraction of reads that must be sequential)`,
+          },
+          { includeOne: true },
+        ),
+      ),
+      { allowed: 'greater than 0, at most 1', meaning: 'share of requests that must be sequential for a stream' },
+    ),
+    max_request_kb: doc(
+      byDefault(64, (d) =>
+        int(1, 65_536, { expected: 'a whole number of KiB from 1 to 65536', fix: `write e.g. max_request_kb: ${d}` }),
+      ),
+      { type: 'integer, KiB', meaning: 'a stream whose mean request is at most this counts as small' },
+    ),
+    min_ios_per_s: doc(
+      byDefault(50, (d) =>
+        real(
+          0,
+          10_000_000,
+          { expected: 'a number of requests per second greater than 0', fix: `write e.g. min_ios_per_s: ${d}` },
+          { loOpen: true },
+        ),
+      ),
+      { allowed: 'greater than 0, at most 10000000', meaning: 'requests per second a stream needs' },
+    ),
+    trigger_ticks: triggerTicks(3, 'consecutive ticks of a small sequential stream before raising'),
+    calm_ticks: calmTicks(10, 'consecutive ticks without any stream before restoring'),
+    read_ahead_kb: doc(
+      byDefault(1024, (d) =>
+        int(1, 16_384, { expected: 'a whole number of KiB from 1 to 16384', fix: `write e.g. read_ahead_kb: ${d}` }),
+      ),
       {
-        expected: 'a number greater than 0 and at most 1',
-        fix: `write e.g. seq_ratio_threshold: ${IP.seqRatioThreshold} (the fraction of reads that must be sequential)`,
+        type: 'integer, KiB',
+        meaning: 'the device\'s `read_ahead_kb` while the stream lasts (only ever a raise)',
       },
-      { includeOne: true },
-    ).default(IP.seqRatioThreshold),
-    max_request_kb: int(1, 65_536, {
-      expected: 'a whole number of KiB from 1 to 65536',
-      fix: `write e.g. max_request_kb: ${IP.maxRequestKb}`,
-    }).default(IP.maxRequestKb),
-    min_ios_per_s: real(0, 10_000_000, {
-      expected: 'a number of requests per second greater than 0',
-      fix: `write e.g. min_ios_per_s: ${IP.minIosPerS}`,
-    }, { loOpen: true }).default(IP.minIosPerS),
-    trigger_ticks: int(1, LIMITS.triggerTicksMax, {
-      expected: `a whole number of ticks from 1 to ${LIMITS.triggerTicksMax}`,
-      fix: `write e.g. trigger_ticks: ${IP.triggerTicks}`,
-    }).default(IP.triggerTicks),
-    calm_ticks: int(1, LIMITS.calmTicksMax, {
-      expected: `a whole number of ticks from 1 to ${LIMITS.calmTicksMax}`,
-      fix: `write e.g. calm_ticks: ${IP.calmTicks}`,
-    }).default(IP.calmTicks),
-    read_ahead_kb: int(1, 16_384, {
-      expected: 'a whole number of KiB from 1 to 16384',
-      fix: `write e.g. read_ahead_kb: ${IP.readAheadKb}`,
-    }).default(IP.readAheadKb),
-    prefetch_mb: real(0, 1024, {
-      expected: 'a number of MiB from 0 to 1024',
-      fix: 'write e.g. prefetch_mb: 64, or prefetch_mb: 0 to pre-read nothing',
-    }).default(IP.prefetchMb),
+    ),
+    prefetch_mb: doc(
+      real(0, 1024, {
+        expected: 'a number of MiB from 0 to 1024',
+        fix: 'write e.g. prefetch_mb: 64, or prefetch_mb: 0 to pre-read nothing',
+      }).default(0),
+      {
+        type: 'number, MiB',
+        allowed: '0 to 1024',
+        meaning: 'also pre-read this much of the files being streamed per raise; 0 turns pre-reading off',
+      },
+    ),
   },
   { expected: 'a mapping of policy settings', fix: 'indent the settings under io_prefetch:' },
+);
+
+const CPU_LIST = /^$|^\d+(-\d+)?(,\d+(-\d+)?)*$/;
+
+const cpusetSpread = strict(
+  {
+    enabled: enabled(
+      true,
+      'widen the CPUs a protect target may use while its runnable threads pile up on one CPU next to an idle one; also runs the placement signal',
+    ),
+    mode: doc(
+      z
+        .enum(['affinity', 'cpuset'], errorFor({
+          expected: '"affinity" or "cpuset"',
+          fix: 'write mode: affinity (each thread\'s CPU affinity) or mode: cpuset (the target\'s cpuset.cpus)',
+        }))
+        .default('affinity'),
+      { meaning: '`affinity`: each thread\'s CPU affinity; `cpuset`: the target\'s `cpuset.cpus`' },
+    ),
+    min_pileup: doc(
+      byDefault(2, (d) =>
+        int(2, 4096, {
+          expected: 'a whole number of threads from 2 to 4096',
+          fix: `write e.g. min_pileup: ${d} (runnable threads on one CPU that count as a pile-up)`,
+        }),
+      ),
+      {
+        meaning: 'runnable threads on one CPU that make a pile-up; calm is fewer runnable threads than this',
+      },
+    ),
+    idle_below: doc(
+      byDefault(0.5, (d) =>
+        fraction(
+          {
+            expected: 'a number greater than 0 and at most 1',
+            fix: `write e.g. idle_below: ${d} (a CPU busy less than this fraction of a tick counts as idle)`,
+          },
+          { includeOne: true },
+        ),
+      ),
+      { allowed: 'greater than 0, at most 1', meaning: 'a CPU busy less than this fraction of the tick counts as idle' },
+    ),
+    trigger_ticks: triggerTicks(3, 'consecutive pile-up ticks before a step'),
+    calm_ticks: calmTicks(30, 'consecutive calm ticks before restoring the original placement'),
+    pin_cpus: doc(
+      (() => {
+        const e = errorFor({
+          expected: 'a CPU list like "2-3" or "0,2,4", or "" for none',
+          fix: 'write e.g. pin_cpus: "2-3" to pin a piled-up target to CPUs 2 and 3, or leave it out to spread instead',
+        });
+        return z.string(e).regex(CPU_LIST, e);
+      })().default(''),
+      {
+        allowed: 'a CPU list like `"2-3"` or `"0,2,4"`, or `""`',
+        meaning: 'when set, a pile-up pins the target to exactly these CPUs (once) instead of spreading it',
+      },
+    ),
+  },
+  { expected: 'a mapping of policy settings', fix: 'indent the settings under cpuset_spread:' },
+);
+
+const numaRebalance = strict(
+  {
+    enabled: enabled(
+      true,
+      'bring a protect target\'s CPUs and memory onto one NUMA node; also runs the numa signal (which reads nothing on a one-node host)',
+    ),
+    move: doc(
+      z
+        .enum(['cpus', 'memory'], errorFor({
+          expected: '"cpus" or "memory"',
+          fix: 'write move: cpus (move the CPUs to the memory) or move: memory (migrate the memory to the CPUs)',
+        }))
+        .default('cpus'),
+      {
+        meaning:
+          '`cpus`: move the CPUs to the memory (`cpuset.cpus`); `memory`: move the memory to the CPUs (`cpuset.mems`, `migrate_pages`)',
+      },
+    ),
+    remote_threshold: doc(
+      byDefault(0.5, (d) =>
+        fraction(
+          {
+            expected: 'a number greater than 0 and at most 1',
+            fix: `write e.g. remote_threshold: ${d} (share of memory accesses expected to cross nodes)`,
+          },
+          { includeOne: true },
+        ),
+      ),
+      { allowed: 'greater than 0, at most 1', meaning: 'expected share of remote accesses at or above which a tick counts' },
+    ),
+    dominance: doc(
+      byDefault(0.75, (d) =>
+        fraction(
+          {
+            expected: 'a number greater than 0 and at most 1',
+            fix: `write e.g. dominance: ${d} (share of the memory one node must hold to be its home)`,
+          },
+          { includeOne: true },
+        ),
+      ),
+      { allowed: 'greater than 0, at most 1', meaning: 'share of the memory one node must hold to be the target\'s home' },
+    ),
+    calm_fraction: doc(
+      byDefault(0.8, (d) =>
+        fraction(
+          {
+            expected: 'a number greater than 0 and at most 1',
+            fix: `write e.g. calm_fraction: ${d} (restore when the home share falls below dominance × calm_fraction)`,
+          },
+          { includeOne: true },
+        ),
+      ),
+      {
+        allowed: 'greater than 0, at most 1',
+        meaning: 'calm when the home node\'s share falls below `dominance × calm_fraction`',
+      },
+    ),
+    min_memory_mb: doc(
+      byDefault(64, (d) =>
+        int(0, 1_000_000_000, { expected: 'a whole number of MiB, 0 or more', fix: `write e.g. min_memory_mb: ${d}` }),
+      ),
+      { type: 'integer, MiB', meaning: 'targets with less memory are left alone' },
+    ),
+    trigger_ticks: triggerTicks(5, 'consecutive ticks before moving'),
+    calm_ticks: calmTicks(30, 'consecutive calm ticks before restoring'),
+    sample_ticks: doc(
+      byDefault(5, (d) =>
+        int(1, 1000, {
+          expected: 'a whole number of ticks from 1 to 1000',
+          fix: `write e.g. sample_ticks: ${d} (numa_maps is read once every this many ticks)`,
+        }),
+      ),
+      { meaning: '`numa_maps` is read once every this many ticks (it walks every mapped page)' },
+    ),
+  },
+  { expected: 'a mapping of policy settings', fix: 'indent the settings under numa_rebalance:' },
 );
 
 /**
@@ -509,45 +873,76 @@ const devices = z
   )
   .max(LIMITS.maxDevices, errorFor({ expected: `at most ${LIMITS.maxDevices} devices`, fix: 'list only the disks whose read-ahead the agent may change' }));
 
-const S = DEFAULT_STRATEGY;
-
 const strategy = strict(
   {
-    kind: z.enum(['heuristic', 'learned', 'shadow', 'canary'], errorFor({
-      expected: 'one of heuristic, learned, shadow, canary',
-      fix: 'write kind: heuristic (the default rule), shadow (learner only reports), canary (learner acts on canary_targets) or learned',
-    })).default(S.kind),
-    canary_targets: (() => {
-      const e = errorFor({
-        expected: 'a list of target names',
-        fix: 'write e.g. canary_targets: [batch], naming targets from the targets list',
-      });
-      return z.array(z.string(e).regex(NAME, e).max(LIMITS.nameMaxLength, e), e);
-    })().default(() => []),
-    seed: int(0, 0xffff_ffff, {
-      expected: 'a whole number from 0 to 4294967295',
-      fix: `write e.g. seed: ${S.seed}`,
-    }).default(S.seed),
+    kind: doc(
+      z
+        .enum(['heuristic', 'shadow', 'canary', 'learned'], errorFor({
+          expected: 'one of heuristic, learned, shadow, canary',
+          fix: 'write kind: heuristic (the default rule), shadow (learner only reports), canary (learner acts on canary_targets) or learned',
+        }))
+        .default('heuristic'),
+      {
+        meaning:
+          '`heuristic`: the rules alone; `shadow`: the learner decides beside the rules and acts on nothing; `canary`: it acts on `canary_targets` only; `learned`: on every target (the rules keep other actions and their restores)',
+      },
+    ),
+    canary_targets: doc(
+      (() => {
+        const e = errorFor({
+          expected: 'a list of target names',
+          fix: 'write e.g. canary_targets: [batch], naming targets from the targets list',
+        });
+        return z.array(z.string(e).regex(NAME, e).max(LIMITS.nameMaxLength, e), e);
+      })().default(() => []),
+      {
+        type: 'list of target names',
+        allowed: 'names from `targets`; at least one for `canary`',
+        meaning: 'the targets the learner may act on with `kind: canary`',
+      },
+    ),
+    seed: doc(
+      byDefault(1, (d) => int(0, 0xffff_ffff, { expected: 'a whole number from 0 to 4294967295', fix: `write e.g. seed: ${d}` })),
+      { meaning: 'seed of the learner\'s random draws, so runs replay' },
+    ),
     exploration: strict(
       {
-        scale: (() => {
-          const e = errorFor({
-            expected: 'a number greater than 0 and at most 10',
-            fix: `write e.g. scale: ${S.exploration.scale} (posterior standard deviations; smaller explores less)`,
-          });
-          return z.number(e).gt(0, e).lte(10, e);
-        })().default(S.exploration.scale),
-        decay: fraction(
+        scale: doc(
+          byDefault(1, (d) => {
+            const e = errorFor({
+              expected: 'a number greater than 0 and at most 10',
+              fix: `write e.g. scale: ${d} (posterior standard deviations; smaller explores less)`,
+            });
+            return z.number(e).gt(0, e).lte(10, e);
+          }),
           {
-            expected: 'a number greater than 0 and at most 1',
-            fix: `write e.g. decay: ${S.exploration.decay} (1 keeps exploring as much forever)`,
+            allowed: 'greater than 0, at most 10',
+            meaning:
+              'spread of the learner\'s draws, in posterior standard deviations, before it has learned anything',
           },
-          { includeOne: true },
-        ).default(S.exploration.decay),
-        min_scale: (() => {
-          const e = errorFor({ expected: 'a number from 0 to 10', fix: `write e.g. min_scale: ${S.exploration.minScale}` });
-          return z.number(e).gte(0, e).lte(10, e);
-        })().default(S.exploration.minScale),
+        ),
+        decay: doc(
+          byDefault(0.98, (d) =>
+            fraction(
+              {
+                expected: 'a number greater than 0 and at most 1',
+                fix: `write e.g. decay: ${d} (1 keeps exploring as much forever)`,
+              },
+              { includeOne: true },
+            ),
+          ),
+          {
+            allowed: 'greater than 0, at most 1',
+            meaning: 'multiplies an arm\'s spread once per outcome learned; 1 keeps exploring as much forever',
+          },
+        ),
+        min_scale: doc(
+          byDefault(0.05, (d) => {
+            const e = errorFor({ expected: 'a number from 0 to 10', fix: `write e.g. min_scale: ${d}` });
+            return z.number(e).gte(0, e).lte(10, e);
+          }),
+          { allowed: '0 to 10, at most `scale`', meaning: 'the spread never falls below this' },
+        ),
       },
       { expected: 'a mapping of exploration settings', fix: 'indent scale, decay and min_scale under exploration:' },
     ).prefault({}),
@@ -572,130 +967,51 @@ const strategy = strict(
   }
 });
 
-const CS = DEFAULTS.policy.cpusetSpread;
-const CPU_LIST = /^$|^\d+(-\d+)?(,\d+(-\d+)?)*$/;
-
-const cpusetSpread = strict(
-  {
-    enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(CS.enabled),
-    mode: z.enum(['affinity', 'cpuset'], errorFor({
-      expected: '"affinity" or "cpuset"',
-      fix: 'write mode: affinity (each thread\'s CPU affinity) or mode: cpuset (the target\'s cpuset.cpus)',
-    })).default(CS.mode),
-    min_pileup: int(2, 4096, {
-      expected: 'a whole number of threads from 2 to 4096',
-      fix: `write e.g. min_pileup: ${CS.minPileup} (runnable threads on one CPU that count as a pile-up)`,
-    }).default(CS.minPileup),
-    idle_below: fraction(
-      {
-        expected: 'a number greater than 0 and at most 1',
-        fix: `write e.g. idle_below: ${CS.idleBelow} (a CPU busy less than this fraction of a tick counts as idle)`,
-      },
-      { includeOne: true },
-    ).default(CS.idleBelow),
-    trigger_ticks: int(1, LIMITS.triggerTicksMax, {
-      expected: `a whole number of ticks from 1 to ${LIMITS.triggerTicksMax}`,
-      fix: `write e.g. trigger_ticks: ${CS.triggerTicks}`,
-    }).default(CS.triggerTicks),
-    calm_ticks: int(1, LIMITS.calmTicksMax, {
-      expected: `a whole number of ticks from 1 to ${LIMITS.calmTicksMax}`,
-      fix: `write e.g. calm_ticks: ${CS.calmTicks}`,
-    }).default(CS.calmTicks),
-    pin_cpus: (() => {
-      const e = errorFor({
-        expected: 'a CPU list like "2-3" or "0,2,4", or "" for none',
-        fix: 'write e.g. pin_cpus: "2-3" to pin a piled-up target to CPUs 2 and 3, or leave it out to spread instead',
-      });
-      return z.string(e).regex(CPU_LIST, e);
-    })().default(CS.pinCpus),
-  },
-  { expected: 'a mapping of policy settings', fix: 'indent the settings under cpuset_spread:' },
-);
-
-const NR = DEFAULTS.policy.numaRebalance;
-
-const numaRebalance = strict(
-  {
-    enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(NR.enabled),
-    move: z.enum(['cpus', 'memory'], errorFor({
-      expected: '"cpus" or "memory"',
-      fix: 'write move: cpus (move the CPUs to the memory) or move: memory (migrate the memory to the CPUs)',
-    })).default(NR.move),
-    remote_threshold: fraction(
-      {
-        expected: 'a number greater than 0 and at most 1',
-        fix: `write e.g. remote_threshold: ${NR.remoteThreshold} (share of memory accesses expected to cross nodes)`,
-      },
-      { includeOne: true },
-    ).default(NR.remoteThreshold),
-    dominance: fraction(
-      {
-        expected: 'a number greater than 0 and at most 1',
-        fix: `write e.g. dominance: ${NR.dominance} (share of the memory one node must hold to be its home)`,
-      },
-      { includeOne: true },
-    ).default(NR.dominance),
-    calm_fraction: fraction(
-      {
-        expected: 'a number greater than 0 and at most 1',
-        fix: `write e.g. calm_fraction: ${NR.calmFraction} (restore when the home share falls below dominance × calm_fraction)`,
-      },
-      { includeOne: true },
-    ).default(NR.calmFraction),
-    min_memory_mb: int(0, 1_000_000_000, {
-      expected: 'a whole number of MiB, 0 or more',
-      fix: `write e.g. min_memory_mb: ${NR.minMemoryMb}`,
-    }).default(NR.minMemoryMb),
-    trigger_ticks: int(1, LIMITS.triggerTicksMax, {
-      expected: `a whole number of ticks from 1 to ${LIMITS.triggerTicksMax}`,
-      fix: `write e.g. trigger_ticks: ${NR.triggerTicks}`,
-    }).default(NR.triggerTicks),
-    calm_ticks: int(1, LIMITS.calmTicksMax, {
-      expected: `a whole number of ticks from 1 to ${LIMITS.calmTicksMax}`,
-      fix: `write e.g. calm_ticks: ${NR.calmTicks}`,
-    }).default(NR.calmTicks),
-    sample_ticks: int(1, 1000, {
-      expected: 'a whole number of ticks from 1 to 1000',
-      fix: `write e.g. sample_ticks: ${NR.sampleTicks} (numa_maps is read once every this many ticks)`,
-    }).default(NR.sampleTicks),
-  },
-  { expected: 'a mapping of policy settings', fix: 'indent the settings under numa_rebalance:' },
-);
-
-/** A signal whose only setting is whether it runs. */
-function signalSwitch(name: string, on: boolean) {
-  return strict(
-    { enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(on) },
-    { expected: `a mapping of ${name} settings`, fix: `indent enabled under ${name}:` },
-  ).prefault({});
-}
-
 /** Which attach variant an eBPF signal uses: `auto` (the cheapest this kernel takes) or one of `kinds`, pinned. */
-function attachKind(kinds: readonly string[]) {
-  const all = ['auto', ...kinds];
-  return errorFor({ expected: all.join(', '), fix: `write attach: auto, or pin a variant, e.g. attach: ${kinds[kinds.length - 1]}` });
+function attach<const K extends readonly [string, ...string[]]>(kinds: K, meaning: string) {
+  const all = ['auto', ...kinds] as const;
+  return doc(
+    z
+      .enum(all, errorFor({ expected: all.join(', '), fix: `write attach: auto, or pin a variant, e.g. attach: ${kinds[kinds.length - 1]}` }))
+      .default('auto'),
+    { meaning },
+  );
 }
-const btfOrRaw = z.enum(['auto', 'tp_btf', 'raw_tp'], attachKind(['tp_btf', 'raw_tp'])).default('auto');
-const futexHook = z
-  .enum(['auto', 'sched_switch', 'sched_switch_raw', 'tracepoint', 'tp_btf', 'raw_tp'], attachKind(['sched_switch', 'sched_switch_raw', 'tracepoint', 'tp_btf', 'raw_tp']))
-  .default('auto');
 
-/** An eBPF signal's switch and its attach variant (tp_btf or raw_tp). */
-function bpfSignal(name: string, on: boolean) {
-  return strict(
-    { enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(on), attach: btfOrRaw },
-    { expected: `a mapping of ${name} settings`, fix: `indent enabled and attach under ${name}:` },
-  ).prefault({});
-}
+const BTF_OR_RAW = ['tp_btf', 'raw_tp'] as const;
+const AS_FOR_RUNQLAT = 'the attach variant, as for runqlat';
 
 /** A PSI trigger; stall and window are durations, handed on in microseconds (the kernel's unit). */
 const psiTrigger = strict(
   {
-    resource: z.enum(['cpu', 'memory', 'io'], errorFor({ expected: 'cpu, memory or io', fix: 'write e.g. resource: cpu' })),
-    kind: z.enum(['some', 'full'], errorFor({ expected: 'some or full', fix: 'write kind: some (any task stalled) or kind: full (all stalled)' })),
-    stall: duration({ min: 1, max: 10_000, allowZero: false, fix: 'use a stall time from 1ms up to the window, e.g. stall: 200ms' }),
-    window: duration({ min: 500, max: 10_000, allowZero: false, fix: 'use a window from 500ms to 10s, e.g. window: 2s' }),
-    target: z.string(errorFor({ expected: 'the name of a cgroup v2 target', fix: 'write e.g. target: web, or leave target out for host-wide pressure' })).optional(),
+    resource: doc(
+      z.enum(['cpu', 'memory', 'io'], errorFor({ expected: 'cpu, memory or io', fix: 'write e.g. resource: cpu' })),
+      { meaning: 'the pressure file, `/proc/pressure/<resource>`' },
+    ),
+    kind: doc(
+      z.enum(['some', 'full'], errorFor({ expected: 'some or full', fix: 'write kind: some (any task stalled) or kind: full (all stalled)' })),
+      { meaning: '`some`: at least one task stalled; `full`: all non-idle tasks stalled' },
+    ),
+    stall: doc(
+      duration({ min: 1, max: 10_000, allowZero: false, unit: 'Us', fix: 'use a stall time from 1ms up to the window, e.g. stall: 200ms' }),
+      { allowed: '1ms to 10s, at most `window`', meaning: 'stall time within the window that fires the trigger' },
+    ),
+    window: doc(
+      duration({ min: 500, max: 10_000, allowZero: false, unit: 'Us', fix: 'use a window from 500ms to 10s, e.g. window: 2s' }),
+      {
+        allowed: '500ms to 10s',
+        meaning:
+          'the tracking window; without `CAP_SYS_RESOURCE` the kernel accepts only multiples of 2s, which the agent checks at start',
+      },
+    ),
+    target: doc(
+      z.string(errorFor({ expected: 'the name of a cgroup v2 target', fix: 'write e.g. target: web, or leave target out for host-wide pressure' })).optional(),
+      {
+        default: 'absent (host-wide)',
+        allowed: 'a cgroup v2 target\'s name',
+        meaning: 'watch that target\'s own `<cgroup>/<resource>.pressure` instead of `/proc/pressure/<resource>`',
+      },
+    ),
   },
   { expected: 'a mapping with resource, kind, stall and window', fix: 'write e.g. {resource: cpu, kind: some, stall: 200ms, window: 2s}' },
 ).superRefine((t, ctx) => {
@@ -704,291 +1020,372 @@ const psiTrigger = strict(
       code: 'custom',
       input: t.stall,
       path: ['stall'],
-      message: `stall ${formatMs(t.stall)} is longer than the window ${formatMs(t.window)} — fix: use a stall time shorter than the window, e.g. 10% of it`,
+      message: `stall ${formatMs(t.stall / 1000)} is longer than the window ${formatMs(t.window / 1000)} — fix: use a stall time shorter than the window, e.g. 10% of it`,
     });
   }
 });
 
-/** Validates the parsed YAML document (with absent values as undefined) and yields a Config without `source`. */
-export const configSchema = strict(
+const signals = strict(
   {
-    tick: duration({
-      min: LIMITS.tickMinMs,
-      max: LIMITS.tickMaxMs,
-      allowZero: false,
-      fix: `use a duration from ${formatMs(LIMITS.tickMinMs)} to ${formatMs(LIMITS.tickMaxMs)}, e.g. tick: 1s`,
-    }).default(D.tickMs),
-    ewma_alpha: fraction(
+    runqlat: strict(
       {
-        expected: 'a number greater than 0 and at most 1',
-        fix: `write e.g. ewma_alpha: ${D.ewmaAlpha}; smaller values smooth more`,
+        enabled: enabled(
+          true,
+          'run-queue latency and on-CPU time (eBPF); the noisy-neighbor rule, the learned strategy and the closed loop\'s default objective need it',
+        ),
+        per_thread: doc(bool({ expected: 'true or false', fix: 'write per_thread: true or per_thread: false' }).default(false), {
+          meaning: 'also keep per-thread histograms and report each target\'s top threads by wait (`runqlat.threads`)',
+        }),
+        attach: attach(
+          BTF_OR_RAW,
+          'the attach variant: `auto` takes the cheapest this kernel has (tp_btf, else raw_tp); a pinned one that does not attach is an error at start',
+        ),
       },
-      { includeOne: true },
-    ).default(D.ewmaAlpha),
-    signals: strict(
+      { expected: 'a mapping of runqlat settings', fix: 'indent enabled, per_thread and attach under runqlat:' },
+    ).prefault({}),
+    psi: strict(
       {
-        runqlat: strict(
+        enabled: enabled(
+          true,
+          'pressure stall information, host-wide and per cgroup v2 target; the pressure-backoff rule needs it',
+        ),
+        // No PSI trigger by default: each one makes the kernel sample pressure far more often while stalls last
+        // (window/10 with CAP_SYS_RESOURCE), and no default rule acts faster than a tick, which reads the same
+        // pressure anyway.
+        triggers: doc(
+          z
+            .array(psiTrigger, errorFor({ expected: 'a list of triggers', fix: 'write e.g. triggers: [{resource: cpu, kind: some, stall: 200ms, window: 2s}]' }))
+            .default(() => []),
           {
-            enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(
-              D.signals.runqlat.enabled,
-            ),
-            per_thread: bool({ expected: 'true or false', fix: 'write per_thread: true or per_thread: false' }).default(
-              D.signals.runqlat.perThread,
-            ),
-            attach: btfOrRaw,
+            meaning:
+              'PSI triggers on the host-wide pressure files: when one fires the agent ticks at once instead of at the next tick',
           },
-          { expected: 'a mapping of runqlat settings', fix: 'indent enabled, per_thread and attach under runqlat:' },
-        ).prefault({}),
-        psi: strict(
-          {
-            enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(D.signals.psi.enabled),
-            triggers: z
-              .array(psiTrigger, errorFor({ expected: 'a list of triggers', fix: 'write e.g. triggers: [{resource: cpu, kind: some, stall: 200ms, window: 2s}]' }))
+        ),
+      },
+      { expected: 'a mapping of psi settings', fix: 'indent enabled and triggers under psi:' },
+    ).prefault({}),
+    cgstat: strict(
+      { enabled: enabled(true, 'CPU use, throttling and memory from each cgroup target\'s interface files') },
+      { expected: 'a mapping of cgstat settings', fix: 'indent enabled under cgstat:' },
+    ).prefault({}),
+    net: strict(
+      {
+        enabled: enabled(true, 'TCP retransmits and packet drops with their reasons (eBPF)'),
+        attach: attach(BTF_OR_RAW, AS_FOR_RUNQLAT),
+      },
+      { expected: 'a mapping of net settings', fix: 'indent enabled and attach under net:' },
+    ).prefault({}),
+    futex: strict(
+      {
+        enabled: enabled(true, 'futex wait time and the most-waited addresses (eBPF)'),
+        attach: attach(
+          ['sched_switch', 'sched_switch_raw', 'tracepoint', 'tp_btf', 'raw_tp'],
+          'the attach variant: `auto` tries `sched_switch` first (blocked futex waits seen at the context switch, nothing on any syscall; v5.15), then its raw_tp form, then the syscall hooks: classic tracepoints, tp_btf, raw_tp',
+        ),
+      },
+      { expected: 'a mapping of futex settings', fix: 'indent enabled and attach under futex:' },
+    ).prefault({}),
+    blkio: strict(
+      {
+        enabled: enabled(
+          true,
+          'block I/O per target and device: latency, bytes, sequentiality, queue depth (eBPF); the io-prefetch rule needs it',
+        ),
+        attach: attach(BTF_OR_RAW, AS_FOR_RUNQLAT),
+      },
+      { expected: 'a mapping of blkio settings', fix: 'indent enabled and attach under blkio:' },
+    ).prefault({}),
+  },
+  { expected: 'a mapping of signals', fix: 'indent each signal under signals:, e.g. runqlat:' },
+);
+
+/**
+ * The file as written: snake_case keys, every check, every default. `configSchema` hands it on in camelCase; the key
+ * reference and the JSON Schema are made from this.
+ */
+export const fileSchema = strict(
+  {
+    tick: doc(
+      byDefault(1000, (d) =>
+        duration({
+          min: LIMITS.tickMinMs,
+          max: LIMITS.tickMaxMs,
+          allowZero: false,
+          fix: `use a duration from ${formatMs(LIMITS.tickMinMs)} to ${formatMs(LIMITS.tickMaxMs)}, e.g. tick: ${formatMs(d)}`,
+        }),
+      ),
+      {
+        allowed: `${formatMs(LIMITS.tickMinMs)} to ${formatMs(LIMITS.tickMaxMs)}`,
+        meaning: 'how often signals are read and strategies asked; every signal\'s window is one tick',
+      },
+    ),
+    ewma_alpha: doc(
+      byDefault(0.3, (d) =>
+        fraction(
+          { expected: 'a number greater than 0 and at most 1', fix: `write e.g. ewma_alpha: ${d}; smaller values smooth more` },
+          { includeOne: true },
+        ),
+      ),
+      {
+        allowed: 'greater than 0, at most 1',
+        meaning: 'weight of the newest tick in `runqlat.p99Ewma`; smaller smooths more, 1 does not smooth',
+      },
+    ),
+    signals: doc(signals.prefault({}), { type: 'mapping', default: 'all on', meaning: 'which signals run (below)' }),
+    targets: doc(targets.default(() => []), {
+      allowed: `at most ${LIMITS.maxTargets}`,
+      meaning:
+        'the workloads the agent watches and may act on; with none it observes the host and acts on nothing',
+    }),
+    // No device knob is changed unless its device is named: io_prefetch observes and explains.
+    devices: doc(devices.default(() => []), {
+      type: 'list of strings',
+      allowed: `at most ${LIMITS.maxDevices}; each a whole disk of the host: a name (\`sda\`), a device file (\`/dev/nvme0n1\`) or \`major:minor\` (\`"8:0"\`)`,
+      meaning:
+        'the block devices whose queue knobs (`io_prefetch`\'s `read_ahead_kb`) the agent may change; with none, `io_prefetch` only observes (see below)',
+    }),
+    policy: doc(
+      strict(
+        {
+          noisy_neighbor: noisyNeighbor.prefault({}),
+          cpuset_spread: cpusetSpread.prefault({}),
+          numa_rebalance: numaRebalance.prefault({}),
+          pressure_backoff: pressureBackoff.prefault({}),
+          io_prefetch: ioPrefetch.prefault({}),
+        },
+        { expected: 'a mapping of policies', fix: 'indent each policy under policy:, e.g. noisy_neighbor:' },
+      ).prefault({}),
+      { default: 'all five rules on', meaning: 'the heuristic rules (below)' },
+    ),
+    guardrails: doc(
+      strict(
+        {
+          cooldown: doc(
+            byDefault(3000, (d) =>
+              duration({
+                min: 0,
+                max: LIMITS.cooldownMaxMs,
+                allowZero: true,
+                fix: `use a duration from 0s to ${formatMs(LIMITS.cooldownMaxMs)}, e.g. cooldown: ${formatMs(d)}`,
+              }),
+            ),
+            {
+              allowed: `0s to ${formatMs(LIMITS.cooldownMaxMs)}`,
+              meaning: 'minimum time between two changes to the same target',
+            },
+          ),
+          max_changes_per_minute: doc(
+            byDefault(30, (d) =>
+              int(1, LIMITS.maxChangesPerMinuteMax, {
+                expected: `a whole number from 1 to ${LIMITS.maxChangesPerMinuteMax}`,
+                fix: `write e.g. max_changes_per_minute: ${d}; to stop all changes, disable the policy instead`,
+              }),
+            ),
+            {
+              meaning:
+                'global budget: changes (applied, plus proposed and not yet reported) in any 60 s',
+            },
+          ),
+          deny_cgroups: doc(
+            z
+              .array(
+                absPath({
+                  expected: 'an absolute cgroup directory path',
+                  fix: 'write the full path, e.g. /sys/fs/cgroup/system.slice',
+                }),
+                errorFor({ expected: 'a list of cgroup paths', fix: 'write e.g. deny_cgroups: [/sys/fs/cgroup/system.slice]' }),
+              )
               .default(() => []),
-          },
-          { expected: 'a mapping of psi settings', fix: 'indent enabled and triggers under psi:' },
-        ).prefault({}),
-        cgstat: signalSwitch('cgstat', D.signals.cgstat.enabled),
-        net: bpfSignal('net', D.signals.net.enabled),
-        futex: strict(
-          { enabled: bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' }).default(D.signals.futex.enabled), attach: futexHook },
-          { expected: 'a mapping of futex settings', fix: 'indent enabled and attach under futex:' },
-        ).prefault({}),
-        blkio: bpfSignal('blkio', D.signals.blkio.enabled),
-      },
-      { expected: 'a mapping of signals', fix: 'indent each signal under signals:, e.g. runqlat:' },
-    ).prefault({}),
-    targets: targets.default(() => []),
-    devices: devices.default(() => []),
-    policy: strict(
-      {
-        noisy_neighbor: noisyNeighbor.prefault({}),
-        cpuset_spread: cpusetSpread.prefault({}),
-        numa_rebalance: numaRebalance.prefault({}),
-        pressure_backoff: pressureBackoff.prefault({}),
-        io_prefetch: ioPrefetch.prefault({}),
-      },
-      { expected: 'a mapping of policies', fix: 'indent each policy under policy:, e.g. noisy_neighbor:' },
-    ).prefault({}),
-    guardrails: strict(
-      {
-        cooldown: duration({
-          min: 0,
-          max: LIMITS.cooldownMaxMs,
-          allowZero: true,
-          fix: `use a duration from 0s to ${formatMs(LIMITS.cooldownMaxMs)}, e.g. cooldown: ${formatMs(G.cooldownMs)}`,
-        }).default(G.cooldownMs),
-        max_changes_per_minute: int(1, LIMITS.maxChangesPerMinuteMax, {
-          expected: `a whole number from 1 to ${LIMITS.maxChangesPerMinuteMax}`,
-          fix: `write e.g. max_changes_per_minute: ${G.maxChangesPerMinute}; to stop all changes, disable the policy instead`,
-        }).default(G.maxChangesPerMinute),
-        deny_cgroups: z
-          .array(
-            absPath({
-              expected: 'an absolute cgroup directory path',
-              fix: 'write the full path, e.g. /sys/fs/cgroup/system.slice',
+            {
+              type: 'list of paths',
+              allowed: 'absolute, no `.` or `..` segments',
+              meaning:
+                'cgroups (with their subtrees) never changed, on top of the built-in deny list (see Safety)',
+            },
+          ),
+        },
+        {
+          expected: 'a mapping of guardrail settings',
+          fix: 'indent cooldown, max_changes_per_minute and deny_cgroups under guardrails:',
+        },
+      ).prefault({}),
+      { default: '', meaning: 'limits on every change (below)' },
+    ),
+    closed_loop: doc(
+      strict(
+        {
+          window_ticks: doc(
+            byDefault(5, (d) =>
+              int(1, LIMITS.windowTicksMax, {
+                expected: `a whole number of ticks from 1 to ${LIMITS.windowTicksMax}`,
+                fix: `write e.g. window_ticks: ${d}`,
+              }),
+            ),
+            { meaning: 'ticks compared before and after each change' },
+          ),
+          // Below 1: an improvement of 100% or more is out of reach for a lower-is-better metric, so every change
+          // would be reverted.
+          margin: doc(
+            byDefault(0.1, (d) => {
+              const e = errorFor({
+                expected: 'a number from 0 up to (not including) 1',
+                fix: `write e.g. margin: ${d} to keep only changes that improve the metric by 10% or more`,
+              });
+              return z.number(e).gte(0, e).lt(1, e);
             }),
-            errorFor({ expected: 'a list of cgroup paths', fix: 'write e.g. deny_cgroups: [/sys/fs/cgroup/system.slice]' }),
-          )
-          .default(() => []),
-      },
-      {
-        expected: 'a mapping of guardrail settings',
-        fix: 'indent cooldown, max_changes_per_minute and deny_cgroups under guardrails:',
-      },
-    ).prefault({}),
-    closed_loop: strict(
-      {
-        window_ticks: int(1, LIMITS.windowTicksMax, {
-          expected: `a whole number of ticks from 1 to ${LIMITS.windowTicksMax}`,
-          fix: `write e.g. window_ticks: ${L.windowTicks}`,
-        }).default(L.windowTicks),
-        // Below 1: an improvement of 100% or more is out of reach for a lower-is-better metric, so every change
-        // would be reverted.
-        margin: (() => {
-          const e = errorFor({
-            expected: 'a number from 0 up to (not including) 1',
-            fix: `write e.g. margin: ${L.margin} to keep only changes that improve the metric by 10% or more`,
-          });
-          return z.number(e).gte(0, e).lt(1, e);
-        })().default(L.margin),
-        penalty: duration({
-          min: 0,
-          max: LIMITS.penaltyMaxMs,
-          allowZero: true,
-          fix: `use a duration from 0s to 24h, e.g. penalty: ${formatMs(L.penaltyMs)}`,
-        }).default(L.penaltyMs),
-        // 0.5 and above would keep a change the test finds no likelier to have helped than not.
-        significance: (() => {
-          const e = errorFor({
-            expected: 'a number above 0 and below 0.5',
-            fix: `write e.g. significance: ${L.significance} to keep only changes shown to help at 95% confidence`,
-          });
-          return z.number(e).gt(0, e).lt(0.5, e);
-        })().default(L.significance),
-        warmup_ticks: int(0, LIMITS.windowTicksMax, {
-          expected: `a whole number of ticks from 0 to ${LIMITS.windowTicksMax}`,
-          fix: `write e.g. warmup_ticks: ${L.warmupTicks}`,
-        }).default(L.warmupTicks),
-      },
-      {
-        expected: 'a mapping of closed-loop settings',
-        fix: 'indent window_ticks, margin, penalty, significance and warmup_ticks under closed_loop:',
-      },
-    ).prefault({}),
-    strategy: strategy.optional(),
+            {
+              allowed: '0 up to (not including) 1',
+              meaning:
+                'minimum relative improvement of the change\'s objective (median after vs before) to keep it; less is reverted',
+            },
+          ),
+          penalty: doc(
+            byDefault(300_000, (d) =>
+              duration({
+                min: 0,
+                max: LIMITS.penaltyMaxMs,
+                allowZero: true,
+                fix: `use a duration from 0s to 24h, e.g. penalty: ${formatMs(d)}`,
+              }),
+            ),
+            { allowed: '0s to 24h', meaning: 'how long a reverted (rule, target) pair is not tried again' },
+          ),
+          // 0.5 and above would keep a change the test finds no likelier to have helped than not.
+          significance: doc(
+            byDefault(0.05, (d) => {
+              const e = errorFor({
+                expected: 'a number above 0 and below 0.5',
+                fix: `write e.g. significance: ${d} to keep only changes shown to help at 95% confidence`,
+              });
+              return z.number(e).gt(0, e).lt(0.5, e);
+            }),
+            {
+              allowed: 'above 0, below 0.5',
+              meaning:
+                'largest one-sided p-value of the rank test (per-tick values before vs after) at which a change counts as shown to help; a change is kept only when shown to help **and** at least `margin` better. `explain` shows the interval at 1 − 2 × this level',
+            },
+          ),
+          warmup_ticks: doc(
+            byDefault(2, (d) =>
+              int(0, LIMITS.windowTicksMax, {
+                expected: `a whole number of ticks from 0 to ${LIMITS.windowTicksMax}`,
+                fix: `write e.g. warmup_ticks: ${d}`,
+              }),
+            ),
+            {
+              meaning:
+                'ticks after start-up that never serve as a baseline (the signals\' first, partial windows and the agent\'s own start-up); no forward change is made until a whole baseline after them exists (refusal `BASELINE`)',
+            },
+          ),
+        },
+        {
+          expected: 'a mapping of closed-loop settings',
+          fix: 'indent window_ticks, margin, penalty, significance and warmup_ticks under closed_loop:',
+        },
+      ).prefault({}),
+      { default: '', meaning: 'how each change is judged (below)' },
+    ),
+    // Absent unless written: a config without the section leaves the default rule in charge.
+    strategy: doc(strategy.optional(), {
+      default: 'absent (`heuristic`)',
+      meaning: 'which strategy decides (below)',
+    }),
   },
   { expected: 'a mapping of settings (key: value lines)', fix: 'start the file with top-level keys, e.g. tick: 1s' },
-)
-  .superRefine((c, ctx) => {
-    // Only once the targets themselves are valid, so a bad target is not also reported as an unknown canary.
-    const names = new Set(c.targets.map((t) => t.name));
-    // The kernel side's per-target arrays are sized at start: a pattern reserves a slot for every match it may have.
-    const slots = c.targets.reduce((n, t) => n + (t.cgroup_pattern !== undefined ? (t.max_matches ?? DEFAULT_MAX_MATCHES) : 1), 0);
-    if (slots > LIMITS.maxTargets) {
+).superRefine((c, ctx) => {
+  // Only once the targets themselves are valid, so a bad target is not also reported as an unknown canary.
+  const names = new Set(c.targets.map((t) => t.name));
+  // The kernel side's per-target arrays are sized at start: a pattern reserves a slot for every match it may have.
+  const slots = c.targets.reduce((n, t) => n + (t.cgroup_pattern !== undefined ? (t.max_matches ?? DEFAULT_MAX_MATCHES) : 1), 0);
+  if (slots > LIMITS.maxTargets) {
+    ctx.addIssue({
+      code: 'custom',
+      input: c.targets,
+      path: ['targets'],
+      message: `the targets reserve ${slots} slots (one each, max_matches for a cgroup_pattern), at most ${LIMITS.maxTargets} are supported — fix: lower max_matches or use fewer targets`,
+    });
+  }
+  c.signals.psi.triggers.forEach((t, i) => {
+    if (t.target !== undefined && !names.has(t.target)) {
       ctx.addIssue({
         code: 'custom',
-        input: c.targets,
-        path: ['targets'],
-        message: `the targets reserve ${slots} slots (one each, max_matches for a cgroup_pattern), at most ${LIMITS.maxTargets} are supported — fix: lower max_matches or use fewer targets`,
+        input: t.target,
+        path: ['signals', 'psi', 'triggers', i, 'target'],
+        message: `${describeValue(t.target)} is not a configured target — fix: name a cgroup target from the targets list, or drop target for host-wide pressure`,
       });
     }
-    c.signals.psi.triggers.forEach((t, i) => {
-      if (t.target !== undefined && !names.has(t.target)) {
-        ctx.addIssue({
-          code: 'custom',
-          input: t.target,
-          path: ['signals', 'psi', 'triggers', i, 'target'],
-          message: `${describeValue(t.target)} is not a configured target — fix: name a cgroup target from the targets list, or drop target for host-wide pressure`,
-        });
-      }
-    });
-    c.strategy?.canary_targets.forEach((n, i) => {
-      if (!names.has(n)) {
-        ctx.addIssue({
-          code: 'custom',
-          input: n,
-          path: ['strategy', 'canary_targets', i],
-          message: `${describeValue(n)} is not a configured target — fix: name a target from the targets list`,
-        });
-      }
-    });
-  })
-  .transform(
-  (c): Omit<Config, 'source'> => ({
-    tickMs: c.tick,
-    ewmaAlpha: c.ewma_alpha,
-    signals: {
-      runqlat: { enabled: c.signals.runqlat.enabled, perThread: c.signals.runqlat.per_thread, attach: c.signals.runqlat.attach },
-      psi: {
-        enabled: c.signals.psi.enabled,
-        triggers: c.signals.psi.triggers.map((t) => ({
-          resource: t.resource,
-          kind: t.kind,
-          stallUs: t.stall * 1000,
-          windowUs: t.window * 1000,
-          ...(t.target !== undefined ? { target: t.target } : {}),
-        })),
-      },
-      cgstat: { enabled: c.signals.cgstat.enabled },
-      net: { enabled: c.signals.net.enabled, attach: c.signals.net.attach },
-      futex: { enabled: c.signals.futex.enabled, attach: c.signals.futex.attach },
-      blkio: { enabled: c.signals.blkio.enabled, attach: c.signals.blkio.attach },
-    },
-    targets: c.targets.map((t): TargetConfig => {
-      // Every scope key is carried over: a key dropped here is a target that silently matches nothing.
-      const out: TargetConfig = { name: t.name, role: t.role };
-      if (t.cgroup !== undefined) out.cgroup = t.cgroup;
-      if (t.pids !== undefined) out.pids = [...t.pids];
-      if (t.pidfile !== undefined) out.pidfile = t.pidfile;
-      if (t.comm !== undefined) out.comm = t.comm;
-      if (t.children !== undefined) out.children = t.children;
-      if (t.cgroup_pattern !== undefined) {
-        out.cgroupPattern = t.cgroup_pattern;
-        out.maxMatches = t.max_matches ?? DEFAULT_MAX_MATCHES;
-      }
-      return out;
-    }),
-    devices: [...c.devices],
-    policy: {
-      noisyNeighbor: {
-        enabled: c.policy.noisy_neighbor.enabled,
-        p99ThresholdUs: c.policy.noisy_neighbor.p99_threshold_us,
-        triggerTicks: c.policy.noisy_neighbor.trigger_ticks,
-        calmTicks: c.policy.noisy_neighbor.calm_ticks,
-        calmFraction: c.policy.noisy_neighbor.calm_fraction,
-        stepFraction: c.policy.noisy_neighbor.step_fraction,
-        minWeight: c.policy.noisy_neighbor.min_weight,
-        maxNoisyPerStep: c.policy.noisy_neighbor.max_noisy_per_step,
-      },
-      cpusetSpread: {
-        enabled: c.policy.cpuset_spread.enabled,
-        mode: c.policy.cpuset_spread.mode,
-        minPileup: c.policy.cpuset_spread.min_pileup,
-        idleBelow: c.policy.cpuset_spread.idle_below,
-        triggerTicks: c.policy.cpuset_spread.trigger_ticks,
-        calmTicks: c.policy.cpuset_spread.calm_ticks,
-        pinCpus: c.policy.cpuset_spread.pin_cpus,
-      },
-      numaRebalance: {
-        enabled: c.policy.numa_rebalance.enabled,
-        move: c.policy.numa_rebalance.move,
-        remoteThreshold: c.policy.numa_rebalance.remote_threshold,
-        dominance: c.policy.numa_rebalance.dominance,
-        calmFraction: c.policy.numa_rebalance.calm_fraction,
-        minMemoryMb: c.policy.numa_rebalance.min_memory_mb,
-        triggerTicks: c.policy.numa_rebalance.trigger_ticks,
-        calmTicks: c.policy.numa_rebalance.calm_ticks,
-        sampleTicks: c.policy.numa_rebalance.sample_ticks,
-      },
-      pressureBackoff: {
-        enabled: c.policy.pressure_backoff.enabled,
-        psiSomeAvg10Threshold: c.policy.pressure_backoff.psi_some_avg10_threshold,
-        triggerTicks: c.policy.pressure_backoff.trigger_ticks,
-        calmTicks: c.policy.pressure_backoff.calm_ticks,
-        decreaseFactor: c.policy.pressure_backoff.decrease_factor,
-        increaseStepCpus: c.policy.pressure_backoff.increase_step_cpus,
-        floorCpus: c.policy.pressure_backoff.floor_cpus,
-      },
-      ioPrefetch: {
-        enabled: c.policy.io_prefetch.enabled,
-        seqRatioThreshold: c.policy.io_prefetch.seq_ratio_threshold,
-        maxRequestKb: c.policy.io_prefetch.max_request_kb,
-        minIosPerS: c.policy.io_prefetch.min_ios_per_s,
-        triggerTicks: c.policy.io_prefetch.trigger_ticks,
-        calmTicks: c.policy.io_prefetch.calm_ticks,
-        readAheadKb: c.policy.io_prefetch.read_ahead_kb,
-        prefetchMb: c.policy.io_prefetch.prefetch_mb,
-      },
-    },
-    guardrails: {
-      cooldownMs: c.guardrails.cooldown,
-      maxChangesPerMinute: c.guardrails.max_changes_per_minute,
-      denyCgroups: [...c.guardrails.deny_cgroups],
-    },
-    closedLoop: {
-      windowTicks: c.closed_loop.window_ticks,
-      margin: c.closed_loop.margin,
-      penaltyMs: c.closed_loop.penalty,
-      significance: c.closed_loop.significance,
-      warmupTicks: c.closed_loop.warmup_ticks,
-    },
-    ...(c.strategy !== undefined
-      ? {
-          strategy: {
-            kind: c.strategy.kind,
-            canaryTargets: [...c.strategy.canary_targets],
-            seed: c.strategy.seed,
-            exploration: {
-              scale: c.strategy.exploration.scale,
-              decay: c.strategy.exploration.decay,
-              minScale: c.strategy.exploration.min_scale,
-            },
-          },
-        }
-      : {}),
-  }),
-);
+  });
+  c.strategy?.canary_targets.forEach((n, i) => {
+    if (!names.has(n)) {
+      ctx.addIssue({
+        code: 'custom',
+        input: n,
+        path: ['strategy', 'canary_targets', i],
+        message: `${describeValue(n)} is not a configured target — fix: name a target from the targets list`,
+      });
+    }
+  });
+});
+
+type CamelCase<S extends string> = S extends `${infer H}_${infer T}` ? `${H}${Capitalize<CamelCase<T>>}` : S;
+type UnitSuffix<V> = NonNullable<V> extends InUnit<infer U> ? U : '';
+
+/** The type of `camelValue`'s result: snake_case keys in camelCase, a duration's key with its unit appended. */
+export type Camelized<T> = T extends InUnit<DurationUnit>
+  ? number
+  : T extends readonly (infer E)[]
+    ? Camelized<E>[]
+    : T extends object
+      ? { [K in keyof T as K extends string ? `${CamelCase<K>}${UnitSuffix<T[K]>}` : K]: Camelized<T[K]> }
+      : T;
+
+/** `calm_ticks` → `calmTicks`. */
+export function camelCase(key: string): string {
+  return key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** The unit a duration field is handed on in; undefined for any other field. */
+export function durationOf(schema: z.core.$ZodType | undefined) {
+  for (let s = schema; s !== undefined; ) {
+    const d = durations.get(s);
+    if (d !== undefined) return d;
+    if (s instanceof z.ZodPipe) s = s.in as z.core.$ZodType;
+    else if (s instanceof z.ZodDefault || s instanceof z.ZodPrefault || s instanceof z.ZodOptional) s = s.unwrap() as z.core.$ZodType;
+    else return undefined;
+  }
+  return undefined;
+}
+
+/** The key a YAML key has in `Config`. */
+export function configKey(key: string, schema: z.core.$ZodType | undefined): string {
+  return camelCase(key) + (durationOf(schema)?.unit ?? '');
+}
+
+/**
+ * A parsed document in `Config`'s spelling, key by key as `schema` declares it. A key left out (or written with no
+ * value) stays out, so an optional setting is either set or absent.
+ */
+function camelValue(schema: z.core.$ZodType, value: unknown): unknown {
+  const s = unwrap(schema);
+  if (s instanceof z.ZodArray && Array.isArray(value)) return value.map((v) => camelValue(s.element as z.core.$ZodType, v));
+  if (s instanceof z.ZodObject && isObject(value)) {
+    const shape = s.shape as Record<string, z.core.$ZodType>;
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      if (v !== undefined) out[configKey(k, shape[k])] = camelValue(shape[k]!, v);
+    }
+    return out;
+  }
+  return value;
+}
+
+/** `schema`, handing its result on in camelCase; the one place the two spellings meet. */
+function camelized<S extends z.ZodType>(schema: S) {
+  return schema.transform((value) => camelValue(schema, value) as Camelized<z.output<S>>);
+}
+
+/** Validates the parsed YAML document (with absent values as undefined) and yields a Config without `source`. */
+export const configSchema = camelized(fileSchema);
 
 /** One problem in a config document, ready to show: `path` like `targets[1].cgroup`, '' for the whole file. */
 export interface ConfigIssue {
@@ -1027,7 +1424,8 @@ export function knownKeysAt(path: readonly PropertyKey[]): string[] | undefined 
   return s instanceof z.ZodObject ? Object.keys(s.shape) : undefined;
 }
 
-function unwrap(s: Walkable): Walkable {
+/** The schema under defaults, optionals and transforms: the mapping, list or value the YAML holds. */
+export function unwrap(s: Walkable): Walkable {
   for (;;) {
     if (s instanceof z.ZodPipe) s = s.in as Walkable;
     else if (s instanceof z.ZodDefault || s instanceof z.ZodPrefault || s instanceof z.ZodOptional) {
