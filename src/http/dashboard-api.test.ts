@@ -11,7 +11,8 @@ import { FakeControl, publishDecision, publishTick, syntheticFleet, syntheticSna
 import type { Overview } from './overview.js';
 import type { TargetDetails } from './details.js';
 import { startHttpServer, type HttpServerHandle, type HttpServerOptions } from './server.js';
-import type { DecisionEvent, TargetInfo } from './types.js';
+import type { DecisionEvent } from '../core/events.js';
+import type { TargetInfo } from './types.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
 const open: HttpServerHandle[] = [];

@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../core/log.js';
 import { FakeControl, publishDecision, publishTick, syntheticFleet, syntheticSnapshot } from './fake-control.js';
 import { startHttpServer, type HttpServerHandle } from './server.js';
-import type { DecisionEvent, TargetInfo } from './types.js';
+import type { DecisionEvent } from '../core/events.js';
+import type { TargetInfo } from './types.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'e2e-token-0123456789abcdef';

@@ -3,16 +3,16 @@
  * without an engine or a kernel. It publishes on the real channels, so the server under test consumes exactly what
  * the agent would send.
  */
-import { channels } from '../core/events.js';
+import { channels, type DecisionEvent, type KnobEvent } from '../core/events.js';
 import type { CumulativeHistogram, TargetSignals, TickSnapshot } from '../core/types.js';
 import type { PsiResources } from '../signals/psi/psi.js';
 import type { RunqlatWindow } from '../signals/runqlat/runqlat.js';
-import type { AgentControl, DecisionEvent, KnobEvent, ProgramStats, TargetInfo } from './types.js';
+import type { AgentControl, KnobChange, ProgramStats, TargetInfo } from './types.js';
 
 export class FakeControl implements AgentControl {
   isPaused = false;
   isReady = true;
-  readonly knobs = new Map<string, KnobEvent>();
+  readonly knobs = new Map<string, KnobChange>();
   readonly calls: string[] = [];
   stats: ProgramStats[] = [
     { name: 'handle_sched_wakeup', runTimeNs: 0, runCnt: 0 },
@@ -41,12 +41,12 @@ export class FakeControl implements AgentControl {
     this.calls.push(`revert:${knobId}`);
     const k = this.knobs.get(knobId);
     if (!k || k.state !== 'active') return false;
-    const restored: KnobEvent = { ...k, value: k.original, state: 'restored', time: Date.now() };
+    const restored: KnobChange = { ...k, value: k.original, state: 'restored', time: Date.now() };
     this.knobs.set(knobId, restored);
-    channels.knob.publish(restored);
+    publishKnob('restored', k, restored);
     return true;
   }
-  changes(): KnobEvent[] {
+  changes(): KnobChange[] {
     return [...this.knobs.values()];
   }
   targets(): TargetInfo[] {
@@ -64,10 +64,10 @@ export class FakeControl implements AgentControl {
   }
 
   /** Records a knob write as the agent would, and publishes it. */
-  write(k: Omit<KnobEvent, 'state'>): KnobEvent {
-    const ev: KnobEvent = { ...k, state: 'active', time: k.time ?? Date.now() };
+  write(k: Omit<KnobChange, 'state'>): KnobChange {
+    const ev: KnobChange = { ...k, state: 'active', time: k.time ?? Date.now() };
     this.knobs.set(k.knobId, ev);
-    channels.knob.publish(ev);
+    publishKnob('written', { ...ev, value: ev.original }, ev);
     return ev;
   }
 
@@ -78,6 +78,12 @@ export class FakeControl implements AgentControl {
       s.runTimeNs += events * nsPerRun;
     }
   }
+}
+
+/** Publishes a knob's change from `before` to `after` on `channels.knob`, in the shape the knob writer and restorer use. */
+function publishKnob(kind: KnobEvent['kind'], before: KnobChange, after: KnobChange): void {
+  const e: KnobEvent = { kind, knobId: after.knobId, path: after.path, target: after.target, action: after.action, from: before.value, to: after.value, time: after.time ?? Date.now() };
+  channels.knob.publish(e);
 }
 
 /** A plausible snapshot: `web` suffers run-queue latency that grows with `i`, `batch` keeps the CPU busy. */

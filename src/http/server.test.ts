@@ -12,7 +12,7 @@ import {
   type HttpServerHandle,
   type HttpServerOptions,
 } from './server.js';
-import type { DecisionEvent } from './types.js';
+import type { DecisionEvent } from '../core/events.js';
 import type { RunqlatWindow } from '../signals/runqlat/runqlat.js';
 
 const TOKEN = 'test-token-0123456789abcdef';

@@ -3,12 +3,12 @@
  * bounded history of them, recent decisions with per-kind counts, the agent's own overhead over time, and the
  * field catalogue. /metrics, the JSON API and the live stream all read from here; none of them subscribes itself.
  */
-import { channels } from '../core/events.js';
+import { channels, DECISION_KINDS, type DecisionEvent } from '../core/events.js';
 import type { Logger } from '../core/log.js';
 import { FieldCatalogue, isRecord, type FieldInfo } from './fields.js';
 import { SIGNAL_METRICS, type CounterDecl, type Labels, type SnapshotView } from './metric-catalog.js';
 import { Ring } from './ring.js';
-import { DECISION_KINDS, type AgentControl, type DecisionEvent } from './types.js';
+import type { AgentControl } from './types.js';
 
 export interface OverheadSample {
   /** ms since the epoch. */
