@@ -18,7 +18,7 @@ import type { BpfObject } from '../../bpf/object.js';
 import { loadFirstWorking, type AttachKind, type ProgramSet } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
 import { cgroupId, detectLayout, isPathUnder, type CgroupLayout } from '../../cgroup/layout.js';
-import { childCgroups } from '../../cgroup/cgroup.js';
+import { childCgroups, readIdsIfAny } from '../../cgroup/cgroup.js';
 import { BurstDetector, type BurstOptions } from '../../stats/burst.js';
 import { capacityFor, slotCount, subtreeIds, TARGET_FILTER_SIZE, targetFilter, u64 } from '../membership.js';
 
@@ -180,19 +180,8 @@ export function reasonName(names: ReadonlyMap<number, string>, reason: number): 
   return reason > 0xffff ? `SUBSYS_${reason >>> 16}_${reason & 0xffff}` : `REASON_${reason}`;
 }
 
-function readIds(file: string): number[] {
-  try {
-    return readFileSync(file, 'utf8')
-      .split('\n')
-      .filter((l) => l !== '')
-      .map(Number);
-  } catch {
-    return [];
-  }
-}
-
 function subtreeProcs(dir: string, out: Set<number>): void {
-  for (const pid of readIds(join(dir, 'cgroup.procs'))) out.add(pid);
+  for (const pid of readIdsIfAny(join(dir, 'cgroup.procs'))) out.add(pid);
   for (const child of childCgroups(dir)) subtreeProcs(child, out);
 }
 
@@ -249,7 +238,7 @@ export function socketCgroupSlots(
       if (d !== undefined && d !== unified) dirs.add(d);
     }
     for (const d of dirs) {
-      const members = readIds(join(d, 'cgroup.procs'));
+      const members = readIdsIfAny(join(d, 'cgroup.procs'));
       if (members.length > 0 && members.every((p) => pids.has(p))) {
         try {
           put(cgroupId(d), t);
