@@ -54,6 +54,18 @@ export interface Action {
   revert(target: Target, writer: KnobWriter): RestoreItem[];
 }
 
+/** `desired[key]` as a finite number; anything else is refused with the plan's error, naming what was given. */
+export function desiredNumber(action: string, target: Target, desired: Desired, key: string): number {
+  const asked = desired[key];
+  if (typeof asked !== 'number' || !Number.isFinite(asked)) {
+    throw new TunerError(
+      'ACTION_FAILED',
+      `plan ${action} for target ${target.name}: desired.${key} must be a finite number, got ${JSON.stringify(asked)}`,
+    );
+  }
+  return asked;
+}
+
 /** What applying `plan` came to, from the writer's results. */
 export function applyResult(plan: ActionPlan, results: SetResult[]): ApplyResult {
   return {
