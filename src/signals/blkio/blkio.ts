@@ -48,12 +48,8 @@ export interface BlkioOptions {
   hooks?: readonly BlkioHook[];
 }
 
-/** One tick's read/write requests of one target on one device. Latency fields are µs per request. */
-export interface BlkioDeviceWindow {
-  /** "major:minor" of the whole disk. */
-  dev: string;
-  /** Kernel name of the disk (sda, nvme0n1, loop3), when it still exists. */
-  name?: string;
+/** One tick's read/write requests of one target: on one device, or on all it used. Latency fields are µs per request. */
+export interface BlkioRequests {
   ios: number;
   readBytes: number;
   writeBytes: number;
@@ -63,21 +59,21 @@ export interface BlkioDeviceWindow {
   p90: number;
   p99: number;
   mean: number;
-  /** Highest number of requests in flight on the device (every task's) during the tick. */
+  /**
+   * Highest number of requests in flight on the device (every task's) during the tick; over all devices, the deepest
+   * queue among those the target used.
+   */
   maxInflight: number;
 }
 
-export interface BlkioWindow {
-  ios: number;
-  readBytes: number;
-  writeBytes: number;
-  seqRatio: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  mean: number;
-  /** The deepest queue among the devices the target used during the tick. */
-  maxInflight: number;
+export interface BlkioDeviceWindow extends BlkioRequests {
+  /** "major:minor" of the whole disk. */
+  dev: string;
+  /** Kernel name of the disk (sda, nvme0n1, loop3), when it still exists. */
+  name?: string;
+}
+
+export interface BlkioWindow extends BlkioRequests {
   /** 1 while the target's I/O per tick is well above its own EWMA baseline. */
   burst: 0 | 1;
   /**
