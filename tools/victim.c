@@ -305,26 +305,17 @@ int main(int argc, char **argv)
 			report_ns = parse_ull(usage, "--report-ms", optarg, 1, 3600000) *
 				    NSEC_PER_MSEC;
 			break;
-		case 'd':
-			duration_ns = parse_ull(usage, "--duration-s", optarg, 0, 31536000) *
-				      NSEC_PER_SEC;
-			break;
 		case 'i':
 			work_iters = parse_ull(usage, "--work-iters", optarg, 1, UINT64_MAX / 2);
 			break;
 		case 'q':
 			quiet = true;
 			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
 		default:
-			fputs(usage, stderr);
-			return 2;
+			common_option(c, usage, &duration_ns);
 		}
 	}
-	if (optind < argc)
-		die_usage(usage, "unexpected argument: %s", argv[optind]);
+	no_arguments(argc, argv, usage);
 
 	block_term_signals(&sigs);
 	/* The default 50 us timer slack would be measured as latency on every
@@ -344,22 +335,10 @@ int main(int argc, char **argv)
 	memset(&interval, 0, sizeof(interval));
 	memset(&total, 0, sizeof(total));
 
-	tids = calloc(nr_threads, sizeof(*tids));
-	if (!tids) {
-		perror("victim: calloc");
-		return 1;
-	}
 	/* A common start slightly in the future, so every thread exists before
 	 * the first deadline and no request starts late by construction. */
 	t0_ns = now_ns(CLOCK_MONOTONIC) + 10 * NSEC_PER_MSEC;
-	for (unsigned int i = 0; i < nr_threads; i++) {
-		int err = pthread_create(&tids[i], NULL, worker, (void *)(uintptr_t)i);
-
-		if (err) {
-			fprintf(stderr, "victim: create thread: %s\n", strerror(err));
-			return 1;
-		}
-	}
+	tids = start_threads(nr_threads, worker, 0);
 
 	next_report = t0_ns + report_ns;
 	end = duration_ns ? t0_ns + duration_ns : UINT64_MAX;
