@@ -8,9 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit.js';
-import { toolPath } from '../../src/bpf/paths.js';
-import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
-import { runCli, startAgent, tempDir } from './helpers.js';
+import { cleanupAll, killAndWait, makeTestCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
+import { noisyNeighborConfig, runCli, spawnHogs, spawnVictim, startAgent, tempDir } from './helpers.js';
 
 const shares = (cg: TestCgroup) => Number(readFileSync(join(cg.path, 'cpu.shares'), 'utf8'));
 
@@ -21,21 +20,7 @@ let state: ReturnType<typeof tempDir>;
 const procs: SpawnedProcess[] = [];
 
 function config(): string {
-  return state.file(
-    'config.yaml',
-    `tick: 1s
-policy:
-  noisy_neighbor: {p99_threshold_us: 3000}
-  pressure_backoff: {enabled: false}
-  cpuset_spread: {enabled: false}
-  numa_rebalance: {enabled: false}
-  io_prefetch: {enabled: false}
-closed_loop: {window_ticks: 5, warmup_ticks: 2, significance: 0.05}
-targets:
-  - {name: web, cgroup: ${victimCg.path}, role: protect}
-  - {name: batch, cgroup: ${siblingCg.path}, role: noisy}
-`,
-  );
+  return state.file('config.yaml', noisyNeighborConfig(victimCg.path, siblingCg.path, 'closed_loop: {window_ticks: 5, warmup_ticks: 2, significance: 0.05}\n'));
 }
 
 function log(): AuditRecord[] {
@@ -49,9 +34,9 @@ beforeEach(async () => {
   victimCg = base.child('web');
   siblingCg = base.child('batch');
   state = tempDir();
-  // Victim and hogs share CPU 1 (as in the foundation test): contention the noisy-neighbor rule answers.
-  procs.push(await spawnInCgroup(victimCg.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']));
-  procs.push(await spawnInCgroup(siblingCg.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '4']));
+  // Victim and hogs share CPU 1: contention the noisy-neighbor rule answers.
+  procs.push(await spawnVictim(victimCg.path));
+  procs.push(await spawnHogs(siblingCg.path));
 });
 
 afterEach(async () => {

@@ -6,9 +6,8 @@
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { toolPath } from '../../src/bpf/paths.js';
-import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
-import { runCli, startAgent, tempDir } from './helpers.js';
+import { cleanupAll, killAndWait, makeTestCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
+import { noisyNeighborConfig, runCli, spawnHogs, spawnVictim, startAgent, tempDir, waitUntil } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const shares = (cg: TestCgroup) => Number(readFileSync(join(cg.path, 'cpu.shares'), 'utf8'));
@@ -21,26 +20,11 @@ let state: ReturnType<typeof tempDir>;
 const procs: SpawnedProcess[] = [];
 
 function config(extra = ''): string {
-  return state.file(
-    'config.yaml',
-    `tick: 1s
-# The cpu_weight loop alone: the other rules (quota under host pressure, spreading...) would also answer this
-# contention and are tested on their own.
-policy:
-  noisy_neighbor: {p99_threshold_us: 3000}
-  pressure_backoff: {enabled: false}
-  cpuset_spread: {enabled: false}
-  numa_rebalance: {enabled: false}
-  io_prefetch: {enabled: false}
-targets:
-  - {name: web, cgroup: ${victimCg.path}, role: protect}
-  - {name: batch, cgroup: ${siblingCg.path}, role: noisy}
-${extra}`,
-  );
+  return state.file('config.yaml', noisyNeighborConfig(victimCg.path, siblingCg.path, extra));
 }
 
 async function startHogs(): Promise<SpawnedProcess> {
-  const h = await spawnInCgroup(siblingCg.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '4']);
+  const h = await spawnHogs(siblingCg.path);
   procs.push(h);
   return h;
 }
@@ -50,10 +34,8 @@ beforeEach(async () => {
   victimCg = base.child('web');
   siblingCg = base.child('batch');
   state = tempDir();
-  // Victim and hogs share CPU 1: the same contention on any machine, whatever else runs on the other CPU. The victim
-  // needs 60% of the CPU, more than its group's equal share beside a busy sibling: under EEVDF a victim well within
-  // its share is woken almost at once whatever its neighbour does, and there is nothing for the agent to fix.
-  victim = await spawnInCgroup(victimCg.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']);
+  // Victim and hogs share CPU 1 (see spawnVictim).
+  victim = await spawnVictim(victimCg.path);
   procs.push(victim);
 });
 
@@ -67,14 +49,6 @@ afterAll(async () => {
   await cleanupAll();
 });
 
-async function waitUntil(pred: () => boolean, timeoutMs: number): Promise<number> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(50);
-  }
-  return Date.now() - t0;
-}
 
 describe('foundation loop: runqlat → cpu_weight → journal → restore', () => {
   it('lowers the noisy sibling within 5 s of contention and restores both on SIGTERM', async () => {

@@ -25,7 +25,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { toolPath } from '../../src/bpf/paths.js';
 import { Prng } from '../../src/engine/learned/prng.js';
 import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
-import { runCli, startAgent, tempDir, type AgentProcess } from './helpers.js';
+import { type AgentProcess, runCli, spawnHogs, spawnVictim, startAgent, tempDir, waitUntil } from './helpers.js';
+import type { AuditRecord as AuditRow } from '../../src/audit/audit.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const shares = (cg: TestCgroup) => Number(readFileSync(join(cg.path, 'cpu.shares'), 'utf8'));
@@ -42,17 +43,6 @@ interface Estimate {
   target?: string;
 }
 type Choice = Line & { arm: string; acting: boolean; estimates: Estimate[] };
-interface AuditRow {
-  id: string;
-  kind: string;
-  action: string;
-  target: string;
-  rule: string;
-  reason: string;
-  from?: string;
-  to?: string;
-  evidence?: Record<string, number>;
-}
 
 afterAll(async () => {
   await cleanupAll();
@@ -89,7 +79,7 @@ async function scenario() {
   const two = base.child('two');
   const procs: SpawnedProcess[] = [];
   // The victim needs 60% of CPU 1, more than its share beside two busy siblings there; `one` also spins on CPU 0.
-  procs.push(await spawnInCgroup(web.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']));
+  procs.push(await spawnVictim(web.path));
   let hogs: SpawnedProcess[] = [];
   return {
     base,
@@ -99,7 +89,7 @@ async function scenario() {
     procs,
     async startHogs() {
       hogs = [
-        await spawnInCgroup(one.path, 'taskset', ['-c', '0,1', toolPath('hog'), '--threads', '4']),
+        await spawnHogs(one.path, '0,1'),
         await spawnInCgroup(two.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '1']),
       ];
       procs.push(...hogs);
@@ -149,13 +139,6 @@ function auditLog(state: string): AuditRow[] {
 const weightTo = (r: AuditRow) => Number(/weight=(\d+)/.exec(r.to ?? '')?.[1]);
 const sharesOf = (weight: number) => Math.round((weight * 1024) / 100);
 
-async function waitUntil(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
 
 const POLICY = `policy:
   noisy_neighbor: {p99_threshold_us: 3000, max_noisy_per_step: 2}

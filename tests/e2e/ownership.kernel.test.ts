@@ -8,9 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { toolPath } from '../../src/bpf/paths.js';
-import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
-import { CLI, runCli, startAgent, tempDir } from './helpers.js';
+import { cleanupAll, killAndWait, makeTestCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
+import { CLI, noisyNeighborConfig, runCli, spawnHogs, spawnVictim, startAgent, tempDir, waitUntil } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const shares = (cg: TestCgroup) => Number(readFileSync(join(cg.path, 'cpu.shares'), 'utf8'));
@@ -22,22 +21,8 @@ let state: ReturnType<typeof tempDir>;
 const procs: SpawnedProcess[] = [];
 
 function config(): string {
-  return state.file(
-    'config.yaml',
-    `tick: 1s
-policy:
-  noisy_neighbor: {p99_threshold_us: 3000}
-  pressure_backoff: {enabled: false}
-  cpuset_spread: {enabled: false}
-  numa_rebalance: {enabled: false}
-  io_prefetch: {enabled: false}
-# Hold each change for the whole test: this is about who owns the knob, not whether the change helped.
-closed_loop: {window_ticks: 600}
-targets:
-  - {name: web, cgroup: ${victimCg.path}, role: protect}
-  - {name: batch, cgroup: ${siblingCg.path}, role: noisy}
-`,
-  );
+  // Hold each change for the whole test: this is about who owns the knob, not whether the change helped.
+  return state.file('config.yaml', noisyNeighborConfig(victimCg.path, siblingCg.path, 'closed_loop: {window_ticks: 600}\n'));
 }
 
 beforeEach(async () => {
@@ -47,8 +32,8 @@ beforeEach(async () => {
   state = tempDir();
   // Readable by all (the state directories inside stay the agent's 0700), so another user can be pointed at them.
   chmodSync(state.path, 0o755);
-  procs.push(await spawnInCgroup(victimCg.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']));
-  procs.push(await spawnInCgroup(siblingCg.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '4']));
+  procs.push(await spawnVictim(victimCg.path));
+  procs.push(await spawnHogs(siblingCg.path));
 });
 
 afterEach(async () => {
@@ -61,13 +46,6 @@ afterAll(async () => {
   await cleanupAll();
 });
 
-async function waitUntil(pred: () => boolean, timeoutMs: number): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(50);
-  }
-}
 
 function agent(stateDir: string) {
   const a = startAgent(['--config', config(), '--state-dir', stateDir]);

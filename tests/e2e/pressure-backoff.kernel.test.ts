@@ -9,10 +9,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit.js';
-import { toolPath } from '../../src/bpf/paths.js';
 import { listProcs } from '../../src/cgroup/cgroup.js';
-import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
-import { runCli, startAgent, tempDir, type AgentProcess } from './helpers.js';
+import { cleanupAll, killAndWait, makeTestCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
+import { type AgentProcess, runCli, spawnHogs, spawnVictim, startAgent, tempDir, waitUntil } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const CLK_TCK = 100;
@@ -87,13 +86,8 @@ function watch(cg: TestCgroup) {
   };
 }
 
-async function waitUntil(pred: () => boolean, timeoutMs: number, what: string | (() => string)): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`${typeof what === 'string' ? what : what()}: not within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
+/** Polled every 20 ms: the quota's steps are seen as they happen. */
+const pollUntil = (pred: () => boolean, timeoutMs: number, what: string | (() => string)) => waitUntil(pred, timeoutMs, what, 20);
 
 /** The agent's pressure_backoff decisions on the noisy target, oldest first, from `ebpf-tuner log --json`. */
 function decisions(stateDir: string): AuditRecord[] {
@@ -128,7 +122,7 @@ beforeEach(async () => {
   state = tempDir();
   // Victim and hogs share CPU 1, the same contention on any machine: the victim needs 60% of the CPU, more than its
   // group's fair half beside a busy sibling, so it waits whenever the hogs run.
-  procs.push(await spawnInCgroup(victimCg.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']));
+  procs.push(await spawnVictim(victimCg.path));
 });
 
 afterEach(async () => {
@@ -143,7 +137,7 @@ afterAll(async () => {
 });
 
 async function startHogs(): Promise<SpawnedProcess> {
-  const h = await spawnInCgroup(noisyCg.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '4']);
+  const h = await spawnHogs(noisyCg.path);
   procs.push(h);
   return h;
 }
@@ -193,11 +187,11 @@ targets:
       await agent.waitFor((l) => l.msg === 'agent running');
 
       // The cut: from unlimited to 0.6 × what the hogs used, and the kernel throttles them to it.
-      await waitUntil(() => w.quota() !== -1, 90_000, () => `the quota is cut under pressure (host cpu PSI now ${hostCpuPsi()}%)`);
+      await pollUntil(() => w.quota() !== -1, 90_000, () => `the quota is cut under pressure (host cpu PSI now ${hostCpuPsi()}%)`);
       const cut = w.values.find((v) => v.quota !== -1)!;
       const usedByKernel = w.usedCpus(1000);
       const t0 = throttled(noisyCg);
-      await waitUntil(() => throttled(noisyCg) > t0, 10_000, 'the kernel throttles the capped hogs');
+      await pollUntil(() => throttled(noisyCg) > t0, 10_000, 'the kernel throttles the capped hogs');
       await killAndWait(hog);
 
       await agent.waitFor(line('applied'));
@@ -218,8 +212,8 @@ targets:
       // Calm: the quota climbs by increase_step_cpus × period, then the calm streak puts -1 back.
       const stepUp = (a: number, b: number) => a > 0 && b === Math.round(round2(a / period + 0.15) * period);
       const stepped = () => w.values.some((v, i) => i > 0 && stepUp(w.values[i - 1]!.quota, v.quota));
-      await waitUntil(stepped, 120_000, () => `the quota steps up by 0.15 CPUs (seen ${w.values.map((v) => v.quota).join(' → ')})`);
-      await waitUntil(() => w.quota() === -1, 120_000, () => `the calm streak restores -1 (seen ${w.values.map((v) => `${v.quota} at PSI ${v.psi}%`).join(' → ')}; host cpu PSI now ${hostCpuPsi()}%)`);
+      await pollUntil(stepped, 120_000, () => `the quota steps up by 0.15 CPUs (seen ${w.values.map((v) => v.quota).join(' → ')})`);
+      await pollUntil(() => w.quota() === -1, 120_000, () => `the calm streak restores -1 (seen ${w.values.map((v) => `${v.quota} at PSI ${v.psi}%`).join(' → ')}; host cpu PSI now ${hostCpuPsi()}%)`);
       const restoredAt = w.values.at(-1)!;
       await agent.waitFor(line('restored'));
       const log = decisions(state.path);
@@ -278,7 +272,7 @@ targets:
       await startHogs();
       const agent = runAgent(file);
       await agent.waitFor((l) => l.msg === 'agent running');
-      await waitUntil(() => w.quota() !== -1, 90_000, () => `the quota is cut under pressure (host cpu PSI now ${hostCpuPsi()}%)`);
+      await pollUntil(() => w.quota() !== -1, 90_000, () => `the quota is cut under pressure (host cpu PSI now ${hostCpuPsi()}%)`);
       await agent.waitFor(line('applied'));
       const cut = decisions(state.path).find((d) => d.kind === 'applied')!;
       console.log(`cut: ${cut.reason}; evidence ${JSON.stringify(cut.evidence)}`);
