@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { channels } from '../core/events.js';
 import { TunerError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
@@ -96,22 +97,15 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       stdio: ['ignore', 'pipe', 'ignore'],
     });
     children.push(victim);
-    let buf = '';
-    victim.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        try {
-          const r = JSON.parse(line) as { p50_us: number; p99_us: number; final?: boolean };
-          if (!r.final && current) {
-            current.p50.push(r.p50_us);
-            current.p99.push(r.p99_us);
-          }
-        } catch {
-          // not a report line
+    createInterface({ input: victim.stdout! }).on('line', (line) => {
+      try {
+        const r = JSON.parse(line) as { p50_us: number; p99_us: number; final?: boolean };
+        if (!r.final && current) {
+          current.p50.push(r.p50_us);
+          current.p99.push(r.p99_us);
         }
+      } catch {
+        // not a report line
       }
     });
 
