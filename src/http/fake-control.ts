@@ -3,6 +3,7 @@
  * without an engine or a kernel. It publishes on the real channels, so the server under test consumes exactly what
  * the agent would send.
  */
+import { request } from 'node:http';
 import { channels, type DecisionEvent, type KnobEvent } from '../core/events.js';
 import type { CumulativeHistogram, TargetSignals, TickSnapshot } from '../core/types.js';
 import type { PsiResources } from '../signals/psi/psi.js';
@@ -208,4 +209,51 @@ export function syntheticFleet(time: number, i: number, targets: readonly Target
     };
   });
   return { time, windowMs, targets: out, host: { psi } };
+}
+
+/** One server-sent event as the server writes it: `event: NAME`, `data: TEXT`, a blank line. */
+export interface StreamedEvent {
+  event: string;
+  data: string;
+}
+
+/**
+ * Opens an event stream (`/api/stream...`) as the dashboard does. Every event received is kept in `events`, in order;
+ * `next(name)` resolves with the data of the next event of that name to arrive.
+ */
+export function openEventStream(url: string): Promise<{ events: StreamedEvent[]; next(event: string): Promise<string>; close(): void }> {
+  return new Promise((resolve, reject) => {
+    const events: StreamedEvent[] = [];
+    const waiters: { event: string; resolve: (d: string) => void }[] = [];
+    const req = request(url, (res) => {
+      if (res.statusCode !== 200) {
+        reject(new Error(`stream status ${res.statusCode}`));
+        res.resume();
+        return;
+      }
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        buf += c;
+        let i: number;
+        while ((i = buf.indexOf('\n\n')) !== -1) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const event = /^event: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (!event || data === undefined) continue;
+          events.push({ event, data });
+          const w = waiters.findIndex((x) => x.event === event);
+          if (w !== -1) waiters.splice(w, 1)[0]?.resolve(data);
+        }
+      });
+      resolve({
+        events,
+        next: (event) => new Promise((r) => waiters.push({ event, resolve: r })),
+        close: () => req.destroy(),
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
