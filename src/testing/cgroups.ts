@@ -46,6 +46,26 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * A cgroup directly in the v2 tree, for what only v2 has (socket attribution, per-cgroup pressure), named so
+ * cleanupAll() removes it if this process dies first. `needs` names what the test needs the v2 tree for.
+ */
+export function makeV2TestCgroup(needs: string, layout: CgroupLayout = detectLayout()): { path: string; remove(): void } {
+  const root = layout.unified;
+  if (!root) throw new Error(`this host mounts no cgroup v2 tree, which ${needs} needs`);
+  const dir = path.join(root, `${TEST_CGROUP_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
+  fs.mkdirSync(dir);
+  let removed = false;
+  return {
+    path: dir,
+    remove(): void {
+      if (removed) return;
+      removeCgroupTree(dir, root);
+      removed = true;
+    },
+  };
+}
+
 function controllerMount(controller: string, layout: CgroupLayout): { mount: string; version: 1 | 2 } {
   const c = layout.controllers[controller];
   if (c === undefined) {
