@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../core/log.js';
 import { explainText } from '../audit/explain.js';
 import type { AuditRecord } from '../audit/audit.js';
-import { FakeControl, openEventStream, publishDecision, publishTick, syntheticFleet, syntheticSnapshot } from './fake-control.js';
+import { FakeControl, openEventStream, publishDecision, publishTick, syntheticDecision, syntheticFleet, syntheticSnapshot } from './fake-control.js';
 import type { Overview } from './overview.js';
 import type { TargetDetails } from './details.js';
 import { startHttpServer, type HttpServerHandle, type HttpServerOptions } from './server.js';
@@ -30,19 +30,7 @@ const fleet = (n: number): TargetInfo[] =>
   Array.from({ length: n }, (_, k) => ({ name: `svc-${k}`, role: k % 2 ? 'noisy' : 'protect' }));
 
 function decision(id: string, over: Partial<DecisionEvent> = {}): DecisionEvent {
-  return {
-    id,
-    time: 1_700_000_100_000,
-    kind: 'applied',
-    action: 'cpu-weight',
-    target: 'batch',
-    rule: 'noisy-neighbor',
-    from: '100',
-    to: '80',
-    reason: 'web p99 above 1 ms for 3 ticks',
-    evidence: { p99Us: 2400, calm: 0.25 },
-    ...over,
-  };
+  return syntheticDecision({ id, time: 1_700_000_100_000, reason: 'web p99 above 1 ms for 3 ticks', evidence: { p99Us: 2400, calm: 0.25 }, ...over });
 }
 
 async function json<T>(url: string, init?: RequestInit): Promise<{ status: number; body: T; bytes: number }> {

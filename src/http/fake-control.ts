@@ -159,6 +159,21 @@ export function publishTick(s: TickSnapshot): void {
   channels.tick.publish(s);
 }
 
+/** A plausible decision: cpu-weight applied to `batch` by the noisy-neighbor rule; `over` sets what a test is about. */
+export function syntheticDecision(over: Partial<DecisionEvent> & Pick<DecisionEvent, 'id' | 'time'>): DecisionEvent {
+  return {
+    kind: 'applied',
+    action: 'cpu-weight',
+    target: 'batch',
+    rule: 'noisy-neighbor',
+    from: '100',
+    to: '80',
+    reason: 'web p99 above threshold',
+    evidence: { p99Us: 2400 },
+    ...over,
+  };
+}
+
 export function publishDecision(d: DecisionEvent): void {
   channels.decision.publish(d);
 }

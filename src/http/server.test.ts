@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { channels } from '../core/events.js';
 import { isTunerError } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
-import { FakeControl, openEventStream, publishDecision, publishTick, syntheticSnapshot } from './fake-control.js';
+import { FakeControl, openEventStream, publishDecision, publishTick, syntheticDecision, syntheticSnapshot } from './fake-control.js';
 import {
   isLoopbackHost,
   parseListen,
@@ -32,19 +32,7 @@ async function start(
 }
 
 function decision(i: number, over: Partial<DecisionEvent> = {}): DecisionEvent {
-  return {
-    id: `d${i}`,
-    time: 1_700_000_000_000 + i * 1000,
-    kind: 'applied',
-    action: 'cpu-weight',
-    target: 'batch',
-    rule: 'noisy-neighbor',
-    from: '100',
-    to: '80',
-    reason: `web p99 above threshold (${i})`,
-    evidence: { p99Us: 2400 },
-    ...over,
-  };
+  return syntheticDecision({ id: `d${i}`, time: 1_700_000_000_000 + i * 1000, reason: `web p99 above threshold (${i})`, ...over });
 }
 
 /** Raw request, for what fetch will not send (a chunked body, a foreign Host header). */
