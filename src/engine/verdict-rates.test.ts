@@ -15,8 +15,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { TickSnapshot } from '../core/types.js';
 import { ClosedLoop, improvementOf, median } from './closed-loop.js';
-import type { StrategyNudge } from './strategy.js';
 import { mulberry32 } from '../testing/random.js';
+import { CPU_WEIGHT_NUDGE } from '../testing/nudges.js';
 
 const series = JSON.parse(readFileSync(new URL('./testdata/runqlat-p99-contended.json', import.meta.url), 'utf8')) as {
   p99Us: number[];
@@ -24,15 +24,7 @@ const series = JSON.parse(readFileSync(new URL('./testdata/runqlat-p99-contended
 // The first two ticks are the agent's start-up (the first reads 16 ms): the default warm-up leaves them out.
 const recorded = series.p99Us.slice(2);
 
-const nudge: StrategyNudge = {
-  action: 'cpu_weight',
-  target: 'batch',
-  desired: { weight: 75 },
-  reason: 'simulated',
-  rule: 'noisy-neighbor',
-  evidence: {},
-  objective: { targets: ['web'], metric: 'runqlat.p99', better: 'lower', unit: 'us' },
-};
+const nudge = CPU_WEIGHT_NUDGE;
 
 const MARGIN = 0.1;
 
