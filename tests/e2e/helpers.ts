@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { projectRoot, toolPath } from '../../src/bpf/paths.js';
-import { spawnInCgroup, spawnTracked, type SpawnedProcess } from '../../src/testing/cgroups.js';
+import { afterAll, afterEach, beforeEach } from 'vitest';
+import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, spawnTracked, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
 
 export const CLI = join(projectRoot, 'bin', 'ebpf-tuner');
 
@@ -111,4 +112,44 @@ targets:
   - {name: web, cgroup: ${web}, role: protect}
   - {name: batch, cgroup: ${batch}, role: noisy}
 ${extra}`;
+}
+
+export interface NoisyNeighborScene {
+  /** The test cgroup (v1 cpu) that holds `web` and `batch`. */
+  base: TestCgroup;
+  web: TestCgroup;
+  batch: TestCgroup;
+  state: ReturnType<typeof tempDir>;
+  /** The latency victim in `web`. */
+  victim: SpawnedProcess;
+  /** Every process to end after the test, the victim and hogs first: a test adds its agents. */
+  procs: SpawnedProcess[];
+}
+
+/**
+ * Sets up the noisy-neighbour scene before each test of the file that calls it: `web` and `batch` in a fresh cpu
+ * test cgroup, a state directory, the victim in `web` and, unless `hogs` is false, the hogs in `batch`. After each
+ * test the processes are ended, last started first, and the cgroups and directory removed. The fields are replaced
+ * for every test: read them inside the test, not when the file loads.
+ */
+export function noisyNeighborScene(opts: { hogs?: boolean } = {}): NoisyNeighborScene {
+  const scene = { procs: [] as SpawnedProcess[] } as NoisyNeighborScene;
+  beforeEach(async () => {
+    scene.base = makeTestCgroup('cpu');
+    scene.web = scene.base.child('web');
+    scene.batch = scene.base.child('batch');
+    scene.state = tempDir();
+    scene.victim = await spawnVictim(scene.web.path);
+    scene.procs.push(scene.victim);
+    if (opts.hogs !== false) scene.procs.push(await spawnHogs(scene.batch.path));
+  });
+  afterEach(async () => {
+    for (const p of scene.procs.splice(0).reverse()) await killAndWait(p);
+    scene.base.remove();
+    scene.state.remove();
+  });
+  afterAll(async () => {
+    await cleanupAll();
+  });
+  return scene;
 }
