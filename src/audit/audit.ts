@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 import { chmodSync, closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { TunerError } from '../core/errors.js';
-import { channels, publish, type DecisionEvent, type DecisionKind } from '../core/events.js';
+import { channels, publish, type DecisionEvent } from '../core/events.js';
 import type { Verdict } from '../engine/closed-loop.js';
 
 /** The dry runs' audit trail in the state directory: decisions only, no journal. */
@@ -41,14 +41,8 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time);
 `;
 
-interface Row {
-  id: string;
-  time: number;
-  kind: DecisionKind;
-  action: string;
-  target: string;
-  rule: string;
-  reason: string;
+/** A row of the decisions table: the event's required fields under their own names, the optional ones as columns. */
+interface Row extends Pick<DecisionEvent, 'id' | 'time' | 'kind' | 'action' | 'target' | 'rule' | 'reason'> {
   from_value: string | null;
   to_value: string | null;
   outcome: string | null;
