@@ -120,14 +120,24 @@ static inline uint64_t spin(uint64_t iters, uint64_t seed)
 	return x;
 }
 
+/* The long options every tool takes, for the end of its option table (before { 0 }). */
+#define COMMON_LONG_OPTIONS                                   \
+	{ "threads", required_argument, NULL, 't' },          \
+	{ "duration-s", required_argument, NULL, 'd' },       \
+	{ "help", no_argument, NULL, 'h' }
+
 /*
  * The options every tool takes, for the default branch of its getopt switch:
- * --duration-s (0 = until SIGTERM/SIGINT), --help, and anything unknown, which
- * ends the program with the usage text.
+ * --threads, --duration-s (0 = until SIGTERM/SIGINT), --help, and anything
+ * unknown, which ends the program with the usage text.
  */
-static inline void common_option(int c, const char *usage, uint64_t *duration_ns)
+static inline void common_option(int c, const char *usage, unsigned int *nr_threads,
+				 uint64_t *duration_ns)
 {
 	switch (c) {
+	case 't':
+		*nr_threads = (unsigned int)parse_ull(usage, "--threads", optarg, 1, 4096);
+		return;
 	case 'd':
 		*duration_ns = parse_ull(usage, "--duration-s", optarg, 0, 31536000) *
 			       NSEC_PER_SEC;

@@ -49,11 +49,9 @@ static void *contender(void *arg)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "threads", required_argument, NULL, 't' },
-		{ "duration-s", required_argument, NULL, 'd' },
 		{ "cs-iters", required_argument, NULL, 'c' },
 		{ "outside-iters", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
+		COMMON_LONG_OPTIONS,
 		{ 0 },
 	};
 	unsigned int nr_threads = 4;
@@ -65,9 +63,6 @@ int main(int argc, char **argv)
 	prog_name = "futex-contend";
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 't':
-			nr_threads = (unsigned int)parse_ull(usage, "--threads", optarg, 1, 4096);
-			break;
 		case 'c':
 			cs_iters = parse_ull(usage, "--cs-iters", optarg, 0, 1000000000);
 			break;
@@ -75,7 +70,7 @@ int main(int argc, char **argv)
 			outside_iters = parse_ull(usage, "--outside-iters", optarg, 0, 1000000000);
 			break;
 		default:
-			common_option(c, usage, &duration_ns);
+			common_option(c, usage, &nr_threads, &duration_ns);
 		}
 	}
 	no_arguments(argc, argv, usage);

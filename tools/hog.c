@@ -35,9 +35,7 @@ static void *spinner(void *arg)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "threads", required_argument, NULL, 't' },
-		{ "duration-s", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
+		COMMON_LONG_OPTIONS,
 		{ 0 },
 	};
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -48,15 +46,8 @@ int main(int argc, char **argv)
 	int c;
 
 	prog_name = "hog";
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 't':
-			nr_threads = (unsigned int)parse_ull(usage, "--threads", optarg, 1, 4096);
-			break;
-		default:
-			common_option(c, usage, &duration_ns);
-		}
-	}
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
+		common_option(c, usage, &nr_threads, &duration_ns);
 	no_arguments(argc, argv, usage);
 
 	block_term_signals(&sigs);

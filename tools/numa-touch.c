@@ -52,9 +52,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "mib", required_argument, NULL, 'm' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "duration-s", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
+		COMMON_LONG_OPTIONS,
 		{ 0 },
 	};
 	unsigned long long mib = 256;
@@ -71,11 +69,8 @@ int main(int argc, char **argv)
 		case 'm':
 			mib = parse_ull(usage, "--mib", optarg, 1, 1ULL << 20);
 			break;
-		case 't':
-			nr_threads = (unsigned int)parse_ull(usage, "--threads", optarg, 1, 4096);
-			break;
 		default:
-			common_option(c, usage, &duration_ns);
+			common_option(c, usage, &nr_threads, &duration_ns);
 		}
 	}
 	no_arguments(argc, argv, usage);

@@ -273,12 +273,10 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "period-us", required_argument, NULL, 'p' },
 		{ "work-us", required_argument, NULL, 'w' },
-		{ "threads", required_argument, NULL, 't' },
 		{ "report-ms", required_argument, NULL, 'r' },
-		{ "duration-s", required_argument, NULL, 'd' },
 		{ "work-iters", required_argument, NULL, 'i' },
 		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
+		COMMON_LONG_OPTIONS,
 		{ 0 },
 	};
 	uint64_t work_us = 1000, report_ns = NSEC_PER_SEC, duration_ns = 0;
@@ -298,9 +296,6 @@ int main(int argc, char **argv)
 		case 'w':
 			work_us = parse_ull(usage, "--work-us", optarg, 0, 60000000);
 			break;
-		case 't':
-			nr_threads = (unsigned int)parse_ull(usage, "--threads", optarg, 1, 4096);
-			break;
 		case 'r':
 			report_ns = parse_ull(usage, "--report-ms", optarg, 1, 3600000) *
 				    NSEC_PER_MSEC;
@@ -312,7 +307,7 @@ int main(int argc, char **argv)
 			quiet = true;
 			break;
 		default:
-			common_option(c, usage, &duration_ns);
+			common_option(c, usage, &nr_threads, &duration_ns);
 		}
 	}
 	no_arguments(argc, argv, usage);
