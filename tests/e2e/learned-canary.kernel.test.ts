@@ -87,6 +87,14 @@ async function scenario() {
     one,
     two,
     procs,
+    /** The agent's config for these targets, with `strategy` (the YAML strategy section) after the rules. */
+    config: (strategy: string) => `tick: 1s
+${POLICY}
+targets:
+  - {name: web, cgroup: ${web.path}, role: protect}
+  - {name: one, cgroup: ${one.path}, role: noisy}
+  - {name: two, cgroup: ${two.path}, role: noisy}
+${strategy}`,
     async startHogs() {
       hogs = [
         await spawnHogs(one.path, '0,1'),
@@ -149,18 +157,12 @@ const POLICY = `policy:
 
 describe('learned strategy from the strategy section, through the agent', () => {
   it('canary: the learner lowers only its canary target, the rule only the other; same seed, same first choice; exploration decays', async () => {
-    const { base, web, one, two, procs, startHogs, stopHogs } = await scenario();
+    const { base, web, one, two, procs, startHogs, stopHogs, config: configText } = await scenario();
     const fresh = [tempDir(), tempDir()];
     try {
       const config = fresh[0]!.file(
         'c.yaml',
-        `tick: 1s
-${POLICY}
-targets:
-  - {name: web, cgroup: ${web.path}, role: protect}
-  - {name: one, cgroup: ${one.path}, role: noisy}
-  - {name: two, cgroup: ${two.path}, role: noisy}
-strategy:
+        configText(`strategy:
   kind: canary
   canary_targets: [one]
   seed: 10
@@ -168,7 +170,7 @@ strategy:
     scale: 2
     decay: 0.5
     min_scale: 0.75
-`,
+`),
       );
       const start = (state: string) => {
         const agent = startAgent(['--config', config, '--state-dir', state, '--log-level', 'debug']);
@@ -280,20 +282,10 @@ strategy:
   }, 150_000);
 
   it('shadow: the learner reports what it would do and changes nothing; the rule acts as usual', async () => {
-    const { base, web, one, two, procs, startHogs } = await scenario();
+    const { base, web, one, two, procs, startHogs, config: configText } = await scenario();
     const state = tempDir();
     try {
-      const config = state.file(
-        'c.yaml',
-        `tick: 1s
-${POLICY}
-targets:
-  - {name: web, cgroup: ${web.path}, role: protect}
-  - {name: one, cgroup: ${one.path}, role: noisy}
-  - {name: two, cgroup: ${two.path}, role: noisy}
-strategy: {kind: shadow, seed: 11}
-`,
-      );
+      const config = state.file('c.yaml', configText('strategy: {kind: shadow, seed: 11}\n'));
       const kernel = sampler({ one: () => quota(one), two: () => quota(two), web: () => shares(web), oneShares: () => shares(one) });
       const agent = startAgent(['--config', config, '--state-dir', state.path, '--log-level', 'debug']);
       procs.push(agent);
