@@ -148,6 +148,23 @@ function runAgent(file: string): AgentProcess {
   return a;
 }
 
+/** The pressure_backoff rule alone, set by `rule` (its `pressure_backoff:` line), and `closedLoop` (its `closed_loop:` line). */
+function backoffConfig(rule: string, closedLoop: string): string {
+  return `tick: 500ms
+policy:
+  ${rule}
+  noisy_neighbor: {enabled: false}
+  cpuset_spread: {enabled: false}
+  numa_rebalance: {enabled: false}
+  io_prefetch: {enabled: false}
+guardrails: {cooldown: 0s}
+${closedLoop}
+targets:
+  - {name: web, cgroup: ${victimCg.path}, role: protect}
+  - {name: batch, cgroup: ${noisyCg.path}, role: noisy}
+`;
+}
+
 describe('pressure_backoff through the real agent on v1 cpu cgroups', () => {
   it('cuts the quota to decrease_factor × what the hogs used after trigger_ticks of PSI above the threshold, gives back increase_step_cpus once calm, restores -1 after calm_ticks', { timeout: 300_000 }, async () => {
     // The closed loop judges the cut by the victim's run-queue p99: 3 hot ticks before against 8 after, most of
@@ -156,26 +173,10 @@ describe('pressure_backoff through the real agent on v1 cpu cgroups', () => {
     // and with no penalty tried again, until the calm streak restores the original.
     const file = state.file(
       'config.yaml',
-      `tick: 500ms
-policy:
-  pressure_backoff:
-    enabled: true
-    psi_some_avg10_threshold: ${THRESHOLD}
-    trigger_ticks: 3
-    calm_ticks: 16
-    decrease_factor: 0.6
-    increase_step_cpus: 0.15
-    floor_cpus: 0.1
-  noisy_neighbor: {enabled: false}
-  cpuset_spread: {enabled: false}
-  numa_rebalance: {enabled: false}
-  io_prefetch: {enabled: false}
-guardrails: {cooldown: 0s}
-closed_loop: {window_ticks: 8, margin: 0.1, significance: 0.2, penalty: 0s}
-targets:
-  - {name: web, cgroup: ${victimCg.path}, role: protect}
-  - {name: batch, cgroup: ${noisyCg.path}, role: noisy}
-`,
+      backoffConfig(
+        `pressure_backoff: {enabled: true, psi_some_avg10_threshold: ${THRESHOLD}, trigger_ticks: 3, calm_ticks: 16, decrease_factor: 0.6, increase_step_cpus: 0.15, floor_cpus: 0.1}`,
+        'closed_loop: {window_ticks: 8, margin: 0.1, significance: 0.2, penalty: 0s}',
+      ),
     );
     const period = periodUs(noisyCg);
     expect(quotaUs(noisyCg)).toBe(-1);
@@ -244,26 +245,10 @@ targets:
     // The cut is held for the whole test (window_ticks), so the stop restores from it.
     const file = state.file(
       'floor.yaml',
-      `tick: 500ms
-policy:
-  pressure_backoff:
-    enabled: true
-    psi_some_avg10_threshold: ${THRESHOLD}
-    trigger_ticks: 2
-    calm_ticks: 1000
-    decrease_factor: 0.5
-    increase_step_cpus: 0.5
-    floor_cpus: 0.8
-  noisy_neighbor: {enabled: false}
-  cpuset_spread: {enabled: false}
-  numa_rebalance: {enabled: false}
-  io_prefetch: {enabled: false}
-guardrails: {cooldown: 0s}
-closed_loop: {window_ticks: 600}
-targets:
-  - {name: web, cgroup: ${victimCg.path}, role: protect}
-  - {name: batch, cgroup: ${noisyCg.path}, role: noisy}
-`,
+      backoffConfig(
+        `pressure_backoff: {enabled: true, psi_some_avg10_threshold: ${THRESHOLD}, trigger_ticks: 2, calm_ticks: 1000, decrease_factor: 0.5, increase_step_cpus: 0.5, floor_cpus: 0.8}`,
+        'closed_loop: {window_ticks: 600}',
+      ),
     );
     const period = periodUs(noisyCg);
     expect(quotaUs(noisyCg)).toBe(-1);
