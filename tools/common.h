@@ -7,6 +7,7 @@
 #define TOOLS_COMMON_H
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -117,6 +118,75 @@ static inline uint64_t spin(uint64_t iters, uint64_t seed)
 		__asm__ __volatile__("" : "+r"(x));
 	}
 	return x;
+}
+
+/* The long options every tool takes, for the end of its option table (before { 0 }). */
+#define COMMON_LONG_OPTIONS                                   \
+	{ "threads", required_argument, NULL, 't' },          \
+	{ "duration-s", required_argument, NULL, 'd' },       \
+	{ "help", no_argument, NULL, 'h' }
+
+/*
+ * The options every tool takes, for the default branch of its getopt switch:
+ * --threads, --duration-s (0 = until SIGTERM/SIGINT), --help, and anything
+ * unknown, which ends the program with the usage text.
+ */
+static inline void common_option(int c, const char *usage, unsigned int *nr_threads,
+				 uint64_t *duration_ns)
+{
+	switch (c) {
+	case 't':
+		*nr_threads = (unsigned int)parse_ull(usage, "--threads", optarg, 1, 4096);
+		return;
+	case 'd':
+		*duration_ns = parse_ull(usage, "--duration-s", optarg, 0, 31536000) *
+			       NSEC_PER_SEC;
+		return;
+	case 'h':
+		fputs(usage, stdout);
+		exit(0);
+	default:
+		fputs(usage, stderr);
+		exit(2);
+	}
+}
+
+/* After the getopt loop: the tools take no positional arguments. */
+static inline void no_arguments(int argc, char **argv, const char *usage)
+{
+	if (optind < argc)
+		die_usage(usage, "unexpected argument: %s", argv[optind]);
+}
+
+/*
+ * Starts `n` threads running `fn`, the i-th given `first + i` as its argument;
+ * any failure ends the program, as nothing can run without its threads.
+ */
+static inline pthread_t *start_threads(unsigned int n, void *(*fn)(void *), uintptr_t first)
+{
+	pthread_t *tids = calloc(n, sizeof(*tids));
+
+	if (!tids) {
+		fprintf(stderr, "%s: calloc: %s\n", prog_name, strerror(errno));
+		exit(1);
+	}
+	for (unsigned int i = 0; i < n; i++) {
+		int err = pthread_create(&tids[i], NULL, fn, (void *)(first + i));
+
+		if (err) {
+			fprintf(stderr, "%s: create thread: %s\n", prog_name, strerror(err));
+			exit(1);
+		}
+	}
+	return tids;
+}
+
+/* Waits for the threads start_threads made (told to stop by the caller) and frees their ids. */
+static inline void join_threads(pthread_t *tids, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++)
+		pthread_join(tids[i], NULL);
+	free(tids);
 }
 
 #endif /* TOOLS_COMMON_H */

@@ -49,11 +49,9 @@ static void *contender(void *arg)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "threads", required_argument, NULL, 't' },
-		{ "duration-s", required_argument, NULL, 'd' },
 		{ "cs-iters", required_argument, NULL, 'c' },
 		{ "outside-iters", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
+		COMMON_LONG_OPTIONS,
 		{ 0 },
 	};
 	unsigned int nr_threads = 4;
@@ -65,55 +63,29 @@ int main(int argc, char **argv)
 	prog_name = "futex-contend";
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 't':
-			nr_threads = (unsigned int)parse_ull(usage, "--threads", optarg, 1, 4096);
-			break;
-		case 'd':
-			duration_ns = parse_ull(usage, "--duration-s", optarg, 0, 31536000) *
-				      NSEC_PER_SEC;
-			break;
 		case 'c':
 			cs_iters = parse_ull(usage, "--cs-iters", optarg, 0, 1000000000);
 			break;
 		case 'o':
 			outside_iters = parse_ull(usage, "--outside-iters", optarg, 0, 1000000000);
 			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
 		default:
-			fputs(usage, stderr);
-			return 2;
+			common_option(c, usage, &nr_threads, &duration_ns);
 		}
 	}
-	if (optind < argc)
-		die_usage(usage, "unexpected argument: %s", argv[optind]);
+	no_arguments(argc, argv, usage);
 
 	block_term_signals(&sigs);
-	tids = calloc(nr_threads, sizeof(*tids));
-	if (!tids) {
-		perror("futex-contend: calloc");
-		return 1;
-	}
 	start = now_ns(CLOCK_MONOTONIC);
-	for (unsigned int i = 0; i < nr_threads; i++) {
-		int err = pthread_create(&tids[i], NULL, contender, (void *)(uintptr_t)(i + 1));
-
-		if (err) {
-			fprintf(stderr, "futex-contend: create thread: %s\n", strerror(err));
-			return 1;
-		}
-	}
+	tids = start_threads(nr_threads, contender, 1);
 
 	wait_term_until(&sigs, duration_ns ? start + duration_ns : UINT64_MAX);
 
 	atomic_store(&stop, true);
-	for (unsigned int i = 0; i < nr_threads; i++)
-		pthread_join(tids[i], NULL);
+	join_threads(tids, nr_threads);
 	elapsed = now_ns(CLOCK_MONOTONIC) - start;
 	printf("{\"t\":%.3f,\"threads\":%u,\"acquisitions\":%llu,\"per_s\":%.0f,\"final\":true}\n",
 	       (double)elapsed / NSEC_PER_SEC, nr_threads, (unsigned long long)acquisitions,
 	       elapsed ? (double)acquisitions * NSEC_PER_SEC / (double)elapsed : 0.0);
-	free(tids);
 	return 0;
 }

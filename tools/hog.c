@@ -35,9 +35,7 @@ static void *spinner(void *arg)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "threads", required_argument, NULL, 't' },
-		{ "duration-s", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
+		COMMON_LONG_OPTIONS,
 		{ 0 },
 	};
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -48,46 +46,16 @@ int main(int argc, char **argv)
 	int c;
 
 	prog_name = "hog";
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 't':
-			nr_threads = (unsigned int)parse_ull(usage, "--threads", optarg, 1, 4096);
-			break;
-		case 'd':
-			duration_ns = parse_ull(usage, "--duration-s", optarg, 0, 31536000) *
-				      NSEC_PER_SEC;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
-		default:
-			fputs(usage, stderr);
-			return 2;
-		}
-	}
-	if (optind < argc)
-		die_usage(usage, "unexpected argument: %s", argv[optind]);
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
+		common_option(c, usage, &nr_threads, &duration_ns);
+	no_arguments(argc, argv, usage);
 
 	block_term_signals(&sigs);
-	tids = calloc(nr_threads, sizeof(*tids));
-	if (!tids) {
-		perror("hog: calloc");
-		return 1;
-	}
-	for (unsigned int i = 0; i < nr_threads; i++) {
-		int err = pthread_create(&tids[i], NULL, spinner, (void *)(uintptr_t)(i + 1));
-
-		if (err) {
-			fprintf(stderr, "hog: create thread: %s\n", strerror(err));
-			return 1;
-		}
-	}
+	tids = start_threads(nr_threads, spinner, 1);
 
 	wait_term_until(&sigs, duration_ns ? now_ns(CLOCK_MONOTONIC) + duration_ns : UINT64_MAX);
 
 	atomic_store(&stop, true);
-	for (unsigned int i = 0; i < nr_threads; i++)
-		pthread_join(tids[i], NULL);
-	free(tids);
+	join_threads(tids, nr_threads);
 	return 0;
 }

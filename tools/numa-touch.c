@@ -52,9 +52,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "mib", required_argument, NULL, 'm' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "duration-s", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
+		COMMON_LONG_OPTIONS,
 		{ 0 },
 	};
 	unsigned long long mib = 256;
@@ -71,23 +69,11 @@ int main(int argc, char **argv)
 		case 'm':
 			mib = parse_ull(usage, "--mib", optarg, 1, 1ULL << 20);
 			break;
-		case 't':
-			nr_threads = (unsigned int)parse_ull(usage, "--threads", optarg, 1, 4096);
-			break;
-		case 'd':
-			duration_ns = parse_ull(usage, "--duration-s", optarg, 0, 31536000) *
-				      NSEC_PER_SEC;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
 		default:
-			fputs(usage, stderr);
-			return 2;
+			common_option(c, usage, &nr_threads, &duration_ns);
 		}
 	}
-	if (optind < argc)
-		die_usage(usage, "unexpected argument: %s", argv[optind]);
+	no_arguments(argc, argv, usage);
 
 	block_term_signals(&sigs);
 	page = (size_t)sysconf(_SC_PAGESIZE);
@@ -104,26 +90,12 @@ int main(int argc, char **argv)
 	printf("{\"ready\":true,\"mib\":%llu,\"threads\":%u}\n", mib, nr_threads);
 	fflush(stdout);
 
-	tids = calloc(nr_threads, sizeof(*tids));
-	if (!tids) {
-		perror("numa-touch: calloc");
-		return 1;
-	}
-	for (unsigned int i = 0; i < nr_threads; i++) {
-		int err = pthread_create(&tids[i], NULL, toucher, (void *)(uintptr_t)(i + 1));
-
-		if (err) {
-			fprintf(stderr, "numa-touch: create thread: %s\n", strerror(err));
-			return 1;
-		}
-	}
+	tids = start_threads(nr_threads, toucher, 1);
 
 	wait_term_until(&sigs, duration_ns ? now_ns(CLOCK_MONOTONIC) + duration_ns : UINT64_MAX);
 
 	atomic_store(&stop, true);
-	for (unsigned int i = 0; i < nr_threads; i++)
-		pthread_join(tids[i], NULL);
-	free(tids);
+	join_threads(tids, nr_threads);
 	munmap(p, mem_len);
 	return 0;
 }

@@ -273,12 +273,10 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "period-us", required_argument, NULL, 'p' },
 		{ "work-us", required_argument, NULL, 'w' },
-		{ "threads", required_argument, NULL, 't' },
 		{ "report-ms", required_argument, NULL, 'r' },
-		{ "duration-s", required_argument, NULL, 'd' },
 		{ "work-iters", required_argument, NULL, 'i' },
 		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
+		COMMON_LONG_OPTIONS,
 		{ 0 },
 	};
 	uint64_t work_us = 1000, report_ns = NSEC_PER_SEC, duration_ns = 0;
@@ -298,16 +296,9 @@ int main(int argc, char **argv)
 		case 'w':
 			work_us = parse_ull(usage, "--work-us", optarg, 0, 60000000);
 			break;
-		case 't':
-			nr_threads = (unsigned int)parse_ull(usage, "--threads", optarg, 1, 4096);
-			break;
 		case 'r':
 			report_ns = parse_ull(usage, "--report-ms", optarg, 1, 3600000) *
 				    NSEC_PER_MSEC;
-			break;
-		case 'd':
-			duration_ns = parse_ull(usage, "--duration-s", optarg, 0, 31536000) *
-				      NSEC_PER_SEC;
 			break;
 		case 'i':
 			work_iters = parse_ull(usage, "--work-iters", optarg, 1, UINT64_MAX / 2);
@@ -315,16 +306,11 @@ int main(int argc, char **argv)
 		case 'q':
 			quiet = true;
 			break;
-		case 'h':
-			fputs(usage, stdout);
-			return 0;
 		default:
-			fputs(usage, stderr);
-			return 2;
+			common_option(c, usage, &nr_threads, &duration_ns);
 		}
 	}
-	if (optind < argc)
-		die_usage(usage, "unexpected argument: %s", argv[optind]);
+	no_arguments(argc, argv, usage);
 
 	block_term_signals(&sigs);
 	/* The default 50 us timer slack would be measured as latency on every
@@ -344,22 +330,10 @@ int main(int argc, char **argv)
 	memset(&interval, 0, sizeof(interval));
 	memset(&total, 0, sizeof(total));
 
-	tids = calloc(nr_threads, sizeof(*tids));
-	if (!tids) {
-		perror("victim: calloc");
-		return 1;
-	}
 	/* A common start slightly in the future, so every thread exists before
 	 * the first deadline and no request starts late by construction. */
 	t0_ns = now_ns(CLOCK_MONOTONIC) + 10 * NSEC_PER_MSEC;
-	for (unsigned int i = 0; i < nr_threads; i++) {
-		int err = pthread_create(&tids[i], NULL, worker, (void *)(uintptr_t)i);
-
-		if (err) {
-			fprintf(stderr, "victim: create thread: %s\n", strerror(err));
-			return 1;
-		}
-	}
+	tids = start_threads(nr_threads, worker, 0);
 
 	next_report = t0_ns + report_ns;
 	end = duration_ns ? t0_ns + duration_ns : UINT64_MAX;

@@ -3,7 +3,9 @@
  * units, plans a change from a desired state, and applies or reverts it — always through the KnobWriter, which owns
  * scope checks, journaling and override detection. The orchestrator treats every action alike through this.
  */
+import { TunerError } from '../core/errors.js';
 import type { KnobRef, Target } from '../core/types.js';
+import { RESTORE_KEY } from '../engine/strategy.js';
 import type { RestoreItem } from '../journal/restore.js';
 import type { KnobWriter, SetResult } from './knob-writer.js';
 
@@ -52,9 +54,20 @@ export interface Action {
   revert(target: Target, writer: KnobWriter): RestoreItem[];
 }
 
-/** The apply every knob-setting action shares: each planned change through the writer, in order. */
-export function applyPlan(plan: ActionPlan, writer: KnobWriter): ApplyResult {
-  const results = plan.changes.map((c) => writer.set(c.knob, plan.action, c.to));
+/** `desired[key]` as a finite number; anything else is refused with the plan's error, naming what was given. */
+export function desiredNumber(action: string, target: Target, desired: Desired, key: string): number {
+  const asked = desired[key];
+  if (typeof asked !== 'number' || !Number.isFinite(asked)) {
+    throw new TunerError(
+      'ACTION_FAILED',
+      `plan ${action} for target ${target.name}: desired.${key} must be a finite number, got ${JSON.stringify(asked)}`,
+    );
+  }
+  return asked;
+}
+
+/** What applying `plan` came to, from the writer's results. */
+export function applyResult(plan: ActionPlan, results: SetResult[]): ApplyResult {
   return {
     action: plan.action,
     target: plan.target,
@@ -62,6 +75,47 @@ export function applyPlan(plan: ActionPlan, writer: KnobWriter): ApplyResult {
     changed: results.some((r) => r.status === 'written'),
     overridden: results.some((r) => r.status === 'overridden'),
   };
+}
+
+/** The apply every knob-setting action shares: each planned change through the writer, in order. */
+export function applyPlan(plan: ActionPlan, writer: KnobWriter): ApplyResult {
+  return applyResult(
+    plan,
+    plan.changes.map((c) => writer.set(c.knob, plan.action, c.to)),
+  );
+}
+
+/**
+ * The plan of a restore (`desired[RESTORE_KEY] === 1`) for an action whose knobs are not known in advance (one per
+ * thread, a cgroup's cpuset): it changes nothing itself; applying it puts back whatever the journal holds.
+ */
+export function restorePlan(action: string, target: string): ActionPlan {
+  return {
+    action,
+    target,
+    desired: { [RESTORE_KEY]: 1 },
+    changes: [],
+    notes: ['puts back the journaled original of every knob this action changed for the target'],
+  };
+}
+
+/** Applies a restorePlan: every journaled knob of the plan's action and target back to its original. */
+export function applyRestore(plan: ActionPlan, writer: KnobWriter): ApplyResult {
+  const items = writer.restoreAll((e) => e.action === plan.action && e.target === plan.target);
+  if (items.failed.length > 0) {
+    throw items.failed[0]!.error ?? new TunerError('ACTION_FAILED', `restore ${plan.action} for ${plan.target}: failed`);
+  }
+  return applyResult(
+    plan,
+    [...items.restored, ...items.overridden].map((i) => ({
+      status: i.outcome === 'overridden' ? 'overridden' : writer.dryRun ? 'dry-run' : i.wrote ? 'written' : 'unchanged',
+      knobId: i.knobId,
+      path: i.path,
+      ...(i.observed !== undefined ? { previous: i.observed } : {}),
+      value: i.original,
+      firstWrite: false,
+    })),
+  );
 }
 
 /** The revert every knob-setting action shares: restore each declared knob that has an active journal entry. */

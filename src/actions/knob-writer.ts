@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { channels, publish } from '../core/events.js';
+import { channels, publish, type KnobEvent } from '../core/events.js';
 import { TunerError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { KnobRef } from '../core/types.js';
@@ -18,7 +18,7 @@ import { cgroupOfPidIn, kernelKnobIO, normalizeKnobValue, type KnobIO } from '..
 import { detectLayout, isPathUnder, type CgroupLayout } from '../cgroup/layout.js';
 import { deviceNameOf, type BlockDevice } from '../block/devices.js';
 import type { Journal, JournalEntry } from '../journal/journal.js';
-import { restoreAll, restoreEntry, type KnobEvent, type RestoreItem, type RestoreReport } from '../journal/restore.js';
+import { restoreAll, restoreEntry, type RestoreItem, type RestoreReport } from '../journal/restore.js';
 import type { KnobClaimer } from '../journal/ownership.js';
 
 export interface DenyRule {

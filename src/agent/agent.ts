@@ -8,7 +8,7 @@ import type Database from 'better-sqlite3';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { channels, publish } from '../core/events.js';
+import { channels, publish, type DecisionKind } from '../core/events.js';
 import { isTunerError, TunerError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { Signal, Target, TargetSignals, TickSnapshot } from '../core/types.js';
@@ -19,7 +19,7 @@ import { restoreAll, type RestoreReport } from '../journal/restore.js';
 import { KnobClaims, StateDirLock } from '../journal/ownership.js';
 import { KnobWriter, defaultDenyList, knobIO } from '../actions/knob-writer.js';
 import { ACTIONS, findAction } from '../actions/index.js';
-import { AuditLog, type AuditKind, type AuditRecord } from '../audit/audit.js';
+import { AuditLog, type AuditRecord } from '../audit/audit.js';
 import { ClosedLoop, describeVerdict } from '../engine/closed-loop.js';
 import { DecisionEngine, type Decision } from '../engine/engine.js';
 import { Guardrails } from '../engine/guardrails.js';
@@ -459,7 +459,7 @@ export class Agent {
     try {
       const target = this.target(n.target);
       const from = action.read(target);
-      let kind: AuditKind;
+      let kind: DecisionKind;
       let outcome: string | undefined;
       if (isRestore(n) && !hasValues(n.desired)) {
         const items = this.dryRun ? [] : action.revert(target, this.writer);

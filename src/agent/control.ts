@@ -1,5 +1,5 @@
 /** The agent as the HTTP server sees it (src/http/types.ts AgentControl): cheap, synchronous reads and a few controls. */
-import type { AgentControl, KnobEvent, ProgramStats, TargetInfo } from '../http/types.js';
+import type { AgentControl, KnobChange, ProgramStats, TargetInfo } from '../http/types.js';
 import { progStats } from '../bpf/stats.js';
 import { concurrencyHints } from '../actions/pressure-backoff/pressure-backoff.js';
 import { ACTIONS } from '../actions/index.js';
@@ -15,7 +15,7 @@ export function agentControl(of: Agent | (() => Agent)): AgentControl {
     pause: () => agent.pause('paused over HTTP'),
     resume: () => agent.resume(),
     revert: (knobId) => agent.revert(knobId),
-    changes: (): KnobEvent[] =>
+    changes: (): KnobChange[] =>
       agent.changes().map((e) => ({
         knobId: e.knobId,
         target: e.target,

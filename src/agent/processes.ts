@@ -4,16 +4,8 @@
  * (same comm, or a child) is followed.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { pidAlive } from '../core/pid.js';
 import type { ProcessSource } from '../core/types.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function allPids(proc: string): number[] {
   return readdirSync(proc)
@@ -33,12 +25,12 @@ function read(path: string): string | undefined {
 export function readPidfile(path: string): number | undefined {
   const text = read(path)?.trim();
   const pid = text && /^\d+$/.test(text) ? Number(text) : undefined;
-  return pid !== undefined && alive(pid) ? pid : undefined;
+  return pid !== undefined && pidAlive(pid) ? pid : undefined;
 }
 
 export function findProcesses(source: ProcessSource, proc = '/proc'): number[] {
   const found = new Set<number>();
-  for (const p of source.pids ?? []) if (alive(p)) found.add(p);
+  for (const p of source.pids ?? []) if (pidAlive(p)) found.add(p);
   if (source.pidfile) {
     const p = readPidfile(source.pidfile);
     if (p !== undefined) found.add(p);

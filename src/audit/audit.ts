@@ -9,31 +9,14 @@ import Database from 'better-sqlite3';
 import { chmodSync, closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { TunerError } from '../core/errors.js';
-import { channels, publish } from '../core/events.js';
+import { channels, publish, type DecisionEvent } from '../core/events.js';
 import type { Verdict } from '../engine/closed-loop.js';
 
 /** The dry runs' audit trail in the state directory: decisions only, no journal. */
 export const DRY_RUN_DB = 'dry-run.db';
 
-export type AuditKind = 'applied' | 'dry-run' | 'refused' | 'reverted' | 'kept' | 'overridden' | 'failed' | 'restored';
-
-export interface AuditRecord {
-  id: string;
-  time: number;
-  kind: AuditKind;
-  action: string;
-  target: string;
-  rule: string;
-  reason: string;
-  from?: string;
-  to?: string;
-  outcome?: string;
-  evidence?: Record<string, number>;
-  /** The decision this one refers to (a revert's or a verdict's subject). */
-  ref?: string;
-  expected?: string;
-  /** For kept and reverted decisions: the closed loop's verdict, with its uncertainty. */
-  verdict?: Verdict;
+/** A decision as the audit trail stores it; reading marks those of a dry run. */
+export interface AuditRecord extends DecisionEvent {
   /** Set on reading: the decision comes from a dry run, and nothing was changed. */
   dryRun?: true;
 }
@@ -58,14 +41,8 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_time ON decisions(time);
 `;
 
-interface Row {
-  id: string;
-  time: number;
-  kind: AuditKind;
-  action: string;
-  target: string;
-  rule: string;
-  reason: string;
+/** A row of the decisions table: the event's required fields under their own names, the optional ones as columns. */
+interface Row extends Pick<DecisionEvent, 'id' | 'time' | 'kind' | 'action' | 'target' | 'rule' | 'reason'> {
   from_value: string | null;
   to_value: string | null;
   outcome: string | null;

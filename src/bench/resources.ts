@@ -10,7 +10,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { TunerError, errnoCode } from '../core/errors.js';
+import { removeCgroupTree } from '../cgroup/cgroup.js';
 import { detectLayout } from '../cgroup/layout.js';
+import { pidAlive } from '../core/pid.js';
 
 export const BENCH_CGROUP_PREFIX = 'ebpf-tuner-bench-';
 export const BENCH_TMP_PREFIX = 'ebpf-tuner-bench-';
@@ -169,65 +171,6 @@ export interface BenchCgroup {
   child(name: string): BenchCgroup;
   /** Writes a control file of this cgroup. */
   write(file: string, value: string): void;
-}
-
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-function readIds(file: string): number[] {
-  try {
-    return fs.readFileSync(file, 'utf8').split('\n').filter((s) => s.trim() !== '').map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** Moves what is left in a cgroup subtree to `root`, then removes it deepest first (retrying while exiting tasks pin it). */
-export function removeCgroupTree(dir: string, root: string): void {
-  const dirs: string[] = [];
-  const walk = (d: string): void => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) if (e.isDirectory()) walk(path.join(d, e.name));
-    dirs.push(d);
-  };
-  walk(dir);
-  for (const d of dirs) {
-    for (let attempt = 0; ; attempt++) {
-      for (const f of ['cgroup.procs', 'tasks']) {
-        for (const id of readIds(path.join(d, f))) {
-          try {
-            fs.writeFileSync(path.join(root, f), `${id}\n`);
-          } catch {
-            // exited meanwhile
-          }
-        }
-      }
-      try {
-        fs.rmdirSync(d);
-        break;
-      } catch (e) {
-        const code = errnoCode(e);
-        if (code === 'ENOENT') break;
-        if (code !== 'EBUSY' || attempt >= 300) throw new TunerError('INTERNAL', `remove bench cgroup ${d}: ${code ?? String(e)}`, { cause: e });
-        sleepSync(10);
-      }
-    }
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return errnoCode(e) === 'EPERM';
-  }
 }
 
 export class Resources {

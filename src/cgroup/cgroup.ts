@@ -147,6 +147,67 @@ function parseIdList(p: string): number[] {
   return out;
 }
 
+/**
+ * The ids in a cgroup.procs, tasks or cgroup.threads file, for a walk that tolerates what it races with: a cgroup
+ * removed meanwhile (or a file this hierarchy does not have) lists none, a line that is not an id is passed over.
+ */
+export function readIdsIfAny(file: string): number[] {
+  try {
+    return fs
+      .readFileSync(file, 'utf8')
+      .split('\n')
+      .map(Number)
+      .filter((n) => Number.isSafeInteger(n) && n > 0);
+  } catch {
+    return [];
+  }
+}
+
+/** The cgroups of a subtree, every child before its parent (the order they can be removed in); empty when it is gone. */
+export function cgroupSubtreeDeepestFirst(dir: string, out: string[] = []): string[] {
+  if (!fs.existsSync(dir)) return out;
+  for (const child of childCgroups(dir)) cgroupSubtreeDeepestFirst(child, out);
+  out.push(dir);
+  return out;
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Moves one id into `file`; an id whose task exited between listing and moving has nothing left to move. */
+function moveId(file: string, id: number): void {
+  try {
+    fs.writeFileSync(file, `${id}\n`);
+  } catch (e) {
+    if (errnoCode(e) !== 'ESRCH') throw e;
+  }
+}
+
+/**
+ * Removes a cgroup subtree the agent's tools made (test, bench and demo cgroups): what is left in it goes to `root`,
+ * the hierarchy's root, then each cgroup is removed, children first. Exiting tasks can pin a cgroup for a moment after
+ * they left cgroup.procs, so EBUSY is retried for up to 3 s.
+ */
+export function removeCgroupTree(dir: string, root: string): void {
+  for (const d of cgroupSubtreeDeepestFirst(dir)) {
+    for (let attempt = 0; ; attempt++) {
+      for (const pid of readIdsIfAny(path.join(d, 'cgroup.procs'))) moveId(path.join(root, 'cgroup.procs'), pid);
+      // v1 can hold single threads of a process whose leader is elsewhere.
+      for (const tid of readIdsIfAny(path.join(d, 'tasks'))) moveId(path.join(root, 'tasks'), tid);
+      try {
+        fs.rmdirSync(d);
+        break;
+      } catch (e) {
+        const code = errnoCode(e);
+        if (code === 'ENOENT') break;
+        if (code !== 'EBUSY' || attempt >= 300) throw new TunerError('INTERNAL', `remove cgroup ${d}: ${code ?? String(e)}`, { cause: e });
+        sleepSync(10);
+      }
+    }
+  }
+}
+
 /** Processes (thread-group ids) in a cgroup, from cgroup.procs (same name on v1 and v2). */
 export function listProcs(cgroupDir: string): number[] {
   return parseIdList(path.join(cgroupDir, 'cgroup.procs'));

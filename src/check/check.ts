@@ -50,23 +50,24 @@ export async function runCheck(log: Logger = silentLogger): Promise<CheckReport>
     fix: 'run as root, or grant CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE, CAP_SYS_NICE and CAP_DAC_OVERRIDE (CAP_SYS_ADMIN before 5.8)',
   });
 
-  const btf = existsSync('/sys/kernel/btf/vmlinux');
-  add({
-    name: 'btf',
-    ok: btf,
-    required: true,
-    detail: btf ? '/sys/kernel/btf/vmlinux present' : '/sys/kernel/btf/vmlinux missing',
-    fix: 'use a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distribution kernels since 5.4)',
-  });
-
-  const schedinfo = existsSync('/proc/self/schedstat');
-  add({
-    name: 'sched_info',
-    ok: schedinfo,
-    required: true,
-    detail: schedinfo ? 'CONFIG_SCHED_INFO on (/proc/self/schedstat)' : 'no /proc/self/schedstat',
-    fix: 'use a kernel with CONFIG_SCHED_INFO=y (set by CONFIG_SCHEDSTATS or CONFIG_TASK_DELAY_ACCT)',
-  });
+  /** A kernel build option the agent cannot run without, seen as a file it adds; true when the file exists. */
+  const kernelFile = (name: string, file: string, detail: { present: string; missing: string }, fix: string): boolean => {
+    const ok = existsSync(file);
+    add({ name, ok, required: true, detail: ok ? detail.present : detail.missing, fix });
+    return ok;
+  };
+  const btf = kernelFile(
+    'btf',
+    '/sys/kernel/btf/vmlinux',
+    { present: '/sys/kernel/btf/vmlinux present', missing: '/sys/kernel/btf/vmlinux missing' },
+    'use a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distribution kernels since 5.4)',
+  );
+  kernelFile(
+    'sched_info',
+    '/proc/self/schedstat',
+    { present: 'CONFIG_SCHED_INFO on (/proc/self/schedstat)', missing: 'no /proc/self/schedstat' },
+    'use a kernel with CONFIG_SCHED_INFO=y (set by CONFIG_SCHEDSTATS or CONFIG_TASK_DELAY_ACCT)',
+  );
 
   let libbpfOk = false;
   try {

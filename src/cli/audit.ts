@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { TunerError } from '../core/errors.js';
 import { AuditLog, DRY_RUN_DB, type AuditRecord } from '../audit/audit.js';
 import { auditTime as time, explainText } from '../audit/explain.js';
-import type { JournalEntry } from '../journal/journal.js';
+import { Journal, type JournalEntry } from '../journal/journal.js';
 
 import { PID_FILE } from '../agent/agent.js';
 import { StateDirLock } from '../journal/ownership.js';
@@ -77,18 +77,6 @@ export function logCommand(opts: { stateDir: string; json?: boolean; since?: num
   }
 }
 
-interface KnobRow {
-  knob_id: string;
-  path: string;
-  target: string;
-  action: string;
-  original: string;
-  last_written: string | null;
-  state: JournalEntry['state'];
-  observed: string | null;
-  updated_at: number;
-}
-
 function agentPid(stateDir: string): number | undefined {
   const holder = StateDirLock.holder(stateDir);
   if (holder !== undefined) return holder.pid;
@@ -106,10 +94,10 @@ export function statusCommand(opts: { stateDir: string; json?: boolean }): strin
   // First: a state directory this user cannot read must fail here, not read as "not running, no changes".
   const db = openDb(opts.stateDir, 'status');
   const pid = agentPid(opts.stateDir);
-  let knobs: KnobRow[] = [];
+  let knobs: JournalEntry[] = [];
   let last: AuditRecord | undefined;
   try {
-    if (db && hasTable(db, 'knobs')) knobs = db.prepare('SELECT * FROM knobs ORDER BY updated_at DESC').all() as KnobRow[];
+    if (db && hasTable(db, 'knobs')) knobs = Journal.entriesReadOnly(db);
     if (db) last = records(db, { limit: 1 })[0];
   } finally {
     db?.close();
@@ -120,7 +108,7 @@ export function statusCommand(opts: { stateDir: string; json?: boolean }): strin
     running: pid !== undefined,
     pid,
     stateDir: opts.stateDir,
-    changes: active.map((k) => ({ target: k.target, action: k.action, path: k.path, original: k.original, value: k.last_written, since: k.updated_at })),
+    changes: active.map((k) => ({ target: k.target, action: k.action, path: k.path, original: k.original, value: k.lastWritten, since: k.updatedAt })),
     overridden: overridden.map((k) => ({ target: k.target, action: k.action, path: k.path, original: k.original, observed: k.observed })),
     lastDecision: last ? { id: last.id, time: last.time, kind: last.kind, target: last.target, reason: last.reason } : undefined,
   };
@@ -129,7 +117,7 @@ export function statusCommand(opts: { stateDir: string; json?: boolean }): strin
   if (active.length === 0) lines.push('no changes in effect: every knob holds its original value');
   else {
     lines.push(`${active.length} change(s) in effect:`);
-    for (const k of active) lines.push(`  ${k.target}  ${k.path}: ${k.original} → ${k.last_written ?? '(being written)'}  (${k.action}, since ${time(k.updated_at)})`);
+    for (const k of active) lines.push(`  ${k.target}  ${k.path}: ${k.original} → ${k.lastWritten ?? '(being written)'}  (${k.action}, since ${time(k.updatedAt)})`);
   }
   for (const k of overridden) lines.push(`  left alone: ${k.path} was changed by another writer to ${k.observed} (original ${k.original})`);
   if (last) lines.push(`last decision: ${last.id} ${last.kind} ${last.action} ${last.target} at ${time(last.time)}`);

@@ -4,6 +4,7 @@
  * nobody subscribes (`hasSubscribers` is checked before building a message).
  */
 import diagnostics_channel from 'node:diagnostics_channel';
+import type { Verdict } from '../engine/closed-loop.js';
 
 export const channels = {
   /** One per tick: every target's windowed signals. Payload: TickSnapshot. */
@@ -20,4 +21,47 @@ export const channels = {
 
 export function publish(ch: diagnostics_channel.Channel, msg: () => unknown): void {
   if (ch.hasSubscribers) ch.publish(msg());
+}
+
+/** Every kind of decision the audit trail records and `channels.decision` carries. */
+export const DECISION_KINDS = ['applied', 'dry-run', 'refused', 'reverted', 'kept', 'overridden', 'failed', 'restored'] as const;
+export type DecisionKind = (typeof DECISION_KINDS)[number];
+
+/** Payload of `channels.decision`: one decision as the audit trail records it. */
+export interface DecisionEvent {
+  id: string;
+  /** Wall clock, ms since the epoch. */
+  time: number;
+  kind: DecisionKind;
+  action: string;
+  target: string;
+  rule: string;
+  reason: string;
+  from?: string;
+  to?: string;
+  outcome?: string;
+  evidence?: Record<string, number>;
+  /** The decision this one refers to (a revert's or a verdict's subject). */
+  ref?: string;
+  expected?: string;
+  /** For kept and reverted decisions: the closed loop's verdict, with its uncertainty. */
+  verdict?: Verdict;
+}
+
+/** Payload of `channels.knob`: a knob was written (or would be, in dry-run), restored, or found changed by another writer. */
+export interface KnobEvent {
+  kind: 'written' | 'dry-run' | 'restored' | 'overridden' | 'vanished' | 'failed';
+  knobId: string;
+  path: string;
+  target: string;
+  action: string;
+  /** Value before the change. */
+  from?: string;
+  /** Value written (or that would be, in dry-run). */
+  to?: string;
+  /** What another writer left in the knob. */
+  observed?: string;
+  error?: string;
+  /** ms since the epoch. */
+  time: number;
 }

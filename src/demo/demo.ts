@@ -5,14 +5,17 @@
  * removes everything at the end or on Ctrl-C. Nothing outside its own cgroups is touched.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir, availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { channels } from '../core/events.js';
 import { TunerError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { parseConfig } from '../config/load.js';
+import { removeCgroupTree } from '../cgroup/cgroup.js';
 import { detectLayout } from '../cgroup/layout.js';
+import { pidAlive } from '../core/pid.js';
 import { cpuHierarchy } from '../agent/resolve.js';
 import { Agent } from '../agent/agent.js';
 import { agentControl } from '../agent/control.js';
@@ -34,29 +37,6 @@ interface Phase {
 
 const PREFIX = 'ebpf-tuner-demo-';
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Removes a demo's cgroups: leftover processes back to the root first, children before parents. */
-function removeTree(dir: string, root: string): void {
-  if (!existsSync(dir)) return;
-  for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeTree(join(dir, e.name), root);
-  for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
-    try {
-      writeFileSync(join(root, 'cgroup.procs'), pid);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  rmdirSync(dir);
-}
-
 const median = (xs: number[]) => (xs.length ? xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)] : NaN);
 const ms = (us: number) => (Number.isFinite(us) ? `${(us / 1000).toFixed(2)} ms` : 'n/a');
 
@@ -72,7 +52,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   // Demos killed hard leave their cgroups; remove those whose process is gone before making new ones.
   for (const name of readdirSync(cpu.mount)) {
     const m = new RegExp(`^${PREFIX}(\\d+)$`).exec(name);
-    if (m && !alive(Number(m[1]))) removeTree(join(cpu.mount, name), cpu.mount);
+    if (m && !pidAlive(Number(m[1]))) removeCgroupTree(join(cpu.mount, name), cpu.mount);
   }
   const base = join(cpu.mount, `${PREFIX}${process.pid}`);
   const victimCg = join(base, 'victim');
@@ -91,7 +71,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     await http?.close();
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
-    removeTree(base, cpu.mount);
+    removeCgroupTree(base, cpu.mount);
     rmSync(state, { recursive: true, force: true });
   };
   const onSignal = () => {
@@ -117,22 +97,15 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       stdio: ['ignore', 'pipe', 'ignore'],
     });
     children.push(victim);
-    let buf = '';
-    victim.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        try {
-          const r = JSON.parse(line) as { p50_us: number; p99_us: number; final?: boolean };
-          if (!r.final && current) {
-            current.p50.push(r.p50_us);
-            current.p99.push(r.p99_us);
-          }
-        } catch {
-          // not a report line
+    createInterface({ input: victim.stdout! }).on('line', (line) => {
+      try {
+        const r = JSON.parse(line) as { p50_us: number; p99_us: number; final?: boolean };
+        if (!r.final && current) {
+          current.p50.push(r.p50_us);
+          current.p99.push(r.p99_us);
         }
+      } catch {
+        // not a report line
       }
     });
 

@@ -3,16 +3,9 @@ import { isTunerError } from '../core/errors.js';
 import type { TargetSignals, TickSnapshot } from '../core/types.js';
 import { ClosedLoop, improvementOf, median, metricValue, type Verdict } from './closed-loop.js';
 import type { StrategyNudge } from './strategy.js';
+import { CPU_WEIGHT_NUDGE } from '../testing/nudges.js';
 
-const nudge: StrategyNudge = {
-  action: 'cpu_weight',
-  target: 'batch',
-  desired: { weight: 75 },
-  reason: 'test',
-  rule: 'noisy-neighbor',
-  evidence: {},
-  objective: { targets: ['web'], metric: 'runqlat.p99', better: 'lower', unit: 'us' },
-};
+const nudge = CPU_WEIGHT_NUDGE;
 
 function snap(time: number, p99: Record<string, number | null>): TickSnapshot {
   const targets: Record<string, TargetSignals> = {};

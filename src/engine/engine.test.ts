@@ -7,17 +7,9 @@ import { DecisionEngine, type Decision } from './engine.js';
 import { Guardrails } from './guardrails.js';
 import { NoisyNeighborRule } from './heuristic/noisy-neighbor.js';
 import type { KnobValues, Strategy, StrategyFeedback, StrategyNudge, StrategyTarget } from './strategy.js';
+import { NOISY_NEIGHBOR_POLICY } from '../testing/nudges.js';
 
-const policy: NoisyNeighborPolicy = {
-  enabled: true,
-  p99ThresholdUs: 4_000,
-  triggerTicks: 3,
-  calmTicks: 3,
-  calmFraction: 0.75,
-  stepFraction: 0.25,
-  minWeight: 10,
-  maxNoisyPerStep: 1,
-};
+const policy: NoisyNeighborPolicy = { ...NOISY_NEIGHBOR_POLICY, calmTicks: 3 };
 
 const targets: StrategyTarget[] = [
   { name: 'web', role: 'protect' },

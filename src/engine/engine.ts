@@ -24,8 +24,9 @@ import {
 /**
  * proposed: apply (or dry-run) it, then report. revert: the closed loop judged an earlier change useless; apply it
  * like a proposal. refused: journal only. kept: the closed loop judged an earlier change useful; journal only.
+ * What the agent then records of it is a DecisionKind (core/events.ts).
  */
-export type DecisionKind = 'proposed' | 'refused' | 'revert' | 'kept';
+export type EngineDecisionKind = 'proposed' | 'refused' | 'revert' | 'kept';
 
 /** Refusals the engine makes before guardrails are asked. */
 export type EngineRefusalCode =
@@ -38,7 +39,7 @@ export interface Decision {
   /** Unique and increasing within one engine: `${prefix}-${counter}`, zero-padded so ids sort as they were made. */
   id: string;
   time: number;
-  kind: DecisionKind;
+  kind: EngineDecisionKind;
   nudge: StrategyNudge;
   /** The strategy that proposed it, or 'closed-loop' for reverts and kept verdicts. */
   source: string;
@@ -304,7 +305,7 @@ export class DecisionEngine {
 
   #make(
     time: number,
-    kind: DecisionKind,
+    kind: EngineDecisionKind,
     nudge: StrategyNudge,
     source: string,
     extra: Pick<Decision, 'refusal' | 'verdict'>,

@@ -42,7 +42,7 @@ export {
   DecisionEngine,
   type Decision,
   type DecisionEngineOptions,
-  type DecisionKind,
+  type EngineDecisionKind,
   type EngineRefusalCode,
   type TickInput,
 } from './engine.js';

@@ -102,5 +102,14 @@ export function isRestore(nudge: Nudge): boolean {
   return nudge.desired[RESTORE_KEY] === 1;
 }
 
+/**
+ * A nudge that asks `action` to put back every knob it changed on `target`. It carries no values on purpose: the action
+ * restores the journaled originals itself, which also ends their journal entries, so a rule does not keep proposing
+ * the same restore.
+ */
+export function restoreNudge({ action, target, ...rest }: Omit<StrategyNudge, 'desired'>): StrategyNudge {
+  return { action, target, desired: { [RESTORE_KEY]: 1 }, ...rest };
+}
+
 /** Run-queue latency of the protect targets: the reason this agent exists. */
 export const DEFAULT_OBJECTIVE: Objective = { metric: 'runqlat.p99', better: 'lower', unit: 'us' };

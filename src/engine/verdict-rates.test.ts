@@ -15,7 +15,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { TickSnapshot } from '../core/types.js';
 import { ClosedLoop, improvementOf, median } from './closed-loop.js';
-import type { StrategyNudge } from './strategy.js';
+import { mulberry32 } from '../testing/random.js';
+import { CPU_WEIGHT_NUDGE } from '../testing/nudges.js';
 
 const series = JSON.parse(readFileSync(new URL('./testdata/runqlat-p99-contended.json', import.meta.url), 'utf8')) as {
   p99Us: number[];
@@ -23,15 +24,7 @@ const series = JSON.parse(readFileSync(new URL('./testdata/runqlat-p99-contended
 // The first two ticks are the agent's start-up (the first reads 16 ms): the default warm-up leaves them out.
 const recorded = series.p99Us.slice(2);
 
-const nudge: StrategyNudge = {
-  action: 'cpu_weight',
-  target: 'batch',
-  desired: { weight: 75 },
-  reason: 'simulated',
-  rule: 'noisy-neighbor',
-  evidence: {},
-  objective: { targets: ['web'], metric: 'runqlat.p99', better: 'lower', unit: 'us' },
-};
+const nudge = CPU_WEIGHT_NUDGE;
 
 const MARGIN = 0.1;
 
@@ -53,17 +46,8 @@ function medianVerdict(before: number[], after: number[]): boolean {
   return improvementOf(median(before), median(after), 'lower') >= MARGIN;
 }
 
-/** Mulberry32: a small seeded generator, so the printed rates are the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// A small seeded generator, so the printed rates are the same on every run.
+const rng = mulberry32;
 
 function gaussian(r: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());

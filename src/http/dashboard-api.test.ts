@@ -2,16 +2,16 @@
  * The API the dashboard is built on: /api/overview, /api/signals?target=, /api/decisions/ID and the per-view
  * streams. Shapes, sizes, gaps with their reasons, the explain text shared with the CLI, and the token rules.
  */
-import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../core/log.js';
 import { explainText } from '../audit/explain.js';
 import type { AuditRecord } from '../audit/audit.js';
-import { FakeControl, publishDecision, publishTick, syntheticFleet, syntheticSnapshot } from './fake-control.js';
+import { FakeControl, openEventStream, publishDecision, publishTick, syntheticDecision, syntheticFleet, syntheticSnapshot } from './fake-control.js';
 import type { Overview } from './overview.js';
 import type { TargetDetails } from './details.js';
 import { startHttpServer, type HttpServerHandle, type HttpServerOptions } from './server.js';
-import type { DecisionEvent, TargetInfo } from './types.js';
+import type { DecisionEvent } from '../core/events.js';
+import type { TargetInfo } from './types.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
 const open: HttpServerHandle[] = [];
@@ -30,19 +30,7 @@ const fleet = (n: number): TargetInfo[] =>
   Array.from({ length: n }, (_, k) => ({ name: `svc-${k}`, role: k % 2 ? 'noisy' : 'protect' }));
 
 function decision(id: string, over: Partial<DecisionEvent> = {}): DecisionEvent {
-  return {
-    id,
-    time: 1_700_000_100_000,
-    kind: 'applied',
-    action: 'cpu-weight',
-    target: 'batch',
-    rule: 'noisy-neighbor',
-    from: '100',
-    to: '80',
-    reason: 'web p99 above 1 ms for 3 ticks',
-    evidence: { p99Us: 2400, calm: 0.25 },
-    ...over,
-  };
+  return syntheticDecision({ id, time: 1_700_000_100_000, reason: 'web p99 above 1 ms for 3 ticks', evidence: { p99Us: 2400, calm: 0.25 }, ...over });
 }
 
 async function json<T>(url: string, init?: RequestInit): Promise<{ status: number; body: T; bytes: number }> {
@@ -195,34 +183,7 @@ describe('token rules for the dashboard endpoints', () => {
 });
 
 describe('/api/stream views', () => {
-  function stream(url: string, path: string): Promise<{ events: { event: string; data: string }[]; close(): void }> {
-    return new Promise((resolve, reject) => {
-      const events: { event: string; data: string }[] = [];
-      const req = request(`${url}${path}`, (res) => {
-        if (res.statusCode !== 200) {
-          reject(new Error(`stream status ${res.statusCode}`));
-          res.resume();
-          return;
-        }
-        let buf = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          buf += c;
-          let i: number;
-          while ((i = buf.indexOf('\n\n')) !== -1) {
-            const block = buf.slice(0, i);
-            buf = buf.slice(i + 2);
-            const event = /^event: (.*)$/m.exec(block)?.[1];
-            const data = /^data: (.*)$/m.exec(block)?.[1];
-            if (event && data !== undefined) events.push({ event, data });
-          }
-        });
-        resolve({ events, close: () => req.destroy() });
-      });
-      req.on('error', reject);
-      req.end();
-    });
-  }
+  const stream = (url: string, path: string) => openEventStream(`${url}${path}`);
 
   it('sends each view only what it draws', async () => {
     const { url } = await start();

@@ -11,26 +11,17 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../core/log.js';
-import { FakeControl, publishDecision, publishTick, syntheticFleet, syntheticSnapshot } from './fake-control.js';
+import { FakeControl, publishDecision, publishTick, syntheticDecision, syntheticFleet, syntheticSnapshot } from './fake-control.js';
 import { startHttpServer, type HttpServerHandle } from './server.js';
-import type { DecisionEvent, TargetInfo } from './types.js';
+import type { DecisionEvent } from '../core/events.js';
+import type { TargetInfo } from './types.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'e2e-token-0123456789abcdef';
 const RESULTS = fileURLToPath(new URL('../../test-results/', import.meta.url));
 
 function decision(over: Partial<DecisionEvent> & Pick<DecisionEvent, 'id' | 'time'>): DecisionEvent {
-  return {
-    kind: 'applied',
-    action: 'cpu-weight',
-    target: 'batch',
-    rule: 'noisy-neighbor',
-    reason: 'web run-queue p99 above 1 ms for 3 ticks',
-    from: '100',
-    to: '80',
-    evidence: { p99Us: 1450 },
-    ...over,
-  };
+  return syntheticDecision({ reason: 'web run-queue p99 above 1 ms for 3 ticks', evidence: { p99Us: 1450 }, ...over });
 }
 
 let context: BrowserContext;

@@ -3,16 +3,17 @@
  * without an engine or a kernel. It publishes on the real channels, so the server under test consumes exactly what
  * the agent would send.
  */
-import { channels } from '../core/events.js';
+import { request } from 'node:http';
+import { channels, type DecisionEvent, type KnobEvent } from '../core/events.js';
 import type { CumulativeHistogram, TargetSignals, TickSnapshot } from '../core/types.js';
 import type { PsiResources } from '../signals/psi/psi.js';
 import type { RunqlatWindow } from '../signals/runqlat/runqlat.js';
-import type { AgentControl, DecisionEvent, KnobEvent, ProgramStats, TargetInfo } from './types.js';
+import type { AgentControl, KnobChange, ProgramStats, TargetInfo } from './types.js';
 
 export class FakeControl implements AgentControl {
   isPaused = false;
   isReady = true;
-  readonly knobs = new Map<string, KnobEvent>();
+  readonly knobs = new Map<string, KnobChange>();
   readonly calls: string[] = [];
   stats: ProgramStats[] = [
     { name: 'handle_sched_wakeup', runTimeNs: 0, runCnt: 0 },
@@ -41,12 +42,12 @@ export class FakeControl implements AgentControl {
     this.calls.push(`revert:${knobId}`);
     const k = this.knobs.get(knobId);
     if (!k || k.state !== 'active') return false;
-    const restored: KnobEvent = { ...k, value: k.original, state: 'restored', time: Date.now() };
+    const restored: KnobChange = { ...k, value: k.original, state: 'restored', time: Date.now() };
     this.knobs.set(knobId, restored);
-    channels.knob.publish(restored);
+    publishKnob('restored', k, restored);
     return true;
   }
-  changes(): KnobEvent[] {
+  changes(): KnobChange[] {
     return [...this.knobs.values()];
   }
   targets(): TargetInfo[] {
@@ -64,10 +65,10 @@ export class FakeControl implements AgentControl {
   }
 
   /** Records a knob write as the agent would, and publishes it. */
-  write(k: Omit<KnobEvent, 'state'>): KnobEvent {
-    const ev: KnobEvent = { ...k, state: 'active', time: k.time ?? Date.now() };
+  write(k: Omit<KnobChange, 'state'>): KnobChange {
+    const ev: KnobChange = { ...k, state: 'active', time: k.time ?? Date.now() };
     this.knobs.set(k.knobId, ev);
-    channels.knob.publish(ev);
+    publishKnob('written', { ...ev, value: ev.original }, ev);
     return ev;
   }
 
@@ -78,6 +79,12 @@ export class FakeControl implements AgentControl {
       s.runTimeNs += events * nsPerRun;
     }
   }
+}
+
+/** Publishes a knob's change from `before` to `after` on `channels.knob`, in the shape the knob writer and restorer use. */
+function publishKnob(kind: KnobEvent['kind'], before: KnobChange, after: KnobChange): void {
+  const e: KnobEvent = { kind, knobId: after.knobId, path: after.path, target: after.target, action: after.action, from: before.value, to: after.value, time: after.time ?? Date.now() };
+  channels.knob.publish(e);
 }
 
 /** A plausible snapshot: `web` suffers run-queue latency that grows with `i`, `batch` keeps the CPU busy. */
@@ -152,6 +159,21 @@ export function publishTick(s: TickSnapshot): void {
   channels.tick.publish(s);
 }
 
+/** A plausible decision: cpu-weight applied to `batch` by the noisy-neighbor rule; `over` sets what a test is about. */
+export function syntheticDecision(over: Partial<DecisionEvent> & Pick<DecisionEvent, 'id' | 'time'>): DecisionEvent {
+  return {
+    kind: 'applied',
+    action: 'cpu-weight',
+    target: 'batch',
+    rule: 'noisy-neighbor',
+    from: '100',
+    to: '80',
+    reason: 'web p99 above threshold',
+    evidence: { p99Us: 2400 },
+    ...over,
+  };
+}
+
 export function publishDecision(d: DecisionEvent): void {
   channels.decision.publish(d);
 }
@@ -202,4 +224,51 @@ export function syntheticFleet(time: number, i: number, targets: readonly Target
     };
   });
   return { time, windowMs, targets: out, host: { psi } };
+}
+
+/** One server-sent event as the server writes it: `event: NAME`, `data: TEXT`, a blank line. */
+export interface StreamedEvent {
+  event: string;
+  data: string;
+}
+
+/**
+ * Opens an event stream (`/api/stream...`) as the dashboard does. Every event received is kept in `events`, in order;
+ * `next(name)` resolves with the data of the next event of that name to arrive.
+ */
+export function openEventStream(url: string): Promise<{ events: StreamedEvent[]; next(event: string): Promise<string>; close(): void }> {
+  return new Promise((resolve, reject) => {
+    const events: StreamedEvent[] = [];
+    const waiters: { event: string; resolve: (d: string) => void }[] = [];
+    const req = request(url, (res) => {
+      if (res.statusCode !== 200) {
+        reject(new Error(`stream status ${res.statusCode}`));
+        res.resume();
+        return;
+      }
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        buf += c;
+        let i: number;
+        while ((i = buf.indexOf('\n\n')) !== -1) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const event = /^event: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (!event || data === undefined) continue;
+          events.push({ event, data });
+          const w = waiters.findIndex((x) => x.event === event);
+          if (w !== -1) waiters.splice(w, 1)[0]?.resolve(data);
+        }
+      });
+      resolve({
+        events,
+        next: (event) => new Promise((r) => waiters.push({ event, resolve: r })),
+        close: () => req.destroy(),
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }

@@ -7,7 +7,7 @@
  */
 import { isRecord } from './fields.js';
 import type { DecisionBrief, StoredTick, Telemetry } from './telemetry.js';
-import type { AgentControl, KnobEvent } from './types.js';
+import type { AgentControl, KnobChange } from './types.js';
 
 export interface OverviewKnob {
   knobId: string;
@@ -109,7 +109,7 @@ function targetNames(ticks: readonly StoredTick[], control: AgentControl): { nam
 export function buildOverview(telemetry: Telemetry, control: AgentControl): Overview {
   const ticks = telemetry.ticksKept();
   const last = ticks[ticks.length - 1];
-  let changes: KnobEvent[] = [];
+  let changes: KnobChange[] = [];
   try {
     changes = control.changes();
   } catch {

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { channels } from '../core/events.js';
 import { isTunerError } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
-import { FakeControl, publishDecision, publishTick, syntheticSnapshot } from './fake-control.js';
+import { FakeControl, openEventStream, publishDecision, publishTick, syntheticDecision, syntheticSnapshot } from './fake-control.js';
 import {
   isLoopbackHost,
   parseListen,
@@ -12,7 +12,7 @@ import {
   type HttpServerHandle,
   type HttpServerOptions,
 } from './server.js';
-import type { DecisionEvent } from './types.js';
+import type { DecisionEvent } from '../core/events.js';
 import type { RunqlatWindow } from '../signals/runqlat/runqlat.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
@@ -32,19 +32,7 @@ async function start(
 }
 
 function decision(i: number, over: Partial<DecisionEvent> = {}): DecisionEvent {
-  return {
-    id: `d${i}`,
-    time: 1_700_000_000_000 + i * 1000,
-    kind: 'applied',
-    action: 'cpu-weight',
-    target: 'batch',
-    rule: 'noisy-neighbor',
-    from: '100',
-    to: '80',
-    reason: `web p99 above threshold (${i})`,
-    evidence: { p99Us: 2400 },
-    ...over,
-  };
+  return syntheticDecision({ id: `d${i}`, time: 1_700_000_000_000 + i * 1000, reason: `web p99 above threshold (${i})`, ...over });
 }
 
 /** Raw request, for what fetch will not send (a chunked body, a foreign Host header). */
@@ -290,17 +278,11 @@ describe('/metrics', () => {
 
 describe('state-changing endpoints', () => {
   const endpoints = ['/api/pause', '/api/resume', '/api/changes/batch%2Fcpu.weight/revert'];
+  const BATCH_WEIGHT = { knobId: 'batch/cpu.weight', target: 'batch', action: 'cpu-weight', path: '/x', original: '100', value: '80' };
 
   it('are disabled without a configured token, and change nothing', async () => {
     const { url, control } = await start();
-    control.write({
-      knobId: 'batch/cpu.weight',
-      target: 'batch',
-      action: 'cpu-weight',
-      path: '/x',
-      original: '100',
-      value: '80',
-    });
+    control.write(BATCH_WEIGHT);
     for (const p of endpoints) {
       const r = await fetch(url + p, { method: 'POST', headers: { Authorization: `Bearer ${TOKEN}` } });
       expect(r.status, p).toBe(403);
@@ -313,14 +295,7 @@ describe('state-changing endpoints', () => {
 
   it('need the right bearer token when one is configured', async () => {
     const { url, control } = await start({ token: TOKEN });
-    control.write({
-      knobId: 'batch/cpu.weight',
-      target: 'batch',
-      action: 'cpu-weight',
-      path: '/x',
-      original: '100',
-      value: '80',
-    });
+    control.write(BATCH_WEIGHT);
     for (const p of endpoints) {
       for (const auth of [
         undefined,
@@ -445,38 +420,7 @@ describe('JSON API', () => {
 });
 
 describe('/api/stream', () => {
-  function openStream(url: string): Promise<{ next(event: string): Promise<string>; close(): void }> {
-    return new Promise((resolve, reject) => {
-      const req = request(`${url}/api/stream`, (res) => {
-        if (res.statusCode !== 200) {
-          reject(new Error(`stream status ${res.statusCode}`));
-          res.resume();
-          return;
-        }
-        let buf = '';
-        const waiters: { event: string; resolve: (d: string) => void }[] = [];
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          buf += c;
-          let i: number;
-          while ((i = buf.indexOf('\n\n')) !== -1) {
-            const block = buf.slice(0, i);
-            buf = buf.slice(i + 2);
-            const ev = /^event: (.*)$/m.exec(block)?.[1];
-            const data = /^data: (.*)$/m.exec(block)?.[1];
-            const w = waiters.findIndex((x) => x.event === ev);
-            if (ev && data !== undefined && w !== -1) waiters.splice(w, 1)[0]?.resolve(data);
-          }
-        });
-        resolve({
-          next: (event) => new Promise((r) => waiters.push({ event, resolve: r })),
-          close: () => req.destroy(),
-        });
-      });
-      req.on('error', reject);
-      req.end();
-    });
-  }
+  const openStream = (url: string) => openEventStream(`${url}/api/stream`);
 
   it('pushes ticks and decisions as they are published, and forgets closed clients', async () => {
     const { url } = await start();

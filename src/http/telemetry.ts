@@ -3,12 +3,12 @@
  * bounded history of them, recent decisions with per-kind counts, the agent's own overhead over time, and the
  * field catalogue. /metrics, the JSON API and the live stream all read from here; none of them subscribes itself.
  */
-import { channels } from '../core/events.js';
+import { channels, DECISION_KINDS, type DecisionEvent } from '../core/events.js';
 import type { Logger } from '../core/log.js';
 import { FieldCatalogue, isRecord, type FieldInfo } from './fields.js';
 import { SIGNAL_METRICS, type CounterDecl, type Labels, type SnapshotView } from './metric-catalog.js';
 import { Ring } from './ring.js';
-import { DECISION_KINDS, type AgentControl, type DecisionEvent } from './types.js';
+import type { AgentControl } from './types.js';
 
 export interface OverheadSample {
   /** ms since the epoch. */
@@ -230,17 +230,17 @@ export class Telemetry {
     for (const fn of this.listeners) fn(event, json);
   }
 
+  /** JSON text of a bus message of the expected shape; undefined, and counted as dropped, for anything else. */
+  private accept(msg: unknown, expected: (m: Record<string, unknown>) => boolean): string | undefined {
+    const json = isRecord(msg) && expected(msg) ? stringify(msg) : undefined;
+    if (json === undefined) this.droppedEvents++;
+    return json;
+  }
+
   private tick(msg: unknown): void {
-    if (!isRecord(msg) || typeof msg.time !== 'number' || !isRecord(msg.targets)) {
-      this.droppedEvents++;
-      return;
-    }
     // The publisher may reuse its snapshot object on the next tick; keep our own copy, serialised once.
-    const json = stringify(msg);
-    if (json === undefined) {
-      this.droppedEvents++;
-      return;
-    }
+    const json = this.accept(msg, (m) => typeof m.time === 'number' && isRecord(m.targets));
+    if (json === undefined) return;
     const copy = JSON.parse(json) as { time: number; windowMs?: unknown; targets: unknown; host?: unknown };
     this.ticks++;
     this.lastTickTime = copy.time;
@@ -258,15 +258,8 @@ export class Telemetry {
   }
 
   private decision(msg: unknown): void {
-    if (!isRecord(msg) || typeof msg.kind !== 'string' || typeof msg.action !== 'string') {
-      this.droppedEvents++;
-      return;
-    }
-    const json = stringify(msg);
-    if (json === undefined) {
-      this.droppedEvents++;
-      return;
-    }
+    const json = this.accept(msg, (m) => typeof m.kind === 'string' && typeof m.action === 'string');
+    if (json === undefined) return;
     const d = msg as unknown as DecisionEvent;
     const time = typeof d.time === 'number' ? d.time : Date.now();
     this.decisionRing.push({ json, time });

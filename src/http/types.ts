@@ -3,30 +3,13 @@
  * event bus, so it can be tested against a fake and never reaches into the engine's internals.
  */
 import type { AuditRecord } from '../audit/audit.js';
+import type { KnobState } from '../journal/journal.js';
 
-export const DECISION_KINDS = ['applied', 'dry-run', 'refused', 'reverted', 'overridden', 'restored'] as const;
-export type DecisionKind = (typeof DECISION_KINDS)[number];
-
-/** Payload of `channels.decision`. */
-export interface DecisionEvent {
-  id: string;
-  /** Wall clock, ms since the epoch. */
-  time: number;
-  kind: DecisionKind;
-  action: string;
-  target: string;
-  rule: string;
-  from?: string;
-  to?: string;
-  reason: string;
-  outcome?: string;
-  evidence?: Record<string, number>;
-}
-
-export type KnobState = 'active' | 'restored' | 'overridden';
-
-/** Payload of `channels.knob`, and one row of `AgentControl.changes()`. */
-export interface KnobEvent {
+/**
+ * One row of `AgentControl.changes()`: a knob the agent changed, as the journal holds it now. A knob that vanished
+ * shows as restored: nothing of ours is left in it.
+ */
+export interface KnobChange {
   knobId: string;
   target: string;
   action: string;
@@ -35,7 +18,7 @@ export interface KnobEvent {
   /** The value journaled before the first write; what a revert restores. */
   original: string;
   value: string;
-  state: KnobState;
+  state: Exclude<KnobState, 'vanished'>;
   /** When the knob was last written or restored, ms since the epoch. */
   time?: number;
 }
@@ -60,7 +43,7 @@ export interface AgentControl {
   /** Restore one knob to its journaled original. False when no change with that id is in effect. */
   revert(knobId: string): boolean;
   /** Every change the agent made that is still in effect (and recently restored or overridden ones, marked so). */
-  changes(): KnobEvent[];
+  changes(): KnobChange[];
   targets(): TargetInfo[];
   /** True once signals are attached and the first tick has been taken. */
   ready(): boolean;

@@ -125,6 +125,14 @@ export class Journal {
     return j;
   }
 
+  /**
+   * Every knob in a journal database opened elsewhere (read-only, by `status` while an agent may be running),
+   * most recently changed first.
+   */
+  static entriesReadOnly(db: Database.Database): JournalEntry[] {
+    return (db.prepare('SELECT * FROM knobs ORDER BY updated_at DESC').all() as Row[]).map(toEntry);
+  }
+
   get isOpen(): boolean {
     return this.db.open;
   }

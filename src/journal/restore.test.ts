@@ -8,7 +8,8 @@ import { silentLogger } from '../core/log.js';
 import { kernelKnobIO, type KnobIO } from '../cgroup/cgroup.js';
 import { createFakeCgroup2, type FakeCgroup2 } from '../cgroup/fake-cgroup2.js';
 import { Journal } from './journal.js';
-import { restoreAll, type KnobEvent } from './restore.js';
+import type { KnobEvent } from '../core/events.js';
+import { restoreAll } from './restore.js';
 
 let fake: FakeCgroup2;
 let stateDir: string;

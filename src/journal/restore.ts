@@ -4,30 +4,12 @@
  * A knob is only written back while it still holds a value of ours. If someone else changed it since, their value
  * wins: it is left alone, logged and reported, never fought over. One bad knob never stops the others.
  */
-import { channels, publish } from '../core/events.js';
+import { channels, publish, type KnobEvent } from '../core/events.js';
 import { TunerError, isTunerError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { kernelKnobIO, normalizeKnobValue, type KnobIO } from '../cgroup/cgroup.js';
 import type { Journal, JournalEntry } from './journal.js';
 import type { KnobClaimer } from './ownership.js';
-
-/** Published on `channels.knob` (tuner:actions:knob) by the restorer and the knob writer. */
-export interface KnobEvent {
-  kind: 'written' | 'dry-run' | 'restored' | 'overridden' | 'vanished' | 'failed';
-  knobId: string;
-  path: string;
-  target: string;
-  action: string;
-  /** Value before the change. */
-  from?: string;
-  /** Value written (or that would be, in dry-run). */
-  to?: string;
-  /** What another writer left in the knob. */
-  observed?: string;
-  error?: string;
-  /** ms since the epoch. */
-  time: number;
-}
 
 export type RestoreOutcome = 'restored' | 'overridden' | 'vanished' | 'failed';
 

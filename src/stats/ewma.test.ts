@@ -1,17 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { Ewma } from './ewma.js';
+import { mulberry32 } from '../testing/random.js';
 
-/** Deterministic uniform [0, 1) numbers (mulberry32), so tolerances are about the estimator, not luck. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Deterministic uniform [0, 1) numbers (mulberry32), so tolerances are about the estimator, not luck.
+const rng = mulberry32;
 
 describe('Ewma', () => {
   it('has no value before the first sample, which seeds it', () => {

@@ -10,7 +10,9 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { TunerError, errnoCode } from '../core/errors.js';
+import { readIdsIfAny, removeCgroupTree } from '../cgroup/cgroup.js';
 import { detectLayout, type CgroupLayout } from '../cgroup/layout.js';
+import { pidAlive } from '../core/pid.js';
 
 export const TEST_CGROUP_PREFIX = 'ebpf-tuner-test-';
 
@@ -40,74 +42,28 @@ export interface SpawnedProcess {
 const created = new Set<string>();
 const spawned = new Map<number, SpawnedProcess>();
 
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function readIds(file: string): number[] {
-  try {
-    return fs
-      .readFileSync(file, 'utf8')
-      .split('\n')
-      .filter((s) => s.trim() !== '')
-      .map(Number);
-  } catch {
-    return [];
-  }
-}
-
-function writeId(file: string, id: number): void {
-  try {
-    fs.writeFileSync(file, `${id}\n`);
-  } catch (e) {
-    // The task exited between listing and moving it: nothing left to move.
-    if (errnoCode(e) !== 'ESRCH') throw e;
-  }
-}
-
-/** Directories of a cgroup subtree, deepest first. */
-function subtreeDeepestFirst(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) if (e.isDirectory()) walk(path.join(d, e.name));
-    out.push(d);
+/**
+ * A cgroup directly in the v2 tree, for what only v2 has (socket attribution, per-cgroup pressure), named so
+ * cleanupAll() removes it if this process dies first. `needs` names what the test needs the v2 tree for.
+ */
+export function makeV2TestCgroup(needs: string, layout: CgroupLayout = detectLayout()): { path: string; remove(): void } {
+  const root = layout.unified;
+  if (!root) throw new Error(`this host mounts no cgroup v2 tree, which ${needs} needs`);
+  const dir = path.join(root, `${TEST_CGROUP_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
+  fs.mkdirSync(dir);
+  let removed = false;
+  return {
+    path: dir,
+    remove(): void {
+      if (removed) return;
+      removeCgroupTree(dir, root);
+      removed = true;
+    },
   };
-  walk(dir);
-  return out;
-}
-
-/** Empty a cgroup subtree into `root` and rmdir it, deepest first. Retries while exiting tasks still pin it. */
-function removeSubtree(dir: string, root: string): void {
-  for (const d of subtreeDeepestFirst(dir)) {
-    for (let attempt = 0; ; attempt++) {
-      for (const pid of readIds(path.join(d, 'cgroup.procs'))) writeId(path.join(root, 'cgroup.procs'), pid);
-      // v1 can hold single threads of a process whose leader is elsewhere.
-      if (fs.existsSync(path.join(d, 'tasks'))) {
-        for (const tid of readIds(path.join(d, 'tasks'))) writeId(path.join(root, 'tasks'), tid);
-      }
-      try {
-        fs.rmdirSync(d);
-        break;
-      } catch (e) {
-        const code = errnoCode(e);
-        if (code === 'ENOENT') break;
-        if (code !== 'EBUSY' || attempt >= 200) {
-          throw new TunerError('INTERNAL', `remove test cgroup ${d}: ${code ?? String(e)}`, { cause: e });
-        }
-        sleepSync(10);
-      }
-    }
-  }
 }
 
 function controllerMount(controller: string, layout: CgroupLayout): { mount: string; version: 1 | 2 } {
@@ -171,7 +127,7 @@ function makeCgroup(dir: string, controller: string, root: string, version: 1 | 
     },
     remove(): void {
       if (removed) return;
-      removeSubtree(dir, root);
+      removeCgroupTree(dir, root);
       removed = true;
       created.delete(dir);
     },
@@ -221,7 +177,7 @@ export async function spawnInCgroup(
   let exitCode: number | null | undefined;
   void p.exited.then(({ code }) => (exitCode = code));
   for (let i = 0; i < 1000; i++) {
-    if (readIds(procs).includes(p.pid)) return p;
+    if (readIdsIfAny(procs).includes(p.pid)) return p;
     if (exitCode !== undefined) {
       if (exitCode !== JOIN_FAILED) return p;
       break;
@@ -273,15 +229,6 @@ export async function killAndWait(
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return errnoCode(e) === 'EPERM';
-  }
-}
-
 /**
  * Safety net for afterAll: end every process started here that is still running, and remove every test cgroup this
  * process made plus any left behind by test processes that no longer exist. Returns the cgroups removed.
@@ -301,8 +248,8 @@ export async function cleanupAll(opts: { layout?: CgroupLayout } = {}): Promise<
       if (!name.startsWith(TEST_CGROUP_PREFIX)) continue;
       const owner = Number(name.slice(TEST_CGROUP_PREFIX.length).split('-')[0]);
       const dir = path.join(m.mount, name);
-      if (owner !== process.pid && Number.isSafeInteger(owner) && owner > 0 && alive(owner)) continue;
-      removeSubtree(dir, m.mount);
+      if (owner !== process.pid && Number.isSafeInteger(owner) && owner > 0 && pidAlive(owner)) continue;
+      removeCgroupTree(dir, m.mount);
       created.delete(dir);
       removed.push(dir);
     }

@@ -14,7 +14,7 @@ import { projectRoot, toolPath } from '../../src/bpf/paths.js';
 import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
 import type { Overview } from '../../src/http/overview.js';
 import type { TargetDetails } from '../../src/http/details.js';
-import { runCli, startAgent, tempDir } from './helpers.js';
+import { runCli, spawnHogs, spawnVictim, startAgent, tempDir } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = join(projectRoot, 'docs', 'dashboard');
@@ -60,8 +60,8 @@ describe('dashboard on the real agent', () => {
     const names = ['web', 'batch', ...Array.from({ length: 8 }, (_, k) => `svc-${k + 1}`)];
     const cgs = new Map(names.map((n) => [n, base!.child(n)]));
     // The victim and the hog share CPU 1, so the noisy-neighbor rule acts; the others wake up now and then.
-    procs.push(await spawnInCgroup(cgs.get('web')!.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']));
-    procs.push(await spawnInCgroup(cgs.get('batch')!.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '4']));
+    procs.push(await spawnVictim(cgs.get('web')!.path));
+    procs.push(await spawnHogs(cgs.get('batch')!.path));
     for (const n of names.slice(2)) {
       procs.push(await spawnInCgroup(cgs.get(n)!.path, toolPath('victim'), ['--period-us', '50000', '--work-us', '200', '--quiet']));
     }

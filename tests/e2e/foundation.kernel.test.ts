@@ -5,154 +5,103 @@
  */
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { toolPath } from '../../src/bpf/paths.js';
-import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
-import { runCli, startAgent, tempDir } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { killAndWait, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
+import { noisyNeighborConfig, noisyNeighborScene, runCli, spawnHogs, startAgent, waitUntil } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const shares = (cg: TestCgroup) => Number(readFileSync(join(cg.path, 'cpu.shares'), 'utf8'));
 
-let base: TestCgroup;
-let victimCg: TestCgroup;
-let siblingCg: TestCgroup;
-let victim: SpawnedProcess;
-let state: ReturnType<typeof tempDir>;
-const procs: SpawnedProcess[] = [];
+// Victim and hogs share CPU 1 (see spawnVictim); each test starts the hogs when it is ready for them.
+const scene = noisyNeighborScene({ hogs: false });
 
 function config(extra = ''): string {
-  return state.file(
-    'config.yaml',
-    `tick: 1s
-# The cpu_weight loop alone: the other rules (quota under host pressure, spreading...) would also answer this
-# contention and are tested on their own.
-policy:
-  noisy_neighbor: {p99_threshold_us: 3000}
-  pressure_backoff: {enabled: false}
-  cpuset_spread: {enabled: false}
-  numa_rebalance: {enabled: false}
-  io_prefetch: {enabled: false}
-targets:
-  - {name: web, cgroup: ${victimCg.path}, role: protect}
-  - {name: batch, cgroup: ${siblingCg.path}, role: noisy}
-${extra}`,
-  );
+  return scene.state.file('config.yaml', noisyNeighborConfig(scene.web.path, scene.batch.path, extra));
 }
 
 async function startHogs(): Promise<SpawnedProcess> {
-  const h = await spawnInCgroup(siblingCg.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '4']);
-  procs.push(h);
+  const h = await spawnHogs(scene.batch.path);
+  scene.procs.push(h);
   return h;
-}
-
-beforeEach(async () => {
-  base = makeTestCgroup('cpu');
-  victimCg = base.child('web');
-  siblingCg = base.child('batch');
-  state = tempDir();
-  // Victim and hogs share CPU 1: the same contention on any machine, whatever else runs on the other CPU. The victim
-  // needs 60% of the CPU, more than its group's equal share beside a busy sibling: under EEVDF a victim well within
-  // its share is woken almost at once whatever its neighbour does, and there is nothing for the agent to fix.
-  victim = await spawnInCgroup(victimCg.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']);
-  procs.push(victim);
-});
-
-afterEach(async () => {
-  for (const p of procs.splice(0)) await killAndWait(p);
-  base.remove();
-  state.remove();
-});
-
-afterAll(async () => {
-  await cleanupAll();
-});
-
-async function waitUntil(pred: () => boolean, timeoutMs: number): Promise<number> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(50);
-  }
-  return Date.now() - t0;
 }
 
 describe('foundation loop: runqlat → cpu_weight → journal → restore', () => {
   it('lowers the noisy sibling within 5 s of contention and restores both on SIGTERM', async () => {
-    const agent = startAgent(['--config', config(), '--state-dir', state.path]);
-    procs.push(agent);
+    const agent = startAgent(['--config', config(), '--state-dir', scene.state.path]);
+    scene.procs.push(agent);
     await agent.waitFor((l) => l.msg === 'agent running');
-    expect(shares(siblingCg)).toBe(1024);
+    expect(shares(scene.batch)).toBe(1024);
     await startHogs();
-    const took = await waitUntil(() => shares(siblingCg) < 1024, 5000);
-    console.log(`contention → sibling cpu.shares lowered to ${shares(siblingCg)} in ${took} ms`);
-    expect(shares(victimCg)).toBe(1024);
+    const took = await waitUntil(() => shares(scene.batch) < 1024, 5000);
+    console.log(`contention → sibling cpu.shares lowered to ${shares(scene.batch)} in ${took} ms`);
+    expect(shares(scene.web)).toBe(1024);
     // What is changed right now, and why.
-    const status = JSON.parse(runCli(['status', '--state-dir', state.path, '--json']).stdout) as { running: boolean; changes: { target: string; path: string; original: string }[] };
+    const status = JSON.parse(runCli(['status', '--state-dir', scene.state.path, '--json']).stdout) as { running: boolean; changes: { target: string; path: string; original: string }[] };
     expect(status.running).toBe(true);
-    expect(status.changes).toEqual([expect.objectContaining({ target: 'batch', path: join(siblingCg.path, 'cpu.shares'), original: '1024' })]);
-    const log = JSON.parse(runCli(['log', '--state-dir', state.path, '--json', '--since', '1m']).stdout) as { id: string; kind: string; action: string }[];
+    expect(status.changes).toEqual([expect.objectContaining({ target: 'batch', path: join(scene.batch.path, 'cpu.shares'), original: '1024' })]);
+    const log = JSON.parse(runCli(['log', '--state-dir', scene.state.path, '--json', '--since', '1m']).stdout) as { id: string; kind: string; action: string }[];
     const applied = log.find((r) => r.kind === 'applied' && r.action === 'cpu_weight');
     expect(applied).toBeDefined();
-    const why = runCli(['explain', applied!.id, '--state-dir', state.path]);
+    const why = runCli(['explain', applied!.id, '--state-dir', scene.state.path]);
     expect(why.code, why.stderr).toBe(0);
     expect(why.stdout).toMatch(/why: web run-queue p99 .* for 2 ticks/);
     expect(why.stdout).toMatch(/evidence:/);
     agent.child.kill('SIGTERM');
     const exit = await agent.exited;
     expect(exit.code).toBe(0);
-    expect(shares(siblingCg)).toBe(1024);
-    expect(shares(victimCg)).toBe(1024);
+    expect(shares(scene.batch)).toBe(1024);
+    expect(shares(scene.web)).toBe(1024);
     expect(agent.lines.some((l) => l.msg === 'agent stopped; originals restored')).toBe(true);
   });
 
   it('after kill -9, rollback restores the originals without starting the agent', async () => {
-    const agent = startAgent(['--config', config(), '--state-dir', state.path]);
-    procs.push(agent);
+    const agent = startAgent(['--config', config(), '--state-dir', scene.state.path]);
+    scene.procs.push(agent);
     await agent.waitFor((l) => l.msg === 'agent running');
     await startHogs();
-    await waitUntil(() => shares(siblingCg) < 1024, 5000);
-    const lowered = shares(siblingCg);
+    await waitUntil(() => shares(scene.batch) < 1024, 5000);
+    const lowered = shares(scene.batch);
     agent.child.kill('SIGKILL');
     await agent.exited;
-    expect(shares(siblingCg)).toBe(lowered); // nothing ran on the way down
-    const r = runCli(['rollback', '--state-dir', state.path, '--json']);
+    expect(shares(scene.batch)).toBe(lowered); // nothing ran on the way down
+    const r = runCli(['rollback', '--state-dir', scene.state.path, '--json']);
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { restored: { path: string; original: string }[] };
-    expect(out.restored.map((x) => x.path)).toContain(join(siblingCg.path, 'cpu.shares'));
-    expect(shares(siblingCg)).toBe(1024);
+    expect(out.restored.map((x) => x.path)).toContain(join(scene.batch.path, 'cpu.shares'));
+    expect(shares(scene.batch)).toBe(1024);
     // A second rollback has nothing left to do.
-    expect(JSON.parse(runCli(['rollback', '--state-dir', state.path, '--json']).stdout).restored).toEqual([]);
+    expect(JSON.parse(runCli(['rollback', '--state-dir', scene.state.path, '--json']).stdout).restored).toEqual([]);
   });
 
   it('after kill -9, the next start restores first', async () => {
-    const agent = startAgent(['--config', config(), '--state-dir', state.path]);
-    procs.push(agent);
+    const agent = startAgent(['--config', config(), '--state-dir', scene.state.path]);
+    scene.procs.push(agent);
     await agent.waitFor((l) => l.msg === 'agent running');
     const hog = await startHogs();
-    await waitUntil(() => shares(siblingCg) < 1024, 5000);
+    await waitUntil(() => shares(scene.batch) < 1024, 5000);
     agent.child.kill('SIGKILL');
     await agent.exited;
     await killAndWait(hog);
-    const again = startAgent(['--config', config(), '--state-dir', state.path]);
-    procs.push(again);
+    const again = startAgent(['--config', config(), '--state-dir', scene.state.path]);
+    scene.procs.push(again);
     await again.waitFor((l) => l.msg === 'restored knobs left changed by a previous run');
-    expect(shares(siblingCg)).toBe(1024);
+    expect(shares(scene.batch)).toBe(1024);
     again.child.kill('SIGTERM');
     expect((await again.exited).code).toBe(0);
   });
 
   it('leaves a knob someone else changed alone, and says so', async () => {
-    const agent = startAgent(['--config', config(), '--state-dir', state.path]);
-    procs.push(agent);
+    const agent = startAgent(['--config', config(), '--state-dir', scene.state.path]);
+    scene.procs.push(agent);
     await agent.waitFor((l) => l.msg === 'agent running');
     await startHogs();
-    await waitUntil(() => shares(siblingCg) < 1024, 5000);
+    await waitUntil(() => shares(scene.batch) < 1024, 5000);
     // An administrator sets their own value.
     const { writeFileSync } = await import('node:fs');
-    writeFileSync(join(siblingCg.path, 'cpu.shares'), '777');
+    writeFileSync(join(scene.batch.path, 'cpu.shares'), '777');
     agent.child.kill('SIGTERM');
     await agent.exited;
-    expect(shares(siblingCg)).toBe(777);
+    expect(shares(scene.batch)).toBe(777);
     expect(agent.lines.some((l) => String(l.msg).includes('another writer') || String(l.msg).includes('changed by someone else'))).toBe(true);
   });
 
@@ -161,22 +110,22 @@ describe('foundation loop: runqlat → cpu_weight → journal → restore', () =
       readdirSync(cg.path)
         .filter((f) => !/stat|usage|procs|tasks/.test(f))
         .map((f) => [f, readFileSync(join(cg.path, f))] as const);
-    const before = [...files(victimCg), ...files(siblingCg)];
-    const agent = startAgent(['--config', config(), '--state-dir', state.path, '--dry-run']);
-    procs.push(agent);
+    const before = [...files(scene.web), ...files(scene.batch)];
+    const agent = startAgent(['--config', config(), '--state-dir', scene.state.path, '--dry-run']);
+    scene.procs.push(agent);
     await agent.waitFor((l) => l.msg === 'agent running');
     await startHogs();
     await agent.waitFor((l) => l.kind === 'dry-run' && l.action === 'cpu_weight', 8000);
     agent.child.kill('SIGTERM');
     expect((await agent.exited).code).toBe(0);
-    const after = [...files(victimCg), ...files(siblingCg)];
+    const after = [...files(scene.web), ...files(scene.batch)];
     expect(after.map(([f, b]) => [f, b.toString('hex')])).toEqual(before.map(([f, b]) => [f, b.toString('hex')]));
-    expect(existsSync(join(state.path, 'state.db'))).toBe(false);
+    expect(existsSync(join(scene.state.path, 'state.db'))).toBe(false);
   });
 
   /** The agent under the given `noisy_neighbor: …`, `guardrails: …` and `closed_loop: …` lines; the sibling's cpu.shares as sampled for `ms`. */
   async function sharesUnder(noisy: string, guardrails: string, closedLoop: string, ms: number): Promise<number[]> {
-    const file = state.file(
+    const file = scene.state.file(
       'steps.yaml',
       `tick: 500ms
 policy:
@@ -188,22 +137,22 @@ policy:
 ${guardrails}
 ${closedLoop}
 targets:
-  - {name: web, cgroup: ${victimCg.path}, role: protect}
-  - {name: batch, cgroup: ${siblingCg.path}, role: noisy}
+  - {name: web, cgroup: ${scene.web.path}, role: protect}
+  - {name: batch, cgroup: ${scene.batch.path}, role: noisy}
 `,
     );
-    const agent = startAgent(['--config', file, '--state-dir', state.path]);
-    procs.push(agent);
+    const agent = startAgent(['--config', file, '--state-dir', scene.state.path]);
+    scene.procs.push(agent);
     await agent.waitFor((l) => l.msg === 'agent running');
     await startHogs();
     const seen: number[] = [];
     for (const t0 = Date.now(); Date.now() - t0 < ms; await sleep(50)) {
-      const s = shares(siblingCg);
+      const s = shares(scene.batch);
       if (seen.at(-1) !== s) seen.push(s);
     }
     agent.child.kill('SIGTERM');
     expect((await agent.exited).code).toBe(0);
-    expect(shares(siblingCg)).toBe(1024);
+    expect(shares(scene.batch)).toBe(1024);
     return seen;
   }
 
@@ -256,16 +205,16 @@ describe('bad input: one clear error, a non-zero exit, no write', () => {
   ];
   for (const [name, text, re] of cases) {
     it(name, () => {
-      const before = [shares(victimCg), shares(siblingCg)];
-      const f = state.file('bad.yaml', text({ victim: victimCg.path, sibling: siblingCg.path }));
-      const r = runCli(['run', '--config', f, '--state-dir', join(state.path, 'st'), '--duration', '1']);
+      const before = [shares(scene.web), shares(scene.batch)];
+      const f = scene.state.file('bad.yaml', text({ victim: scene.web.path, sibling: scene.batch.path }));
+      const r = runCli(['run', '--config', f, '--state-dir', join(scene.state.path, 'st'), '--duration', '1']);
       expect(r.code).not.toBe(0);
       const lines = r.stderr.trim().split('\n');
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatch(re);
       expect(lines[0]).toMatch(/^ebpf-tuner run: /);
-      expect([shares(victimCg), shares(siblingCg)]).toEqual(before);
-      expect(existsSync(join(state.path, 'st'))).toBe(false);
+      expect([shares(scene.web), shares(scene.batch)]).toEqual(before);
+      expect(existsSync(join(scene.state.path, 'st'))).toBe(false);
     });
   }
 });

@@ -116,6 +116,18 @@ afterAll(async () => {
   expect(execFileSync('losetup', ['-l', '-n', '-O', 'NAME,BACK-FILE'], { encoding: 'utf8' })).not.toContain(work.path);
 });
 
+/**
+ * What follows the io_prefetch settings in every config here: the other rules off, no cooldown, and a closed-loop
+ * window longer than the test, as O_DIRECT reads gain nothing from read-ahead and the raise must not be judged.
+ */
+const AFTER_IO_PREFETCH = `  noisy_neighbor: {enabled: false}
+  pressure_backoff: {enabled: false}
+  cpuset_spread: {enabled: false}
+  numa_rebalance: {enabled: false}
+guardrails: {cooldown: 0s}
+closed_loop: {window_ticks: 1000}
+`;
+
 describe('io_prefetch changes only the devices listed under devices:', () => {
   it('raises and restores read-ahead on a listed device, never writes an unlisted one, and says why', async () => {
     const inScope = makeLoop();
@@ -135,14 +147,7 @@ targets:
 devices: ${devices}
 policy:
   io_prefetch: {trigger_ticks: 2, calm_ticks: 1000}
-  noisy_neighbor: {enabled: false}
-  pressure_backoff: {enabled: false}
-  cpuset_spread: {enabled: false}
-  numa_rebalance: {enabled: false}
-guardrails: {cooldown: 0s}
-# O_DIRECT reads gain nothing from read-ahead; a window longer than the test keeps the raise from being judged.
-closed_loop: {window_ticks: 1000}
-`;
+${AFTER_IO_PREFETCH}`;
       const config = state.file('c.yaml', body(`[${inScope.dev}]`));
       const agent = startAgent(['--config', config, '--state-dir', state.path]);
       procs.push(agent);
@@ -352,14 +357,7 @@ policy:
     prefetch_mb: ${P.prefetchMb}
     trigger_ticks: 2
     calm_ticks: 1000
-  noisy_neighbor: {enabled: false}
-  pressure_backoff: {enabled: false}
-  cpuset_spread: {enabled: false}
-  numa_rebalance: {enabled: false}
-guardrails: {cooldown: 0s}
-# O_DIRECT reads gain nothing from read-ahead; a window longer than the test keeps the raise from being judged.
-closed_loop: {window_ticks: 1000}
-`,
+${AFTER_IO_PREFETCH}`,
       );
       const agent = startAgent(['--config', config, '--state-dir', state.path, '--log-level', 'debug']);
       procs.push(agent);

@@ -25,7 +25,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { toolPath } from '../../src/bpf/paths.js';
 import { Prng } from '../../src/engine/learned/prng.js';
 import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
-import { runCli, startAgent, tempDir, type AgentProcess } from './helpers.js';
+import { type AgentProcess, runCli, spawnHogs, spawnVictim, startAgent, tempDir, waitUntil } from './helpers.js';
+import type { AuditRecord as AuditRow } from '../../src/audit/audit.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const shares = (cg: TestCgroup) => Number(readFileSync(join(cg.path, 'cpu.shares'), 'utf8'));
@@ -42,17 +43,6 @@ interface Estimate {
   target?: string;
 }
 type Choice = Line & { arm: string; acting: boolean; estimates: Estimate[] };
-interface AuditRow {
-  id: string;
-  kind: string;
-  action: string;
-  target: string;
-  rule: string;
-  reason: string;
-  from?: string;
-  to?: string;
-  evidence?: Record<string, number>;
-}
 
 afterAll(async () => {
   await cleanupAll();
@@ -89,7 +79,7 @@ async function scenario() {
   const two = base.child('two');
   const procs: SpawnedProcess[] = [];
   // The victim needs 60% of CPU 1, more than its share beside two busy siblings there; `one` also spins on CPU 0.
-  procs.push(await spawnInCgroup(web.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']));
+  procs.push(await spawnVictim(web.path));
   let hogs: SpawnedProcess[] = [];
   return {
     base,
@@ -97,9 +87,17 @@ async function scenario() {
     one,
     two,
     procs,
+    /** The agent's config for these targets, with `strategy` (the YAML strategy section) after the rules. */
+    config: (strategy: string) => `tick: 1s
+${POLICY}
+targets:
+  - {name: web, cgroup: ${web.path}, role: protect}
+  - {name: one, cgroup: ${one.path}, role: noisy}
+  - {name: two, cgroup: ${two.path}, role: noisy}
+${strategy}`,
     async startHogs() {
       hogs = [
-        await spawnInCgroup(one.path, 'taskset', ['-c', '0,1', toolPath('hog'), '--threads', '4']),
+        await spawnHogs(one.path, '0,1'),
         await spawnInCgroup(two.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '1']),
       ];
       procs.push(...hogs);
@@ -149,13 +147,6 @@ function auditLog(state: string): AuditRow[] {
 const weightTo = (r: AuditRow) => Number(/weight=(\d+)/.exec(r.to ?? '')?.[1]);
 const sharesOf = (weight: number) => Math.round((weight * 1024) / 100);
 
-async function waitUntil(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
 
 const POLICY = `policy:
   noisy_neighbor: {p99_threshold_us: 3000, max_noisy_per_step: 2}
@@ -166,18 +157,12 @@ const POLICY = `policy:
 
 describe('learned strategy from the strategy section, through the agent', () => {
   it('canary: the learner lowers only its canary target, the rule only the other; same seed, same first choice; exploration decays', async () => {
-    const { base, web, one, two, procs, startHogs, stopHogs } = await scenario();
+    const { base, web, one, two, procs, startHogs, stopHogs, config: configText } = await scenario();
     const fresh = [tempDir(), tempDir()];
     try {
       const config = fresh[0]!.file(
         'c.yaml',
-        `tick: 1s
-${POLICY}
-targets:
-  - {name: web, cgroup: ${web.path}, role: protect}
-  - {name: one, cgroup: ${one.path}, role: noisy}
-  - {name: two, cgroup: ${two.path}, role: noisy}
-strategy:
+        configText(`strategy:
   kind: canary
   canary_targets: [one]
   seed: 10
@@ -185,7 +170,7 @@ strategy:
     scale: 2
     decay: 0.5
     min_scale: 0.75
-`,
+`),
       );
       const start = (state: string) => {
         const agent = startAgent(['--config', config, '--state-dir', state, '--log-level', 'debug']);
@@ -297,20 +282,10 @@ strategy:
   }, 150_000);
 
   it('shadow: the learner reports what it would do and changes nothing; the rule acts as usual', async () => {
-    const { base, web, one, two, procs, startHogs } = await scenario();
+    const { base, web, one, two, procs, startHogs, config: configText } = await scenario();
     const state = tempDir();
     try {
-      const config = state.file(
-        'c.yaml',
-        `tick: 1s
-${POLICY}
-targets:
-  - {name: web, cgroup: ${web.path}, role: protect}
-  - {name: one, cgroup: ${one.path}, role: noisy}
-  - {name: two, cgroup: ${two.path}, role: noisy}
-strategy: {kind: shadow, seed: 11}
-`,
-      );
+      const config = state.file('c.yaml', configText('strategy: {kind: shadow, seed: 11}\n'));
       const kernel = sampler({ one: () => quota(one), two: () => quota(two), web: () => shares(web), oneShares: () => shares(one) });
       const agent = startAgent(['--config', config, '--state-dir', state.path, '--log-level', 'debug']);
       procs.push(agent);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { toolPath } from '../../src/bpf/paths.js';
 import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
-import { startAgent, tempDir, type AgentProcess } from './helpers.js';
+import { type AgentProcess, spawnHogs, spawnVictim, startAgent, tempDir } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const shares = (cg: TestCgroup) => Number(readFileSync(join(cg.path, 'cpu.shares'), 'utf8'));
@@ -28,8 +28,8 @@ describe('noisy neighbour with a denied busiest target, through the agent', () =
     const procs: (SpawnedProcess | AgentProcess)[] = [];
     try {
       // The victim and the small hog share CPU 1; the big hog spins on both CPUs, so it is by far the busiest.
-      procs.push(await spawnInCgroup(web.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']));
-      procs.push(await spawnInCgroup(big.path, 'taskset', ['-c', '0,1', toolPath('hog'), '--threads', '4']));
+      procs.push(await spawnVictim(web.path));
+      procs.push(await spawnHogs(big.path, '0,1'));
       procs.push(await spawnInCgroup(small.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '2']));
       const config = state.file(
         'c.yaml',

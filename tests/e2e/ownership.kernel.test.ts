@@ -7,87 +7,44 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { toolPath } from '../../src/bpf/paths.js';
-import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
-import { CLI, runCli, startAgent, tempDir } from './helpers.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { TestCgroup } from '../../src/testing/cgroups.js';
+import { CLI, noisyNeighborConfig, noisyNeighborScene, runCli, startAgent, waitUntil } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const shares = (cg: TestCgroup) => Number(readFileSync(join(cg.path, 'cpu.shares'), 'utf8'));
 
-let base: TestCgroup;
-let victimCg: TestCgroup;
-let siblingCg: TestCgroup;
-let state: ReturnType<typeof tempDir>;
-const procs: SpawnedProcess[] = [];
+const scene = noisyNeighborScene();
 
 function config(): string {
-  return state.file(
-    'config.yaml',
-    `tick: 1s
-policy:
-  noisy_neighbor: {p99_threshold_us: 3000}
-  pressure_backoff: {enabled: false}
-  cpuset_spread: {enabled: false}
-  numa_rebalance: {enabled: false}
-  io_prefetch: {enabled: false}
-# Hold each change for the whole test: this is about who owns the knob, not whether the change helped.
-closed_loop: {window_ticks: 600}
-targets:
-  - {name: web, cgroup: ${victimCg.path}, role: protect}
-  - {name: batch, cgroup: ${siblingCg.path}, role: noisy}
-`,
-  );
+  // Hold each change for the whole test: this is about who owns the knob, not whether the change helped.
+  return scene.state.file('config.yaml', noisyNeighborConfig(scene.web.path, scene.batch.path, 'closed_loop: {window_ticks: 600}\n'));
 }
 
-beforeEach(async () => {
-  base = makeTestCgroup('cpu');
-  victimCg = base.child('web');
-  siblingCg = base.child('batch');
-  state = tempDir();
+beforeEach(() => {
   // Readable by all (the state directories inside stay the agent's 0700), so another user can be pointed at them.
-  chmodSync(state.path, 0o755);
-  procs.push(await spawnInCgroup(victimCg.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']));
-  procs.push(await spawnInCgroup(siblingCg.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '4']));
+  chmodSync(scene.state.path, 0o755);
 });
-
-afterEach(async () => {
-  for (const p of procs.splice(0).reverse()) await killAndWait(p);
-  base.remove();
-  state.remove();
-});
-
-afterAll(async () => {
-  await cleanupAll();
-});
-
-async function waitUntil(pred: () => boolean, timeoutMs: number): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(50);
-  }
-}
 
 function agent(stateDir: string) {
   const a = startAgent(['--config', config(), '--state-dir', stateDir]);
-  procs.push(a);
+  scene.procs.push(a);
   return a;
 }
 
 describe('one owner per knob', () => {
   it('a second agent with its own state directory is refused the knob, journals nothing, and the original survives both', async () => {
-    const first = agent(join(state.path, 'a'));
+    const first = agent(join(scene.state.path, 'a'));
     await first.waitFor((l) => l.msg === 'agent running');
-    await waitUntil(() => shares(siblingCg) < 1024, 8000);
-    const lowered = shares(siblingCg);
+    await waitUntil(() => shares(scene.batch) < 1024, 8000);
+    const lowered = shares(scene.batch);
 
-    const second = agent(join(state.path, 'b'));
+    const second = agent(join(scene.state.path, 'b'));
     await second.waitFor((l) => l.msg === 'agent running');
     const refusal = await second.waitFor((l) => l.kind === 'refused' && String(l.outcome).startsWith('KNOB_CLAIMED'), 15_000);
     expect(String(refusal.outcome)).toContain(`pid ${first.pid}`);
-    expect(shares(siblingCg)).toBe(lowered);
-    const b = JSON.parse(runCli(['status', '--state-dir', join(state.path, 'b'), '--json']).stdout) as { changes: unknown[] };
+    expect(shares(scene.batch)).toBe(lowered);
+    const b = JSON.parse(runCli(['status', '--state-dir', join(scene.state.path, 'b'), '--json']).stdout) as { changes: unknown[] };
     expect(b.changes).toEqual([]);
     expect(second.lines.some((l) => l.msg === 'wrote knob')).toBe(false);
 
@@ -97,16 +54,16 @@ describe('one owner per knob', () => {
     await sleep(3000);
     second.child.kill('SIGTERM');
     expect((await second.exited).code).toBe(0);
-    expect(shares(siblingCg)).toBe(1024);
+    expect(shares(scene.batch)).toBe(1024);
     for (const l of second.lines.filter((x) => x.msg === 'wrote knob')) expect(l.from).toBe('1024');
   });
 
   it('a second agent or a rollback on a live agent\'s state directory is refused, naming the live pid', async () => {
-    const dir = join(state.path, 'a');
+    const dir = join(scene.state.path, 'a');
     const first = agent(dir);
     await first.waitFor((l) => l.msg === 'agent running');
-    await waitUntil(() => shares(siblingCg) < 1024, 8000);
-    const lowered = shares(siblingCg);
+    await waitUntil(() => shares(scene.batch) < 1024, 8000);
+    const lowered = shares(scene.batch);
 
     const second = runCli(['run', '--config', config(), '--state-dir', dir, '--duration', '2']);
     expect(second.code).toBe(3);
@@ -117,23 +74,23 @@ describe('one owner per knob', () => {
     const rollback = runCli(['rollback', '--state-dir', dir]);
     expect(rollback.code).toBe(3);
     expect(rollback.stderr).toContain(`pid ${first.pid}`);
-    expect(shares(siblingCg)).toBe(lowered);
+    expect(shares(scene.batch)).toBe(lowered);
     const status = JSON.parse(runCli(['status', '--state-dir', dir, '--json']).stdout) as { running: boolean; pid: number };
     expect(status).toMatchObject({ running: true, pid: first.pid });
 
     first.child.kill('SIGTERM');
     expect((await first.exited).code).toBe(0);
-    expect(shares(siblingCg)).toBe(1024);
+    expect(shares(scene.batch)).toBe(1024);
   });
 
   it('rollback and status as a user who cannot read the journal fail naming the path and the fix', async () => {
-    const dir = join(state.path, 'a');
+    const dir = join(scene.state.path, 'a');
     const first = agent(dir);
     await first.waitFor((l) => l.msg === 'agent running');
-    await waitUntil(() => shares(siblingCg) < 1024, 8000);
+    await waitUntil(() => shares(scene.batch) < 1024, 8000);
     first.child.kill('SIGKILL');
     await first.exited;
-    const lowered = shares(siblingCg);
+    const lowered = shares(scene.batch);
 
     const asNobody = (args: string[]) => {
       const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
@@ -145,9 +102,9 @@ describe('one owner per knob', () => {
       expect(r.stdout).not.toMatch(/nothing to restore|not running|no changes/);
       expect(r.stderr).toContain(`ebpf-tuner ${cmd}: read ${join(dir, 'state.db')}: permission denied (EACCES) — fix: run it as root`);
     }
-    expect(shares(siblingCg)).toBe(lowered);
+    expect(shares(scene.batch)).toBe(lowered);
     const r = runCli(['rollback', '--state-dir', dir]);
     expect(r.code, r.stderr).toBe(0);
-    expect(shares(siblingCg)).toBe(1024);
+    expect(shares(scene.batch)).toBe(1024);
   });
 });

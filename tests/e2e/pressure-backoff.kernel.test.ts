@@ -9,10 +9,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/audit.js';
-import { toolPath } from '../../src/bpf/paths.js';
 import { listProcs } from '../../src/cgroup/cgroup.js';
-import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
-import { runCli, startAgent, tempDir, type AgentProcess } from './helpers.js';
+import { cleanupAll, killAndWait, makeTestCgroup, type SpawnedProcess, type TestCgroup } from '../../src/testing/cgroups.js';
+import { type AgentProcess, runCli, spawnHogs, spawnVictim, startAgent, tempDir, waitUntil } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const CLK_TCK = 100;
@@ -87,13 +86,8 @@ function watch(cg: TestCgroup) {
   };
 }
 
-async function waitUntil(pred: () => boolean, timeoutMs: number, what: string | (() => string)): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`${typeof what === 'string' ? what : what()}: not within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
+/** Polled every 20 ms: the quota's steps are seen as they happen. */
+const pollUntil = (pred: () => boolean, timeoutMs: number, what: string | (() => string)) => waitUntil(pred, timeoutMs, what, 20);
 
 /** The agent's pressure_backoff decisions on the noisy target, oldest first, from `ebpf-tuner log --json`. */
 function decisions(stateDir: string): AuditRecord[] {
@@ -128,7 +122,7 @@ beforeEach(async () => {
   state = tempDir();
   // Victim and hogs share CPU 1, the same contention on any machine: the victim needs 60% of the CPU, more than its
   // group's fair half beside a busy sibling, so it waits whenever the hogs run.
-  procs.push(await spawnInCgroup(victimCg.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']));
+  procs.push(await spawnVictim(victimCg.path));
 });
 
 afterEach(async () => {
@@ -143,7 +137,7 @@ afterAll(async () => {
 });
 
 async function startHogs(): Promise<SpawnedProcess> {
-  const h = await spawnInCgroup(noisyCg.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '4']);
+  const h = await spawnHogs(noisyCg.path);
   procs.push(h);
   return h;
 }
@@ -154,6 +148,23 @@ function runAgent(file: string): AgentProcess {
   return a;
 }
 
+/** The pressure_backoff rule alone, set by `rule` (its `pressure_backoff:` line), and `closedLoop` (its `closed_loop:` line). */
+function backoffConfig(rule: string, closedLoop: string): string {
+  return `tick: 500ms
+policy:
+  ${rule}
+  noisy_neighbor: {enabled: false}
+  cpuset_spread: {enabled: false}
+  numa_rebalance: {enabled: false}
+  io_prefetch: {enabled: false}
+guardrails: {cooldown: 0s}
+${closedLoop}
+targets:
+  - {name: web, cgroup: ${victimCg.path}, role: protect}
+  - {name: batch, cgroup: ${noisyCg.path}, role: noisy}
+`;
+}
+
 describe('pressure_backoff through the real agent on v1 cpu cgroups', () => {
   it('cuts the quota to decrease_factor × what the hogs used after trigger_ticks of PSI above the threshold, gives back increase_step_cpus once calm, restores -1 after calm_ticks', { timeout: 300_000 }, async () => {
     // The closed loop judges the cut by the victim's run-queue p99: 3 hot ticks before against 8 after, most of
@@ -162,26 +173,10 @@ describe('pressure_backoff through the real agent on v1 cpu cgroups', () => {
     // and with no penalty tried again, until the calm streak restores the original.
     const file = state.file(
       'config.yaml',
-      `tick: 500ms
-policy:
-  pressure_backoff:
-    enabled: true
-    psi_some_avg10_threshold: ${THRESHOLD}
-    trigger_ticks: 3
-    calm_ticks: 16
-    decrease_factor: 0.6
-    increase_step_cpus: 0.15
-    floor_cpus: 0.1
-  noisy_neighbor: {enabled: false}
-  cpuset_spread: {enabled: false}
-  numa_rebalance: {enabled: false}
-  io_prefetch: {enabled: false}
-guardrails: {cooldown: 0s}
-closed_loop: {window_ticks: 8, margin: 0.1, significance: 0.2, penalty: 0s}
-targets:
-  - {name: web, cgroup: ${victimCg.path}, role: protect}
-  - {name: batch, cgroup: ${noisyCg.path}, role: noisy}
-`,
+      backoffConfig(
+        `pressure_backoff: {enabled: true, psi_some_avg10_threshold: ${THRESHOLD}, trigger_ticks: 3, calm_ticks: 16, decrease_factor: 0.6, increase_step_cpus: 0.15, floor_cpus: 0.1}`,
+        'closed_loop: {window_ticks: 8, margin: 0.1, significance: 0.2, penalty: 0s}',
+      ),
     );
     const period = periodUs(noisyCg);
     expect(quotaUs(noisyCg)).toBe(-1);
@@ -193,11 +188,11 @@ targets:
       await agent.waitFor((l) => l.msg === 'agent running');
 
       // The cut: from unlimited to 0.6 × what the hogs used, and the kernel throttles them to it.
-      await waitUntil(() => w.quota() !== -1, 90_000, () => `the quota is cut under pressure (host cpu PSI now ${hostCpuPsi()}%)`);
+      await pollUntil(() => w.quota() !== -1, 90_000, () => `the quota is cut under pressure (host cpu PSI now ${hostCpuPsi()}%)`);
       const cut = w.values.find((v) => v.quota !== -1)!;
       const usedByKernel = w.usedCpus(1000);
       const t0 = throttled(noisyCg);
-      await waitUntil(() => throttled(noisyCg) > t0, 10_000, 'the kernel throttles the capped hogs');
+      await pollUntil(() => throttled(noisyCg) > t0, 10_000, 'the kernel throttles the capped hogs');
       await killAndWait(hog);
 
       await agent.waitFor(line('applied'));
@@ -218,8 +213,8 @@ targets:
       // Calm: the quota climbs by increase_step_cpus × period, then the calm streak puts -1 back.
       const stepUp = (a: number, b: number) => a > 0 && b === Math.round(round2(a / period + 0.15) * period);
       const stepped = () => w.values.some((v, i) => i > 0 && stepUp(w.values[i - 1]!.quota, v.quota));
-      await waitUntil(stepped, 120_000, () => `the quota steps up by 0.15 CPUs (seen ${w.values.map((v) => v.quota).join(' → ')})`);
-      await waitUntil(() => w.quota() === -1, 120_000, () => `the calm streak restores -1 (seen ${w.values.map((v) => `${v.quota} at PSI ${v.psi}%`).join(' → ')}; host cpu PSI now ${hostCpuPsi()}%)`);
+      await pollUntil(stepped, 120_000, () => `the quota steps up by 0.15 CPUs (seen ${w.values.map((v) => v.quota).join(' → ')})`);
+      await pollUntil(() => w.quota() === -1, 120_000, () => `the calm streak restores -1 (seen ${w.values.map((v) => `${v.quota} at PSI ${v.psi}%`).join(' → ')}; host cpu PSI now ${hostCpuPsi()}%)`);
       const restoredAt = w.values.at(-1)!;
       await agent.waitFor(line('restored'));
       const log = decisions(state.path);
@@ -250,26 +245,10 @@ targets:
     // The cut is held for the whole test (window_ticks), so the stop restores from it.
     const file = state.file(
       'floor.yaml',
-      `tick: 500ms
-policy:
-  pressure_backoff:
-    enabled: true
-    psi_some_avg10_threshold: ${THRESHOLD}
-    trigger_ticks: 2
-    calm_ticks: 1000
-    decrease_factor: 0.5
-    increase_step_cpus: 0.5
-    floor_cpus: 0.8
-  noisy_neighbor: {enabled: false}
-  cpuset_spread: {enabled: false}
-  numa_rebalance: {enabled: false}
-  io_prefetch: {enabled: false}
-guardrails: {cooldown: 0s}
-closed_loop: {window_ticks: 600}
-targets:
-  - {name: web, cgroup: ${victimCg.path}, role: protect}
-  - {name: batch, cgroup: ${noisyCg.path}, role: noisy}
-`,
+      backoffConfig(
+        `pressure_backoff: {enabled: true, psi_some_avg10_threshold: ${THRESHOLD}, trigger_ticks: 2, calm_ticks: 1000, decrease_factor: 0.5, increase_step_cpus: 0.5, floor_cpus: 0.8}`,
+        'closed_loop: {window_ticks: 600}',
+      ),
     );
     const period = periodUs(noisyCg);
     expect(quotaUs(noisyCg)).toBe(-1);
@@ -278,7 +257,7 @@ targets:
       await startHogs();
       const agent = runAgent(file);
       await agent.waitFor((l) => l.msg === 'agent running');
-      await waitUntil(() => w.quota() !== -1, 90_000, () => `the quota is cut under pressure (host cpu PSI now ${hostCpuPsi()}%)`);
+      await pollUntil(() => w.quota() !== -1, 90_000, () => `the quota is cut under pressure (host cpu PSI now ${hostCpuPsi()}%)`);
       await agent.waitFor(line('applied'));
       const cut = decisions(state.path).find((d) => d.kind === 'applied')!;
       console.log(`cut: ${cut.reason}; evidence ${JSON.stringify(cut.evidence)}`);

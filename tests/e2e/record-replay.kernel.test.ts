@@ -5,9 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { toolPath } from '../../src/bpf/paths.js';
-import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup } from '../../src/testing/cgroups.js';
-import { runCli, tempDir } from './helpers.js';
+import { cleanupAll, killAndWait, makeTestCgroup } from '../../src/testing/cgroups.js';
+import { noisyNeighborConfig, runCli, spawnHogs, spawnVictim, tempDir } from './helpers.js';
 
 afterAll(async () => {
   await cleanupAll();
@@ -19,25 +18,9 @@ describe('record and replay', () => {
     const web = base.child('web');
     const batch = base.child('batch');
     const dir = tempDir();
-    const procs = [
-      await spawnInCgroup(web.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']),
-      await spawnInCgroup(batch.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '4']),
-    ];
+    const procs = [await spawnVictim(web.path), await spawnHogs(batch.path)];
     try {
-      const config = dir.file(
-        'c.yaml',
-        `tick: 1s
-policy:
-  noisy_neighbor: {p99_threshold_us: 3000}
-  pressure_backoff: {enabled: false}
-  cpuset_spread: {enabled: false}
-  numa_rebalance: {enabled: false}
-  io_prefetch: {enabled: false}
-targets:
-  - {name: web, cgroup: ${web.path}, role: protect}
-  - {name: batch, cgroup: ${batch.path}, role: noisy}
-`,
-      );
+      const config = dir.file('c.yaml', noisyNeighborConfig(web.path, batch.path));
       const out = join(dir.path, 'rec.jsonl.gz');
       const r = runCli(['record', '--out', out, '--config', config, '--duration', '6']);
       expect(r.code, r.stderr).toBe(0);

@@ -24,6 +24,20 @@ function cgroupLine(pid: number, controller: string): string {
   return readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.split(':')[1]?.split(',').includes(controller)) ?? '';
 }
 
+/** The cpuset_spread rule alone, set by `cpusetSpread` (its `cpuset_spread:` line), for process `pid` as the protect target. */
+function spreadConfig(pid: number, cpusetSpread: string): string {
+  return `tick: 500ms
+policy:
+  noisy_neighbor: {enabled: false}
+  pressure_backoff: {enabled: false}
+  numa_rebalance: {enabled: false}
+  io_prefetch: {enabled: false}
+  ${cpusetSpread}
+targets:
+  - {name: app, pids: [${pid}], role: protect}
+`;
+}
+
 describe('cpuset_spread on a pid target in the controller roots, through the agent', () => {
   it('spreads the piled-up threads by affinity and restores their masks on exit', async () => {
     const state = tempDir();
@@ -38,21 +52,9 @@ describe('cpuset_spread on a pid target in the controller roots, through the age
       expect(cgroupLine(hog.pid, 'cpuset')).toMatch(/:\/$/);
       const before = masks(hog.pid);
       expect(new Set(before)).toEqual(new Set(['1']));
-      const config = state.file(
-        'c.yaml',
-        `tick: 500ms
-policy:
-  noisy_neighbor: {enabled: false}
-  pressure_backoff: {enabled: false}
-  numa_rebalance: {enabled: false}
-  io_prefetch: {enabled: false}
-  # Any CPU not fully busy counts as idle, and one tick of pile-up is enough: other work on this host keeps the
-  # other CPU busy at times, and must not decide the test.
-  cpuset_spread: {idle_below: 1, trigger_ticks: 1}
-targets:
-  - {name: app, pids: [${hog.pid}], role: protect}
-`,
-      );
+      // Any CPU not fully busy counts as idle, and one tick of pile-up is enough: other work on this host keeps the
+      // other CPU busy at times, and must not decide the test.
+      const config = state.file('c.yaml', spreadConfig(hog.pid, 'cpuset_spread: {idle_below: 1, trigger_ticks: 1}'));
       const agent = startAgent(['--config', config, '--state-dir', state.path]);
       procs.push(agent);
       const d = await agent.waitFor((l) => l.decision !== undefined && l.action === 'cpuset_spread' && l.kind !== 'refused', 90_000);
@@ -78,19 +80,7 @@ targets:
       await sleep(300);
       const before = masks(hog.pid);
       expect(new Set(before)).toEqual(new Set(['1']));
-      const config = state.file(
-        'c.yaml',
-        `tick: 500ms
-policy:
-  noisy_neighbor: {enabled: false}
-  pressure_backoff: {enabled: false}
-  numa_rebalance: {enabled: false}
-  io_prefetch: {enabled: false}
-  cpuset_spread: {mode: affinity, min_pileup: 2, idle_below: 1, trigger_ticks: 1, calm_ticks: 1000, pin_cpus: "0"}
-targets:
-  - {name: app, pids: [${hog.pid}], role: protect}
-`,
-      );
+      const config = state.file('c.yaml', spreadConfig(hog.pid, 'cpuset_spread: {mode: affinity, min_pileup: 2, idle_below: 1, trigger_ticks: 1, calm_ticks: 1000, pin_cpus: "0"}'));
       const agent = startAgent(['--config', config, '--state-dir', state.path]);
       procs.push(agent);
       const d = await agent.waitFor((l) => l.decision !== undefined && l.action === 'cpuset_spread' && l.kind !== 'refused', 90_000);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { TunerError } from '../../core/errors.js';
 import type { KnobRef, Target } from '../../core/types.js';
 import { kernelKnobIO, normalizeKnobValue, type KnobIO } from '../../cgroup/cgroup.js';
-import { applyPlan, revertKnobs, type Action, type ActionPlan, type Desired } from '../action.js';
+import { applyPlan, desiredNumber, revertKnobs, type Action, type ActionPlan, type Desired } from '../action.js';
 
 export const CPU_WEIGHT = { min: 1, max: 10_000, default: 100 } as const;
 export const CPU_SHARES = { min: 2, max: 262_144, default: 1024 } as const;
@@ -82,13 +82,7 @@ export function createCpuWeightAction(io: KnobIO = kernelKnobIO): Action {
     },
 
     plan(target: Target, desired: Desired): ActionPlan {
-      const asked = desired.weight;
-      if (typeof asked !== 'number' || !Number.isFinite(asked)) {
-        throw new TunerError(
-          'ACTION_FAILED',
-          `plan ${NAME} for target ${target.name}: desired.weight must be a finite number, got ${JSON.stringify(asked)}`,
-        );
-      }
+      const asked = desiredNumber(NAME, target, desired, 'weight');
       const { knob, raw } = readWeight(target, 'plan');
       const weight = clampWeight(asked);
       const notes = weight !== asked ? [`weight ${asked} adjusted to ${weight} (cpu.weight takes integers ${CPU_WEIGHT.min}..${CPU_WEIGHT.max})`] : [];

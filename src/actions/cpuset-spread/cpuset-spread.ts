@@ -29,7 +29,7 @@ import {
   threadAllowedCpus,
   type ProcRoots,
 } from '../../signals/placement/procfs.js';
-import type { Action, ActionPlan, ApplyResult, Desired, PlannedChange } from '../action.js';
+import { applyRestore, applyResult, restorePlan, type Action, type ActionPlan, type ApplyResult, type Desired, type PlannedChange } from '../action.js';
 import type { KnobWriter, SetResult } from '../knob-writer.js';
 import { AFFINITY_SCHEME, affinityKnobPath } from './affinity.js';
 import { getAffinity } from './sched.js';
@@ -164,15 +164,7 @@ export function createCpusetSpreadAction(opts: CpusetSpreadOptions = {}): Action
     },
 
     plan(target: Target, desired: Desired): ActionPlan {
-      if (desired[RESTORE_KEY] === 1) {
-        return {
-          action: CPUSET_SPREAD,
-          target: target.name,
-          desired: { [RESTORE_KEY]: 1 },
-          changes: [],
-          notes: ['puts back the journaled original of every knob this action changed for the target'],
-        };
-      }
+      if (desired[RESTORE_KEY] === 1) return restorePlan(CPUSET_SPREAD, target.name);
       const { cpus: nCpus, cpuset: nCpuset, prefer, cpulist } = desired;
       const mode = nCpus !== undefined ? 'cpus' : nCpuset !== undefined ? 'cpuset' : undefined;
       if (mode === undefined || (nCpus !== undefined && nCpuset !== undefined)) {
@@ -250,25 +242,7 @@ export function createCpusetSpreadAction(opts: CpusetSpreadOptions = {}): Action
     },
 
     apply(plan: ActionPlan, writer: KnobWriter): ApplyResult {
-      if (plan.desired[RESTORE_KEY] === 1) {
-        const items = writer.restoreAll((e) => e.action === CPUSET_SPREAD && e.target === plan.target);
-        const results: SetResult[] = [...items.restored, ...items.overridden].map((i) => ({
-          status: i.outcome === 'overridden' ? 'overridden' : writer.dryRun ? 'dry-run' : i.wrote ? 'written' : 'unchanged',
-          knobId: i.knobId,
-          path: i.path,
-          ...(i.observed !== undefined ? { previous: i.observed } : {}),
-          value: i.original,
-          firstWrite: false,
-        }));
-        if (items.failed.length > 0) throw items.failed[0]!.error ?? new TunerError('ACTION_FAILED', `restore ${CPUSET_SPREAD} for ${plan.target}: failed`);
-        return {
-          action: CPUSET_SPREAD,
-          target: plan.target,
-          results,
-          changed: results.some((r) => r.status === 'written'),
-          overridden: results.some((r) => r.status === 'overridden'),
-        };
-      }
+      if (plan.desired[RESTORE_KEY] === 1) return applyRestore(plan, writer);
       const results: SetResult[] = [];
       for (const c of plan.changes) {
         try {
@@ -279,13 +253,7 @@ export function createCpusetSpreadAction(opts: CpusetSpreadOptions = {}): Action
           if (!threadGone) throw e;
         }
       }
-      return {
-        action: CPUSET_SPREAD,
-        target: plan.target,
-        results,
-        changed: results.some((r) => r.status === 'written'),
-        overridden: results.some((r) => r.status === 'overridden'),
-      };
+      return applyResult(plan, results);
     },
 
     revert,

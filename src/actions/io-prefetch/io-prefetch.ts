@@ -15,7 +15,7 @@ import { publish } from '../../core/events.js';
 import { TunerError } from '../../core/errors.js';
 import type { KnobRef, Target } from '../../core/types.js';
 import { kernelKnobIO, normalizeKnobValue, type KnobIO } from '../../cgroup/cgroup.js';
-import { applyPlan, revertKnobs, type Action, type ActionPlan, type ApplyResult, type Desired } from '../action.js';
+import { applyPlan, desiredNumber, revertKnobs, type Action, type ActionPlan, type ApplyResult, type Desired } from '../action.js';
 import type { KnobWriter } from '../knob-writer.js';
 import type { RestoreItem } from '../../journal/restore.js';
 import { EvidenceScanner, parseDev, resolveDisk, type BlockDisk, type Evidence, type Stream } from './evidence.js';
@@ -144,13 +144,7 @@ export function createIoPrefetchAction(opts: IoPrefetchOptions = {}): Action {
     },
 
     plan(target: Target, desired: Desired): ActionPlan {
-      const asked = desired.readAheadKb;
-      if (typeof asked !== 'number' || !Number.isFinite(asked)) {
-        throw new TunerError(
-          'ACTION_FAILED',
-          `plan ${NAME} for target ${target.name}: desired.readAheadKb must be a finite number, got ${JSON.stringify(asked)}`,
-        );
-      }
+      const asked = desiredNumber(NAME, target, desired, 'readAheadKb');
       const ev = evidenceOf(target);
       let disk: BlockDisk;
       if (typeof desired.major === 'number' && typeof desired.minor === 'number') {

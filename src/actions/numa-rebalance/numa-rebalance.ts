@@ -30,10 +30,10 @@ import {
   type ProcRoots,
 } from '../../signals/placement/procfs.js';
 import { kernelNumaBalancing, nodeMemFreeKb, parseNumaMaps, readTopology, type NodeUsage } from '../../signals/numa/numa.js';
-import type { Action, ActionPlan, ApplyResult, Desired } from '../action.js';
+import { applyRestore, applyResult, restorePlan, type Action, type ActionPlan, type ApplyResult, type Desired } from '../action.js';
 import { affinityKnobPath } from '../cpuset-spread/affinity.js';
 import { cpusetDirOf, cpusetVersionOf } from '../cpuset-spread/cpuset-spread.js';
-import type { KnobWriter, SetResult } from '../knob-writer.js';
+import type { KnobWriter } from '../knob-writer.js';
 import { migratePages } from './migrate.js';
 
 export const NUMA_REBALANCE = 'numa_rebalance';
@@ -150,15 +150,7 @@ export function createNumaRebalanceAction(opts: NumaRebalanceOptions = {}): Acti
     },
 
     plan(target: Target, desired: Desired): ActionPlan {
-      if (desired[RESTORE_KEY] === 1) {
-        return {
-          action: NUMA_REBALANCE,
-          target: target.name,
-          desired: { [RESTORE_KEY]: 1 },
-          changes: [],
-          notes: ['puts back the journaled original of every knob this action changed for the target'],
-        };
-      }
+      if (desired[RESTORE_KEY] === 1) return restorePlan(NUMA_REBALANCE, target.name);
       const { cpusNode, memNode } = desired;
       if ((cpusNode === undefined) === (memNode === undefined)) {
         throw fail(target, `desired must hold exactly one of cpusNode and memNode, got ${JSON.stringify(desired)}`);
@@ -230,29 +222,7 @@ export function createNumaRebalanceAction(opts: NumaRebalanceOptions = {}): Acti
     },
 
     apply(plan: ActionPlan, writer: KnobWriter): ApplyResult {
-      const done = (results: SetResult[]): ApplyResult => ({
-        action: NUMA_REBALANCE,
-        target: plan.target,
-        results,
-        changed: results.some((r) => r.status === 'written'),
-        overridden: results.some((r) => r.status === 'overridden'),
-      });
-      if (plan.desired[RESTORE_KEY] === 1) {
-        const items = writer.restoreAll((e) => e.action === NUMA_REBALANCE && e.target === plan.target);
-        if (items.failed.length > 0) {
-          throw items.failed[0]!.error ?? new TunerError('ACTION_FAILED', `restore ${NUMA_REBALANCE} for ${plan.target}: failed`);
-        }
-        return done(
-          [...items.restored, ...items.overridden].map((i) => ({
-            status: i.outcome === 'overridden' ? 'overridden' : writer.dryRun ? 'dry-run' : i.wrote ? 'written' : 'unchanged',
-            knobId: i.knobId,
-            path: i.path,
-            ...(i.observed !== undefined ? { previous: i.observed } : {}),
-            value: i.original,
-            firstWrite: false,
-          })),
-        );
-      }
+      if (plan.desired[RESTORE_KEY] === 1) return applyRestore(plan, writer);
       const results = plan.changes.map((c) => writer.set(c.knob, NUMA_REBALANCE, c.to));
       const node = plan.desired.memNode;
       const target = movesPagesOf.get(plan);
@@ -271,7 +241,7 @@ export function createNumaRebalanceAction(opts: NumaRebalanceOptions = {}): Acti
           }
         }
       }
-      return done(results);
+      return applyResult(plan, results);
     },
 
     revert,

@@ -13,11 +13,10 @@ import diagnostics_channel from 'node:diagnostics_channel';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { channels, publish } from '../../core/events.js';
+import { channels, publish, type KnobEvent } from '../../core/events.js';
 import { TunerError, errnoCode } from '../../core/errors.js';
 import type { KnobRef, Target } from '../../core/types.js';
 import { kernelKnobIO, normalizeKnobValue, type KnobIO } from '../../cgroup/cgroup.js';
-import type { KnobEvent } from '../../journal/restore.js';
 import { applyPlan, revertKnobs, type Action, type ActionPlan, type ApplyResult, type Desired } from '../action.js';
 import type { KnobWriter } from '../knob-writer.js';
 

@@ -9,7 +9,8 @@
 import { copyFileSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startAgent, type AgentTarget, type RunningAgent } from '../peers.js';
-import { removeCgroupTree, type BenchCgroup, type Proc } from '../resources.js';
+import { removeCgroupTree } from '../../cgroup/cgroup.js';
+import type { BenchCgroup, Proc } from '../resources.js';
 import { fmt } from '../stats.js';
 import type { ChartPanel } from '../chart.js';
 import type { BenchContext, Goal, Section, Table } from '../types.js';

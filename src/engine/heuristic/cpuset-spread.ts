@@ -14,7 +14,7 @@ import type { CpusetSpreadPolicy } from '../../config/types.js';
 import type { TickSnapshot } from '../../core/types.js';
 import type { PlacementStats } from '../../signals/placement/placement.js';
 import { formatCpuList, parseCpuList } from '../../signals/placement/cpulist.js';
-import { RESTORE_KEY, type DecideInput, type Objective, type Strategy, type StrategyNudge } from '../strategy.js';
+import { restoreNudge, type DecideInput, type Objective, type Strategy, type StrategyNudge } from '../strategy.js';
 import { cmp, streak } from './common.js';
 
 export const CPUSET_SPREAD_RULE = 'cpuset-spread';
@@ -74,17 +74,18 @@ export class CpusetSpreadRule implements Strategy {
       }
       if (held && streak(input, pol.calmTicks, (s) => this.#calm(s, name)) >= pol.calmTicks) {
         const p = placement(input.snapshot, name);
-        out.push({
-          action: CPUSET_SPREAD_ACTION,
-          target: name,
-          desired: { [RESTORE_KEY]: 1 },
-          reason:
-            `calm: ${name} had fewer than ${pol.minPileup} runnable threads for ${pol.calmTicks} ticks` +
-            `${p !== undefined ? ` (${p.runnable} now)` : ' (no threads now)'}; restoring its original CPU placement`,
-          rule: CPUSET_SPREAD_RULE,
-          evidence: { calmTicks: pol.calmTicks, minPileup: pol.minPileup, runnable: p?.runnable ?? 0 },
-          expected: `${name} keeps running without a pile-up on its original CPUs`,
-        });
+        out.push(
+          restoreNudge({
+            action: CPUSET_SPREAD_ACTION,
+            target: name,
+            reason:
+              `calm: ${name} had fewer than ${pol.minPileup} runnable threads for ${pol.calmTicks} ticks` +
+              `${p !== undefined ? ` (${p.runnable} now)` : ' (no threads now)'}; restoring its original CPU placement`,
+            rule: CPUSET_SPREAD_RULE,
+            evidence: { calmTicks: pol.calmTicks, minPileup: pol.minPileup, runnable: p?.runnable ?? 0 },
+            expected: `${name} keeps running without a pile-up on its original CPUs`,
+          }),
+        );
       }
     }
     return out;

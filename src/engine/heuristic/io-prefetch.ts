@@ -16,7 +16,7 @@
  */
 import type { IoPrefetchPolicy } from '../../config/types.js';
 import type { TickSnapshot } from '../../core/types.js';
-import { RESTORE_KEY, type DecideInput, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
+import { restoreNudge, type DecideInput, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import { cmp, streak } from './common.js';
 
 export const IO_PREFETCH_RULE = 'io-prefetch';
@@ -169,16 +169,15 @@ export class IoPrefetchRule implements Strategy {
     const cur = input.current(t.name, IO_PREFETCH_ACTION);
     const evidence: Record<string, number> = { calmTicks };
     if (cur?.readAheadKb !== undefined) evidence.fromKb = cur.readAheadKb;
-    return {
+    // The action puts back every read-ahead it changed for the target, from its journal.
+    return restoreNudge({
       action: IO_PREFETCH_ACTION,
       target: t.name,
-      // No values: the action puts back every read-ahead it changed for the target, from its journal.
-      desired: { [RESTORE_KEY]: 1 },
       reason: `${t.name} has not streamed sequential reads for ${calmTicks} ticks; restoring the read-ahead it was given`,
       rule: IO_PREFETCH_RULE,
       evidence,
       expected: `the device's read-ahead is back at its original value`,
-    };
+    });
   }
 }
 

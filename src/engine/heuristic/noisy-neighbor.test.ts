@@ -3,17 +3,9 @@ import type { NoisyNeighborPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import type { DecideInput, StrategyNudge, StrategyTarget } from '../strategy.js';
 import { CPU_WEIGHT_ACTION, NoisyNeighborRule, stepWeight } from './noisy-neighbor.js';
+import { NOISY_NEIGHBOR_POLICY } from '../../testing/nudges.js';
 
-const policy: NoisyNeighborPolicy = {
-  enabled: true,
-  p99ThresholdUs: 4_000,
-  triggerTicks: 3,
-  calmTicks: 5,
-  calmFraction: 0.75,
-  stepFraction: 0.25,
-  minWeight: 10,
-  maxNoisyPerStep: 1,
-};
+const policy = NOISY_NEIGHBOR_POLICY;
 
 const targets: StrategyTarget[] = [
   { name: 'web', role: 'protect' },

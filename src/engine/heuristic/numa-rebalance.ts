@@ -21,7 +21,7 @@ import type { NumaRebalancePolicy } from '../../config/types.js';
 import type { TickSnapshot } from '../../core/types.js';
 import type { NumaStats } from '../../signals/numa/numa.js';
 import { formatPercent } from '../format.js';
-import { RESTORE_KEY, type DecideInput, type Strategy, type StrategyNudge } from '../strategy.js';
+import { restoreNudge, type DecideInput, type Strategy, type StrategyNudge } from '../strategy.js';
 import { streak } from './common.js';
 
 export const NUMA_REBALANCE_RULE = 'numa-rebalance';
@@ -71,17 +71,18 @@ export class NumaRebalanceRule implements Strategy {
       if (!input.changed(name, NUMA_REBALANCE_ACTION)) continue;
       if (streak(input, p.calmTicks, (s) => this.#calm(s, name)) < p.calmTicks) continue;
       const n = numa(input.snapshot, name);
-      out.push({
-        action: NUMA_REBALANCE_ACTION,
-        target: name,
-        desired: { [RESTORE_KEY]: 1 },
-        reason:
-          `calm: ${name}'s memory has had no home node (largest share < ${formatPercent(p.dominance * p.calmFraction)}) ` +
-          `for ${p.calmTicks} ticks${n !== undefined ? ` (now ${formatPercent(n.memShare)} on node ${n.memNode})` : ''}; restoring its original cpuset`,
-        rule: NUMA_REBALANCE_RULE,
-        evidence: { calmTicks: p.calmTicks, memShare: n?.memShare ?? 0 },
-        expected: `${name} runs on its original cpuset without a home node to favour`,
-      });
+      out.push(
+        restoreNudge({
+          action: NUMA_REBALANCE_ACTION,
+          target: name,
+          reason:
+            `calm: ${name}'s memory has had no home node (largest share < ${formatPercent(p.dominance * p.calmFraction)}) ` +
+            `for ${p.calmTicks} ticks${n !== undefined ? ` (now ${formatPercent(n.memShare)} on node ${n.memNode})` : ''}; restoring its original cpuset`,
+          rule: NUMA_REBALANCE_RULE,
+          evidence: { calmTicks: p.calmTicks, memShare: n?.memShare ?? 0 },
+          expected: `${name} runs on its original cpuset without a home node to favour`,
+        }),
+      );
     }
     return out;
   }

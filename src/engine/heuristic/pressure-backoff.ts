@@ -15,7 +15,7 @@
  */
 import type { PressureBackoffPolicy } from '../../config/types.js';
 import type { TickSnapshot } from '../../core/types.js';
-import { RESTORE_KEY, type DecideInput, type Objective, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
+import { restoreNudge, type DecideInput, type Objective, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import { cmp, streak } from './common.js';
 
 export const PRESSURE_BACKOFF_RULE = 'pressure-backoff';
@@ -231,17 +231,14 @@ export class PressureBackoffRule implements Strategy {
       evidence.toUnlimited = original.unlimited ? 1 : 0;
     }
     const move = `${cur !== undefined ? showQuota(cur) : '?'} → ${original !== undefined ? showQuota(original) : 'its journaled original'}`;
-    return {
+    return restoreNudge({
       action: PRESSURE_BACKOFF_ACTION,
       target: t.name,
-      // Values are left out on purpose: the action then restores the journaled original itself, which also ends the
-      // journal entry, so the rule does not keep proposing the same restore.
-      desired: { [RESTORE_KEY]: 1 },
       reason: `${why}; restoring ${t.name} CPU quota ${move}`,
       rule: PRESSURE_BACKOFF_RULE,
       evidence,
       expected: `pressure stays below ${fmtPct(p.psiSomeAvg10Threshold)} with ${t.name} at its original quota`,
-    };
+    });
   }
 }
 

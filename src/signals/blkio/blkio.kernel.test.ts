@@ -14,9 +14,10 @@ import { silentLogger } from '../../core/log.js';
 import type { Target, TargetSignals } from '../../core/types.js';
 import { cgroupId } from '../../cgroup/layout.js';
 import { toolPath } from '../../bpf/paths.js';
-import { enableBpfStats, progStats } from '../../bpf/stats.js';
+import { enableBpfStats } from '../../bpf/stats.js';
 import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess } from '../../testing/cgroups.js';
 import { BLKIO_HOOK_ORDER, BlkioSignal, type BlkioHook, type BlkioWindow } from './blkio.js';
+import { programCosts } from '../../testing/program-costs.js';
 
 const MiB = 1024 * 1024;
 const IMAGE_BYTES = 64 * MiB;
@@ -97,14 +98,7 @@ function ddBytes(stderr: string): number {
   return Number(m[1]);
 }
 
-function costs(signal: BlkioSignal): string {
-  return signal
-    .programs()
-    .map(({ name: p, fd }) => ({ p, ...progStats(fd) }))
-    .filter((s) => s.runCnt > 0)
-    .map((s) => `${s.p} ${(s.runTimeNs / s.runCnt).toFixed(0)} ns × ${s.runCnt}`)
-    .join(', ');
-}
+const costs = (signal: BlkioSignal) => programCosts(signal.programs());
 
 function collect(signal: BlkioSignal): Record<string, BlkioWindow> {
   const snap: Record<string, TargetSignals> = {};

@@ -8,14 +8,13 @@
 import { readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
 import { TunerError } from '../../core/errors.js';
-import type { Logger } from '../../core/log.js';
 import type { CumulativeHistogram, Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
-import type { BpfObject } from '../../bpf/object.js';
 import { loadFirstWorking } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
 import { histPercentile } from '../../stats/histogram.js';
 import { BurstDetector, type BurstOptions } from '../../stats/burst.js';
-import { capacityFor, syncMembership, targetFilter, u64 } from '../membership.js';
+import { syncMembership, u64 } from '../membership.js';
+import { BpfSignal } from '../bpf-signal.js';
 
 // Mirrors blkio.h.
 export const BLKIO_BUCKETS = 32;
@@ -49,12 +48,8 @@ export interface BlkioOptions {
   hooks?: readonly BlkioHook[];
 }
 
-/** One tick's read/write requests of one target on one device. Latency fields are µs per request. */
-export interface BlkioDeviceWindow {
-  /** "major:minor" of the whole disk. */
-  dev: string;
-  /** Kernel name of the disk (sda, nvme0n1, loop3), when it still exists. */
-  name?: string;
+/** One tick's read/write requests of one target: on one device, or on all it used. Latency fields are µs per request. */
+export interface BlkioRequests {
   ios: number;
   readBytes: number;
   writeBytes: number;
@@ -64,21 +59,21 @@ export interface BlkioDeviceWindow {
   p90: number;
   p99: number;
   mean: number;
-  /** Highest number of requests in flight on the device (every task's) during the tick. */
+  /**
+   * Highest number of requests in flight on the device (every task's) during the tick; over all devices, the deepest
+   * queue among those the target used.
+   */
   maxInflight: number;
 }
 
-export interface BlkioWindow {
-  ios: number;
-  readBytes: number;
-  writeBytes: number;
-  seqRatio: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  mean: number;
-  /** The deepest queue among the devices the target used during the tick. */
-  maxInflight: number;
+export interface BlkioDeviceWindow extends BlkioRequests {
+  /** "major:minor" of the whole disk. */
+  dev: string;
+  /** Kernel name of the disk (sda, nvme0n1, loop3), when it still exists. */
+  name?: string;
+}
+
+export interface BlkioWindow extends BlkioRequests {
   /** 1 while the target's I/O per tick is well above its own EWMA baseline. */
   burst: 0 | 1;
   /**
@@ -104,15 +99,8 @@ interface DeviceDepth {
   max: number;
 }
 
-export class BlkioSignal implements Signal {
+export class BlkioSignal extends BpfSignal<BlkioHook> implements Signal {
   readonly name = 'blkio';
-  private obj?: BpfObject;
-  private log?: Logger;
-  private targets: Target[] = [];
-  /** Where the host aggregate lives: one past the last slot reserved for targets. */
-  private hostSlot = 0;
-  private kind?: BlkioHook;
-  private programNames: string[] = [];
   private epoch = 0;
   private readonly epochKey = Buffer.alloc(4);
   private readonly epochValue = Buffer.alloc(8);
@@ -127,37 +115,22 @@ export class BlkioSignal implements Signal {
   private readonly hists = new Map<number, CumulativeHistogram>();
   private lastHost?: BlkioWindow;
 
-  constructor(private readonly opts: BlkioOptions) {}
-
-  get attachedAs(): { kind: BlkioHook; programs: string[] } | undefined {
-    return this.kind ? { kind: this.kind, programs: [...this.programNames] } : undefined;
-  }
-
-  /** The BPF programs attached, for per-program cost (run_time_ns / run_cnt). Empty before start and after close. */
-  programs(): { name: string; fd: number }[] {
-    const obj = this.obj;
-    return obj ? this.programNames.map((name) => ({ name, fd: obj.programFd(name) })) : [];
+  constructor(private readonly opts: BlkioOptions) {
+    super();
   }
 
   start(ctx: SignalContext): void {
-    const capacity = capacityFor(ctx, this.name);
-    this.hostSlot = capacity.slots;
-    this.log = ctx.log.child({ signal: this.name });
-    this.targets = ctx.targets;
-    const cfg = Buffer.alloc(CFG_SIZE);
-    targetFilter(capacity, ctx.cgroupVersion, this.opts.host).copy(cfg, 0);
-    const loaded = loadFirstWorking(
+    const { cfg, log } = this.begin(ctx, CFG_SIZE, this.opts.host);
+    const loaded = loadFirstWorking<BlkioHook>(
       'blkio',
       { tp_btf: { required: VARIANTS.tp_btf }, raw_tp: { required: VARIANTS.raw_tp } },
       (o) => o.setRodata('.rodata.cfg', cfg),
-      this.log,
+      log,
       { order: this.opts.hooks ?? BLKIO_HOOK_ORDER, nextOnVerifierError: true, needs: 'v5.11 with BTF, or raw tracepoints' },
     );
-    this.obj = loaded.obj;
-    this.kind = loaded.kind as BlkioHook;
-    this.programNames = loaded.programs;
-    const stats = this.obj.map('stats');
-    const devs = this.obj.map('devs');
+    const obj = this.attached(loaded);
+    const stats = obj.map('stats');
+    const devs = obj.map('devs');
     if (stats.valueSize !== STAT_SIZE || stats.keySize !== KEY_SIZE || devs.valueSize !== DEV_SIZE) {
       this.close();
       throw new TunerError(
@@ -170,7 +143,7 @@ export class BlkioSignal implements Signal {
     this.readStats();
     this.swap();
     this.readDepth();
-    this.log.info({ attach: this.kind, targets: ctx.targets.length, host: this.opts.host }, 'blkio attached');
+    log.info({ attach: this.kind, targets: ctx.targets.length, host: this.opts.host }, 'blkio attached');
   }
 
   /** Rewrites the kernel's membership maps: every cgroup in each target's subtree, every tgid of pid targets. */

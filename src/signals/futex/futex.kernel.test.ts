@@ -14,9 +14,10 @@ import { silentLogger } from '../../core/log.js';
 import type { Target, TargetSignals } from '../../core/types.js';
 import { cgroupId } from '../../cgroup/layout.js';
 import { toolPath } from '../../bpf/paths.js';
-import { enableBpfStats, progStats } from '../../bpf/stats.js';
+import { enableBpfStats } from '../../bpf/stats.js';
 import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, spawnTracked, type SpawnedProcess } from '../../testing/cgroups.js';
 import { FUTEX_HOOK_ORDER, FutexSignal, type FutexHook, type FutexWindow } from './futex.js';
+import { programCosts } from '../../testing/program-costs.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -67,15 +68,7 @@ function voluntarySwitches(pid: number): number {
 
 const sum = (ws: FutexWindow[], f: (w: FutexWindow) => number) => ws.reduce((a, w) => a + f(w), 0);
 
-/** Per-event cost of each attached program since `signal` started (stats must be on). */
-function costs(signal: FutexSignal): string {
-  return signal
-    .programs()
-    .map(({ name: p, fd }) => ({ p, ...progStats(fd) }))
-    .filter((s) => s.runCnt > 0)
-    .map((s) => `${s.p} ${(s.runTimeNs / s.runCnt).toFixed(0)} ns × ${s.runCnt}`)
-    .join(', ');
-}
+const costs = (signal: FutexSignal) => programCosts(signal.programs());
 
 // Four workers share a lock built on Atomics (compareExchange to take it, wait/notify to sleep and hand it over).
 const ATOMICS_CONTENTION = `

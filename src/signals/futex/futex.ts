@@ -6,13 +6,12 @@
  * addresses per target.
  */
 import { TunerError } from '../../core/errors.js';
-import type { Logger } from '../../core/log.js';
 import type { CumulativeHistogram, Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
-import type { BpfObject } from '../../bpf/object.js';
 import { loadFirstWorking, type ProgramSet } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
 import { histPercentile } from '../../stats/histogram.js';
-import { capacityFor, slotCount, syncMembership, targetFilter, u64 } from '../membership.js';
+import { slotCount, syncMembership, u64 } from '../membership.js';
+import { BpfSignal } from '../bpf-signal.js';
 import { CumulativeSlots } from '../cumulative.js';
 
 // Mirrors futex.h.
@@ -89,39 +88,19 @@ interface AddrTotals {
   count: number;
 }
 
-export class FutexSignal implements Signal {
+export class FutexSignal extends BpfSignal<FutexHook> implements Signal {
   readonly name = 'futex';
-  private obj?: BpfObject;
-  private log?: Logger;
-  private targets: Target[] = [];
-  /** Where the host aggregate lives: one past the last slot reserved for targets. */
-  private hostSlot = 0;
-  private kind?: FutexHook;
-  private programNames: string[] = [];
   /** struct of the hists map: the buckets, then count and wait_ns. */
   private readonly slots = new CumulativeSlots(FUTEX_BUCKETS, 2);
   private prevAddrs = new Map<string, AddrTotals>();
   private lastHost?: FutexWindow;
 
-  constructor(private readonly opts: FutexOptions) {}
-
-  get attachedAs(): { kind: FutexHook; programs: string[] } | undefined {
-    return this.kind ? { kind: this.kind, programs: [...this.programNames] } : undefined;
-  }
-
-  /** The BPF programs attached, for per-program cost (run_time_ns / run_cnt). Empty before start and after close. */
-  programs(): { name: string; fd: number }[] {
-    const obj = this.obj;
-    return obj ? this.programNames.map((name) => ({ name, fd: obj.programFd(name) })) : [];
+  constructor(private readonly opts: FutexOptions) {
+    super();
   }
 
   start(ctx: SignalContext): void {
-    const capacity = capacityFor(ctx, this.name);
-    this.hostSlot = capacity.slots;
-    this.log = ctx.log.child({ signal: this.name });
-    this.targets = ctx.targets;
-    const cfg = Buffer.alloc(CFG_SIZE);
-    targetFilter(capacity, ctx.cgroupVersion, this.opts.host).copy(cfg, 0);
+    const { capacity, cfg, log } = this.begin(ctx, CFG_SIZE, this.opts.host);
     const loaded = loadFirstWorking<FutexHook>(
       'futex',
       VARIANTS,
@@ -129,16 +108,14 @@ export class FutexSignal implements Signal {
         o.setRodata('.rodata.cfg', cfg);
         o.setMaxEntries('hists', slotCount(capacity));
       },
-      this.log,
+      log,
       // A verifier rejection of a variant is most often a helper this kernel lacks (bpf_task_pt_regs, task storage,
       // the BTF task pointer), so the next variant is tried; the message keeps the reason.
       { order: this.opts.hooks ?? FUTEX_HOOK_ORDER, nextOnVerifierError: true, needs: 'v5.11 with BTF' },
     );
-    this.obj = loaded.obj;
-    this.kind = loaded.kind;
-    this.programNames = loaded.programs;
-    const hists = this.obj.map('hists');
-    const top = this.obj.map('top');
+    const obj = this.attached(loaded);
+    const hists = obj.map('hists');
+    const top = obj.map('top');
     if (hists.valueSize !== HIST_SIZE || top.keySize !== ADDR_KEY_SIZE || top.valueSize !== ADDR_STAT_SIZE) {
       this.close();
       throw new TunerError(
@@ -148,10 +125,10 @@ export class FutexSignal implements Signal {
     }
     this.updateTargets(ctx.targets);
     // Baseline so the first window does not include history from before start.
-    this.slots.read(this.obj!.map('hists'));
+    this.slots.read(obj.map('hists'));
     this.slots.advance();
     this.prevAddrs = this.readAddrs();
-    this.log.info({ attach: this.kind, programs: this.programNames, targets: ctx.targets.length, host: this.opts.host }, 'futex attached');
+    log.info({ attach: this.kind, programs: this.programNames, targets: ctx.targets.length, host: this.opts.host }, 'futex attached');
   }
 
   /** Rewrites the kernel's membership maps: every cgroup in each target's subtree, every tgid of pid targets. */

@@ -12,15 +12,13 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { errnoCode } from '../../core/errors.js';
 import { silentLogger } from '../../core/log.js';
 import type { Target, TargetSignals } from '../../core/types.js';
 import { cgroupId, detectLayout } from '../../cgroup/layout.js';
 import { enableBpfStats, progStats } from '../../bpf/stats.js';
 import { TRACEFS, withTracefs } from '../../bpf/tracefs.js';
-import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, TEST_CGROUP_PREFIX, type SpawnedProcess } from '../../testing/cgroups.js';
+import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, makeV2TestCgroup, TEST_CGROUP_PREFIX, type SpawnedProcess } from '../../testing/cgroups.js';
 import { btfEnum, dropReasonNames, NetSignal, type NetWindow } from './net.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -41,36 +39,7 @@ function need(cmd: string, why: string): void {
   }
 }
 
-/** A cgroup in the v2 tree, named so cleanupAll() removes it if this process dies first. */
-function makeV2Cgroup(): { path: string; remove(): void } {
-  if (!layout.unified) throw new Error('this host mounts no cgroup v2 tree, which socket attribution needs');
-  const dir = path.join(layout.unified, `${TEST_CGROUP_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
-  fs.mkdirSync(dir);
-  let removed = false;
-  return {
-    path: dir,
-    remove(): void {
-      if (removed) return;
-      for (let i = 0; ; i++) {
-        for (const pid of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
-          try {
-            fs.writeFileSync(path.join(layout.unified!, 'cgroup.procs'), pid);
-          } catch (e) {
-            if (errnoCode(e) !== 'ESRCH') throw e;
-          }
-        }
-        try {
-          fs.rmdirSync(dir);
-          break;
-        } catch (e) {
-          if (errnoCode(e) !== 'EBUSY' || i > 200) throw e;
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
-        }
-      }
-      removed = true;
-    },
-  };
-}
+const makeV2Cgroup = () => makeV2TestCgroup('socket attribution', layout);
 
 interface Netns {
   tx: string;

@@ -12,15 +12,14 @@
 import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { isTunerError, TunerError } from '../../core/errors.js';
-import type { Logger } from '../../core/log.js';
 import type { Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
-import type { BpfObject } from '../../bpf/object.js';
 import { loadFirstWorking, type AttachKind, type ProgramSet } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
 import { cgroupId, detectLayout, isPathUnder, type CgroupLayout } from '../../cgroup/layout.js';
-import { childCgroups } from '../../cgroup/cgroup.js';
+import { childCgroups, readIdsIfAny } from '../../cgroup/cgroup.js';
 import { BurstDetector, type BurstOptions } from '../../stats/burst.js';
-import { capacityFor, slotCount, subtreeIds, TARGET_FILTER_SIZE, targetFilter, u64 } from '../membership.js';
+import { slotCount, subtreeIds, TARGET_FILTER_SIZE, u64 } from '../membership.js';
+import { BpfSignal } from '../bpf-signal.js';
 
 // Mirrors net.h.
 const COUNTS_SIZE = 32; // sizeof(struct net_counts)
@@ -180,19 +179,8 @@ export function reasonName(names: ReadonlyMap<number, string>, reason: number): 
   return reason > 0xffff ? `SUBSYS_${reason >>> 16}_${reason & 0xffff}` : `REASON_${reason}`;
 }
 
-function readIds(file: string): number[] {
-  try {
-    return readFileSync(file, 'utf8')
-      .split('\n')
-      .filter((l) => l !== '')
-      .map(Number);
-  } catch {
-    return [];
-  }
-}
-
 function subtreeProcs(dir: string, out: Set<number>): void {
-  for (const pid of readIds(join(dir, 'cgroup.procs'))) out.add(pid);
+  for (const pid of readIdsIfAny(join(dir, 'cgroup.procs'))) out.add(pid);
   for (const child of childCgroups(dir)) subtreeProcs(child, out);
 }
 
@@ -249,7 +237,7 @@ export function socketCgroupSlots(
       if (d !== undefined && d !== unified) dirs.add(d);
     }
     for (const d of dirs) {
-      const members = readIds(join(d, 'cgroup.procs'));
+      const members = readIdsIfAny(join(d, 'cgroup.procs'));
       if (members.length > 0 && members.every((p) => pids.has(p))) {
         try {
           put(cgroupId(d), t);
@@ -262,48 +250,28 @@ export function socketCgroupSlots(
   return { entries, attributable };
 }
 
-export class NetSignal implements Signal {
+export class NetSignal extends BpfSignal<AttachKind> implements Signal {
   readonly name = 'net';
-  private obj?: BpfObject;
-  private log?: Logger;
   private layout?: CgroupLayout;
-  private targets: Target[] = [];
-  /** Where the host aggregate lives: one past the last slot reserved for targets. */
-  private hostSlot = 0;
   private attributable = new Set<string>();
-  private attachKind?: AttachKind;
-  private programNames: readonly string[] = [];
   private names = new Map<number, string>();
   private cur = new Map<number, Cumulative>();
   private prev = new Map<number, Cumulative>();
   private readonly bursts = new Map<number, BurstDetector>();
   private lastHost?: NetWindow;
 
-  constructor(private readonly opts: NetOptions) {}
-
-  get attachedAs(): { kind: AttachKind; programs: readonly string[] } | undefined {
-    return this.attachKind ? { kind: this.attachKind, programs: this.programNames } : undefined;
-  }
-
-  /** The attached programs, for BPF run-time statistics; empty before start and after close. */
-  programs(): { name: string; fd: number }[] {
-    const obj = this.obj;
-    return obj ? this.programNames.map((name) => ({ name, fd: obj.programFd(name) })) : [];
+  constructor(private readonly opts: NetOptions) {
+    super();
   }
 
   start(ctx: SignalContext): void {
-    const capacity = capacityFor(ctx, this.name);
-    this.hostSlot = capacity.slots;
-    this.log = ctx.log.child({ signal: this.name });
-    this.targets = ctx.targets;
+    const { capacity, cfg, log } = this.begin(ctx, CFG_SIZE, this.opts.host, 2);
     this.layout = this.opts.layout ?? detectLayout();
     try {
       this.names = dropReasonNames(this.opts.btfPath);
     } catch (e) {
-      this.log.warn({ err: e }, 'drop reasons will be reported by number');
+      log.warn({ err: e }, 'drop reasons will be reported by number');
     }
-    const cfg = Buffer.alloc(CFG_SIZE);
-    targetFilter(capacity, 2, this.opts.host).copy(cfg, 0);
     // Sockets are matched by cgroup id whatever the target kind; pid_slots stays empty.
     cfg[1] = capacity.slots > 0 ? 1 : 0;
     cfg[2] = 0;
@@ -314,12 +282,10 @@ export class NetSignal implements Signal {
         o.setRodata('.rodata.cfg', cfg);
         o.setMaxEntries('counts', slotCount(capacity));
       },
-      this.log,
+      log,
       { order: this.opts.hooks ?? NET_HOOK_ORDER, needs: 'v5.17 with BTF for drop reasons, or raw tracepoints' },
     );
-    const obj = (this.obj = loaded.obj);
-    this.attachKind = loaded.kind;
-    this.programNames = loaded.programs;
+    const obj = this.attached(loaded);
     const counts = obj.map('counts');
     if (counts.valueSize !== COUNTS_SIZE) {
       throw new TunerError('INTERNAL', `decode net counts: value is ${counts.valueSize} bytes, expected ${COUNTS_SIZE}`);
@@ -330,8 +296,8 @@ export class NetSignal implements Signal {
     this.updateTargets(ctx.targets);
     this.read();
     this.swap();
-    this.log.info(
-      { attach: this.attachKind, targets: ctx.targets.length, attributable: [...this.attributable], host: this.opts.host },
+    log.info(
+      { attach: this.kind, targets: ctx.targets.length, attributable: [...this.attributable], host: this.opts.host },
       'net attached',
     );
   }

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { TunerError, errnoCode } from '../../core/errors.js';
 import type { Target } from '../../core/types.js';
-import { childCgroups, listThreads } from '../../cgroup/cgroup.js';
+import { childCgroups, listThreads, readIdsIfAny } from '../../cgroup/cgroup.js';
 import { controllerRootOf, type CgroupLayout } from '../../cgroup/layout.js';
 import { parseCpuList } from './cpulist.js';
 
@@ -69,19 +69,6 @@ export function readTaskStat(tid: number, roots: ProcRoots = {}): TaskStat | und
   return parseTaskStat(tid, text);
 }
 
-function readIds(file: string): number[] {
-  try {
-    return fs
-      .readFileSync(file, 'utf8')
-      .split('\n')
-      .filter((s) => s.trim() !== '')
-      .map(Number)
-      .filter((n) => Number.isSafeInteger(n) && n > 0);
-  } catch {
-    return [];
-  }
-}
-
 /** Every thread id in a cgroup and its descendants; a directory removed while walking simply adds none. */
 export function cgroupSubtreeThreads(dir: string, out: number[] = []): number[] {
   try {
@@ -119,7 +106,7 @@ export function targetProcesses(target: Target): number[] {
   if (target.scope.kind === 'pids') return [...target.scope.pids];
   const out = new Set<number>();
   const walk = (dir: string): void => {
-    for (const p of readIds(path.join(dir, 'cgroup.procs'))) out.add(p);
+    for (const p of readIdsIfAny(path.join(dir, 'cgroup.procs'))) out.add(p);
     for (const child of childCgroups(dir)) walk(child);
   };
   walk(target.scope.path);

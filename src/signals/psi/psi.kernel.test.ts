@@ -5,17 +5,15 @@
  * Ground truth: three spinning threads pinned to one CPU always leave at least one of them runnable and waiting, so
  * their cgroup's cpu "some" stall is the whole wall time (10^6 µs per second) by the definition of PSI.
  */
-import { randomBytes } from 'node:crypto';
 import diagnostics_channel from 'node:diagnostics_channel';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { errnoCode } from '../../core/errors.js';
 import { silentLogger } from '../../core/log.js';
 import type { Target, TargetSignals } from '../../core/types.js';
 import { cgroupId, detectLayout } from '../../cgroup/layout.js';
 import { toolPath } from '../../bpf/paths.js';
-import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, TEST_CGROUP_PREFIX } from '../../testing/cgroups.js';
+import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, makeV2TestCgroup } from '../../testing/cgroups.js';
 import { PsiSignal, type PsiTargetWindow } from './psi.js';
 import { hasSysResource, PsiTriggers, type PsiTriggerEvent, type PsiTriggerLost } from './psi-trigger.js';
 
@@ -26,37 +24,7 @@ const WINDOW_US = hasSysResource() ? 500_000 : 2_000_000;
 const STALL_US = WINDOW_US / 5;
 const WINDOW_MS = WINDOW_US / 1000;
 
-/** A cgroup in the v2 tree, named so cleanupAll() removes it if this process dies first. */
-function makeV2Cgroup(): { path: string; remove(): void } {
-  if (!layout.unified) throw new Error('this host mounts no cgroup v2 tree, which per-cgroup PSI needs');
-  const dir = path.join(layout.unified, `${TEST_CGROUP_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
-  fs.mkdirSync(dir);
-  let removed = false;
-  return {
-    path: dir,
-    remove(): void {
-      if (removed) return;
-      for (let i = 0; ; i++) {
-        try {
-          for (const pid of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
-            try {
-              fs.writeFileSync(path.join(layout.unified!, 'cgroup.procs'), pid);
-            } catch (e) {
-              if (errnoCode(e) !== 'ESRCH') throw e;
-            }
-          }
-          fs.rmdirSync(dir);
-          break;
-        } catch (e) {
-          if (errnoCode(e) === 'ENOENT') break;
-          if (errnoCode(e) !== 'EBUSY' || i > 200) throw e;
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
-        }
-      }
-      removed = true;
-    },
-  };
-}
+const makeV2Cgroup = () => makeV2TestCgroup('per-cgroup PSI', layout);
 
 /** Paths the process's open fds point at. */
 function openPaths(): string[] {

@@ -4,14 +4,13 @@
  * them in one batch, subtracts the previous tick, and turns the window into p50/p90/p99 and an EWMA of p99.
  */
 import { TunerError } from '../../core/errors.js';
-import type { Logger } from '../../core/log.js';
 import type { CumulativeHistogram, LatencyStats, Signal, SignalContext, Target, TargetSignals } from '../../core/types.js';
-import type { BpfObject } from '../../bpf/object.js';
 import { attachOrder, loadFirstWorking, type AttachKind } from '../../bpf/probe.js';
 import { possibleCpus } from '../../bpf/map.js';
 import { histPercentile } from '../../stats/histogram.js';
 import { Ewma } from '../../stats/ewma.js';
-import { capacityFor, slotCount, syncMembership, targetFilter, u64 } from '../membership.js';
+import { slotCount, syncMembership, u64 } from '../membership.js';
+import { BpfSignal } from '../bpf-signal.js';
 import { CumulativeSlots } from '../cumulative.js';
 
 // Mirrors runqlat.h.
@@ -55,44 +54,21 @@ export interface RunqlatWindow extends LatencyStats {
   threads?: { tid: number; tgid: number; count: number; maxUs: number; meanUs: number }[];
 }
 
-export class RunqlatSignal implements Signal {
+export class RunqlatSignal extends BpfSignal<AttachKind> implements Signal {
   readonly name = 'runqlat';
-  private obj?: BpfObject;
-  private log?: Logger;
-  private targets: Target[] = [];
-  /** Where the host aggregate lives: one past the last slot reserved for targets. */
-  private hostSlot = 0;
-  private attachKind?: AttachKind;
-  private program?: string;
   /** struct runqlat_hist: the buckets, then count, wait_ns, oncpu_ns, switches_out, preempted, migrations. */
   private readonly slots = new CumulativeSlots(RUNQLAT_BUCKETS, 6);
   private readonly ewma = new Map<number, Ewma>();
   private lastHost?: RunqlatWindow;
 
-  constructor(private readonly opts: RunqlatOptions) {}
-
-  get attachedAs(): { kind: AttachKind; program: string } | undefined {
-    return this.attachKind && this.program ? { kind: this.attachKind, program: this.program } : undefined;
-  }
-
-  get programFd(): number {
-    if (!this.obj || !this.program) throw new TunerError('INTERNAL', 'read runqlat program fd: not started');
-    return this.obj.programFd(this.program);
-  }
-
-  programs(): { name: string; fd: number }[] {
-    return this.obj && this.program ? [{ name: this.program, fd: this.obj.programFd(this.program) }] : [];
+  constructor(private readonly opts: RunqlatOptions) {
+    super();
   }
 
   start(ctx: SignalContext): void {
-    const capacity = capacityFor(ctx, this.name);
-    this.hostSlot = capacity.slots;
-    this.log = ctx.log.child({ signal: this.name });
-    this.targets = ctx.targets;
-    const cfg = Buffer.alloc(CFG_SIZE);
-    targetFilter(capacity, ctx.cgroupVersion, this.opts.host).copy(cfg, 0);
+    const { capacity, cfg, log } = this.begin(ctx, CFG_SIZE, this.opts.host);
     cfg[8] = this.opts.perThread ? 1 : 0;
-    const { obj, kind, program } = loadFirstWorking(
+    const loaded = loadFirstWorking(
       'runqlat',
       // Where arguments are BTF-typed a wait is remembered in task storage, else in a tid-keyed hash.
       {
@@ -103,12 +79,10 @@ export class RunqlatSignal implements Signal {
         o.setRodata('.rodata.cfg', cfg);
         o.setMaxEntries('hists', slotCount(capacity));
       },
-      this.log,
+      log,
       { order: attachOrder(this.opts.attach, RUNQLAT_HOOK_ORDER), needs: 'tp_btf (v5.5 with BTF) or raw_tp (v4.17)' },
     );
-    this.obj = obj;
-    this.attachKind = kind;
-    this.program = program;
+    const obj = this.attached(loaded);
     const hists = obj.map('hists');
     if (hists.valueSize !== HIST_SIZE) {
       throw new TunerError('INTERNAL', `decode runqlat hists: value is ${hists.valueSize} bytes, expected ${HIST_SIZE}`);
@@ -117,7 +91,7 @@ export class RunqlatSignal implements Signal {
     // Baseline so the first window does not include history from before start.
     this.slots.read(hists);
     this.slots.advance();
-    this.log.info({ attach: kind, program, targets: ctx.targets.length, host: this.opts.host }, 'runqlat attached');
+    log.info({ attach: loaded.kind, program: loaded.program, targets: ctx.targets.length, host: this.opts.host }, 'runqlat attached');
   }
 
   /** Rewrites the kernel's membership maps: every cgroup in each target's subtree, every tgid of pid targets. */

@@ -1,0 +1,26 @@
+/** Sample nudges, and the rule settings behind them, for tests of the rules and of what judges and applies nudges. */
+import type { NoisyNeighborPolicy } from '../config/types.js';
+import type { StrategyNudge } from '../engine/strategy.js';
+
+/** A cpu_weight step on `batch`, judged by `web`'s run-queue p99, as the noisy-neighbor rule proposes one. */
+export const CPU_WEIGHT_NUDGE: StrategyNudge = {
+  action: 'cpu_weight',
+  target: 'batch',
+  desired: { weight: 75 },
+  reason: 'test',
+  rule: 'noisy-neighbor',
+  evidence: {},
+  objective: { targets: ['web'], metric: 'runqlat.p99', better: 'lower', unit: 'us' },
+};
+
+/** The noisy-neighbor rule with a 4 ms p99 threshold and short streaks, so a test reaches each step in a few ticks. */
+export const NOISY_NEIGHBOR_POLICY: NoisyNeighborPolicy = {
+  enabled: true,
+  p99ThresholdUs: 4_000,
+  triggerTicks: 3,
+  calmTicks: 5,
+  calmFraction: 0.75,
+  stepFraction: 0.25,
+  minWeight: 10,
+  maxNoisyPerStep: 1,
+};
