@@ -224,15 +224,19 @@ describe('futex on the real kernel', () => {
         signal.collect(Date.now(), snap);
         const win = snap.waiter.futex as FutexWindow;
         // The timed waits are the one address with 200 (±spurious) waits; the process's other threads wait elsewhere.
-        const entry = win.top.find((t) => t.count >= 200 && t.count <= 205);
+        // At sched_switch only waits that block are seen: a thread preempted in the syscall until its 5 ms timeout has
+        // passed returns without sleeping, so on a busy host a few of the 200 may not count there.
+        const fewest = hook.startsWith('sched_switch') ? 190 : 200;
+        const entry = win.top.find((t) => t.count >= fewest && t.count <= 205);
         console.log(
-          `${hook}: 200 × 5 ms waits took ${ms.toFixed(1)} ms; measured ${JSON.stringify(entry)}; window ${win.count} waits; ${costs(signal)}`,
+          `${hook}: 200 × 5 ms waits took ${ms.toFixed(1)} ms; measured ${JSON.stringify(entry)}; window ${win.count} waits; ${costs(signal)}` +
+            (entry ? '' : `; top ${JSON.stringify(win.top)}`),
         );
         expect(entry).toBeDefined();
         expect(entry!.tgid).toBe(node.pid);
         // Timed from syscall entry (syscall variants) or from the switch-out a few µs later (sched_switch variants),
         // to a wake-up no earlier than the 5 ms timeout: a few µs per wait of slack either way.
-        expect(entry!.waitUs).toBeGreaterThanOrEqual(200 * 4990);
+        expect(entry!.waitUs).toBeGreaterThanOrEqual(entry!.count * 4990);
         expect(entry!.waitUs).toBeLessThanOrEqual(ms * 1000);
         expect(win.count).toBeGreaterThanOrEqual(entry!.count);
         expect(win.p50).toBeGreaterThanOrEqual(4096); // the 5 ms waits are the bulk: the [4096, 8192) µs bucket

