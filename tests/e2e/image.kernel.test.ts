@@ -14,10 +14,11 @@
  * and removed at the end; EBPF_TUNER_TEST_IMAGE=NAME:TAG uses an image already built instead, and keeps it.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../../src/bpf/paths.js';
+import { removeCgroupTree } from '../../src/cgroup/cgroup.js';
 import { tempDir } from './helpers.js';
 
 const pkg = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string };
@@ -77,8 +78,20 @@ function progsOf(pid: number): string[] {
   return [...progIdsOf(pid)].map((id) => all.get(id) ?? `#${id}`);
 }
 
+/**
+ * podman's cgroupfs manager (no systemd here) parents every container, and its conmon, under `libpod_parent` in each
+ * hierarchy, and leaves that cgroup behind once the containers are gone. Where these are, on v1, hybrid and v2 hosts.
+ */
+function libpodParents(): { dir: string; root: string }[] {
+  const base = '/sys/fs/cgroup';
+  const roots = [base, ...readdirSync(base, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(base, e.name))];
+  return roots.map((root) => ({ dir: join(root, 'libpod_parent'), root })).filter((p) => existsSync(p.dir));
+}
+
 describe('OCI image (deploy/image/build.sh)', () => {
   const dir = tempDir('ebpf-tuner-image-');
+  // Only what this test made is removed: a libpod_parent already there belongs to someone else's containers.
+  const libpodBefore = new Set(libpodParents().map((p) => p.dir));
 
   beforeAll(() => {
     if (given) return;
@@ -91,6 +104,7 @@ describe('OCI image (deploy/image/build.sh)', () => {
   afterAll(() => {
     sh('podman', ['rm', '--force', '--ignore', container]);
     if (!given) sh('buildah', ['rmi', '--force', image]);
+    for (const p of libpodParents()) if (!libpodBefore.has(p.dir)) removeCgroupTree(p.dir, p.root);
     dir.remove();
   }, 120_000);
 
