@@ -89,6 +89,7 @@ export class Agent {
   private started = false;
   private readonly lastRefusal = new Map<string, string>();
   private readonly unwake: (() => void)[] = [];
+  private closedLoop?: ClosedLoop;
   /** The last snapshot, for the HTTP API and `top`. */
   last?: TickSnapshot;
   /** What the agent is doing now; also published on the lifecycle channel as it changes. */
@@ -238,7 +239,7 @@ export class Agent {
       ...(this.claims !== undefined ? { claims: this.claims } : {}),
     });
 
-    const closedLoop = new ClosedLoop(this.config.closedLoop);
+    const closedLoop = (this.closedLoop = new ClosedLoop(this.config.closedLoop));
     this.guardrails = new Guardrails(this.config.guardrails, undefined, {
       cgroupOf: (name) => {
         const t = this.targets.find((x) => x.name === name);
@@ -272,6 +273,9 @@ export class Agent {
     for (const s of this.signals) {
       const off = s.onWake?.((reason) => {
         if (!this.started || this.stopping || Date.now() - this.lastTick < 100) return;
+        // Early ticks detect; a change being judged is judged over regular ticks, whose windows match the ones its
+        // baseline was taken from, not over the short windows a burst of wakes would cut.
+        if ((this.closedLoop?.awaitingVerdict ?? 0) > 0) return;
         this.log.debug({ signal: s.name, reason }, 'early tick');
         this.tickSafely();
       });

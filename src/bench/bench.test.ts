@@ -173,7 +173,18 @@ describe('section summaries', () => {
     const s = summarizeCost(runs, { ticks: ['1s', '100ms'], targetCounts: [10, 100, 1000], windowS: 8 });
     expect(s.data.fits['1s']!.slope).toBeCloseTo(3, 8);
     expect(s.data.fits['1s']!.intercept).toBeCloseTo(200, 6);
-    expect(s.goals.map((g) => g.met)).toEqual([true, true]);
+    expect(s.goals.map((g) => g.goal)).toEqual([
+      'agent ≤ 1% of one core at 1 s tick with 100 targets',
+      'agent RSS ≤ 100 MB at 1 s tick with 100 targets',
+      'agent ≤ 3% of one core at 1 s tick with 1000 targets',
+      'agent RSS ≤ 150 MB at 1 s tick with 1000 targets',
+    ]);
+    expect(s.goals.map((g) => g.met)).toEqual([true, true, true, true]);
+    const heavy = summarizeCost(
+      runs.map((r) => (r.targets === 1000 ? { ...r, cpuPctStat: 7, rssMiB: 200 } : r)),
+      { ticks: ['1s', '100ms'], targetCounts: [10, 100, 1000], windowS: 8 },
+    );
+    expect(heavy.goals.map((g) => g.met)).toEqual([true, true, false, false]);
   });
 
   it('reaction: reaction time and p99 against the isolated run', () => {
@@ -190,13 +201,16 @@ describe('section summaries', () => {
       reverts: 0,
       decisions: [],
     });
-    const s = summarizeReaction([run('isolated', 2500), run('neighbour', 9000), run('agent', 3000, 2500), run('agent-100ms', 2600, 400)], {
-      steadyFromS: 6,
-      durationS: 12,
-      leadS: 1,
-    });
+    const s = summarizeReaction(
+      [run('isolated', 2500), run('neighbour', 9000), run('agent', 3000, 2500), run('agent-tick-only', 3100, 2000), run('agent-100ms', 2600, 400)],
+      { steadyFromS: 6, durationS: 12, leadS: 1 },
+    );
     expect(s.goals[0]!.met).toBe(false); // 2.5 s > 1 s
-    expect(s.goals[1]!.met).toBe(true); // 3000 ≤ 1.3 × 2500
+    expect(s.goals[1]!.met).toBe(false); // 2.5 s > 300 ms
+    expect(s.goals[2]!.met).toBe(true); // 3000 ≤ 1.3 × 2500
+    expect(s.tables[0]!.rows.map((r) => r[6])).toEqual(['—', '—', '2.50 s', '2.00 s', '0.40 s']);
+    const fast = summarizeReaction([run('isolated', 2500), run('agent', 3000, 250)], { steadyFromS: 6, durationS: 12, leadS: 1 });
+    expect(fast.goals.slice(0, 2).map((g) => g.met)).toEqual([true, true]);
   });
 
   it('soak: slopes per hour over the second half decide "levelled off"', () => {

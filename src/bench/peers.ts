@@ -64,6 +64,8 @@ export interface AgentConfig {
   targets?: AgentTarget[];
   /** `signals:` as the config file spells it, e.g. { futex: { enabled: true, attach: 'tracepoint' } }. */
   signals?: Record<string, { enabled: boolean; attach?: string }>;
+  /** `policy:` as the config file spells it, e.g. { noisy_neighbor: { event_driven: false } }. */
+  policy?: Record<string, Record<string, unknown>>;
 }
 
 export interface AgentOptions {
@@ -148,6 +150,7 @@ function configYaml(c: AgentConfig): string {
   const doc: Record<string, unknown> = {};
   if (c.tick) doc.tick = c.tick;
   if (c.signals) doc.signals = c.signals;
+  if (c.policy) doc.policy = c.policy;
   if (c.targets) doc.targets = c.targets;
   return stringify(doc);
 }

@@ -8,13 +8,18 @@ import { bpf, c } from './libbpf.js';
 export interface ProgStats {
   runTimeNs: number;
   runCnt: number;
+  /**
+   * Runs the kernel skipped because the same program was already running on that CPU (an interrupt nested in it),
+   * counted whether or not stats are on (5.12+; 0 before).
+   */
+  recursionMisses: number;
 }
 
 /** Reads a program's counters from /proc/self/fdinfo (no struct layout to keep in sync with the kernel). */
 export function progStats(progFd: number): ProgStats {
   const text = readFileSync(`/proc/self/fdinfo/${progFd}`, 'utf8');
   const num = (k: string): number => Number(new RegExp(`^${k}:\\s*(\\d+)`, 'm').exec(text)?.[1] ?? 0);
-  return { runTimeNs: num('run_time_ns'), runCnt: num('run_cnt') };
+  return { runTimeNs: num('run_time_ns'), runCnt: num('run_cnt'), recursionMisses: num('recursion_misses') };
 }
 
 let statsFd = -1;

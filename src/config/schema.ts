@@ -543,6 +543,10 @@ const noisyNeighbor = strict(
       },
     ),
     trigger_ticks: triggerTicks(2, 'consecutive hot ticks before a step'),
+    event_driven: enabled(
+      true,
+      'the kernel counts protect targets\' run-queue waits of at least `p99_threshold_us` and wakes the agent for an early tick when two fall within 100 ms (at most one per 100 ms), so hot ticks come within a few hundred ms of the onset instead of at the tick; off: only the tick looks',
+    ),
     calm_ticks: calmTicks(10, 'consecutive calm ticks before restoring'),
     calm_fraction: doc(
       byDefault(0.5, (d) =>

@@ -111,7 +111,7 @@ export interface Signal {
    * For signals that can see a spike before the next tick (PSI triggers): call `fn` to have the agent tick now.
    * Returns a function that unregisters it.
    */
-  onWake?(fn: (reason: string) => void): () => void;
+  onWake?(fn: (reason: string) => void): (() => void) | undefined;
   /** The BPF programs this signal has attached, for per-program cost (run_time_ns / run_cnt). */
   programs?(): { name: string; fd: number }[];
   close(): void;

@@ -115,6 +115,11 @@ export class ClosedLoop implements PenaltySource {
   readonly #tracked = new Map<string, Tracked>();
   readonly #penalties = new Map<string, number>();
 
+  /** Changes applied and not yet judged. */
+  get awaitingVerdict(): number {
+    return this.#tracked.size;
+  }
+
   constructor(opts: ClosedLoopOptions) {
     if (!Number.isInteger(opts.windowTicks) || opts.windowTicks < 1) {
       throw new TunerError('CONFIG_INVALID', `create closed loop: windowTicks must be an integer ≥ 1, got ${opts.windowTicks}`);

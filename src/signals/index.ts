@@ -9,13 +9,20 @@ import { NET_HOOK_ORDER, NetSignal } from './net/net.js';
 import { NumaSignal } from './numa/numa.js';
 import { PlacementSignal } from './placement/placement.js';
 import { PsiSignal } from './psi/psi.js';
-import { RunqlatSignal } from './runqlat/runqlat.js';
+import { RUNQLAT_WAKE_DEFAULTS, RunqlatSignal } from './runqlat/runqlat.js';
 
 export function createSignals(config: Config, observeHost: boolean): Signal[] {
   const out: Signal[] = [];
   if (config.signals.runqlat.enabled) {
+    const nn = config.policy.noisyNeighbor;
     out.push(
-      new RunqlatSignal({ perThread: config.signals.runqlat.perThread, host: observeHost, ewmaAlpha: config.ewmaAlpha, attach: config.signals.runqlat.attach }),
+      new RunqlatSignal({
+        perThread: config.signals.runqlat.perThread,
+        host: observeHost,
+        ewmaAlpha: config.ewmaAlpha,
+        attach: config.signals.runqlat.attach,
+        ...(nn.enabled && nn.eventDriven ? { wake: { aboveUs: nn.p99ThresholdUs, ...RUNQLAT_WAKE_DEFAULTS } } : {}),
+      }),
     );
   }
   if (config.signals.psi.enabled) out.push(new PsiSignal({ triggers: config.signals.psi.triggers }));

@@ -18,6 +18,7 @@ export const NOISY_NEIGHBOR_POLICY: NoisyNeighborPolicy = {
   enabled: true,
   p99ThresholdUs: 4_000,
   triggerTicks: 3,
+  eventDriven: false,
   calmTicks: 5,
   calmFraction: 0.75,
   stepFraction: 0.25,

@@ -121,6 +121,7 @@ export const SIM_POLICY: NoisyNeighborPolicy = {
   enabled: true,
   p99ThresholdUs: 4000,
   triggerTicks: 2,
+  eventDriven: false,
   calmTicks: 3,
   calmFraction: 0.5,
   stepFraction: 0.5,

@@ -14,7 +14,7 @@ import { silentLogger } from '../../core/log.js';
 import type { Target, TargetSignals } from '../../core/types.js';
 import { cgroupId } from '../../cgroup/layout.js';
 import { toolPath } from '../../bpf/paths.js';
-import { enableBpfStats } from '../../bpf/stats.js';
+import { enableBpfStats, progStats } from '../../bpf/stats.js';
 import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess } from '../../testing/cgroups.js';
 import { BLKIO_HOOK_ORDER, BlkioSignal, type BlkioHook, type BlkioWindow } from './blkio.js';
 import { programCosts } from '../../testing/program-costs.js';
@@ -185,9 +185,14 @@ describe('blkio on the real kernel', () => {
         const hostDev = host.devices.find((d) => d.dev === devNo);
         expect(hostDev).toBeDefined();
         const dispatchedLater = Math.max(0, hostDev!.ios - seqDev!.ios - (randDev?.ios ?? 0) - foreign);
-        console.log(`requests on the device charged to no target: ${dispatchedLater}`);
+        // A completion that interrupts the same program on its CPU (a softirq completion over one in process context)
+        // is not run at all: the kernel counts it in the program's recursion_misses.
+        const missed = signal.programs().reduce((n, p) => n + progStats(p.fd).recursionMisses, 0);
+        console.log(`requests on the device charged to no target: ${dispatchedLater}; program runs the kernel skipped (recursion): ${missed}`);
         expect(dispatchedLater).toBeLessThanOrEqual(8);
-        expect(seqDev!.ios).toBeGreaterThanOrEqual(768 - foreign - dispatchedLater);
+        expect(missed).toBeLessThanOrEqual(8);
+        const unseen = foreign + dispatchedLater + missed;
+        expect(seqDev!.ios).toBeGreaterThanOrEqual(768 - unseen);
         expect(seqDev!.seqRatio).toBeGreaterThan(0.95);
         expect(seqDev!.maxInflight).toBeGreaterThanOrEqual(1);
         expect(seqDev!.p50).toBeGreaterThan(0);
@@ -196,9 +201,9 @@ describe('blkio on the real kernel', () => {
 
         expect(randDev).toBeDefined();
         // One request per 4 KiB read, exactly when nobody else used the device meanwhile.
-        expect(Math.abs(randDev!.ios - 200)).toBeLessThanOrEqual(foreign + dispatchedLater);
-        if (foreign + dispatchedLater === 0) expect(randDev!.readBytes).toBe(200 * 4096);
-        else expect(randDev!.readBytes).toBeGreaterThanOrEqual((200 - foreign - dispatchedLater) * 4096);
+        expect(Math.abs(randDev!.ios - 200)).toBeLessThanOrEqual(unseen);
+        if (unseen === 0) expect(randDev!.readBytes).toBe(200 * 4096);
+        else expect(randDev!.readBytes).toBeGreaterThanOrEqual((200 - unseen) * 4096);
         expect(randDev!.writeBytes).toBe(0);
         expect(randDev!.seqRatio).toBeLessThan(0.05);
 

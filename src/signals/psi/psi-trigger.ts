@@ -16,8 +16,8 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import koffi from 'koffi';
 import { TunerError, errnoCode } from '../../core/errors.js';
+import { eventfd, wakeEventfd } from '../../core/fd.js';
 import { parsePressure, type Pressure, type PsiResourceName } from './psi.js';
 
 export type PsiKind = 'some' | 'full';
@@ -57,17 +57,6 @@ export type PsiTriggerEvents = {
 export const PSI_WINDOW_MIN_US = 500_000;
 export const PSI_WINDOW_MAX_US = 10_000_000;
 
-const EFD_NONBLOCK = 0o4000;
-const EFD_CLOEXEC = 0o2000000;
-
-let eventfdFn: ((initval: number, flags: number) => number) | undefined;
-
-function eventfd(): number {
-  eventfdFn ??= koffi.load('libc.so.6').func('int eventfd(unsigned int initval, int flags)') as (a: number, b: number) => number;
-  const fd = eventfdFn(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (fd < 0) throw new TunerError('INTERNAL', `create eventfd for PSI triggers: errno ${koffi.errno()}`);
-  return fd;
-}
 
 /**
  * Runs in the worker. Plain JavaScript (eval'd), so it works the same from the TypeScript sources and the build.
@@ -227,7 +216,7 @@ export class PsiTriggers extends EventEmitter<PsiTriggerEvents> {
     const fds: number[] = [];
     try {
       for (const s of full) fds.push(arm(s, s.path));
-      return new PsiTriggers(full, fds, eventfd());
+      return new PsiTriggers(full, fds, eventfd('PSI triggers'));
     } catch (e) {
       for (const fd of fds) fs.closeSync(fd);
       throw e;
@@ -274,13 +263,7 @@ export class PsiTriggers extends EventEmitter<PsiTriggerEvents> {
         return;
       }
       this.worker.once('exit', () => resolve());
-      const one = Buffer.alloc(8);
-      one.writeBigUInt64LE(1n);
-      try {
-        fs.writeSync(this.wake, one);
-      } catch {
-        void this.worker.terminate();
-      }
+      if (!wakeEventfd(this.wake)) void this.worker.terminate();
     });
     return this.closing;
   }

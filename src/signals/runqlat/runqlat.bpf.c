@@ -36,6 +36,19 @@ struct {
 
 DECLARE_TARGET_MAPS();
 
+/* Sized to the target count at load, like hists. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RUNQLAT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct runqlat_wake_state);
+} wake_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} wakes SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, RUNQLAT_MAX_THREADS);
@@ -106,6 +119,41 @@ static __always_inline void account_thread(__u32 tid, __u32 tgid, __u32 slot, __
 	th->wait_ns += delta;
 	if (delta > th->max_ns)
 		th->max_ns = delta;
+}
+
+/*
+ * Event-driven detection: a wait over cfg.wake_ns of a task in an armed slot is counted, and when cfg.wake_min of them
+ * fall within cfg.wake_gap_ns the slot's user space is woken through the ring buffer, at most once per wake_gap_ns
+ * per slot. The counters are shared between CPUs without locks: a count lost to a race only delays a wake. Only a
+ * wait already over the line gets here, so the cost on every other switch is one comparison.
+ */
+static __always_inline void maybe_wake(__u32 slot, __u64 wait)
+{
+	struct runqlat_wake_state *ws = bpf_map_lookup_elem(&wake_state, &slot);
+	struct runqlat_wake rec;
+	__u64 now;
+	__u32 over;
+
+	if (!ws || !ws->armed)
+		return;
+	now = bpf_ktime_get_ns();
+	if (now - ws->window_ns > cfg.wake_gap_ns) {
+		ws->window_ns = now;
+		ws->over = 0;
+	}
+	/* The add's return value would need BPF v3 atomics (-mcpu=v3); read the counter back instead. */
+	__sync_fetch_and_add(&ws->over, 1);
+	over = ws->over;
+	if (over < cfg.wake_min || now - ws->last_ns < cfg.wake_gap_ns)
+		return;
+	ws->last_ns = now;
+	ws->over = 0;
+	ws->window_ns = now;
+	rec.slot = slot;
+	rec.over = over;
+	rec.wait_ns = wait;
+	rec.time_ns = now;
+	bpf_ringbuf_output(&wakes, &rec, sizeof(rec), 0);
 }
 
 /*
@@ -193,6 +241,12 @@ static __always_inline void on_switch(bool involuntary, struct task_struct *prev
 			account_thread(next_pid, next_tgid, target_slots_first(next_s), bucket, delta);
 		if (cfg.filter.host)
 			add_wait(nslots, bucket, delta, migrated);
+		if (cfg.wake_ns && delta >= cfg.wake_ns) {
+			if (next_s.pid >= 0)
+				maybe_wake(next_s.pid, delta);
+			if (next_s.cgroup >= 0)
+				maybe_wake(next_s.cgroup, delta);
+		}
 	}
 
 	/* `prev` ran from `arrived` until now. */

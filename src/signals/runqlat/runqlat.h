@@ -13,6 +13,25 @@ struct runqlat_cfg {
 	struct target_filter filter;
 	__u8 per_thread;
 	__u8 pad[3];
+	__u32 wake_min;		/* waits over wake_ns within wake_gap_ns that wake user space */
+	__u64 wake_ns;		/* 0: no wakes */
+	__u64 wake_gap_ns;	/* at most one wake per slot per this long */
+};
+
+/* Per target slot: armed by user space for the targets whose long waits it wants to hear of at once. */
+struct runqlat_wake_state {
+	__u64 window_ns;	/* start of the current counting window (bpf_ktime_get_ns) */
+	__u64 last_ns;		/* the last wake */
+	__u32 over;		/* waits over wake_ns in the window */
+	__u32 armed;
+};
+
+/* A ring buffer record: a slot's waits crossed the line. 24 bytes. */
+struct runqlat_wake {
+	__u32 slot;
+	__u32 over;		/* waits over wake_ns in the window that fired */
+	__u64 wait_ns;		/* the wait that fired it */
+	__u64 time_ns;		/* bpf_ktime_get_ns at the wake */
 };
 
 /* One per target slot, per CPU; cumulative since load. 304 bytes. */

@@ -11,7 +11,7 @@ import type { Target, TargetSignals } from '../../core/types.js';
 import { cgroupId } from '../../cgroup/layout.js';
 import { toolPath } from '../../bpf/paths.js';
 import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup } from '../../testing/cgroups.js';
-import { RunqlatSignal, type RunqlatWindow } from './runqlat.js';
+import { RunqlatSignal, type RunqlatWakeEvent, type RunqlatWindow } from './runqlat.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -129,6 +129,59 @@ describe('runqlat on the real kernel', () => {
       if (victim) await killAndWait(victim);
       rmdirSync(dir);
     }
+  });
+
+  it('wakes user space on a protect target\'s long waits only, at most once per gap, each wake backed by schedstat', async () => {
+    const base = makeTestCgroup('cpu');
+    const victimCg = base.child('victim');
+    const hogCg = base.child('sibling');
+    const aboveUs = 2000;
+    const signal = new RunqlatSignal({ perThread: false, host: false, ewmaAlpha: 0.5, wake: { aboveUs, min: 2, gapMs: 100 } });
+    const victim = await spawnInCgroup(victimCg.path, 'taskset', ['-c', '1', toolPath('victim'), '--period-us', '4000', '--work-us', '2400', '--quiet']);
+    let hog: Awaited<ReturnType<typeof spawnInCgroup>> | undefined;
+    const fdsBefore = readdirSync('/proc/self/fd').length;
+    const events: RunqlatWakeEvent[] = [];
+    try {
+      const targets: Target[] = [
+        { name: 'victim', role: 'protect', slot: 0, scope: { kind: 'cgroup', path: victimCg.path, version: 1, id: cgroupId(victimCg.path) } },
+        { name: 'sibling', role: 'noisy', slot: 1, scope: { kind: 'cgroup', path: hogCg.path, version: 1, id: cgroupId(hogCg.path) } },
+      ];
+      signal.start({ log: silentLogger, targets, cgroupVersion: 1 });
+      const off = signal.onWakeEvent((ev) => events.push(ev));
+      expect(off).toBeTypeOf('function');
+      await sleep(500);
+      const quiet = events.length;
+      const delay0 = runDelayNs(victim.pid);
+      const t0 = Date.now();
+      hog = await spawnInCgroup(hogCg.path, 'taskset', ['-c', '1', toolPath('hog'), '--threads', '4']);
+      await sleep(2000);
+      const delayNs = runDelayNs(victim.pid) - delay0;
+      const during = events.slice(quiet);
+      console.log(
+        `wakes: ${quiet} before the hogs, ${during.length} in 2 s beside them; first ${during[0] ? during[0].time - t0 : '-'} ms after the hogs were started; ` +
+          `waits reported ${during.map((e) => (e.waitUs / 1000).toFixed(1)).join(', ')} ms; victim run_delay ${(delayNs / 1e6).toFixed(0)} ms`,
+      );
+      // Only the armed (protect) slot wakes: the hogs wait far longer than the victim, but they are not protected.
+      expect(new Set(events.map((e) => e.target))).toEqual(new Set(['victim']));
+      expect(during.length).toBeGreaterThanOrEqual(2);
+      for (const e of during) {
+        expect(e.waitUs).toBeGreaterThanOrEqual(aboveUs);
+        expect(e.over).toBeGreaterThanOrEqual(2);
+      }
+      // The kernel's own accounting saw at least the waits the wakes reported (2 waits ≥ 2 ms per wake, at least).
+      expect(delayNs).toBeGreaterThanOrEqual(during.length * 2 * aboveUs * 1000);
+      // At most one wake per 100 ms of the kernel's clock.
+      for (let i = 1; i < events.length; i++) expect(events[i]!.kernelNs - events[i - 1]!.kernelNs).toBeGreaterThanOrEqual(100_000_000n);
+      off!();
+    } finally {
+      signal.close();
+      if (hog) await killAndWait(hog);
+      await killAndWait(victim);
+      base.remove();
+    }
+    // The worker ends and its fds (a duplicate of the ring buffer's, an eventfd) are closed.
+    for (let i = 0; i < 50 && readdirSync('/proc/self/fd').length > fdsBefore; i++) await sleep(20);
+    expect(readdirSync('/proc/self/fd').length).toBeLessThanOrEqual(fdsBefore);
   });
 
   it('close() detaches and is idempotent', () => {

@@ -12,13 +12,16 @@ import { Ewma } from '../../stats/ewma.js';
 import { slotCount, syncMembership, u64 } from '../membership.js';
 import { BpfSignal } from '../bpf-signal.js';
 import { CumulativeSlots } from '../cumulative.js';
+import { RingBufferWatcher, type RingRecords } from '../../bpf/ringbuf.js';
 
 // Mirrors runqlat.h.
 export const RUNQLAT_BUCKETS = 32;
 const HIST_U64S = RUNQLAT_BUCKETS + 6;
 const HIST_SIZE = HIST_U64S * 8; // sizeof(struct runqlat_hist)
 const THREAD_SIZE = RUNQLAT_BUCKETS * 4 + 3 * 8 + 8; // sizeof(struct runqlat_thread)
-const CFG_SIZE = 12; // sizeof(struct runqlat_cfg)
+const CFG_SIZE = 32; // sizeof(struct runqlat_cfg)
+const WAKE_STATE_SIZE = 24; // sizeof(struct runqlat_wake_state)
+const WAKE_SIZE = 24; // sizeof(struct runqlat_wake)
 
 export interface RunqlatOptions {
   perThread: boolean;
@@ -27,6 +30,33 @@ export interface RunqlatOptions {
   ewmaAlpha: number;
   /** Pin an attach variant; `auto` (default) takes tp_btf where the kernel has it, else raw_tp. */
   attach?: 'auto' | RunqlatHook;
+  /**
+   * Event-driven detection: the kernel counts the waits of protect targets' tasks that reach `aboveUs` and wakes the
+   * agent (onWake) when `min` of them fall within `gapMs`, at most once per `gapMs` per target. Absent: no wakes.
+   */
+  wake?: RunqlatWake;
+}
+
+export interface RunqlatWake {
+  aboveUs: number;
+  min: number;
+  gapMs: number;
+}
+
+/** Two long waits within 100 ms wake the agent, at most once per 100 ms per target (the agent's own early-tick limit). */
+export const RUNQLAT_WAKE_DEFAULTS = { min: 2, gapMs: 100 } as const;
+
+/** A wake as the kernel sent it: a protect target whose long waits crossed the line. */
+export interface RunqlatWakeEvent {
+  target: string;
+  /** Waits at or over the line within the gap that fired it. */
+  over: number;
+  /** The wait that fired it, µs. */
+  waitUs: number;
+  /** When the agent's worker woke, ms since the epoch. */
+  time: number;
+  /** The kernel's clock at the wake (bpf_ktime_get_ns, CLOCK_MONOTONIC), ns. */
+  kernelNs: bigint;
 }
 
 export type RunqlatHook = 'tp_btf' | 'raw_tp';
@@ -60,6 +90,10 @@ export class RunqlatSignal extends BpfSignal<AttachKind> implements Signal {
   private readonly slots = new CumulativeSlots(RUNQLAT_BUCKETS, 6);
   private readonly ewma = new Map<number, Ewma>();
   private lastHost?: RunqlatWindow;
+  /** Slots whose long waits wake us (protect targets), as written to the kernel's wake_state. */
+  private armed = new Set<number>();
+  private watcher?: RingBufferWatcher;
+  private readonly wakeListeners = new Set<(ev: RunqlatWakeEvent) => void>();
 
   constructor(private readonly opts: RunqlatOptions) {
     super();
@@ -68,6 +102,12 @@ export class RunqlatSignal extends BpfSignal<AttachKind> implements Signal {
   start(ctx: SignalContext): void {
     const { capacity, cfg, log } = this.begin(ctx, CFG_SIZE, this.opts.host);
     cfg[8] = this.opts.perThread ? 1 : 0;
+    const wake = this.opts.wake;
+    if (wake) {
+      cfg.writeUInt32LE(wake.min, 12);
+      cfg.writeBigUInt64LE(BigInt(Math.round(wake.aboveUs * 1000)), 16);
+      cfg.writeBigUInt64LE(BigInt(Math.round(wake.gapMs * 1e6)), 24);
+    }
     const loaded = loadFirstWorking(
       'runqlat',
       // Where arguments are BTF-typed a wait is remembered in task storage, else in a tid-keyed hash.
@@ -78,6 +118,7 @@ export class RunqlatSignal extends BpfSignal<AttachKind> implements Signal {
       (o) => {
         o.setRodata('.rodata.cfg', cfg);
         o.setMaxEntries('hists', slotCount(capacity));
+        o.setMaxEntries('wake_state', slotCount(capacity));
       },
       log,
       { order: attachOrder(this.opts.attach, RUNQLAT_HOOK_ORDER), needs: 'tp_btf (v5.5 with BTF) or raw_tp (v4.17)' },
@@ -87,6 +128,10 @@ export class RunqlatSignal extends BpfSignal<AttachKind> implements Signal {
     if (hists.valueSize !== HIST_SIZE) {
       throw new TunerError('INTERNAL', `decode runqlat hists: value is ${hists.valueSize} bytes, expected ${HIST_SIZE}`);
     }
+    if (obj.map('wake_state').valueSize !== WAKE_STATE_SIZE) {
+      throw new TunerError('INTERNAL', `decode runqlat wake_state: value is ${obj.map('wake_state').valueSize} bytes, expected ${WAKE_STATE_SIZE}`);
+    }
+    this.armed = new Set();
     this.updateTargets(ctx.targets);
     // Baseline so the first window does not include history from before start.
     this.slots.read(hists);
@@ -99,6 +144,56 @@ export class RunqlatSignal extends BpfSignal<AttachKind> implements Signal {
     if (!this.obj) return;
     this.targets = targets;
     syncMembership(this.obj, targets);
+    if (this.opts.wake) this.arm(targets);
+  }
+
+  /** Arms the slots of protect targets in the kernel's wake_state and disarms the rest; writes only what changed. */
+  private arm(targets: Target[]): void {
+    const want = new Set(targets.filter((t) => t.role === 'protect').map((t) => t.slot));
+    const m = this.obj!.map('wake_state');
+    const key = Buffer.alloc(4);
+    for (const slot of new Set([...want, ...this.armed])) {
+      if (want.has(slot) === this.armed.has(slot)) continue;
+      const value = Buffer.alloc(WAKE_STATE_SIZE);
+      value.writeUInt32LE(want.has(slot) ? 1 : 0, 20);
+      key.writeUInt32LE(slot);
+      m.update(key, value);
+    }
+    this.armed = want;
+  }
+
+  /**
+   * Calls `fn` when the kernel reports that a protect target's waits crossed the line (see RunqlatOptions.wake).
+   * Without `wake`, never; returns undefined then. The first subscriber starts the ring buffer's worker.
+   */
+  onWake(fn: (reason: string) => void): (() => void) | undefined {
+    return this.onWakeEvent((ev) =>
+      fn(`runqlat: ${ev.target} waited ${(ev.waitUs / 1000).toFixed(1)} ms (${ev.over} waits ≥ ${(this.opts.wake!.aboveUs / 1000).toFixed(1)} ms within ${this.opts.wake!.gapMs} ms)`),
+    );
+  }
+
+  onWakeEvent(fn: (ev: RunqlatWakeEvent) => void): (() => void) | undefined {
+    if (!this.opts.wake || !this.obj) return undefined;
+    this.wakeListeners.add(fn);
+    this.watcher ??= RingBufferWatcher.start(
+      this.obj.map('wakes'),
+      (batch) => this.deliver(batch),
+      (why) => this.log?.warn({ why }, 'runqlat wakes stopped: the agent now sees long waits at its ticks only'),
+    );
+    return () => {
+      this.wakeListeners.delete(fn);
+    };
+  }
+
+  private deliver(batch: RingRecords): void {
+    for (const r of batch.records) {
+      if (r.length < WAKE_SIZE) continue;
+      const slot = r.readUInt32LE(0);
+      const target = this.targets.find((t) => t.slot === slot);
+      if (!target) continue;
+      const ev: RunqlatWakeEvent = { target: target.name, over: r.readUInt32LE(4), waitUs: Number(r.readBigUInt64LE(8)) / 1000, time: batch.time, kernelNs: r.readBigUInt64LE(16) };
+      for (const fn of this.wakeListeners) fn(ev);
+    }
   }
 
   private windowOf(slot: number): RunqlatWindow {
@@ -177,6 +272,10 @@ export class RunqlatSignal extends BpfSignal<AttachKind> implements Signal {
   }
 
   close(): void {
+    // The worker polls its own duplicate of the ring buffer's fd, so the object may close before the worker ends.
+    void this.watcher?.close();
+    this.watcher = undefined;
+    this.wakeListeners.clear();
     this.obj?.close();
     this.obj = undefined;
   }
