@@ -61,7 +61,19 @@ export DEBIAN_FRONTEND=noninteractive
 APT_OPTS=(-o DPkg::Lock::Timeout=600)
 
 STEP_LOG=$(mktemp)
-trap 'rm -f "$STEP_LOG"' EXIT
+# Debian's way to keep maintainer scripts from starting services: invoke-rc.d (and deb-systemd-invoke) ask
+# /usr/sbin/policy-rc.d first, and exit code 101 means "action forbidden". Placed only around apt-get install, and
+# only when the host has none: a policy of the host's own is left as it is.
+POLICY_RC_D=/usr/sbin/policy-rc.d
+PLACED_POLICY_RC_D=0
+cleanup() {
+	rm -f "$STEP_LOG"
+	if [ "$PLACED_POLICY_RC_D" = 1 ]; then rm -f "$POLICY_RC_D"; fi
+}
+trap cleanup EXIT
+# A signal ends the script through exit, so the EXIT trap still removes what it placed.
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
 
 log() { if [ "$QUIET" = 0 ]; then printf 'setup: %s\n' "$*" >&2; fi; }
 warn() { printf 'setup: warning: %s\n' "$*" >&2; }
@@ -141,20 +153,34 @@ for pkg in "${missing[@]}"; do
 	esac
 done
 if [ "${#to_install[@]}" -gt 0 ]; then
-	run "apt-get install" apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "${to_install[@]}"
-fi
-# The tests start their own Prometheus (temp config, data dir and port). The package's own daemon, which its
-# postinst starts where an init system runs, would only hold :9090 and a data dir: stop it, but only when this run
-# installed it, so an operator's Prometheus is left alone.
-case " ${to_install[*]} " in
-*" prometheus "*)
-	if [ -d /run/systemd/system ]; then
-		systemctl disable --now prometheus.service >&2 || warn "could not stop the packaged prometheus service"
-	elif [ -x /etc/init.d/prometheus ]; then
-		{ /etc/init.d/prometheus stop && update-rc.d prometheus disable; } >&2 || warn "could not stop the packaged prometheus service"
+	# Packages with a daemon (prometheus, nginx, redis-server) would otherwise be started by their postinst where an
+	# init system runs, holding :9090, :80 and :6379: the tests and benchmarks start their own instances instead.
+	if [ ! -e "$POLICY_RC_D" ] && [ ! -L "$POLICY_RC_D" ]; then
+		printf '#!/bin/sh\n# Placed by ebpf-tuner scripts/setup.sh while apt-get install runs: start no services.\nexit 101\n' >"$POLICY_RC_D"
+		chmod 0755 "$POLICY_RC_D"
+		PLACED_POLICY_RC_D=1
 	fi
-	;;
-esac
+	run "apt-get install" apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "${to_install[@]}"
+	if [ "$PLACED_POLICY_RC_D" = 1 ]; then
+		rm -f "$POLICY_RC_D"
+		PLACED_POLICY_RC_D=0
+	fi
+fi
+# The tests and benchmarks start their own Prometheus, nginx and redis-server (temp config, data dir and port). The
+# packaged daemons would only hold a port and a data dir: keep them from starting at boot, and stop them where a
+# policy-rc.d of the host's own let the postinst start them — but only when this run installed the package, so an
+# operator's own service is left alone.
+for svc in prometheus nginx redis-server; do
+	case " ${to_install[*]} " in
+	*" $svc "*) ;;
+	*) continue ;;
+	esac
+	if [ -d /run/systemd/system ]; then
+		systemctl disable --now "$svc.service" >&2 || warn "could not stop the packaged $svc service"
+	elif [ -x "/etc/init.d/$svc" ]; then
+		{ "/etc/init.d/$svc" stop && update-rc.d "$svc" disable; } >&2 || warn "could not stop the packaged $svc service"
+	fi
+done
 log "packages: ${#packages[@]} listed, $((${#packages[@]} - ${#unavailable[@]})) available in apt, ${#to_install[@]} installed now"
 
 # Catch a missing compiler here, with its name, rather than deep in a Makefile.

@@ -11,6 +11,18 @@ import { firstNudge, parseVictimLines, summarize as summarizeReaction } from './
 import { hookOf, summarize as summarizeBpf } from './sections/bpf-cost.js';
 import { summarize as summarizeOverhead, summarizePerSignal } from './sections/overhead.js';
 import { summarize as summarizeLearner } from './sections/learner.js';
+import {
+  appliedActions,
+  explainAgent,
+  missingBinaries,
+  nginxConfig,
+  parseRedisBenchmarkCsv,
+  parseWrk,
+  quotaCpus,
+  summarize as summarizeServers,
+  tickP99s,
+  type ServerRun,
+} from './sections/servers.js';
 import { fitSlope, heapAfterFullGc, summarize as summarizeSoak, type Sample } from './sections/soak.js';
 import { markdownTable, renderSummary } from './report.js';
 import { niceTicks, renderSvg, wrap } from './chart.js';
@@ -95,6 +107,103 @@ describe('parsers', () => {
     ];
     expect(firstNudge(log, 2000)?.time).toBe(5000);
     expect(firstNudge(log, 6000)).toBeUndefined();
+  });
+
+  it('reads wrk --latency output, and refuses a run the server answered with errors', () => {
+    // Captured on the project's CI machine kind: wrk 4.1.0 (Debian), nginx 1.22 serving a static file on loopback.
+    const ok = [
+      'Running 3s test @ http://127.0.0.1:18080/index.html',
+      '  1 threads and 2 connections',
+      '  Thread Stats   Avg      Stdev     Max   +/- Stdev',
+      '    Latency   113.52us  340.17us   5.09ms   96.14%',
+      '    Req/Sec    34.68k     5.60k   39.79k    80.65%',
+      '  Latency Distribution',
+      '     50%   49.00us',
+      '     75%   50.00us',
+      '     90%   85.00us',
+      '     99%    2.05ms',
+      '  106863 requests in 3.10s, 76.43MB read',
+      'Requests/sec:  34480.08',
+      'Transfer/sec:     24.66MB',
+      '',
+    ].join('\n');
+    const r = parseWrk(ok);
+    expect(r.p50Us).toBeCloseTo(49, 6);
+    expect(r.p75Us).toBeCloseTo(50, 6);
+    expect(r.p90Us).toBeCloseTo(85, 6);
+    expect(r.p99Us).toBeCloseTo(2050, 6);
+    expect(r.rps).toBeCloseTo(34480.08, 6);
+    expect(r.requests).toBe(106863);
+    // The same client against a path that does not exist: every answer a 404.
+    const notFound = [
+      'Running 1s test @ http://127.0.0.1:18080/missing',
+      '  1 threads and 2 connections',
+      '  Thread Stats   Avg      Stdev     Max   +/- Stdev',
+      '    Latency    57.05us   66.41us   2.25ms   98.57%',
+      '    Req/Sec    34.13k     2.18k   36.91k    81.82%',
+      '  Latency Distribution',
+      '     50%   51.00us',
+      '     75%   60.00us',
+      '     90%   66.00us',
+      '     99%  153.00us',
+      '  37233 requests in 1.10s, 10.94MB read',
+      '  Non-2xx or 3xx responses: 37233',
+      'Requests/sec:  33843.14',
+      'Transfer/sec:      9.94MB',
+      '',
+    ].join('\n');
+    expect(() => parseWrk(notFound)).toThrow(/Non-2xx or 3xx responses: 37233/);
+    expect(() => parseWrk(ok.replace(/ {2}Socket.*|\n {2}Latency Distribution[\s\S]*?2\.05ms/, ''))).toThrow(/no latency distribution/);
+    expect(() => parseWrk(ok.replace('Requests/sec:', '  Socket errors: connect 0, read 2, write 0, timeout 0\nRequests/sec:'))).toThrow(/Socket errors: connect 0, read 2/);
+    expect(parseWrk(ok.replace('    2.05ms', '    1.50s')).p99Us).toBeCloseTo(1_500_000, 6);
+  });
+
+  it('reads redis-benchmark --csv output by column name', () => {
+    // Captured on the project's CI machine kind: redis-benchmark 7.0.15 (Debian) -c 2 -n 5000 -t set,get --csv.
+    const csv = [
+      '"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"',
+      '"SET","35971.22","0.042","0.008","0.039","0.063","0.111","1.335"',
+      '"GET","32467.53","0.049","0.008","0.047","0.079","0.095","0.207"',
+      '',
+    ].join('\n');
+    const get = parseRedisBenchmarkCsv(csv);
+    expect(get.rps).toBeCloseTo(32467.53, 6);
+    expect(get.p50Us).toBeCloseTo(47, 6);
+    expect(get.p95Us).toBeCloseTo(79, 6);
+    expect(get.p99Us).toBeCloseTo(95, 6);
+    expect(get.maxUs).toBeCloseTo(207, 6);
+    expect(parseRedisBenchmarkCsv(csv, 'SET').p99Us).toBeCloseTo(111, 6);
+    expect(() => parseRedisBenchmarkCsv(csv, 'LPUSH')).toThrow(/no "LPUSH" row/);
+    expect(() => parseRedisBenchmarkCsv('Could not connect to Redis at 127.0.0.1:1: Connection refused')).toThrow(/redis-benchmark --csv/);
+  });
+
+  it("reads the server's run-queue p99 per tick from the agent's debug lines", () => {
+    const log = [
+      { time: 1000, msg: 'tick', tick: 1, targets: { nginx: 'p99=5100us n=40', neighbour: 'p99=9000us n=900' } },
+      { time: 2000, msg: 'tick', tick: 2, targets: { nginx: 'p99=2723us n=1480' } },
+      { time: 3000, msg: 'tick', tick: 3, targets: { neighbour: 'p99=9000us n=900' } },
+      { time: 3000, msg: 'signals', targets: { nginx: 'p99=1us n=1' } },
+      { time: 4000, msg: 'tick', tick: 4, targets: { nginx: 'p99=3187us n=1500' } },
+    ];
+    expect(tickP99s(log, 'nginx', 1500, 4000)).toEqual([2723, 3187]);
+    expect(tickP99s(log, 'redis', 0, 5000)).toEqual([]);
+  });
+
+  it('names every missing server binary with its package and the fix', () => {
+    expect(missingBinaries(() => true)).toBeUndefined();
+    const msg = missingBinaries((f) => !f.includes('redis'))!;
+    expect(msg).toContain('/usr/bin/redis-server (package redis-server)');
+    expect(msg).toContain('/usr/bin/redis-benchmark (package redis-tools)');
+    expect(msg).not.toContain('nginx');
+    expect(msg).toMatch(/— fix: scripts\/setup\.sh .*apt-get install redis-server redis-tools$/);
+  });
+
+  it("keeps nginx's files in the bench's directory", () => {
+    const conf = nginxConfig('/tmp/x', 40123);
+    for (const line of ['master_process on;', 'worker_processes 1;', 'daemon off;', 'pid /tmp/x/nginx.pid;', 'error_log /tmp/x/error.log warn;', 'access_log off;', 'listen 127.0.0.1:40123;', 'root /tmp/x/www;']) {
+      expect(conf).toContain(line);
+    }
+    expect(conf.match(/_temp_path \/tmp\/x\//g)).toHaveLength(5);
   });
 
   it('names the hook of a program from its name, else from its run count', () => {
@@ -213,6 +322,87 @@ describe('section summaries', () => {
     expect(fast.goals.slice(0, 2).map((g) => g.met)).toEqual([true, true]);
   });
 
+  it('servers: p99 against the isolated run per pair, and what the agent did', () => {
+    const run = (pair: 'nginx' | 'redis', condition: 'isolated' | 'neighbour' | 'agent', round: number, p99Us: number, extra: Partial<ServerRun> = {}): ServerRun => ({
+      round,
+      pair,
+      condition,
+      p50Us: 45,
+      p99Us,
+      rps: condition === 'isolated' ? 36000 : 25000,
+      requests: 1000,
+      clientS: 10,
+      serverCpusStart: '0',
+      serverCpusEnd: '0',
+      ...(condition === 'isolated' ? {} : { neighbourWeightStart: 1024, neighbourWeightEnd: 1024, neighbourQuotaStart: null, neighbourQuotaEnd: null }),
+      ...extra,
+    });
+    const runs: ServerRun[] = [1, 2, 3].flatMap((r) => [
+      run('nginx', 'isolated', r, 100 + r),
+      run('nginx', 'neighbour', r, 4400),
+      // The agent spread the server to both CPUs: nginx's p99 within 1.3× of the isolated run.
+      run('nginx', 'agent', r, 125, {
+        applied: { cpuset_spread: 1, pressure_backoff: r - 1 },
+        reverts: 0,
+        reactionMs: 2100,
+        serverCpusStart: '0-1',
+        serverCpusEnd: '0-1',
+        neighbourQuotaStart: r === 1 ? null : 0.5,
+        neighbourQuotaEnd: r === 1 ? null : 0.25,
+        agentP99s: [4500, 1200, 900],
+      }),
+      run('redis', 'isolated', r, 100),
+      run('redis', 'neighbour', r, 1200),
+      // No action: the agent saw run-queue p99 under its threshold and no pile-up.
+      run('redis', 'agent', r, 1100, { applied: {}, reverts: 0, agentP99s: [1000, 1100] }),
+    ]);
+    const s = summarizeServers(runs, { rounds: 3, measureS: 10, settleS: 5 });
+    expect(s.goals.map((g) => g.met)).toEqual([true, false]);
+    expect(s.goals[0]!.measured).toBe('1.23× (125 vs 102 µs); no agent: 43.14× (4400 µs)');
+    expect(s.tables).toHaveLength(2);
+    expect(s.tables[0]!.rows.map((r) => r[0])).toEqual(['server alone', 'with neighbour, no agent', 'with neighbour + agent']);
+    expect(s.tables[0]!.rows[2]!.slice(1, 4)).toEqual(['45', '125', '1.23×']);
+    expect(s.tables[0]!.rows[2]!.slice(7)).toEqual(['0-1 → 0-1', '1024 → 1024', '0.50 CPU → 0.25 CPU', '2.10 s', 'cpuset_spread 1.0, pressure_backoff 1.0', '1200; 3 of 9']);
+    expect(s.tables[0]!.rows[1]![9]).toBe('none → none');
+    expect(s.tables[1]!.rows[1]![5]).toBe('0.69×');
+    expect(s.tables[1]!.rows[2]!.slice(10, 12)).toEqual(['— s (none in 3 of 3 runs)', 'none']);
+    const [nginxNote, redisNote] = s.notes.filter((n) => / goal (met|missed) — /.test(n));
+    expect(nginxNote).toMatch(/^nginx \+ wrk: goal met — p99 1\.23× isolated with the agent, 43\.14× without; actions applied per run \(median\): cpuset_spread 1\.0, pressure_backoff 1\.0; at the end of the measured run \(median\) the server's CPUs were 0-1, the neighbour's weight 1024 and its CPU quota 0\.25 CPU/);
+    expect(nginxNote).toContain('99% of the p99 the neighbour added is gone');
+    expect(nginxNote).toContain('could run on CPU 1 too');
+    expect(redisNote).toMatch(/^redis-server \+ redis-benchmark: goal missed — p99 11\.00× isolated with the agent, 12\.00× without; the agent applied no action in any run, so the difference between the two is run-to-run variation/);
+    expect(redisNote).toContain('1050 µs in the median tick of the measured runs, over the cpu_weight threshold of 4 ms in 0 of 6 ticks');
+    expect(s.charts.map((c) => c.kind)).toEqual(['bar', 'bar']);
+    expect(s.charts[0]!.refLine?.value).toBeCloseTo(1.3 * 102, 6);
+    // The agent acted and the server no longer waited for a CPU, yet the client's p99 stayed high.
+    const capped = runs.map((r) => (r.pair === 'nginx' && r.condition === 'agent' ? { ...r, p99Us: 3800, agentP99s: [6, 2] } : r));
+    const note = explainAgent('nginx', capped, 3800 / 102, 4400 / 102);
+    expect(note).toMatch(/^nginx \+ wrk: goal missed — p99 37\.25× isolated with the agent, 43\.14× without; actions applied per run/);
+    expect(note).toContain('14% of the p99 the neighbour added is gone');
+    expect(note).toContain("so the p99 that is left is not the server's threads waiting for a CPU");
+    expect(explainAgent('redis', runs, 11, 12)).not.toContain('is left');
+  });
+
+  it('reads a CPU quota in CPUs from cgroup v1 and v2 files', () => {
+    const cg = (files: Record<string, string>) => ({ has: (f: string) => f in files, read: (f: string) => files[f]! });
+    expect(quotaCpus(cg({ 'cpu.cfs_quota_us': '-1', 'cpu.cfs_period_us': '100000' }))).toBeNull();
+    expect(quotaCpus(cg({ 'cpu.cfs_quota_us': '26000', 'cpu.cfs_period_us': '100000' }))).toBeCloseTo(0.26, 9);
+    expect(quotaCpus(cg({ 'cpu.max': 'max 100000' }))).toBeNull();
+    expect(quotaCpus(cg({ 'cpu.max': '50000 100000' }))).toBeCloseTo(0.5, 9);
+  });
+
+  it('counts applied decisions per action from the agent log', () => {
+    const log = [
+      { time: 1000, kind: 'applied', action: 'cpu_weight' },
+      { time: 3000, kind: 'applied', action: 'cpuset_spread' },
+      { time: 4000, kind: 'refused', action: 'cpu_weight' },
+      { time: 5000, kind: 'applied', action: 'cpu_weight' },
+      { time: 6000, kind: 'reverted', action: 'cpuset_spread' },
+    ];
+    expect(appliedActions(log)).toEqual({ cpu_weight: 2, cpuset_spread: 1 });
+    expect(appliedActions(log, 2000)).toEqual({ cpu_weight: 1, cpuset_spread: 1 });
+  });
+
   it('soak: slopes per hour over the second half decide "levelled off"', () => {
     const churn = { cgroupsCreated: 300, cgroupsRemoved: 300, processesStarted: 900, processesEnded: 900, reloads: 40 };
     // Warm-up climb in the first half, then flat with alternating noise: level.
@@ -271,7 +461,7 @@ describe('report', () => {
     expect(md).toContain('Command: `ebpf-tuner bench --quick --out x`');
     expect(md).toContain('| Overhead | g | m | not met |');
     expect(md).toContain('## 2. Overhead');
-    expect(md).toContain('## 5. Learner');
+    expect(md).toContain('## 6. Learner');
     expect(md).toContain('![Overhead](overhead.png)');
     expect(md).toContain('took 1 min 15 s');
   });
@@ -279,8 +469,9 @@ describe('report', () => {
   it('selects sections by id or number, and refuses unknown ones', () => {
     expect(selectSections(['2', 'reaction']).map((s) => s.id)).toEqual(['overhead', 'reaction']);
     expect(selectSections(['bpf-cost,agent-cost']).map((s) => s.id)).toEqual(['bpf-cost', 'agent-cost']);
-    expect(selectSections().length).toBe(6);
-    expect(selectSections(['6']).map((s) => s.id)).toEqual(['soak']);
+    expect(selectSections().length).toBe(7);
+    expect(selectSections(['5', 'reaction']).map((s) => s.id)).toEqual(['reaction', 'servers']);
+    expect(selectSections(['7']).map((s) => s.id)).toEqual(['soak']);
     expect(() => selectSections(['nope'])).toThrow(/no such section/);
   });
 });

@@ -1,8 +1,9 @@
 /**
  * `ebpf-tuner bench`: benchmarks that show the agent's overhead is low and its effect real, in one run on this
  * host — per-event BPF cost against a floor and against libbpf-tools/bpftrace, end-to-end workload overhead, the
- * agent's own CPU and memory as targets grow, and reaction/effect in the noisy-neighbour scenario (plus the
- * learner's regret when that exists). Writes results.json, summary.md and one PNG chart per section to `out`.
+ * agent's own CPU and memory as targets grow, reaction/effect in the noisy-neighbour scenario and on real servers
+ * (nginx, redis) as their own clients measure it (plus the learner's regret when that exists). Writes results.json,
+ * summary.md and one PNG chart per section to `out`.
  *
  * Everything it creates (processes, cgroups, temp dirs, BPF programs) is removed at the end, on an error and on
  * Ctrl-C/SIGTERM.
@@ -23,6 +24,7 @@ import { bpfCost } from './sections/bpf-cost.js';
 import { learner, SectionSkipped } from './sections/learner.js';
 import { overhead } from './sections/overhead.js';
 import { reaction } from './sections/reaction.js';
+import { servers } from './sections/servers.js';
 import { soak } from './sections/soak.js';
 import { SECTION_IDS, type Section, type SectionId, type SectionResult } from './types.js';
 
@@ -33,7 +35,7 @@ export interface BenchOptions {
   quick: boolean;
   /** Output directory (created if missing). */
   out: string;
-  /** Section ids (bpf-cost, overhead, agent-cost, reaction, learner, soak) or numbers 1–6; all when absent. */
+  /** Section ids (bpf-cost, overhead, agent-cost, reaction, servers, learner, soak) or numbers 1–7; all when absent. */
   sections?: string[];
   /** Length of the soak section (default 600 s; 20 s with `quick`). */
   soakSeconds?: number;
@@ -42,7 +44,7 @@ export interface BenchOptions {
 }
 
 /** Every section, in report order. Adding one is one line here. */
-const SECTIONS: Section[] = [bpfCost, overhead, agentCost, reaction, learner, soak];
+const SECTIONS: Section[] = [bpfCost, overhead, agentCost, reaction, servers, learner, soak];
 
 export function selectSections(names?: string[]): Section[] {
   if (!names || names.length === 0) return SECTIONS;

@@ -48,6 +48,9 @@ export function describeMachine(): Machine {
       bpftrace: firstLine('bpftrace', ['--version']),
       perf: firstLine('perf', ['--version']),
       runqlat: firstLine('dpkg-query', ['-W', '-f', '${Version}', 'libbpf-tools']),
+      nginx: firstLine('dpkg-query', ['-W', '-f', '${Version}', 'nginx']),
+      wrk: firstLine('dpkg-query', ['-W', '-f', '${Version}', 'wrk']),
+      redis: firstLine('dpkg-query', ['-W', '-f', '${Version}', 'redis-server']),
     },
   };
 }

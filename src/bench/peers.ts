@@ -74,6 +74,8 @@ export interface AgentOptions {
   /** Node.js flags for the agent's process (`node <flags> bin/ebpf-tuner run …`), e.g. diagnostics. */
   nodeFlags?: string[];
   readyTimeoutMs?: number;
+  /** `--log-level`; info by default. debug adds one `"msg":"tick"` line per tick with each target's run-queue p99. */
+  logLevel?: 'info' | 'debug';
 }
 
 export interface AgentLogLine {
@@ -166,7 +168,7 @@ export function agentBinary(): string {
 /** Starts `ebpf-tuner run` with its own state directory and waits until it logs that it is running. */
 export async function startAgent(res: Resources, opts: AgentOptions = {}): Promise<RunningAgent> {
   const dir = res.tempDir('agent');
-  const args = ['run', '--state-dir', path.join(dir, 'state'), '--log-level', 'info'];
+  const args = ['run', '--state-dir', path.join(dir, 'state'), '--log-level', opts.logLevel ?? 'info'];
   let configFile: string | undefined;
   if (opts.config) {
     configFile = path.join(dir, 'config.yaml');

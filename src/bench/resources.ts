@@ -171,6 +171,10 @@ export interface BenchCgroup {
   child(name: string): BenchCgroup;
   /** Writes a control file of this cgroup. */
   write(file: string, value: string): void;
+  /** Reads a control file of this cgroup, trimmed. */
+  read(file: string): string;
+  /** Whether this cgroup has the control file (cpu.shares on cgroup v1, cpu.weight on v2). */
+  has(file: string): boolean;
 }
 
 export class Resources {
@@ -368,6 +372,12 @@ function cgroupHandle(dir: string): BenchCgroup {
     },
     write(file: string, value: string): void {
       fs.writeFileSync(path.join(dir, file), value);
+    },
+    read(file: string): string {
+      return fs.readFileSync(path.join(dir, file), 'utf8').trim();
+    },
+    has(file: string): boolean {
+      return fs.existsSync(path.join(dir, file));
     },
   };
 }

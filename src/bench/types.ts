@@ -3,7 +3,7 @@ import type { Progress } from './progress.js';
 import type { Resources } from './resources.js';
 import type { ChartPanel } from './chart.js';
 
-export const SECTION_IDS = ['bpf-cost', 'overhead', 'agent-cost', 'reaction', 'learner', 'soak'] as const;
+export const SECTION_IDS = ['bpf-cost', 'overhead', 'agent-cost', 'reaction', 'servers', 'learner', 'soak'] as const;
 export type SectionId = (typeof SECTION_IDS)[number];
 
 export interface BenchContext {

@@ -236,10 +236,10 @@ Exit codes: 0 valid; 2 \`run\` would refuse this config (every problem is listed
 
   program
     .command('bench')
-    .description('measure the agent: BPF cost per event, workload slowdown, agent CPU/RSS vs targets, reaction and effect, memory under target churn')
+    .description('measure the agent: BPF cost per event, workload slowdown, agent CPU/RSS vs targets, reaction and effect, effect on nginx and redis, memory under target churn')
     .option('--quick', 'a few seconds per section: a smoke test, numbers not judged')
     .option('--out <dir>', 'where results.json, summary.md and the charts go', 'bench-results')
-    .option('--sections <list>', 'comma-separated ids or numbers: bpf-cost, overhead, agent-cost, reaction, learner, soak')
+    .option('--sections <list>', 'comma-separated ids or numbers: bpf-cost, overhead, agent-cost, reaction, servers, learner, soak')
     .option('--soak-duration <seconds>', 'length of the soak section (default 600; 20 with --quick)', positiveSeconds)
     .action(async (opts: { quick?: boolean; out: string; sections?: string; soakDuration?: number }) => {
       try {

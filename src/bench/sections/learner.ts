@@ -1,5 +1,5 @@
 /**
- * Section 5 — the learned strategy against the heuristic, when the learner exists: its own benchmark
+ * Section 6 — the learned strategy against the heuristic, when the learner exists: its own benchmark
  * (src/engine/learned/bench.ts, `runLearnerBench({quick, seed})`) returns one row per scenario and episode with
  * both outcomes and the regret; this section tabulates and charts them. Without that module it is skipped.
  */

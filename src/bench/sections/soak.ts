@@ -1,5 +1,5 @@
 /**
- * Section 6 — does the agent's memory level off under target churn? The agent runs as deployed (default signals,
+ * Section 7 — does the agent's memory level off under target churn? The agent runs as deployed (default signals,
  * 1 s tick) with targets that keep changing underneath it: cgroups appear and vanish under a `cgroup_pattern`
  * target, each with a short-lived process; a `comm` and a `pidfile` target's processes restart; and the plain
  * cgroup targets are swapped by rewriting the config file and sending SIGHUP, as an operator would. Its VmRSS
