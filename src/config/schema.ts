@@ -544,8 +544,8 @@ const noisyNeighbor = strict(
     ),
     trigger_ticks: triggerTicks(2, 'consecutive hot ticks before a step'),
     event_driven: enabled(
-      true,
-      'the kernel counts protect targets\' run-queue waits of at least `p99_threshold_us` and wakes the agent for an early tick when two fall within 100 ms (at most one per 100 ms), so hot ticks come within a few hundred ms of the onset instead of at the tick; off: only the tick looks',
+      false,
+      'the kernel counts protect targets\' run-queue waits of at least `p99_threshold_us` and wakes the agent for an early tick when two fall within 100 ms (at most one per 100 ms), so the first step comes about 0.5 s after the onset instead of 2–3 s; off by default because the closed loop then judges a step against the short windows before it and reverted 2 of 3 first steps in the reaction benchmark',
     ),
     calm_ticks: calmTicks(10, 'consecutive calm ticks before restoring'),
     calm_fraction: doc(

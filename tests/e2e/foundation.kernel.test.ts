@@ -124,10 +124,10 @@ describe('foundation loop: runqlat → cpu_weight → journal → restore', () =
   });
 
   /** The agent under the given `noisy_neighbor: …`, `guardrails: …` and `closed_loop: …` lines; the sibling's cpu.shares as sampled for `ms`. */
-  async function sharesUnder(noisy: string, guardrails: string, closedLoop: string, ms: number): Promise<number[]> {
+  async function sharesUnder(noisy: string, guardrails: string, closedLoop: string, ms: number, tick = '500ms'): Promise<number[]> {
     const file = scene.state.file(
       'steps.yaml',
-      `tick: 500ms
+      `tick: ${tick}
 policy:
   ${noisy}
   pressure_backoff: {enabled: false}
@@ -144,7 +144,7 @@ targets:
     const agent = startAgent(['--config', file, '--state-dir', scene.state.path]);
     scene.procs.push(agent);
     await agent.waitFor((l) => l.msg === 'agent running');
-    await startHogs();
+    const hogs = await startHogs();
     const seen: number[] = [];
     for (const t0 = Date.now(); Date.now() - t0 < ms; await sleep(50)) {
       const s = shares(scene.batch);
@@ -153,6 +153,7 @@ targets:
     agent.child.kill('SIGTERM');
     expect((await agent.exited).code).toBe(0);
     expect(shares(scene.batch)).toBe(1024);
+    await killAndWait(hogs);
     return seen;
   }
 
@@ -185,6 +186,17 @@ targets:
     );
     console.log(`cpu.shares seen: ${seen.join(' → ')}`);
     expect(seen).toEqual([1024, 717, 1024]);
+  });
+
+  it('with event_driven, the kernel\'s wake brings the step long before the first tick', async () => {
+    // A 10 s tick: in these 6 s no regular tick comes at all, so a step can only follow an early tick taken on the
+    // runqlat program's wake; without event_driven the same scene sees no step.
+    const noisy = (on: boolean) => `noisy_neighbor: {p99_threshold_us: 3000, trigger_ticks: 1, step_fraction: 0.3, event_driven: ${on}}`;
+    const woken = await sharesUnder(noisy(true), 'guardrails: {cooldown: 0s}', 'closed_loop: {window_ticks: 100}', 6000, '10s');
+    const ticked = await sharesUnder(noisy(false), 'guardrails: {cooldown: 0s}', 'closed_loop: {window_ticks: 100}', 6000, '10s');
+    console.log(`cpu.shares seen: event_driven ${woken.join(' → ')}; tick only ${ticked.join(' → ')}`);
+    expect(woken).toEqual([1024, 717]);
+    expect(ticked).toEqual([1024]);
   });
 
   it('takes no further step on a knob while the closed loop is still judging the last one (window_ticks)', async () => {

@@ -41,8 +41,8 @@ const CONDITIONS: Condition[] = [
   { id: 'isolated', label: 'victim alone', neighbour: false },
   { id: 'neighbour', label: 'with neighbour, no agent', neighbour: true },
   { id: 'agent', label: 'with neighbour + agent (1 s tick, defaults)', neighbour: true, tick: '1s' },
-  { id: 'agent-tick-only', label: 'with neighbour + agent (1 s tick, event_driven off)', neighbour: true, tick: '1s', eventDriven: false },
-  { id: 'agent-100ms', label: 'with neighbour + agent (100 ms tick, event_driven off)', neighbour: true, tick: '100ms', eventDriven: false },
+  { id: 'agent-event', label: 'with neighbour + agent (1 s tick, event_driven on)', neighbour: true, tick: '1s', eventDriven: true },
+  { id: 'agent-100ms', label: 'with neighbour + agent (100 ms tick)', neighbour: true, tick: '100ms' },
 ];
 
 function params(quick: boolean) {
@@ -230,20 +230,20 @@ export function summarize(runs: RunResult[], p: Record<string, unknown> & { stea
       ];
     }),
   };
-  const react = reactionS('agent');
-  const reactTick = reactionS('agent-tick-only');
+  const reactTick = reactionS('agent');
+  const react = reactionS('agent-event');
   const react100 = reactionS('agent-100ms');
   const withAgent = ratio(med('agent', 'steadyP99'), iso99);
   const withAgent100 = ratio(med('agent-100ms', 'steadyP99'), iso99);
   const goals: Goal[] = [
     {
       goal: 'contention → first nudge ≤ 1 s median at the default 1 s tick',
-      measured: `${fmt(react, 2)} s with the defaults (1 s tick, event-driven); ${fmt(reactTick, 2)} s at 1 s tick without event-driven detection; ${fmt(react100, 2)} s at 100 ms tick without it`,
+      measured: `${fmt(react, 2)} s at the 1 s tick with event_driven on; ${fmt(reactTick, 2)} s with the defaults (tick only); ${fmt(react100, 2)} s at 100 ms tick`,
       met: Number.isFinite(react) ? react <= 1 : null,
     },
     {
       goal: 'contention → first nudge ≤ 300 ms event-driven',
-      measured: `${fmt(react, 2)} s (1 s tick, event_driven on)`,
+      measured: `${fmt(react, 2)} s (1 s tick, event_driven on); p99 × isolated with it ${fmtRatio(ratio(med('agent-event', 'steadyP99'), iso99))}`,
       met: Number.isFinite(react) ? react <= 0.3 : null,
     },
     {
@@ -284,7 +284,7 @@ export function summarize(runs: RunResult[], p: Record<string, unknown> & { stea
     notes: [
       `Victim: ${VICTIM.workUs} µs of CPU every ${VICTIM.periodUs} µs (calibrated once, then a fixed iteration count); hog --threads 4 starts ${p.leadS} s after the victim; both pinned to CPU ${CONTENTION_CPU}, each in its own sibling cgroup under one bench cgroup (cpu v1 shares 1024 each at start).`,
       'The agent runs its default policy (noisy_neighbor: p99 threshold 4 ms, 2 hot ticks, 3 s cooldown, closed-loop check over 5 ticks); "contention → first nudge" is from the hog start to the `time` of its first `kind: "applied"`, `action: "cpu_weight"` log line.',
-      'Event-driven detection (the default, `policy.noisy_neighbor.event_driven`): the sched_switch program counts the protect target\'s waits of at least the threshold and wakes the agent through a ring buffer when two fall within 100 ms (at most once per 100 ms), so the two hot ticks the rule needs can both be early ticks instead of two 1 s ticks.',
+      'Event-driven detection (`policy.noisy_neighbor.event_driven`, off by default): the sched_switch program counts the protect target\'s waits of at least the threshold and wakes the agent through a ring buffer when two fall within 100 ms (at most once per 100 ms), so the two hot ticks the rule needs can both be early ticks instead of two 1 s ticks.',
       'The machine is shared: a round where another workload lands on the same CPU shows up as a spike; medians over rounds damp it. "p99 before contention" is the victim alone in the first second of each run: when it is already high, other load was competing, and the agent may have been reacting to that as well as to the hogs.',
     ],
     charts,
