@@ -56,6 +56,7 @@ export interface AgentOptions {
 
 /** How many ticks between rescans of target membership (new child cgroups, exited pids). */
 const MEMBERSHIP_EVERY_TICKS = 5;
+const SCOPE_LOOKUP_EVERY_REFRESHES = 12;
 /** How many ticks between info-level summaries of the signals (every tick is logged at debug). */
 const SUMMARY_EVERY_TICKS = 10;
 
@@ -84,6 +85,9 @@ export class Agent {
   private guardrails?: Guardrails;
   private timer?: NodeJS.Timeout;
   private ticks = 0;
+  private membershipRefreshes = 0;
+  /** Each cgroup target's directory and its v1 twins, by target directory (see writeScope). */
+  private readonly scopeDirs = new Map<string, string[]>();
   private lastTick = 0;
   private stopping?: Promise<RestoreReport | undefined>;
   private started = false;
@@ -222,7 +226,7 @@ export class Agent {
     this.audit = new AuditLog(this.dryRunDb ?? this.journal.db);
     if (!this.dryRun) for (const a of ACTIONS) a.start?.({ stateDir: this.stateDir, dryRun: this.dryRun });
 
-    const { cgroupDirs, pids } = writeScope(this.targets, layout);
+    const { cgroupDirs, pids } = writeScope(this.targets, layout, this.scopeDirs);
     const deny = [
       ...defaultDenyList(layout),
       ...this.config.guardrails.denyCgroups.map((p) => ({ path: p, subtree: true, reason: 'in guardrails.deny_cgroups' })),
@@ -371,7 +375,9 @@ export class Agent {
       this.log.warn({ cgroups: changes.overflow }, 'a cgroup pattern matches more cgroups than its max_matches; these are left out — fix: raise max_matches');
     }
     for (const s of this.signals) s.updateTargets?.(this.targets);
-    const { cgroupDirs, pids } = writeScope(this.targets, this.layout);
+    // Where a v1 cgroup's twins live is looked up again once a minute, or at once for a target that is new.
+    if (++this.membershipRefreshes % SCOPE_LOOKUP_EVERY_REFRESHES === 0) this.scopeDirs.clear();
+    const { cgroupDirs, pids } = writeScope(this.targets, this.layout, this.scopeDirs);
     this.writer?.updateScope(cgroupDirs, pids);
   }
 
@@ -559,9 +565,16 @@ export class Agent {
  * What the writer may touch: every cgroup target's directory — and, for v1, the same relative path in the other
  * hierarchies (cpuset, memory...), which is the same target — and every pid target's processes.
  */
-function writeScope(targets: readonly Target[], layout: CgroupLayout): { cgroupDirs: string[]; pids: number[] } {
+function writeScope(targets: readonly Target[], layout: CgroupLayout, known: Map<string, string[]>): { cgroupDirs: string[]; pids: number[] } {
+  const dirsOf = (dir: string): string[] => {
+    let dirs = known.get(dir);
+    if (!dirs) known.set(dir, (dirs = sameCgroupEverywhere(dir, layout)));
+    return dirs;
+  };
+  const live = new Set(targets.flatMap((t) => (t.scope.kind === 'cgroup' ? [t.scope.path] : [])));
+  for (const dir of known.keys()) if (!live.has(dir)) known.delete(dir);
   return {
-    cgroupDirs: targets.flatMap((t) => (t.scope.kind === 'cgroup' ? sameCgroupEverywhere(t.scope.path, layout) : [])),
+    cgroupDirs: targets.flatMap((t) => (t.scope.kind === 'cgroup' ? dirsOf(t.scope.path) : [])),
     pids: targets.flatMap((t) => (t.scope.kind === 'pids' ? t.scope.pids : [])),
   };
 }

@@ -35,4 +35,21 @@ describe('CumulativeSlots', () => {
     expect([...w.counters]).toEqual([2]);
     expect([...slots.window(9).counters]).toEqual([0]);
   });
+
+  it('hands out the same exporter histogram while a slot counts nothing new, and a new one when it does', () => {
+    const one = (v: number[]) => [v, ...Array.from({ length: possibleCpus - 1 }, () => v.map(() => 0))];
+    const slots = new CumulativeSlots(2, 2);
+    const m = new Map([[0, one([1, 2, 3, 5000])]]);
+    slots.read(fakeMap(m, 4));
+    const first = slots.histogram(0, 1000);
+    expect(first).toEqual({ counts: [1, 2], count: 3, sumUs: 5 });
+    slots.advance();
+    slots.read(fakeMap(m, 4));
+    expect(slots.histogram(0, 1000)).toBe(first);
+    m.set(0, one([1, 3, 4, 6000]));
+    slots.read(fakeMap(m, 4));
+    const second = slots.histogram(0, 1000);
+    expect(second).toEqual({ counts: [1, 3], count: 4, sumUs: 6 });
+    expect(first).toEqual({ counts: [1, 2], count: 3, sumUs: 5 });
+  });
 });

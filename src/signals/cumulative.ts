@@ -6,6 +6,7 @@
  */
 import type { BpfMap } from '../bpf/map.js';
 import { possibleCpus } from '../bpf/map.js';
+import type { CumulativeHistogram } from '../core/types.js';
 import { u64 } from './membership.js';
 
 interface Totals {
@@ -23,6 +24,7 @@ export interface Window {
 export class CumulativeSlots {
   private cur = new Map<number, Totals>();
   private prev = new Map<number, Totals>();
+  private readonly hists = new Map<number, Readonly<CumulativeHistogram>>();
   private readonly win: Window;
 
   constructor(
@@ -73,6 +75,22 @@ export class CumulativeSlots {
    */
   totals(slot: number): Window {
     return this.cur.get(slot) ?? this.fresh();
+  }
+
+  /**
+   * `slot`'s totals as an exporter's histogram, with counter 0 as the count and counter 1 (divided by `perUs`) as the
+   * sum in µs. While nothing new was counted in the slot this is the object handed out before: an idle target costs
+   * no allocation per tick. A handed-out object is never changed afterwards.
+   */
+  histogram(slot: number, perUs: number): Readonly<CumulativeHistogram> {
+    const t = this.totals(slot);
+    const count = t.counters[0] ?? 0;
+    const sumUs = (t.counters[1] ?? 0) / perUs;
+    const last = this.hists.get(slot);
+    if (last && last.count === count && last.sumUs === sumUs) return last;
+    const h = { counts: Array.from(t.buckets), count, sumUs };
+    this.hists.set(slot, h);
+    return h;
   }
 
   /** This tick's totals become the baseline of the next window. */

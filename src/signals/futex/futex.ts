@@ -189,9 +189,8 @@ export class FutexSignal extends BpfSignal<FutexHook> implements Signal {
     const { buckets, counters } = this.slots.window(slot);
     const [count, waitNs] = counters;
     const waitUs = waitNs / 1000;
-    const all = this.slots.totals(slot);
     return {
-      hist: { counts: Array.from(all.buckets), count: all.counters[0] ?? 0, sumUs: (all.counters[1] ?? 0) / 1000 },
+      hist: this.slots.histogram(slot, 1000),
       count,
       waitUs,
       p50: count > 0 ? histPercentile(buckets, 0.5) : 0,

@@ -206,9 +206,8 @@ export class RunqlatSignal extends BpfSignal<AttachKind> implements Signal {
     // A window without samples says nothing about latency: the EWMA keeps its value rather than decaying to 0.
     if (count > 0) ewma.update(p99);
     const oncpuUs = oncpuNs / 1000;
-    const all = this.slots.totals(slot);
     return {
-      hist: { counts: Array.from(all.buckets), count: all.counters[0] ?? 0, sumUs: (all.counters[1] ?? 0) / 1000 },
+      hist: this.slots.histogram(slot, 1000),
       count,
       p50: count > 0 ? histPercentile(buckets, 0.5) : 0,
       p90: count > 0 ? histPercentile(buckets, 0.9) : 0,
