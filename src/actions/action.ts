@@ -48,6 +48,8 @@ export interface Action {
   knobs(target: Target): KnobRef[];
   /** Current state in the action's units (e.g. { weight: 100 }), whatever the knob's own format. */
   read(target: Target): Record<string, number>;
+  /** A single-knob action's units from its knob's raw text (a journaled original), as read() would report it. */
+  decode?(target: Target, raw: string): Record<string, number>;
   plan(target: Target, desired: Desired): ActionPlan;
   apply(plan: ActionPlan, writer: KnobWriter): ApplyResult;
   /** Put back every knob this action changed for the target (those another writer took are left alone). */

@@ -13,6 +13,7 @@ import { parseConfig } from '../config/load.js';
 import { createFakeCgroup2, type FakeCgroup2 } from '../cgroup/fake-cgroup2.js';
 import { Journal } from '../journal/journal.js';
 import { Agent } from './agent.js';
+import { runqlatWindow } from '../signals/windows.js';
 
 /** Reports a fixed run-queue p99 for the protect target and on-CPU time for the noisy one. */
 class ScriptedSignal implements Signal {
@@ -20,8 +21,8 @@ class ScriptedSignal implements Signal {
   p99 = 10_000;
   start(): void {}
   collect(_now: number, out: Record<string, TargetSignals>): void {
-    out.web.runqlat = { count: 500, p50: 100, p90: 1000, p99: this.p99, mean: 300, p99Ewma: this.p99, waitUs: 1e5, oncpuUs: 1e5 };
-    out.batch.runqlat = { count: 500, p50: 100, p90: 1000, p99: 20_000, mean: 3000, p99Ewma: 20_000, waitUs: 1e5, oncpuUs: 9e5 };
+    out.web.runqlat = runqlatWindow({ count: 500, p50: 100, p90: 1000, p99: this.p99, mean: 300, p99Ewma: this.p99, waitUs: 1e5, oncpuUs: 1e5 });
+    out.batch.runqlat = runqlatWindow({ count: 500, p50: 100, p90: 1000, p99: 20_000, mean: 3000, p99Ewma: 20_000, waitUs: 1e5, oncpuUs: 9e5 });
   }
   close(): void {}
 }

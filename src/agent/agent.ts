@@ -11,7 +11,7 @@ import { join, relative } from 'node:path';
 import { channels, publish, type DecisionKind } from '../core/events.js';
 import { isTunerError, TunerError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import type { Signal, Target, TargetSignals, TickSnapshot } from '../core/types.js';
+import type { HostSignals, Signal, Target, TargetSignals, TickSnapshot } from '../core/types.js';
 import type { Config } from '../config/types.js';
 import { detectLayout, type CgroupLayout, type CgroupProbe } from '../cgroup/layout.js';
 import { Journal, type JournalEntry } from '../journal/journal.js';
@@ -325,9 +325,9 @@ export class Agent {
     for (const t of this.targets) out[t.name] = { name: t.name, role: t.role };
     for (const s of this.signals) s.collect(now, out);
     const snapshot: TickSnapshot = { time: now, windowMs: now - this.lastTick, targets: out };
-    const host: Record<string, unknown> = {};
+    const host: HostSignals = {};
     for (const s of this.signals) {
-      const h = (s as { hostWindow?: () => unknown }).hostWindow?.();
+      const h = s.hostWindow?.();
       if (h !== undefined) host[s.name] = h;
     }
     if (Object.keys(host).length) snapshot.host = host;
@@ -432,7 +432,7 @@ export class Agent {
       const [k] = a.knobs(t);
       const e = k ? this.journal.get(k.id) : undefined;
       if (!e || e.state !== 'active') return undefined;
-      return (a as { decode?: (t: Target, raw: string) => KnobValues }).decode?.(t, e.original);
+      return a.decode?.(t, e.original);
     } catch {
       return undefined;
     }
@@ -613,7 +613,7 @@ function verdictText(d: Decision): string {
 }
 
 function summarizeHost(s: TickSnapshot): Record<string, string> | undefined {
-  const r = s.host?.runqlat as { p50: number; p99: number; count: number } | undefined;
+  const r = s.host?.runqlat;
   return r ? { runqlat: `p50=${r.p50.toFixed(0)}us p99=${r.p99.toFixed(0)}us n=${r.count}` } : undefined;
 }
 

@@ -3,12 +3,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { TickSnapshot } from '../core/types.js';
 import { chooseColumns, COLUMNS, displayWidth, fit, renderTop, terminalWidth, type Thresholds } from './top-view.js';
+import { psiResource, runqlatWindow } from '../signals/windows.js';
 
 const TH: Thresholds = { runqP99Us: 4000, psiSomeAvg10: 20 };
 const RED = '\x1b[1;31m';
 
-const runqlat = (p99: number) => ({ count: 500, p50: 20, p90: 300, p99, mean: 50, p99Ewma: p99, waitUs: 1000, oncpuUs: 9000, oncpuRatio: 0.9, involuntary: 3 });
-const psi = (cpu: number) => ({ cpu: { someAvg10: cpu }, memory: { someAvg10: 0 }, io: { someAvg10: 0 } });
+const runqlat = (p99: number) => runqlatWindow({ count: 500, p50: 20, p90: 300, p99, mean: 50, p99Ewma: p99, waitUs: 1000, oncpuUs: 9000, oncpuRatio: 0.9, involuntary: 3 });
+const psi = (cpu: number) => ({ cpu: psiResource({ someAvg10: cpu }), memory: psiResource(), io: psiResource() });
 
 function snapshot(targets: Record<string, { role: string; p99: number; psiCpu?: number; throttled?: number }>, host = true): TickSnapshot {
   return {

@@ -55,16 +55,19 @@ export interface ProcessSource {
   children?: boolean;
 }
 
-/** What one tick's worth of signals says about one target. Signals fill in the parts they own. */
+/**
+ * What one tick's worth of signals says about one target. Signals fill in the parts they own, and each declares its
+ * part beside itself (`declare module` in src/signals/<name>/<name>.ts), so this type lists every signal in the
+ * program. Other keys (a recording from another version) are possible and untyped.
+ */
 export interface TargetSignals {
   name: string;
   role: Role;
-  runqlat?: LatencyStats & {
-    /** Run-queue wait summed over the window, µs. */
-    waitUs: number;
-    /** On-CPU time summed over the window, µs. */
-    oncpuUs: number;
-  };
+  [signal: string]: unknown;
+}
+
+/** What one tick's worth of signals says about the whole host, by signal; declared like TargetSignals. */
+export interface HostSignals {
   [signal: string]: unknown;
 }
 
@@ -74,7 +77,8 @@ export interface TickSnapshot {
   /** Window length this snapshot covers, ms. */
   windowMs: number;
   targets: Record<string, TargetSignals>;
-  host?: Record<string, unknown>;
+  /** Host-wide windows by signal name, from each signal's hostWindow(). */
+  host?: HostSignals;
 }
 
 /**
@@ -112,6 +116,8 @@ export interface Signal {
    * Returns a function that unregisters it.
    */
   onWake?(fn: (reason: string) => void): (() => void) | undefined;
+  /** The host-wide window of the last collect, for signals that also aggregate the whole host. */
+  hostWindow?(): unknown;
   /** The BPF programs this signal has attached, for per-program cost (run_time_ns / run_cnt). */
   programs?(): { name: string; fd: number }[];
   close(): void;

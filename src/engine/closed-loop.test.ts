@@ -4,6 +4,7 @@ import type { TargetSignals, TickSnapshot } from '../core/types.js';
 import { ClosedLoop, improvementOf, median, metricValue, type Verdict } from './closed-loop.js';
 import type { StrategyNudge } from './strategy.js';
 import { CPU_WEIGHT_NUDGE } from '../testing/nudges.js';
+import { runqlatWindow } from '../signals/windows.js';
 
 const nudge = CPU_WEIGHT_NUDGE;
 
@@ -13,7 +14,7 @@ function snap(time: number, p99: Record<string, number | null>): TickSnapshot {
     targets[name] = {
       name,
       role: name === 'batch' ? 'noisy' : 'protect',
-      runqlat: { count: v === null ? 0 : 50, p50: 0, p90: 0, p99: v ?? 0, mean: 0, p99Ewma: 0, waitUs: 0, oncpuUs: 0 },
+      runqlat: runqlatWindow({ count: v === null ? 0 : 50, p50: 0, p90: 0, p99: v ?? 0, mean: 0, p99Ewma: 0, waitUs: 0, oncpuUs: 0 }),
     };
   }
   return { time, windowMs: 1_000, targets };

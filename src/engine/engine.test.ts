@@ -8,6 +8,7 @@ import { Guardrails } from './guardrails.js';
 import { NoisyNeighborRule } from './heuristic/noisy-neighbor.js';
 import type { KnobValues, Strategy, StrategyFeedback, StrategyNudge, StrategyTarget } from './strategy.js';
 import { NOISY_NEIGHBOR_POLICY } from '../testing/nudges.js';
+import { runqlatWindow } from '../signals/windows.js';
 
 const policy: NoisyNeighborPolicy = { ...NOISY_NEIGHBOR_POLICY, calmTicks: 3 };
 
@@ -77,12 +78,12 @@ class World {
     const web: TargetSignals = {
       name: 'web',
       role: 'protect',
-      runqlat: { count: p99 === null ? 0 : 80, p50: 0, p90: 0, p99: p99 ?? 0, mean: 0, p99Ewma: p99 ?? 0, waitUs: 0, oncpuUs: 0 },
+      runqlat: runqlatWindow({ count: p99 === null ? 0 : 80, p50: 0, p90: 0, p99: p99 ?? 0, mean: 0, p99Ewma: p99 ?? 0, waitUs: 0, oncpuUs: 0 }),
     };
     const batch: TargetSignals = {
       name: 'batch',
       role: 'noisy',
-      runqlat: { count: 500, p50: 0, p90: 0, p99: 300, mean: 0, p99Ewma: 300, waitUs: 0, oncpuUs: 1_900_000 },
+      runqlat: runqlatWindow({ count: 500, p50: 0, p90: 0, p99: 300, mean: 0, p99Ewma: 300, waitUs: 0, oncpuUs: 1_900_000 }),
     };
     return { time: now, windowMs: 1_000, targets: { web, batch } };
   }
@@ -273,7 +274,7 @@ describe('DecisionEngine baseline', () => {
       const snapshot: TickSnapshot = {
         time: i * 1_000,
         windowMs: 1_000,
-        targets: { web: { name: 'web', role: 'protect', runqlat: { count: 9, p50: 0, p90: 0, p99: p99(i), mean: 0, p99Ewma: 0, waitUs: 0, oncpuUs: 0 } } },
+        targets: { web: { name: 'web', role: 'protect', runqlat: runqlatWindow({ count: 9, p50: 0, p90: 0, p99: p99(i), mean: 0, p99Ewma: 0, waitUs: 0, oncpuUs: 0 }) } },
       };
       const ds = engine.tick({ now: i * 1_000, snapshot, targets, current: () => ({ weight: 100 }), changed: () => false });
       for (const d of ds) {
@@ -284,7 +285,7 @@ describe('DecisionEngine baseline', () => {
     }
     expect(kinds.slice(0, 5)).toEqual(['1:refused:BASELINE', '2:refused:BASELINE', '3:refused:BASELINE', '4:refused:BASELINE', '5:proposed']);
     // Proposed at tick 5: baseline ticks 3, 4, 5 — none of the 50 ms start-up ticks.
-    const [v] = [7, 8, 9].flatMap((i) => loop.observe({ time: i * 1_000, windowMs: 1_000, targets: { web: { name: 'web', role: 'protect', runqlat: { count: 9, p50: 0, p90: 0, p99: 8_000, mean: 0, p99Ewma: 0, waitUs: 0, oncpuUs: 0 } } } }, i * 1_000));
+    const [v] = [7, 8, 9].flatMap((i) => loop.observe({ time: i * 1_000, windowMs: 1_000, targets: { web: { name: 'web', role: 'protect', runqlat: runqlatWindow({ count: 9, p50: 0, p90: 0, p99: 8_000, mean: 0, p99Ewma: 0, waitUs: 0, oncpuUs: 0 }) } } }, i * 1_000));
     expect(v).toMatchObject({ verdict: 'revert', before: 8_000, samplesBefore: 3 });
   });
 
@@ -385,7 +386,7 @@ describe('closed-loop baseline', () => {
           : [],
     };
     const engine = new DecisionEngine({ strategies: [strategy], guardrails: new Guardrails(cfg, undefined, { penalties: loop }), closedLoop: loop });
-    const snap = (t: number, p99: number) => ({ time: t, windowMs: 1000, targets: { a: { name: 'a', role: 'protect' as const, runqlat: { count: 100, p50: 1, p90: 1, p99, mean: 1, p99Ewma: p99, waitUs: 1, oncpuUs: 1 } }, b: { name: 'b', role: 'noisy' as const } } });
+    const snap = (t: number, p99: number) => ({ time: t, windowMs: 1000, targets: { a: { name: 'a', role: 'protect' as const, runqlat: runqlatWindow({ count: 100, p50: 1, p90: 1, p99, mean: 1, p99Ewma: p99, waitUs: 1, oncpuUs: 1 }) }, b: { name: 'b', role: 'noisy' as const } } });
     const input = (t: number, p99: number) => ({ now: t, snapshot: snap(t, p99), targets: [{ name: 'a', role: 'protect' as const }, { name: 'b', role: 'noisy' as const }], current: () => ({ weight: 100 }), changed: () => false });
     // Calm, calm, calm, then contention: the rule fires on the second hot tick.
     let t = 0;

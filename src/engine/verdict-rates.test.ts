@@ -17,6 +17,7 @@ import type { TickSnapshot } from '../core/types.js';
 import { ClosedLoop, improvementOf, median } from './closed-loop.js';
 import { mulberry32 } from '../testing/random.js';
 import { CPU_WEIGHT_NUDGE } from '../testing/nudges.js';
+import { runqlatWindow } from '../signals/windows.js';
 
 const series = JSON.parse(readFileSync(new URL('./testdata/runqlat-p99-contended.json', import.meta.url), 'utf8')) as {
   p99Us: number[];
@@ -35,7 +36,7 @@ function rankVerdict(before: number[], after: number[], significance = 0.05): bo
   const snap = (i: number, v: number): TickSnapshot => ({
     time: i,
     windowMs: 1_000,
-    targets: { web: { name: 'web', role: 'protect', runqlat: { count: 100, p50: 0, p90: 0, p99: v, mean: 0, p99Ewma: 0, waitUs: 0, oncpuUs: 0 } } },
+    targets: { web: { name: 'web', role: 'protect', runqlat: runqlatWindow({ count: 100, p50: 0, p90: 0, p99: v, mean: 0, p99Ewma: 0, waitUs: 0, oncpuUs: 0 }) } },
   });
   const [v] = after.flatMap((x, i) => loop.observe(snap(i + 1, x), i + 1));
   return v!.verdict === 'kept';

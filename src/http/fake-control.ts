@@ -9,6 +9,7 @@ import type { CumulativeHistogram, TargetSignals, TickSnapshot } from '../core/t
 import type { PsiResources } from '../signals/psi/psi.js';
 import type { RunqlatWindow } from '../signals/runqlat/runqlat.js';
 import type { AgentControl, KnobChange, ProgramStats, TargetInfo } from './types.js';
+import { placementStats } from '../signals/windows.js';
 
 export class FakeControl implements AgentControl {
   isPaused = false;
@@ -220,7 +221,7 @@ export function syntheticFleet(time: number, i: number, targets: readonly Target
         unavailable: [`memory: the target has no cgroup in the memory hierarchy (/sys/fs/cgroup/memory/${t.name} does not exist)`],
       },
       psi: { host: psi, cgroupUnavailable: 'cgroup v1 keeps no per-cgroup pressure (only the v2 hierarchy does); host values only' },
-      placement: { threads: 4 + k, runnable: 1 + (k % 3), cpusUsed: 2, pileup: 1, pileupCpu: k % 2, allowedCpus: 2, idleCpus: 0 },
+      placement: placementStats({ threads: 4 + k, runnable: 1 + (k % 3), cpusUsed: 2, pileup: 1, pileupCpu: k % 2, allowedCpus: 2, idleCpus: 0 }),
     };
   });
   return { time, windowMs, targets: out, host: { psi } };

@@ -14,6 +14,7 @@ import {
 } from './server.js';
 import type { DecisionEvent } from '../core/events.js';
 import type { RunqlatWindow } from '../signals/runqlat/runqlat.js';
+import { cgstatWindow, runqlatWindow } from '../signals/windows.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
 
@@ -265,8 +266,8 @@ describe('/metrics', () => {
         [name]: {
           name,
           role: 'protect',
-          runqlat: { count: 1, p50: 1, p90: 2, p99: 3, mean: 1, p99Ewma: 3, waitUs: 1, oncpuUs: 1 },
-          cgstat: { memoryBytes: 4096 },
+          runqlat: runqlatWindow({ count: 1, p50: 1, p90: 2, p99: 3, mean: 1, p99Ewma: 3, waitUs: 1, oncpuUs: 1 }),
+          cgstat: cgstatWindow({ memoryBytes: 4096 }),
         },
       },
     });

@@ -4,6 +4,7 @@ import type { TickSnapshot } from '../core/types.js';
 import { parseConfig } from '../config/load.js';
 import type { RecordingHeader } from './recording.js';
 import { formatReplay, replay } from './replay.js';
+import { runqlatWindow } from '../signals/windows.js';
 
 const config = parseConfig('policy: {noisy_neighbor: {p99_threshold_us: 4000, trigger_ticks: 2, calm_ticks: 3}}\nguardrails: {cooldown: 0s}\nclosed_loop: {warmup_ticks: 0}\n', 'test.yaml');
 const header: RecordingHeader = {
@@ -21,7 +22,7 @@ const header: RecordingHeader = {
 };
 
 function tick(i: number, p99: number): TickSnapshot {
-  const w = (p: number, oncpu: number) => ({ count: 400, p50: 100, p90: p / 2, p99: p, mean: 200, p99Ewma: p, waitUs: 1e4, oncpuUs: oncpu });
+  const w = (p: number, oncpu: number) => runqlatWindow({ count: 400, p50: 100, p90: p / 2, p99: p, mean: 200, p99Ewma: p, waitUs: 1e4, oncpuUs: oncpu });
   return { time: 1_000_000 + i * 1000, windowMs: 1000, targets: { web: { name: 'web', role: 'protect', runqlat: w(p99, 2e5) }, batch: { name: 'batch', role: 'noisy', runqlat: w(20_000, 9e5) } } };
 }
 

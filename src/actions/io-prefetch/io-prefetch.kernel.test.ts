@@ -26,6 +26,7 @@ import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedPro
 import { KnobWriter } from '../knob-writer.js';
 import { DeviceScope, resolveDevices } from '../../block/devices.js';
 import { ioPrefetch, prefetchChannel, type PrefetchEvent } from './io-prefetch.js';
+import { blkioDevice, blkioWindow } from '../../signals/windows.js';
 
 beforeAll(() => {
   if (process.getuid?.() !== 0) throw new Error('kernel tests create cgroups and loop devices: run them as root');
@@ -161,7 +162,7 @@ class BlkioFromKernel {
     const ios = st.ios - this.#stat.ios;
     const readBytes = st.bytes - this.#stat.bytes;
     const seqRatio = readBytes > 0 ? Math.max(0, Math.min(1, (pos - this.#pos) / readBytes)) : 0;
-    const t: TargetSignals = { name: this.name, role: 'protect', blkio: { seqRatio, ios, readBytes, devices: [{ dev: this.l.numbers, ios, readBytes }] } };
+    const t: TargetSignals = { name: this.name, role: 'protect', blkio: blkioWindow({ seqRatio, ios, readBytes, devices: [blkioDevice({ dev: this.l.numbers, ios, readBytes })] }) };
     const s: TickSnapshot = { time: now, windowMs: now - this.#last, targets: { [this.name]: t } };
     this.#stat = st;
     this.#pos = pos;

@@ -23,6 +23,7 @@ import { Journal } from '../../journal/journal.js';
 import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../testing/cgroups.js';
 import { KnobWriter } from '../knob-writer.js';
 import { concurrencyHints, pressureBackoff } from './pressure-backoff.js';
+import { runqlatWindow } from '../../signals/windows.js';
 
 const VICTIM = path.resolve('tools/bin/victim');
 const CLK_TCK = 100;
@@ -128,7 +129,7 @@ describe('pressure_backoff on a real v1 cpu cgroup under stress-ng', () => {
       const used = cpuUs(noisyCg.path);
       const targetsOut: Record<string, TargetSignals> = {
         victim: { name: 'victim', role: 'protect' },
-        noisy: { name: 'noisy', role: 'noisy', runqlat: { count: 1, p50: 0, p90: 0, p99: 0, mean: 0, p99Ewma: 0, waitUs: 0, oncpuUs: used - lastCpu } },
+        noisy: { name: 'noisy', role: 'noisy', runqlat: runqlatWindow({ count: 1, p50: 0, p90: 0, p99: 0, mean: 0, p99Ewma: 0, waitUs: 0, oncpuUs: used - lastCpu }) },
       };
       const snapshot: TickSnapshot = { time: now, windowMs: now - last, targets: targetsOut, host: { psi: hostPsi() } };
       lastCpu = used;

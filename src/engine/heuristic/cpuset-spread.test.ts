@@ -5,6 +5,7 @@ import { summarize, type PlacementStats } from '../../signals/placement/placemen
 import { defaultBounds, Guardrails } from '../guardrails.js';
 import { RESTORE_KEY, type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import { CPUSET_SPREAD_ACTION, CpusetSpreadRule, nextSpread } from './cpuset-spread.js';
+import { runqlatWindow } from '../../signals/windows.js';
 
 const policy: CpusetSpreadPolicy = {
   enabled: true,
@@ -42,7 +43,7 @@ function placement(k: Exclude<Kind, 'NONE'>): PlacementStats {
 function snapshot(i: number, k: Kind, withRunqlat = false): TickSnapshot {
   const db: TargetSignals = { name: 'db', role: 'protect' };
   if (k !== 'NONE') db.placement = placement(k);
-  if (withRunqlat) db.runqlat = { count: 10, p50: 1, p90: 2, p99: 3000, mean: 1, p99Ewma: 3000, waitUs: 1, oncpuUs: 1 };
+  if (withRunqlat) db.runqlat = runqlatWindow({ count: 10, p50: 1, p90: 2, p99: 3000, mean: 1, p99Ewma: 3000, waitUs: 1, oncpuUs: 1 });
   // A noisy target piling up is not this rule's business.
   const batch: TargetSignals = { name: 'batch', role: 'noisy', placement: placement('PILE') };
   return { time: 1000 * (i + 1), windowMs: 1000, targets: { db, batch } };

@@ -143,6 +143,6 @@ export class CpusetSpreadRule implements Strategy {
 }
 
 function placement(s: TickSnapshot, name: string): PlacementStats | undefined {
-  return s.targets[name]?.placement as PlacementStats | undefined;
+  return s.targets[name]?.placement;
 }
 

@@ -10,6 +10,8 @@ import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import { Guardrails, defaultBounds } from '../guardrails.js';
 import { RESTORE_KEY, isRestore, type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import { IO_PREFETCH_ACTION, IoPrefetchRule, blkioOf, isSmallStream, isStream, mainDevice } from './io-prefetch.js';
+import { blkioDevice, blkioWindow } from '../../signals/windows.js';
+import type { BlkioWindow } from '../../signals/blkio/blkio.js';
 
 const policy: IoPrefetchPolicy = {
   enabled: true,
@@ -47,12 +49,12 @@ function snapshot(i: number, per: Record<string, Io | null>): TickSnapshot {
     const role = targets.find((t) => t.name === name)?.role ?? 'noisy';
     out[name] = { name, role };
     if (io !== null) {
-      out[name]!.blkio = {
+      out[name]!.blkio = blkioWindow({
         seqRatio: io.seq,
         ios: io.ios,
         readBytes: io.ios * io.req,
-        devices: io.devs ?? [{ dev: '7:0', readBytes: io.ios * io.req, ios: io.ios }],
-      };
+        devices: (io.devs ?? [{ dev: '7:0', readBytes: io.ios * io.req, ios: io.ios }]).map(blkioDevice),
+      });
     }
   }
   return { time: 1_000 * (i + 1), windowMs: 1_000, targets: out };
@@ -125,7 +127,8 @@ describe('stream classification', () => {
 
   it('ignores a malformed blkio block and picks the busiest device', () => {
     const s = snapshot(0, r(SMALL));
-    s.targets.reader!.blkio = { seqRatio: 'x', ios: 1, readBytes: 1, devices: [] };
+    // As a recording from another version might hold it.
+    s.targets.reader!.blkio = { seqRatio: 'x', ios: 1, readBytes: 1, devices: [] } as unknown as BlkioWindow;
     expect(blkioOf(s, 'reader')).toBeUndefined();
     const b = blkioOf(snapshot(0, r({ ...SMALL, devs: [{ dev: '8:0', readBytes: 10 }, { dev: 'junk' }, { dev: '7:0', readBytes: 99 }] })), 'reader')!;
     expect(b.devices.map((d) => d.dev)).toEqual(['8:0', '7:0']);

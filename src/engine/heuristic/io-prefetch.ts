@@ -42,8 +42,9 @@ function num(o: Record<string, unknown>, k: string): number | undefined {
 /** The target's blkio block, or undefined when it is absent or malformed. */
 export function blkioOf(snapshot: TickSnapshot, name: string): BlkioView | undefined {
   const b = snapshot.targets[name]?.blkio;
+  // A recording made by another version may hold anything here: every field is checked.
   if (typeof b !== 'object' || b === null) return undefined;
-  const o = b as Record<string, unknown>;
+  const o: Record<string, unknown> = { ...b };
   const seqRatio = num(o, 'seqRatio');
   const ios = num(o, 'ios');
   const readBytes = num(o, 'readBytes');

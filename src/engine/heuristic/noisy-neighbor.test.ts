@@ -4,6 +4,7 @@ import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import type { DecideInput, StrategyNudge, StrategyTarget } from '../strategy.js';
 import { CPU_WEIGHT_ACTION, NoisyNeighborRule, stepWeight } from './noisy-neighbor.js';
 import { NOISY_NEIGHBOR_POLICY } from '../../testing/nudges.js';
+import { runqlatWindow } from '../../signals/windows.js';
 
 const policy = NOISY_NEIGHBOR_POLICY;
 
@@ -20,7 +21,7 @@ const BAND = 3_500; // between calm (3 ms) and hot (4 ms)
 const CALM = 1_000;
 
 function runqlat(p99: number, oncpuUs = 0): NonNullable<TargetSignals['runqlat']> {
-  return { count: 100, p50: p99 / 4, p90: p99 / 2, p99, mean: p99 / 3, p99Ewma: p99, waitUs: 10_000, oncpuUs };
+  return runqlatWindow({ count: 100, p50: p99 / 4, p90: p99 / 2, p99, mean: p99 / 3, p99Ewma: p99, waitUs: 10_000, oncpuUs });
 }
 
 function snapshot(i: number, protect: Record<string, P99>, oncpu: Record<string, number> = { batch: 1_900_000, backup: 300_000 }): TickSnapshot {

@@ -131,6 +131,6 @@ export class NumaRebalanceRule implements Strategy {
 }
 
 function numa(s: TickSnapshot, name: string): NumaStats | undefined {
-  return s.targets[name]?.numa as NumaStats | undefined;
+  return s.targets[name]?.numa;
 }
 

@@ -13,6 +13,7 @@ import {
   increaseQuota,
   worstPressure,
 } from './pressure-backoff.js';
+import { psiResource, runqlatWindow } from '../../signals/windows.js';
 
 const policy: PressureBackoffPolicy = {
   enabled: true,
@@ -31,7 +32,7 @@ const targets: StrategyTarget[] = [
 ];
 
 type Psi = Partial<Record<'cpu' | 'memory' | 'io', number>>;
-const block = (p: Psi) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, { someAvg10: v, someAvg60: v, fullAvg10: 0 }]));
+const resources = (p: Psi) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, psiResource({ someAvg10: v, someAvg60: v, fullAvg10: 0 })]));
 
 interface Tick {
   host?: Psi;
@@ -42,16 +43,16 @@ interface Tick {
 
 function snapshot(i: number, t: Tick): TickSnapshot {
   const out: Record<string, TargetSignals> = { web: { name: 'web', role: 'protect' } };
-  if (t.web) out.web!.psi = block(t.web);
+  if (t.web) out.web!.psi = { host: {}, ...resources(t.web) };
   for (const [name, cpus] of Object.entries(t.usage ?? { batch: 1.8, backup: 0.3 })) {
     out[name] = {
       name,
       role: 'noisy',
-      runqlat: { count: 10, p50: 1, p90: 1, p99: 1, mean: 1, p99Ewma: 1, waitUs: 0, oncpuUs: cpus * 1_000_000 },
+      runqlat: runqlatWindow({ count: 10, p50: 1, p90: 1, p99: 1, mean: 1, p99Ewma: 1, waitUs: 0, oncpuUs: cpus * 1_000_000 }),
     };
   }
   const s: TickSnapshot = { time: 1_000 * (i + 1), windowMs: 1_000, targets: out };
-  if (t.host) s.host = { psi: block(t.host) };
+  if (t.host) s.host = { psi: resources(t.host) };
   return s;
 }
 

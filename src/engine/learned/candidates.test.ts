@@ -2,17 +2,19 @@ import { describe, expect, it } from 'vitest';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import type { DecideInput, KnobValues } from '../strategy.js';
 import { cpuWeightStep, cpusetSpread, pressureBackoff, type CandidateContext } from './candidates.js';
+import { placementStats, runqlatWindow } from '../../signals/windows.js';
+import type { PlacementStats } from '../../signals/placement/placement.js';
 
 function lat(p99: number, oncpuUs: number): TargetSignals['runqlat'] {
-  return { count: 100, p50: 0, p90: 0, p99, mean: 0, p99Ewma: p99, waitUs: 0, oncpuUs };
+  return runqlatWindow({ count: 100, p50: 0, p90: 0, p99, mean: 0, p99Ewma: p99, waitUs: 0, oncpuUs });
 }
 
-function context(knobs: Record<string, KnobValues>, changed: string[] = [], placement?: Record<string, number>): CandidateContext {
+function context(knobs: Record<string, KnobValues>, changed: string[] = [], placement?: Partial<PlacementStats>): CandidateContext {
   const snapshot: TickSnapshot = {
     time: 1000,
     windowMs: 1000,
     targets: {
-      web: { name: 'web', role: 'protect', runqlat: lat(9000, 300_000), ...(placement ? { placement } : {}) },
+      web: { name: 'web', role: 'protect', runqlat: lat(9000, 300_000), ...(placement ? { placement: placementStats(placement) } : {}) },
       batch: { name: 'batch', role: 'noisy', runqlat: lat(200, 1_600_000) },
       idle: { name: 'idle', role: 'noisy', runqlat: lat(0, 0) },
     },

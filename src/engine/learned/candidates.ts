@@ -145,7 +145,7 @@ export function defaultTemplates(policy: { stepFraction: number; minWeight: numb
 function placementOf(t: TargetSignals | undefined): { allowedCpus?: number; runnable?: number } | undefined {
   const p = t?.placement;
   if (typeof p !== 'object' || p === null) return undefined;
-  const r = p as Record<string, unknown>;
+  const r: Record<string, unknown> = { ...p };
   const out: { allowedCpus?: number; runnable?: number } = {};
   if (typeof r.allowedCpus === 'number' && r.allowedCpus > 0) out.allowedCpus = r.allowedCpus;
   if (typeof r.runnable === 'number' && r.runnable >= 0) out.runnable = r.runnable;

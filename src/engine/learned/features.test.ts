@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import { DEFAULT_FEATURE_GROUPS, extractFeatures, featureNames, type FeatureContext, type FeatureGroup } from './features.js';
+import { futexWindow, placementStats, psiResource, runqlatWindow } from '../../signals/windows.js';
 
 function lat(p99: number, oncpuUs: number): TargetSignals['runqlat'] {
-  return { count: 100, p50: 0, p90: 0, p99, mean: 0, p99Ewma: p99, waitUs: 0, oncpuUs };
+  return runqlatWindow({ count: 100, p50: 0, p90: 0, p99, mean: 0, p99Ewma: p99, waitUs: 0, oncpuUs });
 }
 
 function ctx(snapshot: TickSnapshot): FeatureContext {
@@ -62,12 +63,12 @@ describe('features', () => {
         ...bare.targets,
         web: {
           ...bare.targets.web!,
-          futex: { count: 10, waitUs: 500_000 },
-          placement: { threads: 8, runnable: 5, pileup: 5, allowedCpus: 4, idleCpus: 2 },
+          futex: futexWindow({ count: 10, waitUs: 500_000 }),
+          placement: placementStats({ threads: 8, runnable: 5, pileup: 5, allowedCpus: 4, idleCpus: 2 }),
         },
       },
       host: {
-        psi: { cpuSomeAvg10Pct: 30, memorySomeAvg10Pct: 50 },
+        psi: { cpu: psiResource({ someAvg10: 30 }), memory: psiResource({ someAvg10: 50 }) },
         placement: { cpus: [1, 0.5, 0, 0.5] },
       },
     };
@@ -79,11 +80,11 @@ describe('features', () => {
     expect(f['placement.idleAllowed']).toBe(0.5);
   });
 
-  it('prefers the protect target\'s own PSI to the host\'s, in either layout', () => {
+  it('prefers the protect target\'s own PSI to the host\'s', () => {
     const s: TickSnapshot = {
       ...bare,
-      targets: { ...bare.targets, web: { ...bare.targets.web!, psi: { memory: { some: { avg10: 80 } } } } },
-      host: { psi: { memorySomeAvg10Pct: 10 } },
+      targets: { ...bare.targets, web: { ...bare.targets.web!, psi: { memory: psiResource({ someAvg10: 80 }), host: {} } } },
+      host: { psi: { memory: psiResource({ someAvg10: 10 }) } },
     };
     expect(named(s)['psi.memory']).toBeCloseTo(0.8);
   });

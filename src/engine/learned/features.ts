@@ -165,12 +165,9 @@ export const placementGroup: FeatureGroup = {
 
 export const DEFAULT_FEATURE_GROUPS: readonly FeatureGroup[] = [runqlatGroup, futexGroup, psiGroup, cpusGroup, placementGroup];
 
+/** `psi.<resource>.someAvg10` as the psi signal publishes it, host and target alike. */
 function psiPct(src: unknown, resource: string): number | undefined {
-  const flat = num(src, `${resource}SomeAvg10Pct`, 1) ?? num(src, `${resource}SomeAvg10`, 1);
-  if (flat !== undefined) return flat;
-  // The /proc/pressure layout: { memory: { some: { avg10 } } }, or { memory: { someAvg10 } }.
-  const r = block(src, resource);
-  return num(block(r, 'some'), 'avg10', 1) ?? num(r, 'someAvg10', 1) ?? num(r, 'someAvg10Pct', 1);
+  return num(block(src, resource), 'someAvg10', 1);
 }
 
 function block(parent: unknown, key: string): unknown {

@@ -11,6 +11,7 @@ import {
   type LearnerOutcome,
 } from './learner.js';
 import type { LearnerModel } from './model.js';
+import { runqlatWindow } from '../../signals/windows.js';
 
 const targets: StrategyTarget[] = [
   { name: 'web', role: 'protect' },
@@ -20,7 +21,7 @@ const targets: StrategyTarget[] = [
 const hot = { p99ThresholdUs: 4000, triggerTicks: 2, calmTicks: 3, calmFraction: 0.5 };
 
 function snap(i: number, p99: number, batchOncpuUs = 2_000_000): TickSnapshot {
-  const lat = (p: number, on: number): TargetSignals['runqlat'] => ({
+  const lat = (p: number, on: number): TargetSignals['runqlat'] => (runqlatWindow({
     count: 100,
     p50: 0,
     p90: 0,
@@ -29,7 +30,7 @@ function snap(i: number, p99: number, batchOncpuUs = 2_000_000): TickSnapshot {
     p99Ewma: p,
     waitUs: 0,
     oncpuUs: on,
-  });
+  }));
   return {
     time: i * 1000,
     windowMs: 1000,

@@ -23,6 +23,7 @@ import { RESTORE_KEY, isRestore, type KnobValues, type Strategy, type StrategyTa
 import { NOOP_ARM } from './candidates.js';
 import { LEARNED_RULE_PREFIX, LearnedStrategy, type LearnerOptions } from './learner.js';
 import { Prng } from './prng.js';
+import { futexWindow, placementStats, psiResource, runqlatWindow } from '../../signals/windows.js';
 import { DEFAULT_REWARD, lostFraction, rewardOf, type RewardOptions } from './reward.js';
 
 export type ScenarioName = 'noisy-neighbor' | 'cpu-pileup' | 'memory-pressure';
@@ -258,49 +259,37 @@ export class SimHost {
     p99 *= n(0.12);
     batch *= n(0.05);
     const webUse = calm ? 0.4 : 0.9; // CPUs web keeps busy
-    const lat = (p: number): TargetSignals['runqlat'] => ({
-      count: 400,
-      p50: p / 8,
-      p90: p / 2,
-      p99: p,
-      mean: p / 6,
-      p99Ewma: p,
-      waitUs: p * 40,
-      oncpuUs: 0,
-    });
+    const lat = (p: number, oncpuUs: number) =>
+      runqlatWindow({ count: 400, p50: p / 8, p90: p / 2, p99: p, mean: p / 6, p99Ewma: p, waitUs: p * 40, oncpuUs });
     const web: TargetSignals = {
       name: 'web',
       role: 'protect',
-      runqlat: { ...lat(p99)!, oncpuUs: webUse * TICK_MS * 1000 * n(0.05) },
-      futex: { count: 200, waitUs: (calm ? 2_000 : s.futexUs) * n(0.2) },
+      runqlat: lat(p99, webUse * TICK_MS * 1000 * n(0.05)),
+      futex: futexWindow({ count: 200, waitUs: (calm ? 2_000 : s.futexUs) * n(0.2) }),
       placement: calm
-        ? { threads: 8, runnable: 1, cpusUsed: 1, pileup: 1, allowedCpus: CPUS, idleCpus: 2 }
-        : {
+        ? placementStats({ threads: 8, runnable: 1, cpusUsed: 1, pileup: 1, allowedCpus: CPUS, idleCpus: 2 })
+        : placementStats({
             threads: 8,
             runnable: s.runnable,
             cpusUsed: Math.max(1, s.runnable - s.pileup + 1),
             pileup: this.depth('cpuset_spread') > 0 ? 1 : s.pileup,
             allowedCpus: CPUS,
             idleCpus: s.cpusBusy.filter((b) => b < 0.5).length,
-          },
+          }),
     };
-    const batchSig: TargetSignals = {
-      name: 'batch',
-      role: 'noisy',
-      runqlat: { ...lat(300 * n(0.1))!, oncpuUs: batch * TICK_MS * 1000 },
-    };
-    const psiNoise = (v: number): number => clamp(v * n(0.15), 0, 100);
+    const batchSig: TargetSignals = { name: 'batch', role: 'noisy', runqlat: lat(300 * n(0.1), batch * TICK_MS * 1000) };
+    const psi = (v: number) => psiResource({ someAvg10: clamp(v * n(0.15), 0, 100) });
     return {
       time: now,
       windowMs: TICK_MS,
       targets: { web, batch: batchSig },
       host: {
         psi: calm
-          ? { cpuSomeAvg10Pct: psiNoise(3), memorySomeAvg10Pct: psiNoise(1), ioSomeAvg10Pct: psiNoise(1) }
+          ? { cpu: psi(3), memory: psi(1), io: psi(1) }
           : {
-              cpuSomeAvg10Pct: psiNoise(s.psi.cpu),
-              memorySomeAvg10Pct: psiNoise(s.psi.memory * (1 - 0.6 * Math.min(1, this.depth('pressure_backoff')))),
-              ioSomeAvg10Pct: psiNoise(s.psi.io),
+              cpu: psi(s.psi.cpu),
+              memory: psi(s.psi.memory * (1 - 0.6 * Math.min(1, this.depth('pressure_backoff')))),
+              io: psi(s.psi.io),
             },
         placement: { cpus: (calm ? [0.3, 0.2, 0.25, 0.2] : s.cpusBusy).map((b) => clamp(b + 0.03 * this.#prng.normal(), 0, 1)) },
       },

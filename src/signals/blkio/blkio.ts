@@ -351,3 +351,14 @@ function copyCumulative(from: Cumulative, to: Cumulative): void {
   to.writeBytes = from.writeBytes;
   to.seq = from.seq;
 }
+
+// This signal's part of each tick snapshot, declared beside the signal so the snapshot's type grows with the list of
+// signals and readers need no casts.
+declare module '../../core/types.js' {
+  interface TargetSignals {
+    blkio?: BlkioWindow;
+  }
+  interface HostSignals {
+    blkio?: BlkioWindow;
+  }
+}

@@ -284,3 +284,11 @@ export class CgstatSignal implements Signal {
     this.kept.close();
   }
 }
+
+// This signal's part of each tick snapshot, declared beside the signal so the snapshot's type grows with the list of
+// signals and readers need no casts.
+declare module '../../core/types.js' {
+  interface TargetSignals {
+    cgstat?: CgstatWindow;
+  }
+}

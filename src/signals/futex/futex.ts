@@ -231,3 +231,13 @@ function hexAddress(lo: number, hi: number): string {
   return hi === 0 ? `0x${lo.toString(16)}` : `0x${hi.toString(16)}${lo.toString(16).padStart(8, '0')}`;
 }
 
+// This signal's part of each tick snapshot, declared beside the signal so the snapshot's type grows with the list of
+// signals and readers need no casts.
+declare module '../../core/types.js' {
+  interface TargetSignals {
+    futex?: FutexWindow;
+  }
+  interface HostSignals {
+    futex?: FutexWindow;
+  }
+}

@@ -407,3 +407,14 @@ export class NetSignal extends BpfSignal<AttachKind> implements Signal {
     this.obj = undefined;
   }
 }
+
+// This signal's part of each tick snapshot, declared beside the signal so the snapshot's type grows with the list of
+// signals and readers need no casts.
+declare module '../../core/types.js' {
+  interface TargetSignals {
+    net?: NetWindow & { attributable: boolean };
+  }
+  interface HostSignals {
+    net?: NetWindow;
+  }
+}

@@ -333,3 +333,11 @@ export function summarizeNuma(
     kernelBalancing,
   };
 }
+
+// This signal's part of each tick snapshot, declared beside the signal so the snapshot's type grows with the list of
+// signals and readers need no casts.
+declare module '../../core/types.js' {
+  interface TargetSignals {
+    numa?: NumaStats;
+  }
+}

@@ -157,7 +157,7 @@ export class PlacementSignal implements Signal {
  * the target and counted neither on-CPU time nor a switch; without a run-queue reading the answer is "maybe", true.
  */
 export function ranInWindow(sig: TargetSignals): boolean {
-  const r = sig.runqlat as { oncpuUs?: number; switchesOut?: number } | undefined;
+  const r = sig.runqlat;
   if (r === undefined || typeof r.oncpuUs !== 'number') return true;
   return r.oncpuUs > 0 || (r.switchesOut ?? 0) > 0;
 }
@@ -259,4 +259,15 @@ export function summarize(
     idle,
     perCpu: pc,
   };
+}
+
+// This signal's part of each tick snapshot, declared beside the signal so the snapshot's type grows with the list of
+// signals and readers need no casts.
+declare module '../../core/types.js' {
+  interface TargetSignals {
+    placement?: PlacementStats;
+  }
+  interface HostSignals {
+    placement?: PlacementHost;
+  }
 }

@@ -284,3 +284,14 @@ export class PsiSignal implements Signal {
     this.listeners.clear();
   }
 }
+
+// This signal's part of each tick snapshot, declared beside the signal so the snapshot's type grows with the list of
+// signals and readers need no casts.
+declare module '../../core/types.js' {
+  interface TargetSignals {
+    psi?: PsiTargetWindow;
+  }
+  interface HostSignals {
+    psi?: PsiHostWindow;
+  }
+}

@@ -265,7 +265,7 @@ export class RunqlatSignal extends BpfSignal<AttachKind> implements Signal {
     }
     for (const t of this.targets) {
       const list = bySlot.get(t.slot);
-      const w = out[t.name]?.runqlat as RunqlatWindow | undefined;
+      const w = out[t.name]?.runqlat;
       if (list && w) w.threads = list.sort((a, b) => b.meanUs * b.count - a.meanUs * a.count).slice(0, 8);
     }
   }
@@ -277,5 +277,16 @@ export class RunqlatSignal extends BpfSignal<AttachKind> implements Signal {
     this.wakeListeners.clear();
     this.obj?.close();
     this.obj = undefined;
+  }
+}
+
+// This signal's part of each tick snapshot, declared beside the signal so the snapshot's type grows with the list of
+// signals and readers need no casts.
+declare module '../../core/types.js' {
+  interface TargetSignals {
+    runqlat?: RunqlatWindow;
+  }
+  interface HostSignals {
+    runqlat?: RunqlatWindow;
   }
 }
