@@ -161,6 +161,10 @@ export class DecisionEngine {
     };
     if (input.original !== undefined) decide.original = input.original;
     decide.mayChange = (target) => this.#guardrails.denied(target) === undefined;
+    decide.refusal = (n) => {
+      const r = this.#guardrails.check(n, input.now, { current: input.current(n.target, n.action), inFlight: this.#pending.size });
+      return r.ok ? undefined : r.reason;
+    };
     const proposals: [string, StrategyNudge][] = [];
     for (const s of this.#strategies) {
       let nudges: StrategyNudge[];

@@ -38,6 +38,12 @@ export interface DecideInput {
    * among targets picks one it may act on instead of proposing a refusal every tick. Absent: every target may be.
    */
   mayChange?(target: string): boolean;
+  /**
+   * Why the engine's guardrails would refuse `nudge` were it proposed now (deny list, pause, the closed loop's
+   * penalty, bounds, cooldown, budget), or undefined when they would let it through. The one guardrails answer for
+   * every strategy: none keeps guardrails of its own. Absent outside an engine.
+   */
+  refusal?(nudge: StrategyNudge): string | undefined;
 }
 
 /** What an applied nudge is meant to improve, so the closed loop can judge it without knowing the strategy. */

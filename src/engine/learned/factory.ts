@@ -9,7 +9,6 @@ import { DEFAULT_STRATEGY } from '../../config/defaults.js';
 import { channels, publish } from '../../core/events.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { ACTIONS } from '../../actions/index.js';
-import { defaultBounds, type ActionBounds } from '../guardrails.js';
 import type { Strategy } from '../strategy.js';
 import { LearnedStrategy } from './learner.js';
 import type { LearnerModel } from './model.js';
@@ -22,8 +21,6 @@ export interface LearnerDeps {
   /** Where the model persists; without it the learner starts fresh and keeps nothing. */
   stateDir?: string;
   log?: Logger;
-  /** The bounds the engine's guardrails enforce, so the learner skips candidates they would refuse. */
-  bounds?: ActionBounds;
   /** A dry run: decide from the saved model, learn and save nothing. */
   dryRun?: boolean;
 }
@@ -58,11 +55,8 @@ export function createLearner(config: Config, deps: LearnerDeps): LearnedStrateg
     },
     step: { stepFraction: nn.stepFraction, minWeight: nn.minWeight },
     windowTicks: config.closedLoop.windowTicks,
-    penaltyMs: config.closedLoop.penaltyMs,
-    cooldownMs: config.guardrails.cooldownMs,
     seed: s.seed,
     exploration: { ...s.exploration },
-    ...(deps.bounds !== undefined ? { bounds: deps.bounds } : {}),
     ...(model !== undefined ? { model } : {}),
     frozen: deps.dryRun === true,
     onModelChange: (m) => {
@@ -100,8 +94,6 @@ export interface StrategyDeps {
   stateDir?: string;
   /** Registered action names; default every action in src/actions. */
   actions?: readonly string[];
-  /** The bounds the guardrails enforce; default defaultBounds. */
-  bounds?: ActionBounds;
   /** A dry run: the learner decides from the saved model but learns and saves nothing. */
   dryRun?: boolean;
   log?: Logger;
@@ -117,7 +109,6 @@ export function withStrategyKind(config: Config, rules: readonly Strategy[], dep
   if (s.kind === 'heuristic') return [...rules];
   const learner = createLearner(config, {
     actions: deps.actions ?? ACTIONS.map((a) => a.name),
-    bounds: deps.bounds ?? defaultBounds,
     ...(deps.stateDir !== undefined ? { stateDir: deps.stateDir } : {}),
     ...(deps.log !== undefined ? { log: deps.log } : {}),
     ...(deps.dryRun !== undefined ? { dryRun: deps.dryRun } : {}),

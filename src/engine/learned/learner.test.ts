@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import type { Verdict } from '../closed-loop.js';
-import { defaultBounds } from '../guardrails.js';
+import { Guardrails, defaultBounds, type ActionBounds } from '../guardrails.js';
 import type { DecideInput, KnobValues, StrategyFeedback, StrategyNudge, StrategyTarget } from '../strategy.js';
 import {
   LearnedStrategy,
@@ -63,8 +63,19 @@ class Knobs {
 class Driver {
   readonly history: TickSnapshot[] = [];
   readonly knobs = new Knobs();
+  /** The closed loop's penalties, (rule, target) → until. */
+  readonly penalties = new Map<string, number>();
+  /** The engine's guardrails, which answer DecideInput.refusal. */
+  readonly guardrails: Guardrails;
   i = 0;
-  constructor(readonly learner: LearnedStrategy) {}
+  constructor(
+    readonly learner: LearnedStrategy,
+    bounds: ActionBounds = defaultBounds,
+  ) {
+    this.guardrails = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1_000, denyCgroups: [] }, bounds, {
+      penalties: { penalised: (rule, target, now) => (this.penalties.get(`${rule}\0${target}`) ?? 0) > now },
+    });
+  }
 
   tick(p99: number, opts: { apply?: boolean; batchOncpuUs?: number } = {}): StrategyNudge[] {
     this.i++;
@@ -77,6 +88,10 @@ class Driver {
       current: (t, a) => this.knobs.values.get(`${t}/${a}`),
       changed: (t, a) => this.knobs.originals.has(`${t}/${a}`),
       original: (t, a) => this.knobs.originals.get(`${t}/${a}`),
+      refusal: (n) => {
+        const r = this.guardrails.check(n, snapshot.time, { current: this.knobs.values.get(`${n.target}/${n.action}`) });
+        return r.ok ? undefined : r.reason;
+      },
     };
     const out = this.learner.decide(input);
     if (opts.apply !== false) for (const n of out) this.knobs.apply(n);
@@ -103,6 +118,8 @@ class Driver {
       high: null,
       confidence: 0.9,
     };
+    // The closed loop penalises a reverted (rule, target) for a minute.
+    if (verdict === 'revert') this.penalties.set(`${nudge.rule}\0${nudge.target}`, this.history.at(-1)!.time + 60_000);
     const fb: StrategyFeedback = { decisionId: v.decisionId, nudge, verdict: v, snapshotAfter: this.history.at(-1)! };
     this.learner.feedback(fb);
   }
@@ -113,7 +130,6 @@ function learner(extra: Partial<LearnerOptions> = {}): LearnedStrategy {
     availableActions: ['cpu_weight', 'cpuset_spread', 'pressure_backoff'],
     hot,
     windowTicks: 3,
-    penaltyMs: 60_000,
     seed: 11,
     ...extra,
   });
@@ -210,7 +226,7 @@ describe('LearnedStrategy: safe exploration', () => {
     d.verdict(n!, 'revert', 9000, 9000);
     d.knobs.apply({ ...n!, desired: { weight: 100, restore: 1 } });
     d.tick(9000);
-    expect(choices.at(-1)!.estimates.find((e) => e.arm === 'cpu_weight')!.skip).toMatch(/penalised on batch until/);
+    expect(choices.at(-1)!.estimates.find((e) => e.arm === 'cpu_weight')!.skip).toMatch(/guardrails would refuse: learned:cpu_weight on batch is penalised/);
   });
 
   it('does not offer a candidate the guardrails\' bounds would refuse', () => {
@@ -219,7 +235,7 @@ describe('LearnedStrategy: safe exploration', () => {
       cpu_weight: defaultBounds.cpu_weight!,
       pressure_backoff: { quotaCpus: { min: 0.01, max: 64, maxStepFraction: 0.25 } },
     };
-    const d = new Driver(learner({ bounds, onChoice: (c) => choices.push(c) }));
+    const d = new Driver(learner({ onChoice: (c) => choices.push(c) }), bounds);
     d.tick(9000);
     d.tick(9000);
     const skips = Object.fromEntries(choices[0]!.estimates.map((e) => [e.arm, e.skip]));

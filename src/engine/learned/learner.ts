@@ -12,7 +12,6 @@ import { TunerError } from '../../core/errors.js';
 import type { TickSnapshot } from '../../core/types.js';
 import { improvementOf, median, metricValue } from '../closed-loop.js';
 import { formatUs } from '../format.js';
-import { Guardrails, type ActionBounds } from '../guardrails.js';
 import {
   RESTORE_KEY,
   isRestore,
@@ -71,10 +70,6 @@ export interface LearnerOptions {
   hot: HotPolicy;
   /** The closed loop's window: "do nothing" is judged over the same number of ticks before and after. */
   windowTicks: number;
-  /** The closed loop's penalty: after a revert the arm is not offered on that target for this long. */
-  penaltyMs?: number;
-  /** Guardrails' per-target cooldown: a target the learner changed is not offered again before it ends. */
-  cooldownMs?: number;
   seed: number;
   exploration?: Partial<ExplorationOptions>;
   reward?: Partial<RewardOptions>;
@@ -82,8 +77,6 @@ export interface LearnerOptions {
   step?: { stepFraction: number; minWeight: number };
   templates?: readonly CandidateTemplate[];
   featureGroups?: readonly FeatureGroup[];
-  /** Guardrails' bounds: candidates they would refuse (unbounded, out of bounds, too large a step) are not offered. */
-  bounds?: ActionBounds;
   /** Prior standard deviation of each weight, in reward units (default 0.5). */
   weightSd?: number;
   /** Prior guess of the reward noise, in reward units (default 0.2). */
@@ -195,14 +188,13 @@ interface Experiment {
 export class LearnedStrategy implements Strategy {
   readonly name: string;
   readonly historyTicks: number;
-  readonly #o: Required<Pick<LearnerOptions, 'penaltyMs' | 'cooldownMs' | 'windowTicks'>> & LearnerOptions;
+  readonly #o: LearnerOptions;
   readonly #exploration: ExplorationOptions;
   readonly #reward: RewardOptions;
   readonly #templates: readonly CandidateTemplate[];
   readonly #groups: readonly FeatureGroup[];
   readonly #names: string[];
   readonly #arms = new Map<string, BayesLinearArm>();
-  readonly #bounds: Guardrails | undefined;
   readonly #prng: Prng;
   #model: LearnerModel;
   #tick = 0;
@@ -213,14 +205,12 @@ export class LearnedStrategy implements Strategy {
   /** Nudges proposed and not yet answered, by identity (the engine hands back the same object). */
   readonly #awaiting = new Map<StrategyNudge, Pending>();
   readonly #backoff = new Map<string, { until: number; next: number }>();
-  readonly #penalised = new Map<string, number>();
-  readonly #lastChange = new Map<string, number>();
 
   constructor(opts: LearnerOptions) {
     if (!Number.isInteger(opts.windowTicks) || opts.windowTicks < 1) {
       throw new TunerError('CONFIG_INVALID', `create learned strategy: windowTicks must be an integer ≥ 1, got ${opts.windowTicks}`);
     }
-    this.#o = { ...opts, penaltyMs: opts.penaltyMs ?? 0, cooldownMs: opts.cooldownMs ?? 0 };
+    this.#o = opts;
     this.name = opts.name ?? LEARNED_STRATEGY;
     this.#exploration = { ...DEFAULT_EXPLORATION, ...opts.exploration };
     this.#reward = { ...DEFAULT_REWARD, ...opts.reward };
@@ -242,10 +232,6 @@ export class LearnedStrategy implements Strategy {
       this.#arms.set(a, new BayesLinearArm(this.#names.length, this.#model.arms[a]!, this.#model.prior));
     }
     this.#prng = this.#model.prng !== null ? Prng.fromState(this.#model.prng) : Prng.fromSeed(opts.seed);
-    if (opts.bounds !== undefined) {
-      // The same checks the engine's guardrails make on values, without their cooldown, budget or penalties.
-      this.#bounds = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: Number.MAX_SAFE_INTEGER, denyCgroups: [] }, opts.bounds);
-    }
     const h = opts.hot;
     this.historyTicks = Math.max(h.triggerTicks, h.calmTicks, opts.windowTicks) - 1;
     this.#bufferMax = 3 * opts.windowTicks + FEEDBACK_SLACK_TICKS + 2;
@@ -343,7 +329,7 @@ export class LearnedStrategy implements Strategy {
     for (const t of this.#templates) {
       const e = this.#arms.get(t.name)!.estimate(x);
       const p = t.propose(ctx);
-      const skip = isSkip(p) ? p.skip : this.#refusal(t, p, input, now);
+      const skip = isSkip(p) ? p.skip : this.#refusal(t, p, input);
       if (skip !== undefined) {
         estimates.push({ arm: t.name, ...e, eligible: false, skip });
         continue;
@@ -407,22 +393,15 @@ export class LearnedStrategy implements Strategy {
     return { nudges: [nudge], choice };
   }
 
-  /** Why the engine would refuse this candidate, as far as the learner can know; undefined when it would not. */
-  #refusal(t: CandidateTemplate, c: Candidate, input: DecideInput, now: number): string | undefined {
-    const key = armKey(t.name, c.target);
-    const pen = this.#penalised.get(key);
-    if (pen !== undefined && pen > now) return `penalised on ${c.target} until ${new Date(pen).toISOString()}`;
-    const b = this.#backoff.get(key);
+  /**
+   * Why this candidate would not be applied: the engine's guardrails (deny list, the closed loop's penalty, bounds,
+   * cooldown, budget) answer for themselves; the learner adds only its own back-off after a change that never took.
+   */
+  #refusal(t: CandidateTemplate, c: Candidate, input: DecideInput): string | undefined {
+    const b = this.#backoff.get(armKey(t.name, c.target));
     if (b !== undefined && b.until > this.#tick) return `not applied on ${c.target} last time; retry in ${b.until - this.#tick} ticks`;
-    const last = this.#lastChange.get(c.target);
-    if (last !== undefined && now - last < this.#o.cooldownMs) return `${c.target} is in cooldown`;
-    if (this.#bounds !== undefined) {
-      const probe = { action: t.action, target: c.target, desired: c.desired, reason: '', rule: '', evidence: {} };
-      const cur = input.current(c.target, t.action);
-      const r = this.#bounds.check(probe, now, cur !== undefined ? { current: cur } : {});
-      if (!r.ok) return `guardrails would refuse: ${r.reason}`;
-    }
-    return undefined;
+    const why = input.refusal?.({ action: t.action, target: c.target, desired: c.desired, reason: '', rule: `${LEARNED_RULE_PREFIX}${t.name}`, evidence: {} });
+    return why === undefined ? undefined : `guardrails would refuse: ${why}`;
   }
 
   #nudge(
@@ -537,7 +516,6 @@ export class LearnedStrategy implements Strategy {
             this.#experiment = undefined;
             return;
           }
-          this.#lastChange.set(p.target, p.time);
         }
         if (age > deadline) {
           this.#backOff(p);
@@ -597,11 +575,6 @@ export class LearnedStrategy implements Strategy {
       this.#awaiting.delete(o.nudge);
       this.#backoff.delete(armKey(arm, p.target));
       if (this.#experiment?.pending === p) this.#experiment = undefined;
-    }
-    if (own && o.verdict.verdict === 'revert') {
-      // The closed loop now refuses this (rule, target) pair and has just put the knob back.
-      this.#penalised.set(armKey(arm, o.nudge.target), time + this.#o.penaltyMs);
-      this.#lastChange.set(o.nudge.target, time);
     }
     this.#update(arm, x, reward, time);
     const out: LearnerOutcome = {

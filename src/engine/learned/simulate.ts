@@ -459,9 +459,6 @@ export function simLearner(seed: number, extra: Partial<LearnerOptions> = {}): L
     hot: SIM_POLICY,
     step: SIM_POLICY,
     windowTicks: SIM_CLOSED_LOOP.windowTicks,
-    penaltyMs: SIM_CLOSED_LOOP.penaltyMs,
-    cooldownMs: SIM_GUARDRAILS.cooldownMs,
-    bounds: SIM_BOUNDS,
     seed,
     ...extra,
   });
