@@ -284,9 +284,9 @@ describe('section summaries', () => {
     expect(s.data.fits['1s']!.intercept).toBeCloseTo(200, 6);
     expect(s.goals.map((g) => g.goal)).toEqual([
       'agent ≤ 1% of one core at 1 s tick with 100 targets',
-      'agent RSS ≤ 100 MB at 1 s tick with 100 targets',
+      'agent RSS ≤ 100 MiB at 1 s tick with 100 targets',
       'agent ≤ 3% of one core at 1 s tick with 1000 targets',
-      'agent RSS ≤ 150 MB at 1 s tick with 1000 targets',
+      'agent RSS ≤ 150 MiB at 1 s tick with 1000 targets',
     ]);
     expect(s.goals.map((g) => g.met)).toEqual([true, true, true, true]);
     const heavy = summarizeCost(

@@ -18,8 +18,8 @@ import { statusKb } from './agent-cost.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The project's memory budget for the agent (README, "agent RSS ≤ 100 MB"), in MiB. */
-const RSS_BUDGET_MIB = 100 / 1.048576;
+/** The project's memory budget for the agent (README, "agent RSS ≤ 100 MiB"). */
+const RSS_BUDGET_MIB = 100;
 /** Below this many MiB per hour RSS counts as level whatever the noise (≈ 24 MiB a day). */
 const LEVEL_MIB_PER_HOUR = 1;
 /** A comm target's process name: a copy of sleep(1) under this name (at most 15 characters, as /proc/<pid>/comm). */
@@ -355,7 +355,7 @@ export function summarize(samples: Sample[], churn: Churn, seconds: number, p: R
   const toBudget = a.rss.slope > 0 ? (RSS_BUDGET_MIB - a.rssEnd) / a.rss.slope : Infinity;
   const goals: Goal[] = [
     {
-      goal: 'agent RSS ≤ 100 MB under target churn',
+      goal: 'agent RSS ≤ 100 MiB under target churn',
       measured: `max ${fmt(a.rssMax, 1)} MiB (start ${fmt(a.rssStart, 1)}, end ${fmt(a.rssEnd, 1)}) over ${fmt(minutes, 1)} min`,
       met: Number.isFinite(a.rssMax) ? a.rssMax <= RSS_BUDGET_MIB : null,
     },
