@@ -8,6 +8,7 @@ import type { KnobRef, Target } from '../core/types.js';
 import { RESTORE_KEY } from '../engine/strategy.js';
 import type { RestoreItem } from '../journal/restore.js';
 import type { KnobWriter, SetResult } from './knob-writer.js';
+import type { KnobBounds } from '../engine/guardrails.js';
 
 export type Desired = Record<string, number | string>;
 
@@ -42,6 +43,11 @@ export interface ApplyResult {
 
 export interface Action {
   readonly name: string;
+  /**
+   * Limits on each numeric key of `desired`, which the guardrails enforce on every forward nudge: a key without
+   * bounds is refused (UNBOUNDED).
+   */
+  readonly bounds: Readonly<Record<string, KnobBounds>>;
   /** Once per agent start, after the journal is restored and before the first tick (e.g. clear stale side files). */
   start?(ctx: { stateDir: string; dryRun: boolean }): void;
   /** The knobs this action may change for a target; refuses targets it cannot act on. */

@@ -1,4 +1,5 @@
 /** Every action the agent can take. Adding one is one line here; the orchestrator never branches on a name. */
+import type { ActionBounds } from '../engine/guardrails.js';
 import type { Action } from './action.js';
 import { cpuWeight } from './cpu-weight/cpu-weight.js';
 import { cpusetSpread } from './cpuset-spread/cpuset-spread.js';
@@ -13,6 +14,9 @@ export const ACTIONS: readonly Action[] = [
   pressureBackoff,
   ioPrefetch,
 ];
+
+/** Every action's bounds, by action name, for the guardrails. */
+export const ACTION_BOUNDS: ActionBounds = Object.fromEntries(ACTIONS.map((a) => [a.name, a.bounds]));
 
 export type { Action, ActionPlan, ApplyResult, Desired, PlannedChange } from './action.js';
 

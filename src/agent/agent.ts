@@ -18,7 +18,7 @@ import { Journal, type JournalEntry } from '../journal/journal.js';
 import { restoreAll, type RestoreReport } from '../journal/restore.js';
 import { KnobClaims, StateDirLock } from '../journal/ownership.js';
 import { KnobWriter, defaultDenyList, knobIO } from '../actions/knob-writer.js';
-import { ACTIONS, findAction } from '../actions/index.js';
+import { ACTION_BOUNDS, ACTIONS, findAction } from '../actions/index.js';
 import { AuditLog, type AuditRecord } from '../audit/audit.js';
 import { ClosedLoop, describeVerdict } from '../engine/closed-loop.js';
 import { DecisionEngine, type Decision } from '../engine/engine.js';
@@ -244,7 +244,7 @@ export class Agent {
     });
 
     const closedLoop = (this.closedLoop = new ClosedLoop(this.config.closedLoop));
-    this.guardrails = new Guardrails(this.config.guardrails, undefined, {
+    this.guardrails = new Guardrails(this.config.guardrails, ACTION_BOUNDS, {
       cgroupOf: (name) => {
         const t = this.targets.find((x) => x.name === name);
         return t?.scope.kind === 'cgroup' ? t.scope.path : undefined;

@@ -9,6 +9,7 @@ import { NoisyNeighborRule } from './heuristic/noisy-neighbor.js';
 import type { KnobValues, Strategy, StrategyFeedback, StrategyNudge, StrategyTarget } from './strategy.js';
 import { NOISY_NEIGHBOR_POLICY } from '../testing/nudges.js';
 import { runqlatWindow } from '../signals/windows.js';
+import { ACTION_BOUNDS } from '../actions/index.js';
 
 const policy: NoisyNeighborPolicy = { ...NOISY_NEIGHBOR_POLICY, calmTicks: 3 };
 
@@ -26,7 +27,7 @@ class World {
   original: number | undefined;
   readonly log: Decision[] = [];
   readonly loop = new ClosedLoop({ windowTicks: 3, margin: 0.1, penaltyMs: 20_000, significance: 0.05, warmupTicks: 0 });
-  readonly guardrails = new Guardrails({ cooldownMs: 5_000, maxChangesPerMinute: 10, denyCgroups: [] }, undefined, {
+  readonly guardrails = new Guardrails({ cooldownMs: 5_000, maxChangesPerMinute: 10, denyCgroups: [] }, ACTION_BOUNDS, {
     penalties: this.loop,
   });
   readonly engine: DecisionEngine;
@@ -200,7 +201,7 @@ function engineWith(
   onStrategyError?: (strategy: string, error: unknown) => void,
 ): { engine: DecisionEngine; tick: (i: number) => Decision[] } {
   const loop = new ClosedLoop({ windowTicks: 3, margin: 0.1, penaltyMs: 0, significance: 0.05, warmupTicks: 0 });
-  const guardrails = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 100, denyCgroups: [] }, undefined, { penalties: loop });
+  const guardrails = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 100, denyCgroups: [] }, ACTION_BOUNDS, { penalties: loop });
   const engine = new DecisionEngine({
     strategies,
     guardrails,
@@ -264,7 +265,7 @@ describe('DecisionEngine bookkeeping', () => {
 describe('DecisionEngine baseline', () => {
   it('refuses a forward change until a whole window after the warm-up exists, and never uses warm-up ticks as a baseline', () => {
     const loop = new ClosedLoop({ windowTicks: 3, margin: 0.1, penaltyMs: 0, significance: 0.05, warmupTicks: 2 });
-    const guardrails = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 100, denyCgroups: [] }, undefined, { penalties: loop });
+    const guardrails = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 100, denyCgroups: [] }, ACTION_BOUNDS, { penalties: loop });
     const nudge = { ...step('batch', 80), objective: { metric: 'runqlat.p99', better: 'lower' as const, targets: ['web'] } };
     const engine = new DecisionEngine({ strategies: [fixed('a', [nudge])], guardrails, closedLoop: loop });
     // Start-up ticks read 50 ms (a cold cache, the agent's own load); the steady state is 8 ms.
@@ -385,7 +386,7 @@ describe('closed-loop baseline', () => {
           ? [{ action: 'cpu_weight', target: 'b', desired: { weight: 50 }, reason: 'hot', rule: 'r', evidence: {}, objective: { metric: 'runqlat.p99', better: 'lower' as const, targets: ['a'], baselineTicks: 2 } }]
           : [],
     };
-    const engine = new DecisionEngine({ strategies: [strategy], guardrails: new Guardrails(cfg, undefined, { penalties: loop }), closedLoop: loop });
+    const engine = new DecisionEngine({ strategies: [strategy], guardrails: new Guardrails(cfg, ACTION_BOUNDS, { penalties: loop }), closedLoop: loop });
     const snap = (t: number, p99: number) => ({ time: t, windowMs: 1000, targets: { a: { name: 'a', role: 'protect' as const, runqlat: runqlatWindow({ count: 100, p50: 1, p90: 1, p99, mean: 1, p99Ewma: p99, waitUs: 1, oncpuUs: 1 }) }, b: { name: 'b', role: 'noisy' as const } } });
     const input = (t: number, p99: number) => ({ now: t, snapshot: snap(t, p99), targets: [{ name: 'a', role: 'protect' as const }, { name: 'b', role: 'noisy' as const }], current: () => ({ weight: 100 }), changed: () => false });
     // Calm, calm, calm, then contention: the rule fires on the second hot tick.

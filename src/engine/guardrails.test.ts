@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { GuardrailsConfig } from '../config/types.js';
 import type { Nudge } from '../core/types.js';
 import { Guardrails, type CheckResult } from './guardrails.js';
+import { ACTION_BOUNDS } from '../actions/index.js';
 
 const config: GuardrailsConfig = { cooldownMs: 30_000, maxChangesPerMinute: 3, denyCgroups: ['/sys/fs/cgroup/system.slice'] };
 
@@ -24,7 +25,7 @@ function restore(target: string): Nudge {
 }
 
 function guards(extra: ConstructorParameters<typeof Guardrails>[2] = {}, cfg = config): Guardrails {
-  return new Guardrails(cfg, undefined, { cgroupOf: (t) => cgroups[t], ...extra });
+  return new Guardrails(cfg, ACTION_BOUNDS, { cgroupOf: (t) => cgroups[t], ...extra });
 }
 
 const current = { current: { weight: 100 } };

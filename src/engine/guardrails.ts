@@ -28,30 +28,8 @@ export interface KnobBounds {
   maxStepFraction?: number;
 }
 
-/** Per action, per knob key in `desired`. */
+/** Per action, per knob key in `desired`: each action declares its own (`Action.bounds`, src/actions). */
 export type ActionBounds = Readonly<Record<string, Readonly<Record<string, KnobBounds>>>>;
-
-/** cgroup v2 cpu.weight accepts 1..10000; halving or growing by half per nudge is the most one step may do. */
-export const defaultBounds: ActionBounds = {
-  cpu_weight: { weight: { min: 1, max: 10_000, maxStepFraction: 0.5 } },
-  // CPU counts (NR_CPUS tops out at 8192); at most double or halve per nudge, so threads spread out step by step.
-  cpuset_spread: {
-    cpus: { min: 1, max: 8192, maxStepFraction: 1 },
-    cpuset: { min: 1, max: 8192, maxStepFraction: 1 },
-  },
-  // Node ids (MAX_NUMNODES is 1024). Nodes are not ordered, so there is no step to bound: one nudge homes a target.
-  numa_rebalance: { cpusNode: { min: 0, max: 1023 }, memNode: { min: 0, max: 1023 } },
-  // CPUs. No step limit: AIMD halves on the way down and adds a fixed step on the way up, which no single relative or
-  // absolute bound fits; the floor (the kernel's 1 ms per 100 ms period) and the rule's own steps keep it small.
-  pressure_backoff: { quotaCpus: { min: 0.01, max: 4096 } },
-  // read_ahead_kb up to 16 MiB; major and minor only name the device (12 and 20 bits), prefetchMb is a byte budget.
-  io_prefetch: {
-    readAheadKb: { min: 0, max: 16_384 },
-    major: { min: 0, max: 4095 },
-    minor: { min: 0, max: 1_048_575 },
-    prefetchMb: { min: 0, max: 1024 },
-  },
-};
 
 export type RefusalCode =
   | 'DENIED'
@@ -145,7 +123,7 @@ export class Guardrails {
   #paused = false;
   #pauseReason: string | undefined;
 
-  constructor(config: GuardrailsConfig, bounds: ActionBounds = defaultBounds, options: GuardrailsOptions = {}) {
+  constructor(config: GuardrailsConfig, bounds: ActionBounds, options: GuardrailsOptions = {}) {
     this.#config = config;
     this.#bounds = bounds;
     const deny = [...config.denyCgroups, ...(options.deny ?? [])];

@@ -19,7 +19,6 @@ export {
 export {
   DEFAULT_CGROUP_ROOTS,
   Guardrails,
-  defaultBounds,
   type ActionBounds,
   type CheckContext,
   type CheckResult,

@@ -11,6 +11,7 @@ import { Guardrails } from '../engine/guardrails.js';
 import { createStrategies } from '../engine/registry.js';
 import { isRestore, RESTORE_KEY, type KnobValues } from '../engine/strategy.js';
 import type { RecordingHeader } from './recording.js';
+import { ACTION_BOUNDS } from '../actions/index.js';
 
 export interface ReplayedDecision {
   tick: number;
@@ -35,7 +36,7 @@ export function replay(header: RecordingHeader, ticks: readonly TickSnapshot[], 
   const closedLoop = new ClosedLoop(config.closedLoop);
   const engine = new DecisionEngine({
     strategies: createStrategies(config),
-    guardrails: new Guardrails(config.guardrails, undefined, { penalties: closedLoop }),
+    guardrails: new Guardrails(config.guardrails, ACTION_BOUNDS, { penalties: closedLoop }),
     closedLoop,
     idPrefix: 'replay',
   });

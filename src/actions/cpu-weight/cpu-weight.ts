@@ -74,6 +74,8 @@ export function createCpuWeightAction(io: KnobIO = kernelKnobIO): Action {
 
   return {
     name: NAME,
+    // cgroup v2 cpu.weight accepts 1..10000; halving or growing by half per nudge is the most one step may do.
+    bounds: { weight: { min: 1, max: 10_000, maxStepFraction: 0.5 } },
 
     knobs,
 

@@ -152,6 +152,11 @@ export function createCpusetSpreadAction(opts: CpusetSpreadOptions = {}): Action
 
   return {
     name: CPUSET_SPREAD,
+    // CPU counts (NR_CPUS tops out at 8192); at most double or halve per nudge, so threads spread out step by step.
+    bounds: {
+      cpus: { min: 1, max: 8192, maxStepFraction: 1 },
+      cpuset: { min: 1, max: 8192, maxStepFraction: 1 },
+    },
     knobs,
 
     read(target: Target): Record<string, number> {

@@ -18,7 +18,7 @@ import { listProcs } from '../../cgroup/cgroup.js';
 import { cgroupId, cgroupVersionOf, detectLayout } from '../../cgroup/layout.js';
 import { ClosedLoop } from '../../engine/closed-loop.js';
 import { DecisionEngine } from '../../engine/engine.js';
-import { Guardrails, defaultBounds } from '../../engine/guardrails.js';
+import { Guardrails } from '../../engine/guardrails.js';
 import { IoPrefetchRule } from '../../engine/heuristic/io-prefetch.js';
 import { isRestore } from '../../engine/strategy.js';
 import { Journal } from '../../journal/journal.js';
@@ -27,6 +27,7 @@ import { KnobWriter } from '../knob-writer.js';
 import { DeviceScope, resolveDevices } from '../../block/devices.js';
 import { ioPrefetch, prefetchChannel, type PrefetchEvent } from './io-prefetch.js';
 import { blkioDevice, blkioWindow } from '../../signals/windows.js';
+import { ACTION_BOUNDS } from '../index.js';
 
 beforeAll(() => {
   if (process.getuid?.() !== 0) throw new Error('kernel tests create cgroups and loop devices: run them as root');
@@ -197,7 +198,7 @@ describe('io_prefetch on a real loop device', () => {
     const policy = { ...DEFAULTS.policy.ioPrefetch, triggerTicks: 2, calmTicks: 3, prefetchMb: 16 };
     const engine = new DecisionEngine({
       strategies: [new IoPrefetchRule(policy)],
-      guardrails: new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, defaultBounds, { penalties: loopJudge, devices }),
+      guardrails: new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, ACTION_BOUNDS, { penalties: loopJudge, devices }),
       closedLoop: loopJudge,
     });
     const blkio = new BlkioFromKernel(loop, readerCg.path, 'reader');

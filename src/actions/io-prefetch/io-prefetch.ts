@@ -134,6 +134,13 @@ export function createIoPrefetchAction(opts: IoPrefetchOptions = {}): Action {
 
   return {
     name: NAME,
+    // read_ahead_kb up to 16 MiB; major and minor only name the device (12 and 20 bits), prefetchMb is a byte budget.
+    bounds: {
+      readAheadKb: { min: 0, max: 16_384 },
+      major: { min: 0, max: 4095 },
+      minor: { min: 0, max: 1_048_575 },
+      prefetchMb: { min: 0, max: 1024 },
+    },
 
     knobs,
 

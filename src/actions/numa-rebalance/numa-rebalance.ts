@@ -134,6 +134,8 @@ export function createNumaRebalanceAction(opts: NumaRebalanceOptions = {}): Acti
 
   return {
     name: NUMA_REBALANCE,
+    // Node ids (MAX_NUMNODES is 1024). Nodes are not ordered, so there is no step to bound: one nudge homes a target.
+    bounds: { cpusNode: { min: 0, max: 1023 }, memNode: { min: 0, max: 1023 } },
 
     knobs(target: Target): KnobRef[] {
       const k = knobsOf(target, 'list knobs of');

@@ -16,7 +16,7 @@ import { listProcs, readKnob } from '../../cgroup/cgroup.js';
 import { cgroupId, cgroupVersionOf, detectLayout } from '../../cgroup/layout.js';
 import { ClosedLoop } from '../../engine/closed-loop.js';
 import { DecisionEngine } from '../../engine/engine.js';
-import { Guardrails, defaultBounds } from '../../engine/guardrails.js';
+import { Guardrails } from '../../engine/guardrails.js';
 import { PressureBackoffRule } from '../../engine/heuristic/pressure-backoff.js';
 import { isRestore } from '../../engine/strategy.js';
 import { Journal } from '../../journal/journal.js';
@@ -24,6 +24,7 @@ import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedPro
 import { KnobWriter } from '../knob-writer.js';
 import { concurrencyHints, pressureBackoff } from './pressure-backoff.js';
 import { runqlatWindow } from '../../signals/windows.js';
+import { ACTION_BOUNDS } from '../index.js';
 
 const VICTIM = path.resolve('tools/bin/victim');
 const CLK_TCK = 100;
@@ -112,7 +113,7 @@ describe('pressure_backoff on a real v1 cpu cgroup under stress-ng', () => {
     const policy = { ...DEFAULTS.policy.pressureBackoff, psiSomeAvg10Threshold: 30, triggerTicks: 2, calmTicks: 10_000 };
     const engine = new DecisionEngine({
       strategies: [new PressureBackoffRule(policy)],
-      guardrails: new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, defaultBounds, { penalties: loop }),
+      guardrails: new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, ACTION_BOUNDS, { penalties: loop }),
       closedLoop: loop,
     });
     const targets = [victim, noisy];

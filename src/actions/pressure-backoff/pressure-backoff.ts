@@ -250,6 +250,9 @@ export function createPressureBackoffAction(opts: PressureBackoffOptions = {}): 
 
   return {
     name: NAME,
+    // CPUs. No step limit: AIMD halves on the way down and adds a fixed step on the way up, which no single relative
+    // or absolute bound fits; the floor (the kernel's 1 ms per 100 ms period) and the rule's own steps keep it small.
+    bounds: { quotaCpus: { min: 0.01, max: 4096 } },
     // Hint files a crashed run left behind describe quotas its restore has since put back.
     start: (ctx) => clearConcurrencyHints(ctx.stateDir),
 

@@ -2,10 +2,11 @@ import { describe, expect, it } from 'vitest';
 import type { CpusetSpreadPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import { summarize, type PlacementStats } from '../../signals/placement/placement.js';
-import { defaultBounds, Guardrails } from '../guardrails.js';
+import { Guardrails } from '../guardrails.js';
 import { RESTORE_KEY, type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import { CPUSET_SPREAD_ACTION, CpusetSpreadRule, nextSpread } from './cpuset-spread.js';
 import { runqlatWindow } from '../../signals/windows.js';
+import { ACTION_BOUNDS } from '../../actions/index.js';
 
 const policy: CpusetSpreadPolicy = {
   enabled: true,
@@ -167,7 +168,7 @@ describe('nextSpread and the guardrail bounds', () => {
   });
 
   it('every spread step the rule proposes passes the default bounds', () => {
-    const g = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, defaultBounds);
+    const g = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, ACTION_BOUNDS);
     for (let cur = 1; cur <= 64; cur++) {
       for (const runnable of [2, 3, 8, 200]) {
         const to = nextSpread(cur, { runnable, allowedCpus: 128 });

@@ -7,11 +7,12 @@ import { parseConfig } from '../../config/load.js';
 import { DEFAULTS } from '../../config/defaults.js';
 import type { IoPrefetchPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
-import { Guardrails, defaultBounds } from '../guardrails.js';
+import { Guardrails } from '../guardrails.js';
 import { RESTORE_KEY, isRestore, type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import { IO_PREFETCH_ACTION, IoPrefetchRule, blkioOf, isSmallStream, isStream, mainDevice } from './io-prefetch.js';
 import { blkioDevice, blkioWindow } from '../../signals/windows.js';
 import type { BlkioWindow } from '../../signals/blkio/blkio.js';
+import { ACTION_BOUNDS } from '../../actions/index.js';
 
 const policy: IoPrefetchPolicy = {
   enabled: true,
@@ -226,12 +227,12 @@ describe('io_prefetch and guardrails', () => {
     fs.symlinkSync(disk, path.join(sys, 'dev/block/7:0'));
     const paths = { sysBlock: path.join(sys, 'block'), sysClassBlock: path.join(sys, 'class/block'), sysDevBlock: path.join(sys, 'dev/block') };
     const scope = (names: string[]) => new DeviceScope(resolveDevices(names, paths), paths.sysDevBlock);
-    const g = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, defaultBounds, { devices: scope(['loop0']) });
+    const g = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, ACTION_BOUNDS, { devices: scope(['loop0']) });
     const devs = new SimulatedDevices();
     const [n] = run([SMALL, SMALL, SMALL].map(r), devs, { ...DEFAULTS.policy.ioPrefetch, prefetchMb: 64 })[2]!;
     expect(g.check(n!, 0, { current: { readAheadKb: 128, major: 7, minor: 0 } })).toEqual({ ok: true });
     // Not listed: refused, naming the device and the fix.
-    const none = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, defaultBounds, { devices: scope([]) });
+    const none = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, ACTION_BOUNDS, { devices: scope([]) });
     expect(none.check(n!, 0, { current: { readAheadKb: 128, major: 7, minor: 0 } })).toEqual({
       ok: false,
       code: 'DEVICE_NOT_IN_SCOPE',

@@ -2,9 +2,10 @@ import { describe, expect, it } from 'vitest';
 import type { NumaRebalancePolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import { summarizeNuma, type NumaStats } from '../../signals/numa/numa.js';
-import { defaultBounds, Guardrails } from '../guardrails.js';
+import { Guardrails } from '../guardrails.js';
 import { RESTORE_KEY, type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import { NUMA_REBALANCE_ACTION, NumaRebalanceRule } from './numa-rebalance.js';
+import { ACTION_BOUNDS } from '../../actions/index.js';
 
 const policy: NumaRebalancePolicy = {
   enabled: true,
@@ -132,7 +133,7 @@ describe('NumaRebalanceRule', () => {
   });
 
   it('its nudges pass the default bounds', () => {
-    const g = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, defaultBounds);
+    const g = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, ACTION_BOUNDS);
     const [n] = decide(['FAR', 'FAR', 'FAR']);
     expect(g.check(n!, 0, { current: { cpusNode: -1, memNode: -1 } })).toEqual({ ok: true });
   });

@@ -3,7 +3,7 @@ import { parseConfig } from '../../config/load.js';
 import { DEFAULTS } from '../../config/defaults.js';
 import type { PressureBackoffPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
-import { Guardrails, defaultBounds } from '../guardrails.js';
+import { Guardrails } from '../guardrails.js';
 import { isRestore, type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import {
   PRESSURE_BACKOFF_ACTION,
@@ -14,6 +14,7 @@ import {
   worstPressure,
 } from './pressure-backoff.js';
 import { psiResource, runqlatWindow } from '../../signals/windows.js';
+import { ACTION_BOUNDS } from '../../actions/index.js';
 
 const policy: PressureBackoffPolicy = {
   enabled: true,
@@ -277,7 +278,7 @@ describe('PressureBackoffRule when calm', () => {
 
 describe('pressure_backoff and guardrails', () => {
   it("accepts every nudge the rule makes with the default policy and bounds", () => {
-    const g = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, defaultBounds);
+    const g = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1000, denyCgroups: [] }, ACTION_BOUNDS);
     const knobs = new SimulatedKnobs();
     const all = run([HOT, HOT, HOT, HOT, HOT, HOT, CALM, CALM, CALM], knobs, DEFAULTS.policy.pressureBackoff).flat();
     expect(all.length).toBeGreaterThan(3);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import type { Verdict } from '../closed-loop.js';
-import { Guardrails, defaultBounds, type ActionBounds } from '../guardrails.js';
+import { Guardrails, type ActionBounds } from '../guardrails.js';
 import type { DecideInput, KnobValues, StrategyFeedback, StrategyNudge, StrategyTarget } from '../strategy.js';
 import {
   LearnedStrategy,
@@ -12,6 +12,7 @@ import {
 } from './learner.js';
 import type { LearnerModel } from './model.js';
 import { runqlatWindow } from '../../signals/windows.js';
+import { ACTION_BOUNDS } from '../../actions/index.js';
 
 const targets: StrategyTarget[] = [
   { name: 'web', role: 'protect' },
@@ -70,7 +71,7 @@ class Driver {
   i = 0;
   constructor(
     readonly learner: LearnedStrategy,
-    bounds: ActionBounds = defaultBounds,
+    bounds: ActionBounds = ACTION_BOUNDS,
   ) {
     this.guardrails = new Guardrails({ cooldownMs: 0, maxChangesPerMinute: 1_000, denyCgroups: [] }, bounds, {
       penalties: { penalised: (rule, target, now) => (this.penalties.get(`${rule}\0${target}`) ?? 0) > now },
@@ -232,7 +233,7 @@ describe('LearnedStrategy: safe exploration', () => {
   it('does not offer a candidate the guardrails\' bounds would refuse', () => {
     const choices: LearnerChoice[] = [];
     const bounds = {
-      cpu_weight: defaultBounds.cpu_weight!,
+      cpu_weight: ACTION_BOUNDS.cpu_weight!,
       pressure_backoff: { quotaCpus: { min: 0.01, max: 64, maxStepFraction: 0.25 } },
     };
     const d = new Driver(learner({ onChoice: (c) => choices.push(c) }), bounds);

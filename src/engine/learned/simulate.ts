@@ -17,7 +17,7 @@ import type { NoisyNeighborPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import { ClosedLoop, improvementOf, median, metricValue } from '../closed-loop.js';
 import { DecisionEngine, type Decision } from '../engine.js';
-import { Guardrails, defaultBounds, type ActionBounds } from '../guardrails.js';
+import { Guardrails, type ActionBounds } from '../guardrails.js';
 import { NoisyNeighborRule } from '../heuristic/noisy-neighbor.js';
 import { RESTORE_KEY, isRestore, type KnobValues, type Strategy, type StrategyTarget } from '../strategy.js';
 import { NOOP_ARM } from './candidates.js';
@@ -134,9 +134,9 @@ export const SIM_POLICY: NoisyNeighborPolicy = {
 export const SIM_CLOSED_LOOP = { windowTicks: 3, margin: 0.1, penaltyMs: 30_000, significance: 0.1, warmupTicks: 0 };
 export const SIM_GUARDRAILS = { cooldownMs: 3000, maxChangesPerMinute: 30, denyCgroups: [] as string[] };
 
-/** Bounds for the three actions as the simulated agent declares them. */
+/** Bounds for the three actions as the simulated agent declares them (cpu_weight's are the real action's). */
 export const SIM_BOUNDS: ActionBounds = {
-  ...defaultBounds,
+  cpu_weight: { weight: { min: 1, max: 10_000, maxStepFraction: 0.5 } },
   cpuset_spread: { cpus: { min: 1, max: CPUS } },
   pressure_backoff: { quotaCpus: { min: 0.01, max: CPUS } },
 };
