@@ -10,9 +10,9 @@ import type { Strategy } from './strategy.js';
 
 /**
  * `deps` serves the learned strategy (strategy.kind other than heuristic): where its model persists, which actions
- * are registered (default: all in src/actions), whether this is a dry run, and a logger.
+ * are registered, whether this is a dry run, and a logger.
  */
-export function createStrategies(config: Config, deps: StrategyDeps = {}): Strategy[] {
+export function createStrategies(config: Config, deps: StrategyDeps): Strategy[] {
   const rules: Strategy[] = [
     new NoisyNeighborRule(config.policy.noisyNeighbor),
     new CpusetSpreadRule(config.policy.cpusetSpread),

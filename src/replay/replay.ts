@@ -11,7 +11,7 @@ import { Guardrails } from '../engine/guardrails.js';
 import { createStrategies } from '../engine/registry.js';
 import { isRestore, RESTORE_KEY, type KnobValues } from '../engine/strategy.js';
 import type { RecordingHeader } from './recording.js';
-import { ACTION_BOUNDS } from '../actions/index.js';
+import { ACTION_BOUNDS, ACTIONS } from '../actions/index.js';
 
 export interface ReplayedDecision {
   tick: number;
@@ -35,7 +35,7 @@ export function replay(header: RecordingHeader, ticks: readonly TickSnapshot[], 
   }
   const closedLoop = new ClosedLoop(config.closedLoop);
   const engine = new DecisionEngine({
-    strategies: createStrategies(config),
+    strategies: createStrategies(config, { actions: ACTIONS.map((a) => a.name) }),
     guardrails: new Guardrails(config.guardrails, ACTION_BOUNDS, { penalties: closedLoop }),
     closedLoop,
     idPrefix: 'replay',

@@ -11,6 +11,9 @@ import type { DecideInput, StrategyFeedback } from '../strategy.js';
 import { CanaryStrategy, ShadowStrategy, type ShadowEvent } from './modes.js';
 import { MODEL_FILE, loadModel } from './model-store.js';
 import { SIM_TARGETS, SimHost } from './simulate.js';
+import { ACTIONS } from '../../actions/index.js';
+
+const ALL = ACTIONS.map((a) => a.name);
 
 let dir: string;
 beforeEach(() => {
@@ -61,19 +64,19 @@ function* hotTicks(): Generator<DecideInput> {
 describe('createStrategies and strategy.kind', () => {
   it('keeps the rules alone when the config has no strategy section, or kind heuristic', () => {
     for (const c of [config(), config({ kind: 'heuristic' })]) {
-      const names = createStrategies(c).map((s) => s.name);
+      const names = createStrategies(c, { actions: ALL }).map((s) => s.name);
       expect(names[0]).toBe('noisy-neighbor');
       expect(names.some((n) => ['learned', 'shadow', 'canary'].includes(n))).toBe(false);
     }
   });
 
   it('builds the learner beside the rules (shadow), on the canary targets (canary), or on all (learned)', () => {
-    const [shadow] = createStrategies(config({ kind: 'shadow' }));
+    const [shadow] = createStrategies(config({ kind: 'shadow' }), { actions: ALL });
     expect(shadow).toBeInstanceOf(ShadowStrategy);
-    const [canary] = createStrategies(config({ kind: 'canary', canaryTargets: ['batch'] }));
+    const [canary] = createStrategies(config({ kind: 'canary', canaryTargets: ['batch'] }), { actions: ALL });
     expect(canary).toBeInstanceOf(CanaryStrategy);
     expect((canary as CanaryStrategy).name).toBe('canary');
-    const learned = createStrategies(config({ kind: 'learned' }));
+    const learned = createStrategies(config({ kind: 'learned' }), { actions: ALL });
     expect(learned.map((s) => s.name)).toEqual(['learned']);
   });
 
@@ -89,7 +92,7 @@ describe('createStrategies and strategy.kind', () => {
     };
     diagnostics_channel.subscribe(channels.decision.name, listener);
     try {
-      const [shadow] = createStrategies(config({ kind: 'shadow' }));
+      const [shadow] = createStrategies(config({ kind: 'shadow' }), { actions: ALL });
       const ticks = hotTicks();
       for (let i = 0; i < 3; i++) shadow!.decide(ticks.next().value!);
     } finally {
@@ -100,7 +103,7 @@ describe('createStrategies and strategy.kind', () => {
   });
 
   it('persists the model in the state directory after each outcome, and a new agent continues from it', () => {
-    const [s] = createStrategies(config({ kind: 'learned' }), { stateDir: dir });
+    const [s] = createStrategies(config({ kind: 'learned' }), { actions: ALL, stateDir: dir });
     const ticks = hotTicks();
     let nudge;
     for (let i = 0; i < 3 && nudge === undefined; i++) nudge = s!.decide(ticks.next().value!).find((n) => n.desired.restore !== 1);
@@ -115,12 +118,12 @@ describe('createStrategies and strategy.kind', () => {
     const saved = loadModel(dir);
     expect(saved.status).toBe('loaded');
     expect(saved.model!.updates).toBe(1);
-    const [again] = createStrategies(config({ kind: 'learned' }), { stateDir: dir });
+    const [again] = createStrategies(config({ kind: 'learned' }), { actions: ALL, stateDir: dir });
     expect((again as CanaryStrategy).learner.model.updates).toBe(1);
   });
 
   it('learns and saves nothing in a dry run', () => {
-    const [s] = createStrategies(config({ kind: 'learned' }), { stateDir: dir, dryRun: true });
+    const [s] = createStrategies(config({ kind: 'learned' }), { actions: ALL, stateDir: dir, dryRun: true });
     const ticks = hotTicks();
     let nudge;
     for (let i = 0; i < 3 && nudge === undefined; i++) nudge = s!.decide(ticks.next().value!)[0];
@@ -135,7 +138,7 @@ describe('createStrategies and strategy.kind', () => {
 
   it('starts fresh over a corrupt model file instead of failing to start', () => {
     writeFileSync(path.join(dir, MODEL_FILE), 'not json');
-    const [s] = createStrategies(config({ kind: 'learned' }), { stateDir: dir });
+    const [s] = createStrategies(config({ kind: 'learned' }), { actions: ALL, stateDir: dir });
     expect((s as CanaryStrategy).learner.model.updates).toBe(0);
   });
 });

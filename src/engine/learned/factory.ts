@@ -8,7 +8,6 @@ import type { Config } from '../../config/types.js';
 import { DEFAULT_STRATEGY } from '../../config/defaults.js';
 import { channels, publish } from '../../core/events.js';
 import { silentLogger, type Logger } from '../../core/log.js';
-import { ACTIONS } from '../../actions/index.js';
 import type { Strategy } from '../strategy.js';
 import { LearnedStrategy } from './learner.js';
 import type { LearnerModel } from './model.js';
@@ -92,8 +91,8 @@ export function modeOptions(log: Logger = silentLogger): ModeOptions {
 export interface StrategyDeps {
   /** Where the learned model persists; without it the learner starts fresh each run. */
   stateDir?: string;
-  /** Registered action names; default every action in src/actions. */
-  actions?: readonly string[];
+  /** Registered action names (the caller's action list: the engine does not know the actions). */
+  actions: readonly string[];
   /** A dry run: the learner decides from the saved model but learns and saves nothing. */
   dryRun?: boolean;
   log?: Logger;
@@ -104,11 +103,11 @@ export interface StrategyDeps {
  * beside them (shadow), acting on the canary targets (canary), or on every target (learned). In the last two the
  * rules keep whatever the learner does not cover: other actions, other targets, and every restore.
  */
-export function withStrategyKind(config: Config, rules: readonly Strategy[], deps: StrategyDeps = {}): Strategy[] {
+export function withStrategyKind(config: Config, rules: readonly Strategy[], deps: StrategyDeps): Strategy[] {
   const s = config.strategy ?? DEFAULT_STRATEGY;
   if (s.kind === 'heuristic') return [...rules];
   const learner = createLearner(config, {
-    actions: deps.actions ?? ACTIONS.map((a) => a.name),
+    actions: deps.actions,
     ...(deps.stateDir !== undefined ? { stateDir: deps.stateDir } : {}),
     ...(deps.log !== undefined ? { log: deps.log } : {}),
     ...(deps.dryRun !== undefined ? { dryRun: deps.dryRun } : {}),
