@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import { dupFd, eventfd, wakeEventfd } from '../core/fd.js';
+import { closeFds, dupFd, eventfd, stopPollingWorker } from '../core/fd.js';
 import type { BpfMap } from './map.js';
 import { MapType } from './libbpf.js';
 import { TunerError } from '../core/errors.js';
@@ -130,25 +130,12 @@ export class RingBufferWatcher {
   }
 
   private release(): void {
-    for (const fd of [this.fd, this.wake]) {
-      try {
-        fs.closeSync(fd);
-      } catch {
-        // already closed
-      }
-    }
+    closeFds([this.fd, this.wake]);
   }
 
   /** Wakes the worker out of poll(), waits for it to end, then closes its fds. Idempotent. */
   close(): Promise<void> {
-    this.closing ??= new Promise<void>((resolve) => {
-      if (this.exited) {
-        resolve();
-        return;
-      }
-      this.worker.once('exit', () => resolve());
-      if (!wakeEventfd(this.wake)) void this.worker.terminate();
-    });
+    this.closing ??= stopPollingWorker(this.worker, this.wake, this.exited);
     return this.closing;
   }
 }

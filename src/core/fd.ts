@@ -4,6 +4,7 @@
  * may close the original at any time without the number being reused under the worker).
  */
 import fs from 'node:fs';
+import type { Worker } from 'node:worker_threads';
 import koffi from 'koffi';
 import { TunerError } from './errors.js';
 
@@ -46,4 +47,30 @@ export function dupFd(fd: number, what: string): number {
   const out = c().fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (out < 0) throw new TunerError('INTERNAL', `duplicate the descriptor of ${what}: errno ${koffi.errno()}`);
   return out;
+}
+
+/** Closes every descriptor given; one already closed is skipped. */
+export function closeFds(fds: Iterable<number>): void {
+  for (const fd of fds) {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/**
+ * Ends a worker that blocks in poll(2) on `wake` among its descriptors: wakes it through the eventfd (or terminates
+ * it when that cannot be written) and resolves once it has exited; at once when it already has.
+ */
+export function stopPollingWorker(worker: Worker, wake: number, exited: boolean): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (exited) {
+      resolve();
+      return;
+    }
+    worker.once('exit', () => resolve());
+    if (!wakeEventfd(wake)) void worker.terminate();
+  });
 }

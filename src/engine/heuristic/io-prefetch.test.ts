@@ -14,16 +14,8 @@ import { blkioDevice, blkioWindow } from '../../signals/windows.js';
 import type { BlkioWindow } from '../../signals/blkio/blkio.js';
 import { ACTION_BOUNDS } from '../../actions/index.js';
 
-const policy: IoPrefetchPolicy = {
-  enabled: true,
-  seqRatioThreshold: 0.8,
-  maxRequestKb: 64,
-  minIosPerS: 50,
-  triggerTicks: 3,
-  calmTicks: 4,
-  readAheadKb: 1024,
-  prefetchMb: 0,
-};
+// The defaults, with a short calm streak.
+const policy: IoPrefetchPolicy = { ...DEFAULTS.policy.ioPrefetch, calmTicks: 4 };
 
 const targets: StrategyTarget[] = [
   { name: 'reader', role: 'protect' },

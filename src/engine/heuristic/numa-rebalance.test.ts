@@ -6,18 +6,10 @@ import { Guardrails } from '../guardrails.js';
 import { RESTORE_KEY, type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import { NUMA_REBALANCE_ACTION, NumaRebalanceRule } from './numa-rebalance.js';
 import { ACTION_BOUNDS } from '../../actions/index.js';
+import { DEFAULTS } from '../../config/defaults.js';
 
-const policy: NumaRebalancePolicy = {
-  enabled: true,
-  move: 'cpus',
-  remoteThreshold: 0.5,
-  dominance: 0.75,
-  calmFraction: 0.8,
-  minMemoryMb: 64,
-  triggerTicks: 3,
-  calmTicks: 4,
-  sampleTicks: 1,
-};
+// The defaults, with short streaks and a sample every tick.
+const policy: NumaRebalancePolicy = { ...DEFAULTS.policy.numaRebalance, triggerTicks: 3, calmTicks: 4, sampleTicks: 1 };
 
 const targets: StrategyTarget[] = [
   { name: 'db', role: 'protect' },

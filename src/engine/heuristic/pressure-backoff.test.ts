@@ -16,15 +16,8 @@ import {
 import { psiResource, runqlatWindow } from '../../signals/windows.js';
 import { ACTION_BOUNDS } from '../../actions/index.js';
 
-const policy: PressureBackoffPolicy = {
-  enabled: true,
-  psiSomeAvg10Threshold: 20,
-  triggerTicks: 3,
-  calmTicks: 6,
-  decreaseFactor: 0.5,
-  increaseStepCpus: 0.25,
-  floorCpus: 0.2,
-};
+// The defaults, with a short calm streak.
+const policy: PressureBackoffPolicy = { ...DEFAULTS.policy.pressureBackoff, calmTicks: 6 };
 
 const targets: StrategyTarget[] = [
   { name: 'web', role: 'protect' },

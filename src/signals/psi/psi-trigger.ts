@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { TunerError, errnoCode } from '../../core/errors.js';
-import { eventfd, wakeEventfd } from '../../core/fd.js';
+import { closeFds, eventfd, stopPollingWorker } from '../../core/fd.js';
 import { parsePressure, type Pressure, type PsiResourceName } from './psi.js';
 
 export type PsiKind = 'some' | 'full';
@@ -241,30 +241,12 @@ export class PsiTriggers extends EventEmitter<PsiTriggerEvents> {
   }
 
   private release(): void {
-    for (const fd of this.fds.splice(0)) {
-      try {
-        fs.closeSync(fd);
-      } catch {
-        // already closed
-      }
-    }
-    try {
-      fs.closeSync(this.wake);
-    } catch {
-      // already closed
-    }
+    closeFds([...this.fds.splice(0), this.wake]);
   }
 
   /** Wakes the worker out of poll(), waits for it to end, then closes every fd (which disarms the triggers). Idempotent. */
   close(): Promise<void> {
-    this.closing ??= new Promise<void>((resolve) => {
-      if (this.exited) {
-        resolve();
-        return;
-      }
-      this.worker.once('exit', () => resolve());
-      if (!wakeEventfd(this.wake)) void this.worker.terminate();
-    });
+    this.closing ??= stopPollingWorker(this.worker, this.wake, this.exited);
     return this.closing;
   }
 }
