@@ -134,10 +134,16 @@ function makeCgroup(dir: string, controller: string, root: string, version: 1 | 
   };
 }
 
-/** Create `<controller mount>/ebpf-tuner-test-<pid>-<random>`. Needs root. */
-export function makeTestCgroup(controller = 'cpu', opts: { layout?: CgroupLayout } = {}): TestCgroup {
+/**
+ * Create `<controller mount>/ebpf-tuner-test-<pid>-<random>`. Needs root. `name` (another test cgroup's name) makes
+ * the same cgroup in a second v1 hierarchy, as a target's twin (its cpuset beside its cpu cgroup).
+ */
+export function makeTestCgroup(controller = 'cpu', opts: { layout?: CgroupLayout; name?: string } = {}): TestCgroup {
   const { mount, version } = controllerMount(controller, opts.layout ?? detectLayout());
-  const name = `${TEST_CGROUP_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`;
+  if (opts.name !== undefined && !opts.name.startsWith(`${TEST_CGROUP_PREFIX}${process.pid}-`)) {
+    throw new Error(`test cgroup name ${JSON.stringify(opts.name)} must be one this process made (${TEST_CGROUP_PREFIX}${process.pid}-…)`);
+  }
+  const name = opts.name ?? `${TEST_CGROUP_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`;
   return makeCgroup(path.join(mount, name), controller, mount, version, true);
 }
 
