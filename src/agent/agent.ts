@@ -1,15 +1,15 @@
 /**
  * The agent: resolves targets, restores whatever a crashed run left behind, attaches the signals, and on every tick
- * collects one snapshot, publishes it, asks the decision engine what to do and carries it out through the actions —
- * or, in dry-run, only records it in the state directory's dry-run audit (never judged: nothing changed). stop() is
- * idempotent and puts every original value back.
+ * collects one snapshot, publishes it, asks the decision engine what to do and hands the decisions to the executor
+ * (executor.ts), which carries them out through the actions — or, in dry-run, only records them in the state
+ * directory's dry-run audit (never judged: nothing changed). stop() is idempotent and puts every original value back.
  */
 import type Database from 'better-sqlite3';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
-import { channels, publish, type DecisionKind } from '../core/events.js';
-import { isTunerError, TunerError } from '../core/errors.js';
+import { join } from 'node:path';
+import { channels, publish } from '../core/events.js';
+import { TunerError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { HostSignals, Signal, Target, TargetSignals, TickSnapshot } from '../core/types.js';
 import type { Config } from '../config/types.js';
@@ -18,16 +18,18 @@ import { Journal, type JournalEntry } from '../journal/journal.js';
 import { restoreAll, type RestoreReport } from '../journal/restore.js';
 import { KnobClaims, StateDirLock } from '../journal/ownership.js';
 import { KnobWriter, defaultDenyList, knobIO } from '../actions/knob-writer.js';
-import { ACTION_BOUNDS, ACTIONS, findAction } from '../actions/index.js';
+import { ACTION_BOUNDS, ACTIONS } from '../actions/index.js';
 import { AuditLog, type AuditRecord } from '../audit/audit.js';
-import { ClosedLoop, describeVerdict } from '../engine/closed-loop.js';
-import { DecisionEngine, type Decision } from '../engine/engine.js';
+import { ClosedLoop } from '../engine/closed-loop.js';
+import { DecisionEngine } from '../engine/engine.js';
 import { Guardrails } from '../engine/guardrails.js';
-import { isRestore, type KnobValues } from '../engine/strategy.js';
+import type { KnobValues } from '../engine/strategy.js';
 import { createStrategies } from '../engine/registry.js';
 import { createSignals } from '../signals/index.js';
 import { sharedMembership } from '../signals/membership.js';
+import { Executor } from './executor.js';
 import { TargetSet } from './resolve.js';
+import { WriteScope } from './write-scope.js';
 import { DeviceScope, resolveDevices } from '../block/devices.js';
 
 /** Written in the state directory while a (non-dry) run is alive, for `ebpf-tuner status`. */
@@ -56,7 +58,6 @@ export interface AgentOptions {
 
 /** How many ticks between rescans of target membership (new child cgroups, exited pids). */
 const MEMBERSHIP_EVERY_TICKS = 5;
-const SCOPE_LOOKUP_EVERY_REFRESHES = 12;
 /** How many ticks between info-level summaries of the signals (every tick is logged at debug). */
 const SUMMARY_EVERY_TICKS = 10;
 
@@ -85,13 +86,11 @@ export class Agent {
   private guardrails?: Guardrails;
   private timer?: NodeJS.Timeout;
   private ticks = 0;
-  private membershipRefreshes = 0;
-  /** Each cgroup target's directory and its v1 twins, by target directory (see writeScope). */
-  private readonly scopeDirs = new Map<string, string[]>();
+  private writeScope?: WriteScope;
   private lastTick = 0;
   private stopping?: Promise<RestoreReport | undefined>;
   private started = false;
-  private readonly lastRefusal = new Map<string, string>();
+  private executor?: Executor;
   private readonly unwake: (() => void)[] = [];
   private closedLoop?: ClosedLoop;
   /** The last snapshot, for the HTTP API and `top`. */
@@ -226,7 +225,8 @@ export class Agent {
     this.audit = new AuditLog(this.dryRunDb ?? this.journal.db);
     if (!this.dryRun) for (const a of ACTIONS) a.start?.({ stateDir: this.stateDir, dryRun: this.dryRun });
 
-    const { cgroupDirs, pids } = writeScope(this.targets, layout, this.scopeDirs);
+    this.writeScope = new WriteScope(layout);
+    const { cgroupDirs, pids } = this.writeScope.of(this.targets);
     const deny = [
       ...defaultDenyList(layout),
       ...this.config.guardrails.denyCgroups.map((p) => ({ path: p, subtree: true, reason: 'in guardrails.deny_cgroups' })),
@@ -259,6 +259,16 @@ export class Agent {
       // One strategy failing (a learner's model, a rule on an unexpected snapshot) must not stop the others.
       onStrategyError: (strategy, error) => this.log.error({ strategy, err: error }, 'strategy failed; skipped this tick'),
       idPrefix: Date.now().toString(36),
+    });
+
+    this.executor = new Executor({
+      log: this.log,
+      dryRun: this.dryRun,
+      journal: this.journal,
+      writer: this.writer,
+      audit: this.audit,
+      engine: this.engine,
+      target: (name: string) => this.target(name),
     });
 
     const cgroupVersion = layout.controllers.cpu?.version ?? (layout.unified ? 2 : 1);
@@ -340,27 +350,8 @@ export class Agent {
 
     if (this.ticks % MEMBERSHIP_EVERY_TICKS === 0) this.refreshMembership();
     if (this.engine && this.targets.length > 0) {
-      // Every rule asks about every target's knobs; each answer is a file read or a journal query, so within one
-      // tick each (target, action) is read once.
-      const memo = <T>(fn: (t: string, a: string) => T) => {
-        const cache = new Map<string, T>();
-        return (t: string, a: string): T => {
-          const k = `${t}\0${a}`;
-          if (!cache.has(k)) cache.set(k, fn(t, a));
-          return cache.get(k) as T;
-        };
-      };
-      let activeSet: ReadonlySet<string> | undefined;
-      const active = (): ReadonlySet<string> => (activeSet ??= this.activeChanges());
-      const decisions = this.engine.tick({
-        now,
-        snapshot,
-        targets: this.targets,
-        current: memo((target, action) => this.current(target, action)),
-        changed: memo((target, action) => this.changed(target, action, active)),
-        original: memo((target, action) => this.original(target, action)),
-      });
-      for (const d of decisions) this.carryOut(d, now);
+      const decisions = this.engine.tick({ now, snapshot, targets: this.targets, ...this.executor!.tickView() });
+      for (const d of decisions) this.executor!.carryOut(d, now);
     }
     return snapshot;
   }
@@ -375,9 +366,7 @@ export class Agent {
       this.log.warn({ cgroups: changes.overflow }, 'a cgroup pattern matches more cgroups than its max_matches; these are left out — fix: raise max_matches');
     }
     for (const s of this.signals) s.updateTargets?.(this.targets);
-    // Where a v1 cgroup's twins live is looked up again once a minute, or at once for a target that is new.
-    if (++this.membershipRefreshes % SCOPE_LOOKUP_EVERY_REFRESHES === 0) this.scopeDirs.clear();
-    const { cgroupDirs, pids } = writeScope(this.targets, this.layout, this.scopeDirs);
+    const { cgroupDirs, pids } = this.writeScope!.of(this.targets);
     this.writer?.updateScope(cgroupDirs, pids);
   }
 
@@ -385,139 +374,6 @@ export class Agent {
     const t = this.targets.find((x) => x.name === name);
     if (!t) throw new TunerError('INTERNAL', `find target ${name}: not configured`);
     return t;
-  }
-
-  private current(target: string, action: string): KnobValues | undefined {
-    const a = findAction(action);
-    if (!a) return undefined;
-    try {
-      return a.read(this.target(target));
-    } catch {
-      return undefined;
-    }
-  }
-
-  /**
-   * Whether a change of ours made by `action` is in effect on `target`. The journal answers first: listing an
-   * action's knobs can mean walking the target's threads (affinities) or open files (read-ahead devices), which
-   * every rule asking about every target each tick must not pay for targets the agent never changed. `active` is
-   * the journal's active entries, read once per tick.
-   */
-  private changed(target: string, action: string, active: () => ReadonlySet<string>): boolean {
-    const a = findAction(action);
-    if (!a || !this.journal) return false;
-    if (!active().has(`${target}\0${action}`)) return false;
-    try {
-      // Confirm by knob id: an entry left by an earlier scope of the same target name (a reload that moved it) is
-      // not a change of this target's knobs.
-      return a.knobs(this.target(target)).some((k) => this.journal!.get(k.id)?.state === 'active');
-    } catch {
-      return false;
-    }
-  }
-
-  /** `${target}\0${action}` of every active journal entry. */
-  private activeChanges(): ReadonlySet<string> {
-    if (!this.journal?.isOpen) return new Set();
-    return new Set(this.journal.active().map((e) => `${e.target}\0${e.action}`));
-  }
-
-  private original(target: string, action: string): KnobValues | undefined {
-    // The action reads its own units; the journal holds the knob's raw original. Only single-knob actions can map
-    // one to the other without the action's help, which is all the strategies ask for today.
-    const a = findAction(action);
-    if (!a || !this.journal) return undefined;
-    try {
-      const t = this.target(target);
-      const [k] = a.knobs(t);
-      const e = k ? this.journal.get(k.id) : undefined;
-      if (!e || e.state !== 'active') return undefined;
-      return a.decode?.(t, e.original);
-    } catch {
-      return undefined;
-    }
-  }
-
-  private carryOut(d: Decision, now: number): void {
-    const n = d.nudge;
-    const base = { id: d.id, time: now, action: n.action, target: n.target, rule: n.rule, reason: n.reason, evidence: n.evidence, expected: n.expected };
-    if (d.kind === 'refused') {
-      // A refusal repeats every tick while its cause holds (a cooldown, an evaluation in progress): record the first
-      // of a run, not every tick of it.
-      const key = `${n.rule}|${n.action}|${n.target}`;
-      const code = d.refusal?.code ?? 'UNKNOWN';
-      if (this.lastRefusal.get(key) === code) {
-        this.log.debug({ decision: d.id, code, target: n.target }, 'refused again');
-        return;
-      }
-      this.lastRefusal.set(key, code);
-      this.record({ ...base, kind: 'refused', outcome: `${code}: ${d.refusal?.reason}` });
-      return;
-    }
-    this.lastRefusal.delete(`${n.rule}|${n.action}|${n.target}`);
-    if (d.kind === 'kept') {
-      this.record({ ...base, kind: 'kept', ref: d.verdict?.decisionId, reason: verdictText(d), outcome: 'kept', verdict: d.verdict });
-      if (d.verdict) this.audit?.outcome(d.verdict.decisionId, `kept: ${describeVerdict(d.verdict)}`);
-      return;
-    }
-    const action = findAction(n.action);
-    if (!action || !this.writer) {
-      this.engine?.failed(d.id, new TunerError('INTERNAL', `no action ${n.action}`));
-      this.record({ ...base, kind: 'failed', outcome: `no action named ${n.action}` });
-      return;
-    }
-    try {
-      const target = this.target(n.target);
-      const from = action.read(target);
-      let kind: DecisionKind;
-      let outcome: string | undefined;
-      if (isRestore(n) && !hasValues(n.desired)) {
-        const items = this.dryRun ? [] : action.revert(target, this.writer);
-        kind = this.dryRun ? 'dry-run' : d.kind === 'revert' ? 'reverted' : 'restored';
-        outcome = items.map((i) => `${i.outcome} ${i.path}`).join('; ') || undefined;
-      } else {
-        const plan = action.plan(target, n.desired);
-        const res = action.apply(plan, this.writer);
-        kind = res.overridden ? 'overridden' : this.dryRun ? 'dry-run' : d.kind === 'revert' ? 'reverted' : 'applied';
-        if (res.overridden) outcome = 'another writer owns this knob now; left alone';
-        if (plan.notes.length) outcome = [outcome, ...plan.notes].filter(Boolean).join('; ');
-        if (res.overridden) {
-          this.engine?.failed(d.id, new TunerError('ACTION_FAILED', 'overridden'));
-          this.record({ ...base, kind, outcome, from: fmt(from) });
-          return;
-        }
-      }
-      const to = this.dryRun ? numericDesired(n.desired, from) : action.read(target);
-      // A dry-run change was never made: counted for pacing, never judged.
-      if (this.dryRun) this.engine?.dryRan(d.id, now);
-      else this.engine?.applied(d.id, from, to, now);
-      this.record({ ...base, kind, outcome, from: fmt(from), to: fmt(to), ref: d.verdict?.decisionId, verdict: d.verdict });
-      if (d.kind === 'revert' && d.verdict) this.audit?.outcome(d.verdict.decisionId, `reverted by ${d.id}: ${describeVerdict(d.verdict)}`);
-    } catch (e) {
-      this.engine?.failed(d.id, e);
-      const msg = e instanceof Error ? e.message : String(e);
-      if (isTunerError(e, 'BUSY')) {
-        // Another live agent manages this knob: not a failure of ours, a knob that is not ours to change.
-        const key = `${n.rule}|${n.action}|${n.target}`;
-        if (this.lastRefusal.get(key) === 'KNOB_CLAIMED') return;
-        this.lastRefusal.set(key, 'KNOB_CLAIMED');
-        this.record({ ...base, kind: 'refused', outcome: `KNOB_CLAIMED: ${msg}` });
-        return;
-      }
-      this.record({ ...base, kind: 'failed', outcome: msg });
-      if (isTunerError(e, 'OUT_OF_SCOPE')) this.log.error({ decision: d.id, err: msg }, 'refused a write outside the configured scope');
-    }
-  }
-
-  private record(rec: Parameters<AuditLog['record']>[0]): void {
-    const clean = Object.fromEntries(Object.entries(rec).filter(([, v]) => v !== undefined)) as typeof rec;
-    // Marked for subscribers (dashboard, metrics) and the log line; the dry-run database marks its rows by itself.
-    if (this.dryRun) clean.dryRun = true;
-    this.audit?.record(clean);
-    this.log.info(
-      { decision: clean.id, kind: clean.kind, action: clean.action, target: clean.target, from: clean.from, to: clean.to, outcome: clean.outcome, dryRun: clean.dryRun },
-      clean.reason,
-    );
   }
 
   /** Stops ticking, restores every original (unless dry-run), detaches every program. Idempotent. */
@@ -559,57 +415,6 @@ export class Agent {
     })();
     return this.stopping;
   }
-}
-
-/**
- * What the writer may touch: every cgroup target's directory — and, for v1, the same relative path in the other
- * hierarchies (cpuset, memory...), which is the same target — and every pid target's processes.
- */
-function writeScope(targets: readonly Target[], layout: CgroupLayout, known: Map<string, string[]>): { cgroupDirs: string[]; pids: number[] } {
-  const dirsOf = (dir: string): string[] => {
-    let dirs = known.get(dir);
-    if (!dirs) known.set(dir, (dirs = sameCgroupEverywhere(dir, layout)));
-    return dirs;
-  };
-  const live = new Set(targets.flatMap((t) => (t.scope.kind === 'cgroup' ? [t.scope.path] : [])));
-  for (const dir of known.keys()) if (!live.has(dir)) known.delete(dir);
-  return {
-    cgroupDirs: targets.flatMap((t) => (t.scope.kind === 'cgroup' ? dirsOf(t.scope.path) : [])),
-    pids: targets.flatMap((t) => (t.scope.kind === 'pids' ? t.scope.pids : [])),
-  };
-}
-
-function sameCgroupEverywhere(dir: string, layout: CgroupLayout): string[] {
-  const out = [dir];
-  const home = layout.mounts.filter((m) => dir === m.mount || dir.startsWith(m.mount + '/')).sort((a, b) => b.mount.length - a.mount.length)[0];
-  if (!home || home.version !== 1) return out;
-  const rel = relative(home.mount, dir);
-  for (const m of layout.mounts) {
-    if (m.version !== 1 || m.mount === home.mount) continue;
-    const other = join(m.mount, rel);
-    if (existsSync(other)) out.push(other);
-  }
-  return out;
-}
-
-function hasValues(d: Record<string, number | string>): boolean {
-  return Object.keys(d).some((k) => k !== 'restore');
-}
-
-function numericDesired(d: Record<string, number | string>, from: KnobValues): KnobValues {
-  const out: KnobValues = { ...from };
-  for (const [k, v] of Object.entries(d)) if (k !== 'restore' && typeof v === 'number') out[k] = v;
-  return out;
-}
-
-function fmt(v: KnobValues): string {
-  return Object.entries(v)
-    .map(([k, x]) => `${k}=${x}`)
-    .join(' ');
-}
-
-function verdictText(d: Decision): string {
-  return d.verdict ? `${d.verdict.verdict === 'kept' ? 'kept' : 'reverted'}: ${describeVerdict(d.verdict)}` : d.nudge.reason;
 }
 
 function summarizeHost(s: TickSnapshot): Record<string, string> | undefined {
