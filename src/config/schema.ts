@@ -116,6 +116,17 @@ function fraction(h: Hint, opts: { includeOne: boolean }) {
   return opts.includeOne ? n.lte(1, e) : n.lt(1, e);
 }
 
+/**
+ * A share setting: a number in (0, 1] — or (0, 1) without `includeOne` — with its default, the fix for a bad value
+ * (given the default, to quote it) and what it means, for the docs.
+ */
+function share(value: number, fix: (d: number) => string, meaning: string, opts: { includeOne: boolean } = { includeOne: true }) {
+  const [expected, allowed] = opts.includeOne
+    ? ['a number greater than 0 and at most 1', 'greater than 0, at most 1']
+    : ['a number greater than 0 and less than 1', 'greater than 0, less than 1'];
+  return doc(byDefault(value, (d) => fraction({ expected, fix: fix(d) }, opts)), { allowed, meaning });
+}
+
 /** A number in [lo, hi], or (lo, hi] when `loOpen`. */
 function real(lo: number, hi: number, h: Hint, opts: { loOpen: boolean } = { loOpen: false }) {
   const e = errorFor(h);
@@ -548,35 +559,16 @@ const noisyNeighbor = strict(
       'the kernel counts protect targets\' run-queue waits of at least `p99_threshold_us` and wakes the agent for an early tick when two fall within 100 ms (at most one per 100 ms), so the first step comes about 0.5 s after the onset instead of 2–3 s; off by default because the closed loop then judges a step against the short windows before it and reverted 2 of 3 first steps in the reaction benchmark',
     ),
     calm_ticks: calmTicks(10, 'consecutive calm ticks before restoring'),
-    calm_fraction: doc(
-      byDefault(0.5, (d) =>
-        fraction(
-          {
-            expected: 'a number greater than 0 and at most 1',
-            fix: `write e.g. calm_fraction: ${d} (calm means p99 below threshold × calm_fraction)`,
-          },
-          { includeOne: true },
-        ),
-      ),
-      {
-        allowed: 'greater than 0, at most 1',
-        meaning: 'calm means every protect target\'s p99 below `p99_threshold_us × calm_fraction`',
-      },
+    calm_fraction: share(
+      0.5,
+      (d) => `write e.g. calm_fraction: ${d} (calm means p99 below threshold × calm_fraction)`,
+      'calm means every protect target\'s p99 below `p99_threshold_us × calm_fraction`',
     ),
-    step_fraction: doc(
-      byDefault(0.5, (d) =>
-        fraction(
-          {
-            expected: 'a number greater than 0 and less than 1',
-            fix: `write e.g. step_fraction: ${d} (each step multiplies the weight by 1 - step_fraction)`,
-          },
-          { includeOne: false },
-        ),
-      ),
-      {
-        allowed: 'greater than 0, less than 1',
-        meaning: 'each step multiplies the weight by `1 − step_fraction` (and lowers it by at least 1)',
-      },
+    step_fraction: share(
+      0.5,
+      (d) => `write e.g. step_fraction: ${d} (each step multiplies the weight by 1 - step_fraction)`,
+      'each step multiplies the weight by `1 − step_fraction` (and lowers it by at least 1)',
+      { includeOne: false },
     ),
     min_weight: doc(
       byDefault(10, (d) =>
@@ -630,20 +622,11 @@ const pressureBackoff = strict(
     ),
     trigger_ticks: triggerTicks(3, 'consecutive pressured ticks before a decrease'),
     calm_ticks: calmTicks(30, 'consecutive unpressured ticks before restoring the original quota'),
-    decrease_factor: doc(
-      byDefault(0.5, (d) =>
-        fraction(
-          {
-            expected: 'a number greater than 0 and less than 1',
-            fix: `write e.g. decrease_factor: ${d} (each decrease multiplies the quota by it)`,
-          },
-          { includeOne: false },
-        ),
-      ),
-      {
-        allowed: 'greater than 0, less than 1',
-        meaning: 'each decrease multiplies the quota (or what the target used, if less) by this',
-      },
+    decrease_factor: share(
+      0.5,
+      (d) => `write e.g. decrease_factor: ${d} (each decrease multiplies the quota by it)`,
+      'each decrease multiplies the quota (or what the target used, if less) by this',
+      { includeOne: false },
     ),
     increase_step_cpus: doc(
       byDefault(0.25, (d) =>
@@ -671,17 +654,10 @@ const ioPrefetch = strict(
       true,
       'raise a device\'s read-ahead while a target (any role) reads it sequentially in small requests — only on a disk listed under `devices`',
     ),
-    seq_ratio_threshold: doc(
-      byDefault(0.8, (d) =>
-        fraction(
-          {
-            expected: 'a number greater than 0 and at most 1',
-            fix: `write e.g. seq_ratio_threshold: ${d} (the fraction of reads that must be sequential)`,
-          },
-          { includeOne: true },
-        ),
-      ),
-      { allowed: 'greater than 0, at most 1', meaning: 'share of requests that must be sequential for a stream' },
+    seq_ratio_threshold: share(
+      0.8,
+      (d) => `write e.g. seq_ratio_threshold: ${d} (the fraction of reads that must be sequential)`,
+      'share of requests that must be sequential for a stream',
     ),
     max_request_kb: doc(
       byDefault(64, (d) =>
@@ -754,17 +730,10 @@ const cpusetSpread = strict(
         meaning: 'runnable threads on one CPU that make a pile-up; calm is fewer runnable threads than this',
       },
     ),
-    idle_below: doc(
-      byDefault(0.5, (d) =>
-        fraction(
-          {
-            expected: 'a number greater than 0 and at most 1',
-            fix: `write e.g. idle_below: ${d} (a CPU busy less than this fraction of a tick counts as idle)`,
-          },
-          { includeOne: true },
-        ),
-      ),
-      { allowed: 'greater than 0, at most 1', meaning: 'a CPU busy less than this fraction of the tick counts as idle' },
+    idle_below: share(
+      0.5,
+      (d) => `write e.g. idle_below: ${d} (a CPU busy less than this fraction of a tick counts as idle)`,
+      'a CPU busy less than this fraction of the tick counts as idle',
     ),
     trigger_ticks: triggerTicks(3, 'consecutive pile-up ticks before a step'),
     calm_ticks: calmTicks(30, 'consecutive calm ticks before restoring the original placement'),
@@ -803,44 +772,20 @@ const numaRebalance = strict(
           '`cpus`: move the CPUs to the memory (`cpuset.cpus`); `memory`: move the memory to the CPUs (`cpuset.mems`, `migrate_pages`)',
       },
     ),
-    remote_threshold: doc(
-      byDefault(0.5, (d) =>
-        fraction(
-          {
-            expected: 'a number greater than 0 and at most 1',
-            fix: `write e.g. remote_threshold: ${d} (share of memory accesses expected to cross nodes)`,
-          },
-          { includeOne: true },
-        ),
-      ),
-      { allowed: 'greater than 0, at most 1', meaning: 'expected share of remote accesses at or above which a tick counts' },
+    remote_threshold: share(
+      0.5,
+      (d) => `write e.g. remote_threshold: ${d} (share of memory accesses expected to cross nodes)`,
+      'expected share of remote accesses at or above which a tick counts',
     ),
-    dominance: doc(
-      byDefault(0.75, (d) =>
-        fraction(
-          {
-            expected: 'a number greater than 0 and at most 1',
-            fix: `write e.g. dominance: ${d} (share of the memory one node must hold to be its home)`,
-          },
-          { includeOne: true },
-        ),
-      ),
-      { allowed: 'greater than 0, at most 1', meaning: 'share of the memory one node must hold to be the target\'s home' },
+    dominance: share(
+      0.75,
+      (d) => `write e.g. dominance: ${d} (share of the memory one node must hold to be its home)`,
+      'share of the memory one node must hold to be the target\'s home',
     ),
-    calm_fraction: doc(
-      byDefault(0.8, (d) =>
-        fraction(
-          {
-            expected: 'a number greater than 0 and at most 1',
-            fix: `write e.g. calm_fraction: ${d} (restore when the home share falls below dominance × calm_fraction)`,
-          },
-          { includeOne: true },
-        ),
-      ),
-      {
-        allowed: 'greater than 0, at most 1',
-        meaning: 'calm when the home node\'s share falls below `dominance × calm_fraction`',
-      },
+    calm_fraction: share(
+      0.8,
+      (d) => `write e.g. calm_fraction: ${d} (restore when the home share falls below dominance × calm_fraction)`,
+      'calm when the home node\'s share falls below `dominance × calm_fraction`',
     ),
     min_memory_mb: doc(
       byDefault(64, (d) =>
@@ -925,20 +870,10 @@ const strategy = strict(
               'spread of the learner\'s draws, in posterior standard deviations, before it has learned anything',
           },
         ),
-        decay: doc(
-          byDefault(0.98, (d) =>
-            fraction(
-              {
-                expected: 'a number greater than 0 and at most 1',
-                fix: `write e.g. decay: ${d} (1 keeps exploring as much forever)`,
-              },
-              { includeOne: true },
-            ),
-          ),
-          {
-            allowed: 'greater than 0, at most 1',
-            meaning: 'multiplies an arm\'s spread once per outcome learned; 1 keeps exploring as much forever',
-          },
+        decay: share(
+          0.98,
+          (d) => `write e.g. decay: ${d} (1 keeps exploring as much forever)`,
+          'multiplies an arm\'s spread once per outcome learned; 1 keeps exploring as much forever',
         ),
         min_scale: doc(
           byDefault(0.05, (d) => {
@@ -1123,17 +1058,10 @@ export const fileSchema = strict(
         meaning: 'how often signals are read and strategies asked; every signal\'s window is one tick',
       },
     ),
-    ewma_alpha: doc(
-      byDefault(0.3, (d) =>
-        fraction(
-          { expected: 'a number greater than 0 and at most 1', fix: `write e.g. ewma_alpha: ${d}; smaller values smooth more` },
-          { includeOne: true },
-        ),
-      ),
-      {
-        allowed: 'greater than 0, at most 1',
-        meaning: 'weight of the newest tick in `runqlat.p99Ewma`; smaller smooths more, 1 does not smooth',
-      },
+    ewma_alpha: share(
+      0.3,
+      (d) => `write e.g. ewma_alpha: ${d}; smaller values smooth more`,
+      'weight of the newest tick in `runqlat.p99Ewma`; smaller smooths more, 1 does not smooth',
     ),
     signals: doc(signals.prefault({}), { type: 'mapping', default: 'all on', meaning: 'which signals run (below)' }),
     targets: doc(targets.default(() => []), {
