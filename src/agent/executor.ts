@@ -32,6 +32,8 @@ export class Executor {
   readonly #d: ExecutorDeps;
   /** The last refusal code recorded per (rule, action, target), so a refusal that repeats every tick is recorded once. */
   readonly #lastRefusal = new Map<string, string>();
+  /** This tick's answers, so a decision's "from" is the value its strategy saw, not a second read of the knob. */
+  #view: Pick<TickInput, 'current' | 'changed' | 'original'> | undefined;
 
   constructor(deps: ExecutorDeps) {
     this.#d = deps;
@@ -52,11 +54,12 @@ export class Executor {
     };
     let activeSet: ReadonlySet<string> | undefined;
     const active = (): ReadonlySet<string> => (activeSet ??= this.#activeChanges());
-    return {
+    this.#view = {
       current: memo((target, action) => this.#current(target, action)),
       changed: memo((target, action) => this.#changed(target, action, active)),
       original: memo((target, action) => this.#original(target, action)),
     };
+    return this.#view;
   }
 
   #current(target: string, action: string): KnobValues | undefined {
@@ -140,7 +143,8 @@ export class Executor {
     }
     try {
       const target = this.#d.target(n.target);
-      const from = action.read(target);
+      // What the strategy saw this tick (nothing has written since); read now only when it could not be read then.
+      const from = this.#view?.current(n.target, n.action) ?? action.read(target);
       let kind: DecisionKind;
       let outcome: string | undefined;
       if (isRestore(n) && !hasValues(n.desired)) {
