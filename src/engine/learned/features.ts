@@ -7,7 +7,8 @@
  * Groups are pluggable (LearnerOptions.features): a new signal adds one FeatureGroup. The model file records the
  * feature names, so a changed list is mapped by name on load rather than misread.
  */
-import type { TargetSignals, TickSnapshot } from '../../core/types.js';
+import type { TickSnapshot } from '../../core/types.js';
+import type { PsiResources } from '../../signals/psi/psi.js';
 
 export interface FeatureContext {
   readonly snapshot: TickSnapshot;
@@ -96,9 +97,8 @@ export const futexGroup: FeatureGroup = {
   read(ctx) {
     let waitS: number | undefined;
     for (const n of ctx.protect) {
-      const f = block(ctx.snapshot.targets[n], 'futex');
-      const s = num(f, 'waitNs', 1e-9) ?? num(f, 'waitUs', 1e-6);
-      if (s !== undefined) waitS = (waitS ?? 0) + s;
+      const us = finite(ctx.snapshot.targets[n]?.futex?.waitUs);
+      if (us !== undefined) waitS = (waitS ?? 0) + us / 1e6;
     }
     if (waitS === undefined) return undefined;
     const windowS = ctx.snapshot.windowMs > 0 ? ctx.snapshot.windowMs / 1000 : 1;
@@ -116,11 +116,10 @@ export const psiGroup: FeatureGroup = {
   name: 'psi',
   features: PSI_RESOURCES,
   read(ctx) {
-    const sources: unknown[] = ctx.protect.map((n) => block(ctx.snapshot.targets[n], 'psi'));
-    sources.push(block(ctx.snapshot.host, 'psi'));
+    const sources: (PsiResources | undefined)[] = [...ctx.protect.map((n) => ctx.snapshot.targets[n]?.psi), ctx.snapshot.host?.psi];
     for (const src of sources) {
       if (src === undefined) continue;
-      const vals = PSI_RESOURCES.map((r) => psiPct(src, r));
+      const vals = PSI_RESOURCES.map((r) => finite(src[r]?.someAvg10));
       if (vals.every((v) => v === undefined)) continue;
       return vals.map((v) => (v ?? 0) / 100);
     }
@@ -133,9 +132,9 @@ export const cpusGroup: FeatureGroup = {
   name: 'cpus',
   features: ['idle'],
   read(ctx) {
-    const busy = (block(ctx.snapshot.host, 'placement') as Record<string, unknown> | undefined)?.cpus;
+    const busy = ctx.snapshot.host?.placement?.cpus;
     if (!Array.isArray(busy)) return undefined;
-    const vals = busy.filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
+    const vals = busy.filter((v) => finite(v) !== undefined);
     if (vals.length === 0) return undefined;
     return [1 - vals.reduce((a, b) => a + b, 0) / vals.length];
   },
@@ -151,12 +150,12 @@ export const placementGroup: FeatureGroup = {
   features: ['pileup', 'idleAllowed'],
   read(ctx) {
     for (const n of ctx.protect) {
-      const b = block(ctx.snapshot.targets[n], 'placement');
-      const runnable = num(b, 'runnable', 1);
-      const pile = num(b, 'pileup', 1);
+      const b = ctx.snapshot.targets[n]?.placement;
+      const runnable = finite(b?.runnable);
+      const pile = finite(b?.pileup);
       if (runnable === undefined || pile === undefined) continue;
-      const allowed = num(b, 'allowedCpus', 1) ?? 0;
-      const idle = num(b, 'idleCpus', 1) ?? 0;
+      const allowed = finite(b?.allowedCpus) ?? 0;
+      const idle = finite(b?.idleCpus) ?? 0;
       return [runnable >= 2 ? (pile - 1) / (runnable - 1) : 0, allowed > 0 ? idle / allowed : 0];
     }
     return undefined;
@@ -165,21 +164,9 @@ export const placementGroup: FeatureGroup = {
 
 export const DEFAULT_FEATURE_GROUPS: readonly FeatureGroup[] = [runqlatGroup, futexGroup, psiGroup, cpusGroup, placementGroup];
 
-/** `psi.<resource>.someAvg10` as the psi signal publishes it, host and target alike. */
-function psiPct(src: unknown, resource: string): number | undefined {
-  return num(block(src, resource), 'someAvg10', 1);
-}
-
-function block(parent: unknown, key: string): unknown {
-  if (typeof parent !== 'object' || parent === null) return undefined;
-  const v = (parent as Record<string, unknown> | TargetSignals)[key];
-  return typeof v === 'object' && v !== null && !Array.isArray(v) ? v : undefined;
-}
-
-function num(parent: unknown, key: string, scale: number): number | undefined {
-  if (typeof parent !== 'object' || parent === null) return undefined;
-  const v = (parent as Record<string, unknown>)[key];
-  return typeof v === 'number' && Number.isFinite(v) ? v * scale : undefined;
+/** The value when it is a finite number (a recording from another version may hold anything), else undefined. */
+function finite(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
 }
 
 function clamp01(v: number): number {
