@@ -7,7 +7,7 @@
  * and request time, connections, stream clients and their buffers). It serves a fixed list of files, never a path
  * taken from the request.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
@@ -25,10 +25,11 @@ import { explainText } from '../audit/explain.js';
 import type { AuditRecord } from '../audit/audit.js';
 import { Telemetry, type StreamEvent } from './telemetry.js';
 import type { AgentControl } from './types.js';
-import type { TokenSource } from '../security/token.js';
+import { MIN_TOKEN_LENGTH, type TokenSource } from '../security/token.js';
+import { BearerAuth } from './auth.js';
+import { HttpError } from './errors.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:9479';
-export const MIN_TOKEN_LENGTH = 16;
 
 export interface HttpLimits {
   /** Largest request body accepted; larger gets 413. */
@@ -208,17 +209,6 @@ const PAGE_HEADERS = {
   'X-Frame-Options': 'DENY',
 } as const;
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
-
 interface Ctx {
   req: IncomingMessage;
   res: ServerResponse;
@@ -339,30 +329,8 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
         'to the network is always a deliberate choice; pass --token-file FILE, or listen on 127.0.0.1',
     );
   }
-  let lastToken = token;
-  let lastDigest = token !== undefined ? createHash('sha256').update(token).digest() : undefined;
-  let tokenProblem: string | undefined;
-  /** The digest of the token as its file holds it now; a file that became unsafe refuses (503) until fixed. */
-  const tokenDigest = (): Buffer | undefined => {
-    if (source === undefined) return undefined;
-    let t: string;
-    try {
-      t = source.current();
-    } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      if (msg !== tokenProblem) log.error({ err: msg }, 'check http token: refusing every request that needs the token until the file is fixed');
-      tokenProblem = msg;
-      throw new HttpError(503, 'TOKEN_UNAVAILABLE', `check token: ${msg}`);
-    }
-    if (tokenProblem !== undefined) log.info('check http token: the token file is usable again');
-    tokenProblem = undefined;
-    if (t !== lastToken) {
-      lastToken = t;
-      lastDigest = createHash('sha256').update(t).digest();
-    }
-    return lastDigest;
-  };
   const log = opts.log.child({ module: 'http' });
+  const auth = new BearerAuth(source, log);
   const control = opts.control;
   const version = opts.version ?? packageVersion();
   const assets = loadAssets();
@@ -418,37 +386,11 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     return role;
   };
 
-  const authorize = (req: IncomingMessage): void => {
-    const digest = tokenDigest();
-    if (!digest) {
-      throw new HttpError(
-        403,
-        'FORBIDDEN',
-        'change agent state: disabled because no token is configured; start the agent with --token-file FILE to enable pause, resume and revert',
-      );
-    }
-    const h = req.headers.authorization ?? '';
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
-    // Digests of equal length let timingSafeEqual compare without leaking the token's length or a matching prefix.
-    const given = createHash('sha256')
-      .update(m?.[1] ?? '')
-      .digest();
-    if (!m || !timingSafeEqual(given, digest)) {
-      log.warn(
-        { remote: req.socket.remoteAddress, path: req.url },
-        'refuse http request: missing or wrong bearer token',
-      );
-      throw new HttpError(401, 'UNAUTHORIZED', 'authorize request: missing or wrong bearer token', {
-        'WWW-Authenticate': 'Bearer realm="ebpf-tuner"',
-      });
-    }
-  };
-
   /** Wraps a state-changing handler: token first (nothing is read or done for a stranger), then the bounded body. */
   const mutating =
     (fn: Handler): Handler =>
     async (ctx) => {
-      authorize(ctx.req);
+      auth.authorize(ctx.req);
       await readBody(ctx.req, limits.maxBodyBytes);
       await fn(ctx);
     };
@@ -672,7 +614,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       // Off loopback the network can reach the server: the token guards every read too, except the health probes
       // an orchestrator must reach without credentials (and /metrics when made public on purpose).
       const pathOnly = (req.url ?? '/').split('?', 1)[0] ?? '/';
-      if (!loopback && !OPEN_PATHS.has(pathOnly) && !(opts.publicMetrics === true && pathOnly === '/metrics')) authorize(req);
+      if (!loopback && !OPEN_PATHS.has(pathOnly) && !(opts.publicMetrics === true && pathOnly === '/metrics')) auth.authorize(req);
       const declared = Number(req.headers['content-length'] ?? 0);
       if (declared > limits.maxBodyBytes) throw tooLarge(limits.maxBodyBytes);
       const url = req.url ?? '/';
@@ -802,9 +744,9 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const tokenWatch = source !== undefined && typeof opts.token !== 'string'
     ? setInterval(() => {
         try {
-          tokenDigest();
+          auth.current();
         } catch {
-          // logged by tokenDigest
+          // logged by auth.current()
         }
       }, 5000)
     : undefined;
