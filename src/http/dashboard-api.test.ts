@@ -98,6 +98,39 @@ describe('/api/overview', () => {
     console.log(`/api/overview for 10 targets × 600 ticks: ${bytes} bytes (the whole /api/signals: ${full} bytes)`);
     expect(bytes).toBeLessThan(300 * 1024);
   });
+
+  it('keeps fewer ticks rather than more memory for many targets, oldest dropped first, and says so', async () => {
+    const targets = fleet(200);
+    const historyBytes = 4 * 2 ** 20;
+    const { url } = await start({ control: new FakeControl(targets), historyBytes });
+    const t0 = 1_700_000_000_000;
+    for (let i = 0; i < 60; i++) publishTick(syntheticFleet(t0 + i * 1000, i, targets));
+    const { body } = await json<Overview>(`${url}/api/overview`);
+    const metrics = await fetch(`${url}/metrics`).then((r) => r.text());
+    const gauge = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1]);
+    const kept = gauge('ebpf_tuner_http_history_ticks');
+    const bytes = gauge('ebpf_tuner_http_history_bytes');
+    console.log(`200 targets, ${historyBytes} bytes allowed: ${kept} ticks kept, ${bytes} bytes counted`);
+    expect(kept).toBeGreaterThan(1);
+    expect(kept).toBeLessThan(60);
+    expect(bytes).toBeLessThanOrEqual(historyBytes);
+    // The newest ticks stay, and the dashboard is told how many it can expect.
+    expect(body.spark).toEqual({ from: t0 + (60 - kept) * 1000, to: t0 + 59_000, points: kept });
+    expect(body.history).toBe(kept);
+    const signals = await json<{ history: { time: number }[] }>(`${url}/api/signals`);
+    expect(signals.body.history.map((h) => h.time)).toEqual(Array.from({ length: kept }, (_, k) => t0 + (60 - kept + k) * 1000));
+  });
+
+  it('keeps a snapshot\'s text exactly, characters beyond Latin-1 included', async () => {
+    const { url } = await start();
+    const snap = syntheticSnapshot(1_700_000_000_000, 0);
+    const web = snap.targets.web!;
+    const reason = 'cpu.pressure: not on cgroup v1 — the unified tree has no cpu controller ✓ 🙂';
+    publishTick({ ...snap, targets: { ...snap.targets, web: { ...web, cgstat: { ...web.cgstat!, unavailable: [reason] } } } });
+    const { body } = await json<{ last: { targets: Record<string, { cgstat: { unavailable: string[] } }> }; history: { targets: Record<string, { cgstat: { unavailable: string[] } }> }[] }>(`${url}/api/signals`);
+    expect(body.last.targets.web!.cgstat.unavailable).toEqual([reason]);
+    expect(body.history[0]!.targets.web!.cgstat.unavailable).toEqual([reason]);
+  });
 });
 
 describe('/api/signals?target=', () => {

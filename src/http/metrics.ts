@@ -177,6 +177,12 @@ export async function renderMetrics(ctx: MetricsContext): Promise<string> {
   e.family('ebpf_tuner_http_sse_clients', 'gauge', 'Dashboard clients connected to the live stream.', [
     [undefined, ctx.sseClients],
   ]);
+  e.family('ebpf_tuner_http_history_ticks', 'gauge', 'Tick snapshots the HTTP server keeps for /api/signals and the dashboard.', [
+    [undefined, t.historySize],
+  ]);
+  e.family('ebpf_tuner_http_history_bytes', 'gauge', 'What the kept tick snapshots count against their byte budget.', [
+    [undefined, t.historyBytesKept],
+  ]);
   e.family(
     'ebpf_tuner_signal_fields_dropped_total',
     'counter',

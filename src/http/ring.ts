@@ -39,6 +39,21 @@ export class Ring<T> {
     return out;
   }
 
+  /** Removes and returns the oldest item. */
+  shift(): T | undefined {
+    if (this.count === 0) return undefined;
+    const start = (this.head - this.count + this.capacity) % this.capacity;
+    const item = this.items[start];
+    this.items[start] = undefined;
+    this.count--;
+    return item;
+  }
+
+  /** The oldest item, or undefined when empty. */
+  first(): T | undefined {
+    return this.count === 0 ? undefined : this.items[(this.head - this.count + this.capacity) % this.capacity];
+  }
+
   last(): T | undefined {
     return this.count === 0 ? undefined : this.items[(this.head - 1 + this.capacity) % this.capacity];
   }

@@ -81,6 +81,8 @@ export interface HttpServerOptions {
   log: Logger;
   /** Tick snapshots kept for /api/signals (and overhead samples for /api/overhead). Default 600. */
   history?: number;
+  /** At most this many bytes of kept snapshots; past it the oldest go first. Default 32 MiB. */
+  historyBytes?: number;
   /** Decisions kept for /api/decisions. Default 1000. */
   decisions?: number;
   /** Reported by /api/status and /metrics; default: this package's version. */
@@ -340,6 +342,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     control,
     log,
     history: opts.history ?? 600,
+    historyBytes: opts.historyBytes ?? 32 * 2 ** 20,
     decisions: opts.decisions ?? 1000,
   });
   const sse = new SseHub({

@@ -34,6 +34,11 @@ export interface TelemetryOptions {
   log: Logger;
   /** Ticks kept for /api/signals. */
   history: number;
+  /**
+   * At most this many bytes of kept ticks (their JSON text, plus a fixed allowance per target for the parsed
+   * summary): the oldest ticks go first, so many targets shorten the history instead of growing the heap.
+   */
+  historyBytes: number;
   /** Decisions kept for /api/decisions. */
   decisions: number;
   maxFields?: number;
@@ -58,6 +63,8 @@ export interface StoredTick {
   host: string | undefined;
   /** Per target: run-queue p99 in µs and the on-CPU share (0–1); null where the tick had none. */
   summary: Map<string, TickSummary>;
+  /** What keeping this tick costs, as counted against `historyBytes`. */
+  bytes: number;
 }
 
 export interface TickSummary {
@@ -111,6 +118,9 @@ export class Telemetry {
 
   private lastJson: string | undefined;
   private readonly tickRing: Ring<StoredTick>;
+  private readonly historyBytes: number;
+  /** Sum of `bytes` over the kept ticks. */
+  private keptBytes = 0;
   /** The newest decision about each target (by target name), for the overview. */
   readonly lastDecisionByTarget = new Map<string, DecisionBrief>();
   decisionsSeen = 0;
@@ -134,6 +144,7 @@ export class Telemetry {
     this.control = opts.control;
     this.log = opts.log;
     this.tickRing = new Ring(opts.history);
+    this.historyBytes = opts.historyBytes;
     this.decisionRing = new Ring(opts.decisions);
     this.overheadRing = new Ring(opts.history);
     this.fields = new FieldCatalogue(opts.maxFields ?? 512);
@@ -185,8 +196,11 @@ export class Telemetry {
     return this.tickRing.last();
   }
 
+  /** Ticks the history holds when full: the ring's capacity, or what fits the byte budget once that binds. */
   get historyCapacity(): number {
-    return this.tickRing.capacity;
+    const newest = this.tickRing.last();
+    const full = newest !== undefined && this.keptBytes + newest.bytes > this.historyBytes;
+    return full ? this.tickRing.size : this.tickRing.capacity;
   }
 
   /** The kept decision with this id, parsed, or undefined. */
@@ -246,7 +260,7 @@ export class Telemetry {
     this.lastTickTime = copy.time;
     if (typeof copy.windowMs === 'number') this.windowMs = copy.windowMs;
     this.lastJson = json;
-    this.tickRing.push(storeTick(copy));
+    this.keep(storeTick(copy));
     const before = this.fields.version;
     this.fields.flatten(copy);
     this.lastView = copy as SnapshotView;
@@ -255,6 +269,24 @@ export class Telemetry {
     this.emit('tick', json);
     const o = this.sampleOverhead(copy.time);
     if (o) this.emit('overhead', JSON.stringify(o));
+  }
+
+  /** Adds a tick to the history, dropping the oldest past either bound; the newest is always kept. */
+  private keep(tick: StoredTick): void {
+    if (this.tickRing.size === this.tickRing.capacity) this.keptBytes -= this.tickRing.first()!.bytes;
+    this.tickRing.push(tick);
+    this.keptBytes += tick.bytes;
+    while (this.keptBytes > this.historyBytes && this.tickRing.size > 1) this.keptBytes -= this.tickRing.shift()!.bytes;
+  }
+
+  /** Bytes the kept ticks count against the budget. */
+  get historyBytesKept(): number {
+    return this.keptBytes;
+  }
+
+  /** Ticks kept now: fewer than the capacity while the agent is young, or when the byte budget binds. */
+  get historySize(): number {
+    return this.tickRing.size;
   }
 
   private decision(msg: unknown): void {
@@ -358,21 +390,38 @@ export class Telemetry {
   }
 }
 
+/** What a kept target costs beyond its JSON text: its map entries, its summary object and the strings' headers. */
+export const TARGET_OVERHEAD_BYTES = 160;
+
+/**
+ * JSON text with every character beyond Latin-1 escaped (`\u2014`): V8 keeps such a string at one byte per
+ * character instead of two, which halves what a kept tick costs (reasons such as "cpu.pressure: not on cgroup v1 —
+ * …" would otherwise widen a target's whole text).
+ */
+function latin1Json(v: unknown): string {
+  return JSON.stringify(v).replace(/[\u0100-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 function storeTick(copy: { time: number; windowMs?: unknown; targets: unknown; host?: unknown }): StoredTick {
   const targets = new Map<string, string>();
   const summary = new Map<string, TickSummary>();
+  let bytes = 0;
   if (isRecord(copy.targets)) {
     for (const [name, sig] of Object.entries(copy.targets)) {
-      targets.set(name, JSON.stringify(sig));
+      const json = latin1Json(sig);
+      targets.set(name, json);
       summary.set(name, summarise(sig));
+      bytes += json.length + name.length + TARGET_OVERHEAD_BYTES;
     }
   }
+  const host = copy.host === undefined ? undefined : latin1Json(copy.host);
   return {
     time: copy.time,
     windowMs: typeof copy.windowMs === 'number' ? copy.windowMs : undefined,
     targets,
-    host: copy.host === undefined ? undefined : JSON.stringify(copy.host),
+    host,
     summary,
+    bytes: bytes + (host?.length ?? 0),
   };
 }
 
