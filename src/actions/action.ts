@@ -18,6 +18,11 @@ export interface PlannedChange {
   from: string;
   /** The value to write, in the knob's own format. */
   to: string;
+  /**
+   * Knobs the kernel rewrites when this one is written (cpu.idle resets cpu.weight): journaled before the write, so
+   * their originals come back on restore.
+   */
+  rewrites?: KnobRef[];
 }
 
 export interface ActionPlan {
@@ -89,7 +94,10 @@ export function applyResult(plan: ActionPlan, results: SetResult[]): ApplyResult
 export function applyPlan(plan: ActionPlan, writer: KnobWriter): ApplyResult {
   return applyResult(
     plan,
-    plan.changes.map((c) => writer.set(c.knob, plan.action, c.to)),
+    plan.changes.map((c) => {
+      for (const k of c.rewrites ?? []) writer.hold(k, plan.action);
+      return writer.set(c.knob, plan.action, c.to);
+    }),
   );
 }
 

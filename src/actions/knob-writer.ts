@@ -18,7 +18,7 @@ import { cgroupOfPidIn, kernelKnobIO, normalizeKnobValue, type KnobIO } from '..
 import { detectLayout, isPathUnder, type CgroupLayout } from '../cgroup/layout.js';
 import { deviceNameOf, type BlockDevice } from '../block/devices.js';
 import type { Journal, JournalEntry } from '../journal/journal.js';
-import { restoreAll, restoreEntry, type RestoreItem, type RestoreReport } from '../journal/restore.js';
+import { followKernelRewrites, restoreAll, restoreEntry, type RestoreItem, type RestoreReport } from '../journal/restore.js';
 import type { KnobClaimer } from '../journal/ownership.js';
 
 export interface DenyRule {
@@ -389,9 +389,32 @@ export class KnobWriter {
       shown = value;
     }
     this.journal.wrote(knob.id, shown);
+    followKernelRewrites(this.journal, knob.path, this.io);
     this.log.info({ knob: knob.id, path: knob.path, target: knob.target, action, from: current, to: shown }, 'wrote knob');
     this.emit({ ...event, kind: 'written', from: current, to: shown });
     return { ...base, status: 'written', previous: current, firstWrite };
+  }
+
+  /**
+   * Journal a knob's current value as its original without writing it, because a write to another knob is about to
+   * change it (the kernel's own coupling, see kernelRewrites): a restore then puts it back like any knob of ours.
+   * Nothing happens while it is already journaled, or in dry-run. A knob another writer took is theirs: writing the
+   * knob that would change it is refused (ACTION_FAILED), so their value is never overwritten by the kernel on our
+   * behalf.
+   */
+  hold(knob: KnobRef, action: string): void {
+    this.checkScope(knob.path, { action, target: knob.target });
+    if (this.dryRun) return;
+    if (this.isOverridden(knob.id)) {
+      throw new TunerError(
+        'ACTION_FAILED',
+        `${action} on ${knob.target}: the write would make the kernel change ${knob.path}, which another writer set to ` +
+          `${this.journal.get(knob.id)?.observed ?? 'a value of theirs'} — it is theirs, so ${action} leaves this target alone`,
+      );
+    }
+    if (this.journal.get(knob.id)?.state === 'active') return;
+    this.claims?.claim(knob.path);
+    this.journal.remember({ ...knob, action }, this.io.read(knob.path));
   }
 
   /** Put one knob's original back (if it still holds our value). Undefined when nothing of ours is journaled for it. */

@@ -127,6 +127,18 @@ function writeOnce(p: string, value: string): void {
 
 export const kernelKnobIO: KnobIO = { read: readKnob, write: writeKnob };
 
+/**
+ * The sibling files the kernel itself rewrites when `p` is written. Writing `cpu.idle` sets the group's weight: 1
+ * makes it the idle weight (cpu.shares 3; cpu.weight reads 0 on 6.1, 1 on 6.12), 0 resets it to the default (1024
+ * shares, weight 100) — whatever was there before. A journal that does not follow these would take the kernel's
+ * value for another writer's and leave the original behind.
+ */
+export function kernelRewrites(p: string): string[] {
+  if (path.basename(p) !== 'cpu.idle') return [];
+  const dir = path.dirname(p);
+  return ['cpu.weight', 'cpu.weight.nice', 'cpu.shares'].map((f) => path.join(dir, f));
+}
+
 /** Trimmed, whitespace-collapsed: the form two knob values are compared in ("max 100000\n" equals "max  100000"). */
 export function normalizeKnobValue(v: string): string {
   return v.trim().replace(/\s+/g, ' ');

@@ -75,6 +75,7 @@ describe('defaults', () => {
           calmFraction: 0.5,
           stepFraction: 0.5,
           minWeight: 10,
+          idleAtFloor: true,
           maxNoisyPerStep: 1,
         },
         cpusetSpread: {
@@ -169,6 +170,7 @@ policy:
     calm_fraction: 0.25
     step_fraction: 0.3
     min_weight: 5
+    idle_at_floor: false
     max_noisy_per_step: 2
 guardrails:
   cooldown: 1.5s
@@ -206,6 +208,7 @@ closed_loop:
           calmFraction: 0.25,
           stepFraction: 0.3,
           minWeight: 5,
+          idleAtFloor: false,
           maxNoisyPerStep: 2,
         },
         cpusetSpread: DEFAULTS.policy.cpusetSpread,
@@ -317,7 +320,7 @@ signals:
       ['signals.runqlat.enabled', 8],
     ]);
     expect(e.message).toMatch(/^load config \/etc\/x\.yaml: guardrails\.max_changes_per_minute: expected a whole number from 1 to 10000, got 0 — fix: .* \(and 3 more issues\)$/);
-    expect(e.issues[3].message).toBe('expected true or false, got "yes" — fix: write enabled: true or enabled: false');
+    expect(e.issues[3].message).toBe('expected true or false, got "yes" — fix: write true or false (not yes/no or on/off)');
   });
 
   it.each([

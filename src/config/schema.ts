@@ -138,7 +138,7 @@ function bool(h: Hint) {
   return z.boolean(errorFor(h));
 }
 
-const onOff = () => bool({ expected: 'true or false', fix: 'write enabled: true or enabled: false' });
+const onOff = () => bool({ expected: 'true or false', fix: 'write true or false (not yes/no or on/off)' });
 
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
 const DURATION = /^(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)$/;
@@ -581,6 +581,10 @@ const noisyNeighbor = strict(
         allowed: `${LIMITS.weightMin} to ${LIMITS.weightMax} (cgroup v2 \`cpu.weight\` units)`,
         meaning: 'the weight is never stepped below this',
       },
+    ),
+    idle_at_floor: enabled(
+      true,
+      'once every busy noisy target is at `min_weight` and a protect target still waits, set the busiest one\'s `cpu.idle` to 1 (Linux 5.15+): its tasks then run only when nothing else in the parent wants the CPU. The calm restore and the closed loop put it back to 0 and the weight to its original. Set `min_weight: 100` to make it the first step',
     ),
     max_noisy_per_step: doc(
       byDefault(1, (d) =>

@@ -7,7 +7,7 @@
 import { channels, publish, type KnobEvent } from '../core/events.js';
 import { TunerError, isTunerError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { kernelKnobIO, normalizeKnobValue, type KnobIO } from '../cgroup/cgroup.js';
+import { kernelKnobIO, kernelRewrites, normalizeKnobValue, type KnobIO } from '../cgroup/cgroup.js';
 import type { Journal, JournalEntry } from './journal.js';
 import type { KnobClaimer } from './ownership.js';
 
@@ -61,6 +61,26 @@ function emit(kind: KnobEvent['kind'], entry: JournalEntry, extra: Partial<KnobE
     time: Date.now(),
     ...extra,
   }) satisfies KnobEvent);
+}
+
+/**
+ * After a write of ours to `written`, record as ours what the kernel made of the knobs it rewrites with it (see
+ * kernelRewrites): restoring cpu.idle to 0 resets cpu.weight to 100, and the journaled weight must still be put
+ * back over that, not left as "changed by another writer".
+ */
+export function followKernelRewrites(journal: Journal, written: string, io: KnobIO = kernelKnobIO): void {
+  const rewritten = kernelRewrites(written);
+  if (rewritten.length === 0) return;
+  for (const e of journal.active()) {
+    if (!rewritten.includes(e.path)) continue;
+    let now: string;
+    try {
+      now = io.read(e.path);
+    } catch {
+      continue;
+    }
+    if (normalizeKnobValue(now) !== normalizeKnobValue(e.lastWritten ?? e.original)) journal.wrote(e.knobId, now);
+  }
 }
 
 /**
@@ -136,16 +156,23 @@ export function restoreEntry(journal: Journal, entry: JournalEntry, log: Logger,
     return isTunerError(e, 'CGROUP_NOT_FOUND') ? vanished(current) : failed(e, current);
   }
   journal.markRestored(entry.knobId);
+  followKernelRewrites(journal, entry.path, io);
   l.info({ from: current, to: entry.original }, 'restored knob');
   emit('restored', entry, { from: current, to: entry.original });
   return { ...base, outcome: 'restored', observed: current, wrote: true };
 }
 
-/** Restore every active entry, newest first (undoing changes in the reverse order they were made). */
+/**
+ * Restore every active entry, newest first (undoing changes in the reverse order they were made). Each entry is
+ * read again just before its turn: restoring one knob can change what the journal knows of another (see
+ * followKernelRewrites).
+ */
 export function restoreAll(journal: Journal, log: Logger, opts: RestoreOptions = {}): RestoreReport {
   const report: RestoreReport = { restored: [], overridden: [], vanished: [], failed: [] };
   const entries = journal.active().filter(opts.filter ?? (() => true)).reverse();
-  for (const entry of entries) {
+  for (const listed of entries) {
+    const entry = journal.get(listed.knobId);
+    if (entry?.state !== 'active') continue;
     const item = restoreEntry(journal, entry, log, opts);
     report[item.outcome].push(item);
   }

@@ -23,5 +23,6 @@ export const NOISY_NEIGHBOR_POLICY: NoisyNeighborPolicy = {
   calmFraction: 0.75,
   stepFraction: 0.25,
   minWeight: 10,
+  idleAtFloor: true,
   maxNoisyPerStep: 1,
 };

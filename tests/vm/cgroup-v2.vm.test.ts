@@ -1,9 +1,10 @@
 /**
  * cgroup v2 for real, through the CLI, inside a freshly booted VM (Debian's 6.1 and 6.12 kernels): the noisy-neighbour
- * loop on cpu.weight with restore after SIGTERM and after kill -9 + rollback; pressure_backoff on cpu.max;
- * cpuset_spread in cpuset.cpus mode; per-cgroup PSI with a trigger on a cgroup's own pressure file; cgstat from
- * cpu.stat and memory.*, checked against the files; a threaded subtree; and pattern targets over a systemd-like and a
- * kubelet-like tree that pick up a cgroup created while the agent runs and let go of one that is removed.
+ * loop on cpu.weight with restore after SIGTERM and after kill -9 + rollback, and its cpu.idle step below the floor;
+ * pressure_backoff on cpu.max; cpuset_spread in cpuset.cpus mode; per-cgroup PSI with a trigger on a cgroup's own
+ * pressure file; cgstat from cpu.stat and memory.*, checked against the files; a threaded subtree; and pattern targets
+ * over a systemd-like and a kubelet-like tree that pick up a cgroup created while the agent runs and let go of one that
+ * is removed.
  */
 import { readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -120,6 +121,32 @@ describe('noisy neighbour on cpu.weight (cgroup v2)', () => {
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { restored: { path: string }[] }).restored.map((x) => x.path)).toContain(join(batch, 'cpu.weight'));
     expect(weight(batch)).toBe(100);
+  });
+
+  it('at min_weight sets cpu.idle, and after kill -9 rollback puts cpu.idle back, then the weight', async () => {
+    const web = base.child('web').path;
+    const batch = base.child('batch').path;
+    const file = (f: string) => read(join(batch, f));
+    // An operator's weight, which is also the floor: the weight step has nowhere to go, so the step is cpu.idle.
+    writeFileSync(join(batch, 'cpu.weight'), '50');
+    const a = agent(`tick: 1s
+${policy('noisy_neighbor', 'p99_threshold_us: 3000, trigger_ticks: 1, min_weight: 50, idle_at_floor: true')}targets:
+  - {name: web, cgroup: ${web}, role: protect}
+  - {name: batch, cgroup: ${batch}, role: noisy}
+`);
+    await a.waitFor((l) => l.msg === 'agent running', SLOW);
+    await contention(web, batch);
+    const took = await waitUntil(() => file('cpu.idle') === '1', SLOW, 'batch cpu.idle 1');
+    // An idle group's cpu.weight shows the kernel's idle weight: 0 on 6.1, 1 on 6.12.
+    console.log(`contention → batch cpu.idle 1 after ${took} ms; cpu.weight reads ${file('cpu.weight')}`);
+    expect(['0', '1']).toContain(file('cpu.weight'));
+    a.child.kill('SIGKILL');
+    await a.exited;
+    expect(file('cpu.idle')).toBe('1');
+    const r = runCli(['rollback', '--state-dir', join(state.path, 'state'), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { restored: { path: string }[] }).restored.map((x) => x.path)).toEqual([join(batch, 'cpu.idle'), join(batch, 'cpu.weight')]);
+    expect([file('cpu.idle'), file('cpu.weight')]).toEqual(['0', '50']);
   });
 });
 

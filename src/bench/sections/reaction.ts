@@ -33,16 +33,18 @@ interface Condition {
   label: string;
   neighbour: boolean;
   tick?: string;
-  /** `policy.noisy_neighbor.event_driven`; the agent's default (on) when absent. */
-  eventDriven?: boolean;
+  /** Settings of `policy.noisy_neighbor` written in the agent's config; its defaults where absent. */
+  noisyNeighbor?: Record<string, unknown>;
 }
 
 const CONDITIONS: Condition[] = [
   { id: 'isolated', label: 'victim alone', neighbour: false },
   { id: 'neighbour', label: 'with neighbour, no agent', neighbour: true },
   { id: 'agent', label: 'with neighbour + agent (1 s tick, defaults)', neighbour: true, tick: '1s' },
-  { id: 'agent-event', label: 'with neighbour + agent (1 s tick, event_driven on)', neighbour: true, tick: '1s', eventDriven: true },
+  { id: 'agent-event', label: 'with neighbour + agent (1 s tick, event_driven on)', neighbour: true, tick: '1s', noisyNeighbor: { event_driven: true } },
   { id: 'agent-100ms', label: 'with neighbour + agent (100 ms tick)', neighbour: true, tick: '100ms' },
+  // The weight is already at the floor, so the rule's first step is cpu.idle on the neighbour.
+  { id: 'agent-idle', label: 'with neighbour + agent (1 s tick, min_weight 100: cpu.idle first)', neighbour: true, tick: '1s', noisyNeighbor: { min_weight: 100 } },
 ];
 
 function params(quick: boolean) {
@@ -152,7 +154,7 @@ async function runOne(
       agent = await startAgent(res, {
         config: {
           tick: c.tick,
-          ...(c.eventDriven === undefined ? {} : { policy: { noisy_neighbor: { event_driven: c.eventDriven } } }),
+          ...(c.noisyNeighbor === undefined ? {} : { policy: { noisy_neighbor: c.noisyNeighbor } }),
           targets: [
             { name: 'victim', role: 'protect', cgroup: victimPath },
             { name: 'neighbour', role: 'noisy', cgroup: noisyPath },
@@ -235,6 +237,7 @@ export function summarize(runs: RunResult[], p: Record<string, unknown> & { stea
   const react100 = reactionS('agent-100ms');
   const withAgent = ratio(med('agent', 'steadyP99'), iso99);
   const withAgent100 = ratio(med('agent-100ms', 'steadyP99'), iso99);
+  const withIdle = ratio(med('agent-idle', 'steadyP99'), iso99);
   const goals: Goal[] = [
     {
       goal: 'contention → first nudge ≤ 1 s median at the default 1 s tick',
@@ -248,7 +251,7 @@ export function summarize(runs: RunResult[], p: Record<string, unknown> & { stea
     },
     {
       goal: 'victim p99 with the agent ≤ 1.3× its isolated p99',
-      measured: `${fmtRatio(withAgent)} at 1 s tick (${fmt(med('agent', 'steadyP99'), 0)} vs ${fmt(iso99, 0)} µs); ${fmtRatio(withAgent100)} at 100 ms tick; no agent: ${fmtRatio(ratio(med('neighbour', 'steadyP99'), iso99))}`,
+      measured: `${fmtRatio(withAgent)} at 1 s tick (${fmt(med('agent', 'steadyP99'), 0)} vs ${fmt(iso99, 0)} µs); ${fmtRatio(withAgent100)} at 100 ms tick; ${fmtRatio(withIdle)} with min_weight 100 (cpu.idle first, ${fmt(reactionS('agent-idle'), 2)} s to it); no agent: ${fmtRatio(ratio(med('neighbour', 'steadyP99'), iso99))}`,
       met: Number.isFinite(withAgent) ? withAgent <= 1.3 : null,
     },
   ];
@@ -285,6 +288,7 @@ export function summarize(runs: RunResult[], p: Record<string, unknown> & { stea
       `Victim: ${VICTIM.workUs} µs of CPU every ${VICTIM.periodUs} µs (calibrated once, then a fixed iteration count); hog --threads 4 starts ${p.leadS} s after the victim; both pinned to CPU ${CONTENTION_CPU}, each in its own sibling cgroup under one bench cgroup (cpu v1 shares 1024 each at start).`,
       'The agent runs its default policy (noisy_neighbor: p99 threshold 4 ms, 2 hot ticks, 3 s cooldown, closed-loop check over 5 ticks); "contention → first nudge" is from the hog start to the `time` of its first `kind: "applied"`, `action: "cpu_weight"` log line.',
       'Event-driven detection (`policy.noisy_neighbor.event_driven`, off by default): the sched_switch program counts the protect target\'s waits of at least the threshold and wakes the agent through a ring buffer when two fall within 100 ms (at most once per 100 ms), so the two hot ticks the rule needs can both be early ticks instead of two 1 s ticks.',
+      'min_weight 100 leaves the weight step nowhere to go from the default weight, so the rule\'s first step is the one below the floor (`idle_at_floor`, on by default): cpu.idle 1 on the neighbour, whose tasks a waking victim then preempts at once. With the defaults the rule reaches it only after stepping the weight down to 10.',
       'The machine is shared: a round where another workload lands on the same CPU shows up as a spike; medians over rounds damp it. "p99 before contention" is the victim alone in the first second of each run: when it is already high, other load was competing, and the agent may have been reacting to that as well as to the hogs.',
     ],
     charts,

@@ -35,6 +35,8 @@ function snapshot(i: number, protect: Record<string, P99>, oncpu: Record<string,
 
 interface Knobs {
   weights?: Record<string, number | undefined>;
+  /** cpu.idle per target; a target missing here reports no idle knob (a kernel without cpu.idle). */
+  idle?: Record<string, number>;
   /** Targets the guardrails always refuse. */
   denied?: string[];
   changed?: string[];
@@ -50,7 +52,11 @@ function input(snap: TickSnapshot, history: TickSnapshot[], tgts: StrategyTarget
     targets: tgts,
     current: (t, a) => {
       const w = a === CPU_WEIGHT_ACTION ? weights[t] : undefined;
-      return w === undefined ? undefined : { weight: w };
+      if (w === undefined) return undefined;
+      const idle = k.idle?.[t];
+      const values: Record<string, number> = { weight: w };
+      if (idle !== undefined) values.idle = idle;
+      return values;
     },
     changed: (t) => (k.changed ?? []).includes(t),
     original: (t) => (k.originals?.[t] !== undefined ? { weight: k.originals[t]! } : undefined),
@@ -208,5 +214,46 @@ describe('NoisyNeighborRule restore and hysteresis', () => {
   it('keeps stepping while still hot even when a change is held', () => {
     const nudges = lastTick([HOT, HOT, HOT, HOT], held);
     expect(nudges).toMatchObject([{ target: 'batch', desired: { weight: 32 } }]);
+  });
+});
+
+describe('NoisyNeighborRule below the weight floor: cpu.idle', () => {
+  const floor = policy.minWeight;
+  const atFloor: Knobs = { weights: { batch: floor, backup: floor }, idle: { batch: 0, backup: 0 }, changed: ['batch', 'backup'] };
+
+  it('sets cpu.idle on the busiest noisy target once every busy one is at min_weight', () => {
+    const nudges = lastTick([HOT, HOT, HOT], atFloor);
+    expect(nudges).toMatchObject([{ action: 'cpu_weight', target: 'batch', desired: { idle: 1 } }]);
+    expect(nudges[0]!.reason).toBe(
+      `web run-queue p99 7.2 ms > 4 ms for 3 ticks; batch is the busiest noisy target (1.9 s on-CPU/s) and at the weight floor (${floor}, min_weight ${floor}); cpu.idle 0 → 1`,
+    );
+    expect(nudges[0]!.evidence).toMatchObject({ fromWeight: floor, fromIdle: 0, toIdle: 1 });
+  });
+
+  it('moves to the next busiest once the busiest is idle', () => {
+    const nudges = lastTick([HOT, HOT, HOT], { ...atFloor, idle: { batch: 1, backup: 0 } });
+    expect(nudges).toMatchObject([{ target: 'backup', desired: { idle: 1 } }]);
+  });
+
+  it.each<[string, Knobs, NoisyNeighborPolicy]>([
+    ['idle_at_floor false', atFloor, { ...policy, idleAtFloor: false }],
+    ['a kernel without cpu.idle', { ...atFloor, idle: {} }, policy],
+    ['every busy target already idle', { ...atFloor, idle: { batch: 1, backup: 1 } }, policy],
+    ['the guardrails refuse both', { ...atFloor, denied: ['batch', 'backup'] }, policy],
+  ])('does nothing with %s', (_name, k, p) => {
+    expect(lastTick([HOT, HOT, HOT], k, p)).toEqual([]);
+  });
+
+  it('steps a weight before any idle: a target above the floor goes first', () => {
+    const nudges = lastTick([HOT, HOT, HOT], { ...atFloor, weights: { batch: floor, backup: 100 } });
+    expect(nudges).toMatchObject([{ target: 'backup', desired: { weight: 75 } }]);
+  });
+
+  it('gives an idle target back with a pure restore: the action undoes cpu.idle, then the weight', () => {
+    const [n] = lastTick([CALM, CALM, CALM, CALM, CALM], { ...atFloor, idle: { batch: 1, backup: 0 }, changed: ['batch'], originals: { batch: 100 } });
+    expect(n).toMatchObject({ target: 'batch', desired: { restore: 1 } });
+    expect(n!.desired).toEqual({ restore: 1 });
+    expect(n!.reason).toContain('restoring batch cpu.idle 1 and cpu.weight → their journaled originals');
+    expect(n!.evidence).toMatchObject({ fromWeight: floor, fromIdle: 1 });
   });
 });

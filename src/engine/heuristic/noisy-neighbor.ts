@@ -2,7 +2,9 @@
  * The built-in default strategy: when a latency-sensitive (protect) target keeps waiting on the run queue, give the
  * busiest noisy targets a smaller share of the CPU, one bounded step at a time, and give it back once things have
  * stayed calm. Two thresholds (hot above p99ThresholdUs, calm below p99ThresholdUs × calmFraction) and two streak
- * lengths make a hysteresis band, so the rule does not flap around a single line.
+ * lengths make a hysteresis band, so the rule does not flap around a single line. Once every busy noisy target is at
+ * min_weight, the next step (idleAtFloor) is cpu.idle 1 for the busiest: a weight only shares the CPU out over a
+ * period, while an idle group's tasks yield to a waking sibling at once.
  *
  * The rule keeps no state of its own: streaks are counted from the history the engine passes in, so replaying the
  * same ticks replays the same nudges, and a restarted agent needs only to observe again.
@@ -18,7 +20,7 @@ import { RESTORE_KEY, type DecideInput, type Strategy, type StrategyNudge, type 
 import { cmp, streak } from './common.js';
 
 export const NOISY_NEIGHBOR_RULE = 'noisy-neighbor';
-/** The action this rule drives; its knob is `weight` in cgroup v2 cpu.weight units. */
+/** The action this rule drives; its knobs are `weight` in cgroup v2 cpu.weight units and `idle` (cpu.idle). */
 export const CPU_WEIGHT_ACTION = 'cpu_weight';
 
 type Runqlat = NonNullable<TargetSignals['runqlat']>;
@@ -69,7 +71,6 @@ export class NoisyNeighborRule implements Strategy {
     const p = this.#policy;
     hot.sort((a, b) => b.stats.p99 - a.stats.p99 || cmp(a.name, b.name));
     const worst = hot[0]!;
-    const others = hot.slice(1).map((h) => h.name);
     const windowS = input.snapshot.windowMs / 1000;
 
     const candidates: { name: string; oncpuUs: number; from: number; to: number }[] = [];
@@ -86,10 +87,9 @@ export class NoisyNeighborRule implements Strategy {
       candidates.push({ name: t.name, oncpuUs: q.oncpuUs, from, to });
     }
     candidates.sort((a, b) => b.oncpuUs - a.oncpuUs || cmp(a.name, b.name));
+    if (candidates.length === 0 && p.idleAtFloor) return this.#idle(input, worst, hot, noisy);
 
-    const why =
-      `${worst.name} run-queue p99 ${formatUs(worst.stats.p99)} > ${formatUs(p.p99ThresholdUs)} for ${worst.ticks} ticks` +
-      (others.length > 0 ? ` (also hot: ${others.join(', ')})` : '');
+    const why = this.#why(hot);
     const objectiveTargets = hot.map((h) => h.name).sort(cmp);
     return candidates.slice(0, Math.max(0, p.maxNoisyPerStep)).map((c, i) => {
       const perS = windowS > 0 ? c.oncpuUs / windowS : c.oncpuUs;
@@ -117,6 +117,69 @@ export class NoisyNeighborRule implements Strategy {
     });
   }
 
+  /** Why a step is taken: the worst hot protect target (hot sorted worst first). */
+  #why(hot: { name: string; stats: Runqlat; ticks: number }[]): string {
+    const worst = hot[0]!;
+    const others = hot.slice(1).map((h) => h.name);
+    return (
+      `${worst.name} run-queue p99 ${formatUs(worst.stats.p99)} > ${formatUs(this.#policy.p99ThresholdUs)} for ${worst.ticks} ticks` +
+      (others.length > 0 ? ` (also hot: ${others.join(', ')})` : '')
+    );
+  }
+
+  /**
+   * The step below the floor: every busy noisy target is at min_weight (or refused), and a protect target still
+   * waits. The busiest not yet idle gets cpu.idle 1 — it then runs only when nothing else in its parent wants the CPU,
+   * so a waking protect task no longer waits out its slice. Targets whose kernel has no cpu.idle report no `idle`.
+   */
+  #idle(
+    input: DecideInput,
+    worst: { name: string; stats: Runqlat; ticks: number },
+    hot: { name: string; stats: Runqlat; ticks: number }[],
+    noisy: StrategyTarget[],
+  ): StrategyNudge[] {
+    const p = this.#policy;
+    const windowS = input.snapshot.windowMs / 1000;
+    const candidates: { name: string; oncpuUs: number; weight: number }[] = [];
+    for (const t of noisy) {
+      if (input.mayChange?.(t.name) === false) continue;
+      const q = data(input.snapshot, t.name);
+      if (q === undefined || !(q.oncpuUs > 0)) continue;
+      const cur = input.current(t.name, CPU_WEIGHT_ACTION);
+      if (cur?.idle !== 0 || cur.weight === undefined) continue;
+      candidates.push({ name: t.name, oncpuUs: q.oncpuUs, weight: cur.weight });
+    }
+    candidates.sort((a, b) => b.oncpuUs - a.oncpuUs || cmp(a.name, b.name));
+    const objectiveTargets = hot.map((h) => h.name).sort(cmp);
+    return candidates.slice(0, Math.max(0, p.maxNoisyPerStep)).map((c, i) => {
+      const perS = windowS > 0 ? c.oncpuUs / windowS : c.oncpuUs;
+      const rank = i === 0 ? 'the busiest' : `the ${ordinal(i + 1)} busiest`;
+      return {
+        action: CPU_WEIGHT_ACTION,
+        target: c.name,
+        desired: { idle: 1 },
+        reason:
+          `${this.#why(hot)}; ${c.name} is ${rank} noisy target (${formatUs(perS)} on-CPU/s) and at the weight floor ` +
+          `(${c.weight}, min_weight ${p.minWeight}); cpu.idle 0 → 1`,
+        rule: NOISY_NEIGHBOR_RULE,
+        evidence: {
+          p99Us: worst.stats.p99,
+          p99EwmaUs: worst.stats.p99Ewma,
+          thresholdUs: p.p99ThresholdUs,
+          hotTicks: worst.ticks,
+          hotTargets: hot.length,
+          oncpuUsPerS: perS,
+          busiestRank: i + 1,
+          fromWeight: c.weight,
+          fromIdle: 0,
+          toIdle: 1,
+        },
+        expected: `${objectiveTargets.join(', ')} run-queue p99 falls from ${formatUs(worst.stats.p99)} toward ${formatUs(p.p99ThresholdUs)}`,
+        objective: { targets: objectiveTargets, metric: 'runqlat.p99', better: 'lower', unit: 'us', baselineTicks: p.triggerTicks },
+      };
+    });
+  }
+
   #restore(input: DecideInput, protect: StrategyTarget[], noisy: StrategyTarget[], calmBelowUs: number): StrategyNudge[] {
     const p = this.#policy;
     const held = noisy.filter((t) => input.changed(t.name, CPU_WEIGHT_ACTION)).sort((a, b) => cmp(a.name, b.name));
@@ -135,10 +198,14 @@ export class NoisyNeighborRule implements Strategy {
           (worst !== undefined ? ` (worst now ${worst.name} ${formatUs(worst.p99)})` : ' (none ran this tick)');
 
     return held.map((t) => {
-      const from = input.current(t.name, CPU_WEIGHT_ACTION)?.weight;
-      const original = input.original?.(t.name, CPU_WEIGHT_ACTION)?.weight;
-      const move =
-        original !== undefined
+      const cur = input.current(t.name, CPU_WEIGHT_ACTION);
+      const from = cur?.weight;
+      // An idle group has no weight of its own to restore toward: cpu.idle goes back first, then the weight.
+      const idle = cur?.idle === 1;
+      const original = idle ? undefined : input.original?.(t.name, CPU_WEIGHT_ACTION)?.weight;
+      const move = idle
+        ? 'cpu.idle 1 and cpu.weight → their journaled originals'
+        : original !== undefined
           ? `cpu.weight ${from ?? '?'} → ${original}`
           : `cpu.weight ${from ?? '?'} → its journaled original`;
       const evidence: Record<string, number> = {
@@ -148,6 +215,7 @@ export class NoisyNeighborRule implements Strategy {
       };
       if (worst !== undefined) evidence.worstP99Us = worst.p99;
       if (from !== undefined) evidence.fromWeight = from;
+      if (idle) evidence.fromIdle = 1;
       if (original !== undefined) evidence.toWeight = original;
       const desired: Record<string, number> =
         original !== undefined ? { weight: original, [RESTORE_KEY]: 1 } : { [RESTORE_KEY]: 1 };

@@ -127,6 +127,7 @@ export const SIM_POLICY: NoisyNeighborPolicy = {
   calmFraction: 0.5,
   stepFraction: 0.5,
   minWeight: 10,
+  idleAtFloor: false,
   maxNoisyPerStep: 1,
 };
 
@@ -136,7 +137,7 @@ export const SIM_GUARDRAILS = { cooldownMs: 3000, maxChangesPerMinute: 30, denyC
 
 /** Bounds for the three actions as the simulated agent declares them (cpu_weight's are the real action's). */
 export const SIM_BOUNDS: ActionBounds = {
-  cpu_weight: { weight: { min: 1, max: 10_000, maxStepFraction: 0.5 } },
+  cpu_weight: { weight: { min: 1, max: 10_000, maxStepFraction: 0.5 }, idle: { min: 0, max: 1 } },
   cpuset_spread: { cpus: { min: 1, max: CPUS } },
   pressure_backoff: { quotaCpus: { min: 0.01, max: CPUS } },
 };
