@@ -51,7 +51,7 @@ export class NoisyNeighborRule implements Strategy {
     const protect = input.targets.filter((t) => t.role === 'protect');
     const noisy = input.targets.filter((t) => t.role === 'noisy');
 
-    const hot: { name: string; stats: Runqlat; ticks: number }[] = [];
+    const hot: Hot[] = [];
     for (const t of protect) {
       const ticks = streak(input, p.triggerTicks, (s) => (data(s, t.name)?.p99 ?? 0) > p.p99ThresholdUs);
       if (ticks >= p.triggerTicks) hot.push({ name: t.name, stats: data(input.snapshot, t.name)!, ticks });
@@ -67,100 +67,58 @@ export class NoisyNeighborRule implements Strategy {
     return [];
   }
 
-  #step(input: DecideInput, hot: { name: string; stats: Runqlat; ticks: number }[], noisy: StrategyTarget[]): StrategyNudge[] {
+  #step(input: DecideInput, hot: Hot[], noisy: StrategyTarget[]): StrategyNudge[] {
     const p = this.#policy;
     hot.sort((a, b) => b.stats.p99 - a.stats.p99 || cmp(a.name, b.name));
-    const worst = hot[0]!;
-    const windowS = input.snapshot.windowMs / 1000;
 
-    const candidates: { name: string; oncpuUs: number; from: number; to: number }[] = [];
-    for (const t of noisy) {
-      // A target the guardrails always refuse would stay the busiest and block every step: pick among the others.
-      if (input.mayChange?.(t.name) === false) continue;
-      const q = data(input.snapshot, t.name);
-      if (q === undefined || !(q.oncpuUs > 0)) continue;
-      const from = input.current(t.name, CPU_WEIGHT_ACTION)?.weight;
+    const steps = busy(input, noisy).flatMap(({ name, oncpuUs }) => {
+      const from = input.current(name, CPU_WEIGHT_ACTION)?.weight;
       // Without the current weight there is no bounded step to compute; without room above the floor, no step.
-      if (from === undefined || !Number.isFinite(from)) continue;
+      if (from === undefined || !Number.isFinite(from)) return [];
       const to = stepWeight(from, p);
-      if (to >= from) continue;
-      candidates.push({ name: t.name, oncpuUs: q.oncpuUs, from, to });
-    }
-    candidates.sort((a, b) => b.oncpuUs - a.oncpuUs || cmp(a.name, b.name));
-    if (candidates.length === 0 && p.idleAtFloor) return this.#idle(input, worst, hot, noisy);
-
-    const why = this.#why(hot);
-    const objectiveTargets = hot.map((h) => h.name).sort(cmp);
-    return candidates.slice(0, Math.max(0, p.maxNoisyPerStep)).map((c, i) => {
-      const perS = windowS > 0 ? c.oncpuUs / windowS : c.oncpuUs;
-      const rank = i === 0 ? 'the busiest' : `the ${ordinal(i + 1)} busiest`;
-      return {
-        action: CPU_WEIGHT_ACTION,
-        target: c.name,
-        desired: { weight: c.to },
-        reason: `${why}; ${c.name} is ${rank} noisy target (${formatUs(perS)} on-CPU/s); cpu.weight ${c.from} → ${c.to}`,
-        rule: NOISY_NEIGHBOR_RULE,
-        evidence: {
-          p99Us: worst.stats.p99,
-          p99EwmaUs: worst.stats.p99Ewma,
-          thresholdUs: p.p99ThresholdUs,
-          hotTicks: worst.ticks,
-          hotTargets: hot.length,
-          oncpuUsPerS: perS,
-          busiestRank: i + 1,
-          fromWeight: c.from,
-          toWeight: c.to,
-        },
-        expected: `${objectiveTargets.join(', ')} run-queue p99 falls from ${formatUs(worst.stats.p99)} toward ${formatUs(p.p99ThresholdUs)}`,
-        objective: { targets: objectiveTargets, metric: 'runqlat.p99', better: 'lower', unit: 'us', baselineTicks: p.triggerTicks },
-      };
+      if (to >= from) return [];
+      return [{ name, oncpuUs, desired: { weight: to }, move: `; cpu.weight ${from} → ${to}`, evidence: { fromWeight: from, toWeight: to } }];
     });
+    if (steps.length > 0 || !p.idleAtFloor) return this.#nudges(input, hot, steps);
+
+    // Below the floor: every busy noisy target is at min_weight (or refused), and a protect target still waits. The
+    // busiest not yet idle gets cpu.idle 1 — it then runs only when nothing else in its parent wants the CPU, so a
+    // waking protect task no longer waits out its slice. Targets whose kernel has no cpu.idle report no `idle`.
+    const idles = busy(input, noisy).flatMap(({ name, oncpuUs }) => {
+      const cur = input.current(name, CPU_WEIGHT_ACTION);
+      if (cur?.idle !== 0 || cur.weight === undefined) return [];
+      return [
+        {
+          name,
+          oncpuUs,
+          desired: { idle: 1 },
+          move: ` and at the weight floor (${cur.weight}, min_weight ${p.minWeight}); cpu.idle 0 → 1`,
+          evidence: { fromWeight: cur.weight, fromIdle: 0, toIdle: 1 },
+        },
+      ];
+    });
+    return this.#nudges(input, hot, idles);
   }
 
-  /** Why a step is taken: the worst hot protect target (hot sorted worst first). */
-  #why(hot: { name: string; stats: Runqlat; ticks: number }[]): string {
+  /** One nudge per step, busiest first, at most maxNoisyPerStep; hot is sorted worst first. */
+  #nudges(input: DecideInput, hot: Hot[], steps: Step[]): StrategyNudge[] {
+    const p = this.#policy;
     const worst = hot[0]!;
     const others = hot.slice(1).map((h) => h.name);
-    return (
-      `${worst.name} run-queue p99 ${formatUs(worst.stats.p99)} > ${formatUs(this.#policy.p99ThresholdUs)} for ${worst.ticks} ticks` +
-      (others.length > 0 ? ` (also hot: ${others.join(', ')})` : '')
-    );
-  }
-
-  /**
-   * The step below the floor: every busy noisy target is at min_weight (or refused), and a protect target still
-   * waits. The busiest not yet idle gets cpu.idle 1 — it then runs only when nothing else in its parent wants the CPU,
-   * so a waking protect task no longer waits out its slice. Targets whose kernel has no cpu.idle report no `idle`.
-   */
-  #idle(
-    input: DecideInput,
-    worst: { name: string; stats: Runqlat; ticks: number },
-    hot: { name: string; stats: Runqlat; ticks: number }[],
-    noisy: StrategyTarget[],
-  ): StrategyNudge[] {
-    const p = this.#policy;
+    const why =
+      `${worst.name} run-queue p99 ${formatUs(worst.stats.p99)} > ${formatUs(p.p99ThresholdUs)} for ${worst.ticks} ticks` +
+      (others.length > 0 ? ` (also hot: ${others.join(', ')})` : '');
     const windowS = input.snapshot.windowMs / 1000;
-    const candidates: { name: string; oncpuUs: number; weight: number }[] = [];
-    for (const t of noisy) {
-      if (input.mayChange?.(t.name) === false) continue;
-      const q = data(input.snapshot, t.name);
-      if (q === undefined || !(q.oncpuUs > 0)) continue;
-      const cur = input.current(t.name, CPU_WEIGHT_ACTION);
-      if (cur?.idle !== 0 || cur.weight === undefined) continue;
-      candidates.push({ name: t.name, oncpuUs: q.oncpuUs, weight: cur.weight });
-    }
-    candidates.sort((a, b) => b.oncpuUs - a.oncpuUs || cmp(a.name, b.name));
     const objectiveTargets = hot.map((h) => h.name).sort(cmp);
-    return candidates.slice(0, Math.max(0, p.maxNoisyPerStep)).map((c, i) => {
+    steps.sort((a, b) => b.oncpuUs - a.oncpuUs || cmp(a.name, b.name));
+    return steps.slice(0, Math.max(0, p.maxNoisyPerStep)).map((c, i) => {
       const perS = windowS > 0 ? c.oncpuUs / windowS : c.oncpuUs;
       const rank = i === 0 ? 'the busiest' : `the ${ordinal(i + 1)} busiest`;
       return {
         action: CPU_WEIGHT_ACTION,
         target: c.name,
-        desired: { idle: 1 },
-        reason:
-          `${this.#why(hot)}; ${c.name} is ${rank} noisy target (${formatUs(perS)} on-CPU/s) and at the weight floor ` +
-          `(${c.weight}, min_weight ${p.minWeight}); cpu.idle 0 → 1`,
+        desired: c.desired,
+        reason: `${why}; ${c.name} is ${rank} noisy target (${formatUs(perS)} on-CPU/s)${c.move}`,
         rule: NOISY_NEIGHBOR_RULE,
         evidence: {
           p99Us: worst.stats.p99,
@@ -170,9 +128,7 @@ export class NoisyNeighborRule implements Strategy {
           hotTargets: hot.length,
           oncpuUsPerS: perS,
           busiestRank: i + 1,
-          fromWeight: c.weight,
-          fromIdle: 0,
-          toIdle: 1,
+          ...c.evidence,
         },
         expected: `${objectiveTargets.join(', ')} run-queue p99 falls from ${formatUs(worst.stats.p99)} toward ${formatUs(p.p99ThresholdUs)}`,
         objective: { targets: objectiveTargets, metric: 'runqlat.p99', better: 'lower', unit: 'us', baselineTicks: p.triggerTicks },
@@ -233,6 +189,35 @@ export class NoisyNeighborRule implements Strategy {
 }
 
 /** The target's run-queue stats in this snapshot, or undefined when it had nothing waiting (see module header). */
+/** A hot protect target: its run-queue stats this tick and how many ticks in a row it has been hot. */
+interface Hot {
+  name: string;
+  stats: Runqlat;
+  ticks: number;
+}
+
+/** A step the rule may take on one noisy target: what to ask for, and the words and numbers that explain it. */
+interface Step {
+  name: string;
+  oncpuUs: number;
+  desired: Record<string, number>;
+  /** Appended to the reason after the target's rank and on-CPU time. */
+  move: string;
+  evidence: Record<string, number>;
+}
+
+/**
+ * The noisy targets that ran this tick, with their on-CPU time. A target the guardrails always refuse would stay the
+ * busiest and block every step: it is left out, so the rule picks among the others.
+ */
+function busy(input: DecideInput, noisy: StrategyTarget[]): { name: string; oncpuUs: number }[] {
+  return noisy.flatMap((t) => {
+    if (input.mayChange?.(t.name) === false) return [];
+    const q = data(input.snapshot, t.name);
+    return q === undefined || !(q.oncpuUs > 0) ? [] : [{ name: t.name, oncpuUs: q.oncpuUs }];
+  });
+}
+
 function data(snapshot: TickSnapshot, name: string): Runqlat | undefined {
   const q = snapshot.targets[name]?.runqlat;
   return q !== undefined && q.count > 0 ? q : undefined;
