@@ -311,13 +311,14 @@ describe('section summaries', () => {
       decisions: [],
     });
     const s = summarizeReaction(
-      [run('isolated', 2500), run('neighbour', 9000), run('agent', 3100, 2000), run('agent-event', 3000, 2500), run('agent-100ms', 2600, 400)],
+      [run('isolated', 2500), run('neighbour', 9000), run('agent', 3100, 2000), run('agent-event', 3000, 2500), run('agent-100ms', 2600, 400), run('agent-idle', 2550, 2100)],
       { steadyFromS: 6, durationS: 12, leadS: 1 },
     );
     expect(s.goals[0]!.met).toBe(false); // 2.5 s > 1 s
     expect(s.goals[1]!.met).toBe(false); // 2.5 s > 300 ms
     expect(s.goals[2]!.met).toBe(true); // 3100 ≤ 1.3 × 2500
-    expect(s.tables[0]!.rows.map((r) => r[6])).toEqual(['—', '—', '2.00 s', '2.50 s', '0.40 s']);
+    expect(s.tables[0]!.rows.map((r) => r[6])).toEqual(['—', '—', '2.00 s', '2.50 s', '0.40 s', '2.10 s']);
+    expect(s.goals[2]!.measured).toContain('1.02× with min_weight 100 (cpu.idle first, 2.10 s to it)');
     const fast = summarizeReaction([run('isolated', 2500), run('agent-event', 3000, 250)], { steadyFromS: 6, durationS: 12, leadS: 1 });
     expect(fast.goals.slice(0, 2).map((g) => g.met)).toEqual([true, true]);
   });

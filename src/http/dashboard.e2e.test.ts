@@ -83,6 +83,9 @@ describe('dashboard with two targets', () => {
   });
 
   afterAll(async () => {
+    // Leave the page first: its event stream would reconnect to the closed server, and the browser logs the refused
+    // connection as an error into the next test's list.
+    await page.goto('about:blank');
     await server?.close();
   });
 
@@ -186,6 +189,9 @@ describe.each([
   });
 
   afterAll(async () => {
+    // Leave the page first: its event stream would reconnect to the closed server, and the browser logs the refused
+    // connection as an error into the next test's list.
+    await page.goto('about:blank');
     await server?.close();
   });
 
