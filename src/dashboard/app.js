@@ -190,50 +190,65 @@ function renderHost() {
   box.replaceChildren(...items);
 }
 
+/**
+ * Rows are updated in place, cell by cell, and only where the content changed: a link re-created under the pointer
+ * between mouse-down and mouse-up loses the click, and a tick comes every second.
+ */
 function renderOverviewRows() {
   const body = $('overview').tBodies[0];
+  const shown = new Map([...body.rows].map((r) => [r.dataset.target, r]));
   const rows = (overview?.targets ?? []).map((t) => {
-    const tr = el('tr');
-    tr.dataset.target = t.name;
-    const name = el('td', 'name');
-    name.append(link(targetHref(t.name), t.name));
-    const role = el('td');
-    role.append(el('span', `badge role-${t.role || 'unknown'}`, t.role || '–'));
-    const p99 = el('td', 'p99');
-    const now = el('span', 'p99-now mono', t.p99Us === null ? '–' : fmt('seconds', t.p99Us * 1e-6));
-    if (t.gap) {
-      now.title = t.gap;
-      now.classList.add('gap');
-    }
-    const cell = el('div', 'p99-cell');
-    cell.append(sparkline(t.p99SparkUs), now);
-    p99.append(cell);
-    const oncpu = el('td', 'right mono oncpu', fmt('ratio', t.oncpuRatio));
-    const knobs = el('td', 'knobs');
-    if (t.knobs.length === 0) knobs.append(el('span', 'muted', 'none'));
-    for (const k of t.knobs) {
-      const k1 = el('div', 'knob-line mono small', `${k.action} ${k.original} → ${k.value}`);
-      k1.title = k.path;
-      knobs.append(k1);
-    }
-    const last = el('td', 'last-decision');
-    const d = t.lastDecision;
-    if (!d) last.append(el('span', 'muted', 'no decision yet'));
-    else {
-      last.append(kindPill(d.kind), ' ', link(decisionHref(d.id), d.id, 'mono decision-link'));
-      const why = el('div', 'small muted reason-short', d.reason);
-      why.title = `${clock(d.time)} · ${d.action}: ${d.reason}`;
-      last.append(why);
-    }
-    tr.append(name, role, p99, oncpu, knobs, last);
+    const fresh = overviewRow(t);
+    const tr = shown.get(t.name);
+    if (!tr || tr.cells.length !== fresh.cells.length) return fresh;
+    [...fresh.cells].forEach((cell, i) => {
+      if (tr.cells[i].outerHTML !== cell.outerHTML) tr.cells[i].replaceWith(cell);
+    });
     return tr;
   });
-  body.replaceChildren(...rows);
+  if (rows.length !== body.rows.length || rows.some((r, i) => body.rows[i] !== r)) body.replaceChildren(...rows);
   $('targets-empty').hidden = rows.length > 0;
   const pts = overview?.spark?.points ?? 0;
   $('targets-note').textContent = pts
     ? `${rows.length} target(s) · sparklines over the last ${duration((pts * (overview.windowMs ?? 1000)) / 1000)}`
     : '';
+}
+
+function overviewRow(t) {
+  const tr = el('tr');
+  tr.dataset.target = t.name;
+  const name = el('td', 'name');
+  name.append(link(targetHref(t.name), t.name));
+  const role = el('td');
+  role.append(el('span', `badge role-${t.role || 'unknown'}`, t.role || '–'));
+  const p99 = el('td', 'p99');
+  const now = el('span', 'p99-now mono', t.p99Us === null ? '–' : fmt('seconds', t.p99Us * 1e-6));
+  if (t.gap) {
+    now.title = t.gap;
+    now.classList.add('gap');
+  }
+  const cell = el('div', 'p99-cell');
+  cell.append(sparkline(t.p99SparkUs), now);
+  p99.append(cell);
+  const oncpu = el('td', 'right mono oncpu', fmt('ratio', t.oncpuRatio));
+  const knobs = el('td', 'knobs');
+  if (t.knobs.length === 0) knobs.append(el('span', 'muted', 'none'));
+  for (const k of t.knobs) {
+    const k1 = el('div', 'knob-line mono small', `${k.action} ${k.original} → ${k.value}`);
+    k1.title = k.path;
+    knobs.append(k1);
+  }
+  const last = el('td', 'last-decision');
+  const d = t.lastDecision;
+  if (!d) last.append(el('span', 'muted', 'no decision yet'));
+  else {
+    last.append(kindPill(d.kind), ' ', link(decisionHref(d.id), d.id, 'mono decision-link'));
+    const why = el('div', 'small muted reason-short', d.reason);
+    why.title = `${clock(d.time)} · ${d.action}: ${d.reason}`;
+    last.append(why);
+  }
+  tr.append(name, role, p99, oncpu, knobs, last);
+  return tr;
 }
 
 function decisionRows(list) {

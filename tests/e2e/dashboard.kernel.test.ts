@@ -187,9 +187,11 @@ ${names.map((n) => `  - {name: ${n}, cgroup: ${cgs.get(n)!.path}, role: ${n === 
     // One decision: the text is what `ebpf-tuner explain ID` prints.
     await page.goto(`${url}/#/`);
     await ready('overview');
-    const id = String(await page.locator('#overview tr[data-target="batch"] .last-decision a').textContent());
     await page.click('#overview tr[data-target="batch"] .last-decision a');
     await ready('decision');
+    // The decision the link led to (a newer one may have replaced the link's text since).
+    const id = String(await page.locator('#decision-id').textContent());
+    expect(id).toMatch(/\S/);
     const shown = await page.locator('#explain').textContent();
     const cli = runCli(['explain', id, '--state-dir', state.path]);
     expect(cli.code, cli.stderr).toBe(0);
