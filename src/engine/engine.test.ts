@@ -260,6 +260,50 @@ describe('DecisionEngine bookkeeping', () => {
     // historyTicks 2, but the closed loop's window of 3 needs more for baselines.
     expect(seen).toEqual([0, 1, 2, 3, 3, 3]);
   });
+
+  it('gives a strategy with a recall only what it recalled, for its own historyTicks, and the others whole snapshots', () => {
+    const got: { recalled: unknown[][]; whole: number[] } = { recalled: [], whole: [] };
+    const recalling: Strategy = {
+      name: 'r',
+      historyTicks: 4,
+      recall: (s) => ({ time: s.time, windowMs: s.windowMs, targets: {} }),
+      decide: (input) => {
+        got.recalled.push(input.history.map((h) => [h.time, Object.keys(h.targets).length]));
+        return [];
+      },
+    };
+    const seen: number[] = [];
+    const { tick } = engineWith([recalling, fixed('a', [], seen)]);
+    for (let i = 1; i <= 6; i++) tick(i);
+    // Its own four ticks, beyond the closed loop's window of 3 the engine keeps whole; each as its recall made it.
+    expect(got.recalled.at(-1)).toEqual([2, 3, 4, 5].map((i) => [i * 1_000, 0]));
+    expect(got.recalled.map((h) => h.length)).toEqual([0, 1, 2, 3, 4, 4]);
+    expect(seen).toEqual([0, 1, 2, 3, 3, 3]);
+  });
+
+  it('a recall that throws is reported like a failing decide and costs only its own strategy that tick', () => {
+    const errors: string[] = [];
+    let n = 0;
+    const lengths: number[] = [];
+    const flaky: Strategy = {
+      name: 'flaky',
+      historyTicks: 3,
+      recall: (s) => {
+        if (++n === 2) throw new Error('bad tick');
+        return s;
+      },
+      decide: (input) => {
+        lengths.push(input.history.length);
+        return [];
+      },
+    };
+    const seen: number[] = [];
+    const { tick } = engineWith([flaky, fixed('a', [], seen)], (name, e) => errors.push(`${name}: ${String(e)}`));
+    for (let i = 1; i <= 4; i++) tick(i);
+    expect(errors).toEqual(['flaky: Error: bad tick']);
+    expect(lengths).toEqual([0, 1, 1, 2]);
+    expect(seen).toEqual([0, 1, 2, 3]);
+  });
 });
 
 describe('DecisionEngine baseline', () => {

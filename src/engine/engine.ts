@@ -90,8 +90,11 @@ export class DecisionEngine {
   readonly #loop: ClosedLoop;
   readonly #prefix: string;
   readonly #onStrategyError: ((strategy: string, error: unknown) => void) | undefined;
-  readonly #historyLimit: number;
+  /** Whole snapshots, for the closed loop's baselines and the strategies that recall everything. */
   readonly #history: TickSnapshot[] = [];
+  readonly #historyLimit: number;
+  /** What each strategy with a `recall` kept of the last `historyTicks` ticks. */
+  readonly #recalled = new Map<Strategy, TickSnapshot[]>();
   /** Decisions handed to the caller to apply and not yet reported, in the order they were made. */
   readonly #pending = new Map<string, Decision>();
   /** The snapshot each pending proposal was made from, for the proposing strategy's feedback. */
@@ -108,7 +111,11 @@ export class DecisionEngine {
     this.#loop = opts.closedLoop;
     this.#prefix = opts.idPrefix ?? 'd';
     this.#onStrategyError = opts.onStrategyError;
-    this.#historyLimit = Math.max(opts.closedLoop.windowTicks, ...opts.strategies.map((s) => s.historyTicks ?? 0));
+    this.#historyLimit = Math.max(
+      opts.closedLoop.windowTicks,
+      ...opts.strategies.filter((s) => s.recall === undefined).map((s) => s.historyTicks ?? 0),
+    );
+    for (const s of opts.strategies) if (s.recall !== undefined) this.#recalled.set(s, []);
   }
 
   /** Ids of decisions the caller has not reported on yet. */
@@ -142,19 +149,32 @@ export class DecisionEngine {
       for (const [source, nudge] of proposals) out.push(this.#consider(nudge, source, input, known));
     } finally {
       // Even after a failure, so streaks and baselines keep counting real ticks.
-      this.#history.push(snapshot);
+      this.#remember(snapshot);
       this.#seen++;
-      if (this.#history.length > this.#historyLimit) this.#history.splice(0, this.#history.length - this.#historyLimit);
     }
     return out;
+  }
+
+  #remember(snapshot: TickSnapshot): void {
+    keep(this.#history, snapshot, this.#historyLimit);
+    for (const [s, h] of this.#recalled) {
+      let kept: TickSnapshot;
+      try {
+        kept = s.recall!(snapshot);
+      } catch (e) {
+        // Its decide will see one tick fewer; the others still get theirs.
+        this.#onStrategyError?.(s.name, e);
+        continue;
+      }
+      keep(h, kept, s.historyTicks ?? 0);
+    }
   }
 
   #ask(input: TickInput): [source: string, nudge: StrategyNudge][] {
     const decide: DecideInput = {
       now: input.now,
       snapshot: input.snapshot,
-      // A copy, so a strategy that keeps it does not see later ticks appear in it.
-      history: this.#history.slice(),
+      history: [],
       targets: input.targets,
       current: input.current,
       changed: input.changed,
@@ -169,7 +189,8 @@ export class DecisionEngine {
     for (const s of this.#strategies) {
       let nudges: StrategyNudge[];
       try {
-        nudges = s.decide(decide);
+        // A copy, so a strategy that keeps it does not see later ticks appear in it.
+        nudges = s.decide({ ...decide, history: (this.#recalled.get(s) ?? this.#history).slice() });
       } catch (e) {
         if (this.#onStrategyError === undefined) throw e;
         this.#onStrategyError(s.name, e);
@@ -352,4 +373,10 @@ function revertNudge(a: Applied, v: Verdict, margin: number, significance: numbe
 
 function metricLabel(metric: string): string {
   return metric.startsWith('runqlat.') ? `run-queue ${metric.slice('runqlat.'.length)}` : metric;
+}
+
+/** Appends `item`, dropping the oldest beyond `limit`. */
+function keep<T>(list: T[], item: T, limit: number): void {
+  list.push(item);
+  if (list.length > limit) list.splice(0, list.length - limit);
 }

@@ -20,7 +20,8 @@ export interface DecideInput {
   readonly snapshot: TickSnapshot;
   /**
    * Earlier snapshots, oldest first, excluding `snapshot`. Bounded: at least the `historyTicks` the strategy
-   * declared, and never more than the longest any strategy or the closed loop asked for.
+   * declared, and never more than the longest any strategy or the closed loop asked for. For a strategy that
+   * declares `recall`, each is what its recall kept of that tick.
    */
   readonly history: readonly TickSnapshot[];
   readonly targets: readonly StrategyTarget[];
@@ -88,6 +89,13 @@ export interface Strategy {
   readonly name: string;
   /** How many past snapshots `decide` needs in `history`; 0 when absent. */
   readonly historyTicks?: number;
+  /**
+   * What `decide` reads of a past tick: a snapshot holding only that, sharing the objects of `snapshot` rather than
+   * copying them. The engine keeps these for the strategy's `historyTicks` instead of whole snapshots, which at
+   * a thousand targets is most of the agent's memory. Absent: whole snapshots are kept. Must depend on `snapshot`
+   * alone, so replaying the same ticks replays the same decisions.
+   */
+  recall?(snapshot: TickSnapshot): TickSnapshot;
   /** Pure in its inputs: the same sequence of inputs (and feedback) must yield the same nudges. */
   decide(input: DecideInput): StrategyNudge[];
   /**

@@ -62,7 +62,7 @@ function decide(seq: Kind[], k: Knobs = {}, p: CpusetSpreadPolicy = policy, with
   const input: DecideInput = {
     now: snaps.at(-1)!.time,
     snapshot: snaps.at(-1)!,
-    history: snaps.slice(0, -1).slice(-rule.historyTicks),
+    history: snaps.slice(0, -1).slice(-rule.historyTicks).map((h) => rule.recall(h)),
     targets,
     current: (t, a) => {
       if (a !== CPUSET_SPREAD_ACTION || t !== 'db') return undefined;

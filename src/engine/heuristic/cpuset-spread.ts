@@ -15,7 +15,7 @@ import type { TickSnapshot } from '../../core/types.js';
 import type { PlacementStats } from '../../signals/placement/placement.js';
 import { formatCpuList, parseCpuList } from '../../signals/placement/cpulist.js';
 import { restoreNudge, type DecideInput, type Objective, type Strategy, type StrategyNudge } from '../strategy.js';
-import { cmp, streak } from './common.js';
+import { cmp, recallSignal, streak } from './common.js';
 
 export const CPUSET_SPREAD_RULE = 'cpuset-spread';
 export const CPUSET_SPREAD_ACTION = 'cpuset_spread';
@@ -44,6 +44,11 @@ export class CpusetSpreadRule implements Strategy {
     this.#policy = policy;
     this.#pin = parseCpuList(policy.pinCpus, 'policy.cpuset_spread.pin_cpus');
     this.historyTicks = Math.max(policy.triggerTicks, policy.calmTicks) - 1;
+  }
+
+  /** Streaks look back at the protect targets' placement only. */
+  recall(snapshot: TickSnapshot): TickSnapshot {
+    return recallSignal(snapshot, 'placement', (t) => this.#policy.enabled && t.role === 'protect');
   }
 
   /** A tick with a pile-up: ≥ minPileup runnable threads on one CPU while an allowed CPU is idle. */

@@ -96,7 +96,7 @@ function run(ticks: Record<string, Io | null>[], devs = new SimulatedDevices(), 
   const rule = new IoPrefetchRule(p);
   const snaps = ticks.map((t, i) => snapshot(i, t));
   return snaps.map((s, i) => {
-    const nudges = rule.decide(devs.input(s, snaps.slice(0, i).slice(-rule.historyTicks)));
+    const nudges = rule.decide(devs.input(s, snaps.slice(0, i).slice(-rule.historyTicks).map((h) => rule.recall(h))));
     for (const n of nudges) devs.apply(n);
     return nudges;
   });

@@ -17,7 +17,7 @@
 import type { IoPrefetchPolicy } from '../../config/types.js';
 import type { TickSnapshot } from '../../core/types.js';
 import { restoreNudge, type DecideInput, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
-import { cmp, streak } from './common.js';
+import { cmp, recallSignal, streak } from './common.js';
 
 export const IO_PREFETCH_RULE = 'io-prefetch';
 /** The action this rule drives; its knob is `readAheadKb` of the device `major:minor`. */
@@ -102,6 +102,11 @@ export class IoPrefetchRule implements Strategy {
   constructor(policy: IoPrefetchPolicy) {
     this.#policy = policy;
     this.historyTicks = Math.max(policy.triggerTicks, policy.calmTicks) - 1;
+  }
+
+  /** Streaks look back at each target's block I/O only. */
+  recall(snapshot: TickSnapshot): TickSnapshot {
+    return recallSignal(snapshot, 'blkio', () => this.#policy.enabled);
   }
 
   decide(input: DecideInput): StrategyNudge[] {

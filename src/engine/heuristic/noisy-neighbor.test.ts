@@ -68,7 +68,7 @@ function input(snap: TickSnapshot, history: TickSnapshot[], tgts: StrategyTarget
 function lastTick(seq: P99[], k: Knobs = {}, p: NoisyNeighborPolicy = policy, tgts = targets): StrategyNudge[] {
   const rule = new NoisyNeighborRule(p);
   const snaps = seq.map((v, i) => snapshot(i, { web: v }));
-  const history = snaps.slice(0, -1).slice(-rule.historyTicks);
+  const history = snaps.slice(0, -1).slice(-rule.historyTicks).map((h) => rule.recall(h));
   return rule.decide(input(snaps.at(-1)!, history, tgts, k));
 }
 
@@ -93,7 +93,7 @@ describe('NoisyNeighborRule trigger', () => {
     const rule = new NoisyNeighborRule(policy);
     const tgts: StrategyTarget[] = [{ name: 'api', role: 'protect' }, ...targets];
     const snaps = [0, 1, 2].map((i) => snapshot(i, { web: HOT, api: 5_000 }));
-    const [n] = rule.decide(input(snaps[2]!, snaps.slice(0, 2), tgts));
+    const [n] = rule.decide(input(snaps[2]!, snaps.slice(0, 2).map((h) => rule.recall(h)), tgts));
     expect(n!.reason).toMatch(/^web run-queue p99 7\.2 ms > 4 ms for 3 ticks \(also hot: api\);/);
     expect(n!.objective).toEqual({ targets: ['api', 'web'], metric: 'runqlat.p99', better: 'lower', unit: 'us', baselineTicks: 3 });
   });
@@ -129,7 +129,7 @@ describe('NoisyNeighborRule choice of noisy targets', () => {
       { name: 'web', role: 'protect' },
       ...Object.keys(oncpu).map((name) => ({ name, role: 'noisy' as const })),
     ];
-    return rule.decide(input(snaps[2]!, snaps.slice(0, 2), tgts, k));
+    return rule.decide(input(snaps[2]!, snaps.slice(0, 2).map((h) => rule.recall(h)), tgts, k));
   }
 
   it.each<[string, Record<string, number>, Knobs, number, string[]]>([

@@ -17,7 +17,7 @@ import type { NoisyNeighborPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import { formatUs, ordinal } from '../format.js';
 import { RESTORE_KEY, type DecideInput, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
-import { cmp, streak } from './common.js';
+import { cmp, recallSignal, streak } from './common.js';
 
 export const NOISY_NEIGHBOR_RULE = 'noisy-neighbor';
 /** The action this rule drives; its knobs are `weight` in cgroup v2 cpu.weight units and `idle` (cpu.idle). */
@@ -43,6 +43,11 @@ export class NoisyNeighborRule implements Strategy {
     this.#policy = policy;
     // Streaks include the current snapshot, so one tick fewer of history suffices.
     this.historyTicks = Math.max(policy.triggerTicks, policy.calmTicks) - 1;
+  }
+
+  /** Streaks look back at the protect targets' run-queue latency only. */
+  recall(snapshot: TickSnapshot): TickSnapshot {
+    return recallSignal(snapshot, 'runqlat', (t) => this.#policy.enabled && t.role === 'protect');
   }
 
   decide(input: DecideInput): StrategyNudge[] {

@@ -50,7 +50,7 @@ function decide(seq: Kind[], knobs: { cpusNode: number; memNode: number } | null
   const input: DecideInput = {
     now: snaps.at(-1)!.time,
     snapshot: snaps.at(-1)!,
-    history: snaps.slice(0, -1).slice(-rule.historyTicks),
+    history: snaps.slice(0, -1).slice(-rule.historyTicks).map((h) => rule.recall(h)),
     targets,
     current: (t, a) => (t === 'db' && a === NUMA_REBALANCE_ACTION && knobs !== null ? knobs : undefined),
     changed: (t, a) => t === 'db' && a === NUMA_REBALANCE_ACTION && changed,
@@ -100,7 +100,7 @@ describe('NumaRebalanceRule', () => {
       return rule.decide({
         now: snaps.at(-1)!.time,
         snapshot: snaps.at(-1)!,
-        history: snaps.slice(0, -1),
+        history: snaps.slice(0, -1).map((h) => rule.recall(h)),
         targets,
         current: () => ({ cpusNode: -1, memNode: -1 }),
         changed: () => false,

@@ -22,7 +22,7 @@ import type { TickSnapshot } from '../../core/types.js';
 import type { NumaStats } from '../../signals/numa/numa.js';
 import { formatPercent } from '../format.js';
 import { restoreNudge, type DecideInput, type Strategy, type StrategyNudge } from '../strategy.js';
-import { streak } from './common.js';
+import { recallSignal, streak } from './common.js';
 
 export const NUMA_REBALANCE_RULE = 'numa-rebalance';
 export const NUMA_REBALANCE_ACTION = 'numa_rebalance';
@@ -35,6 +35,11 @@ export class NumaRebalanceRule implements Strategy {
   constructor(policy: NumaRebalancePolicy) {
     this.#policy = policy;
     this.historyTicks = Math.max(policy.triggerTicks, policy.calmTicks) - 1;
+  }
+
+  /** Streaks look back at the protect targets' NUMA placement only. */
+  recall(snapshot: TickSnapshot): TickSnapshot {
+    return recallSignal(snapshot, 'numa', (t) => this.#policy.enabled && t.role === 'protect');
   }
 
   /** Memory homed on one node while the threads mostly run elsewhere. */

@@ -88,7 +88,7 @@ function run(ticks: Tick[], knobs = new SimulatedKnobs(), p = policy, tgts = tar
   const rule = new PressureBackoffRule(p);
   const snaps = ticks.map((t, i) => snapshot(i, t));
   return snaps.map((s, i) => {
-    const nudges = rule.decide(knobs.input(s, snaps.slice(0, i).slice(-rule.historyTicks), tgts));
+    const nudges = rule.decide(knobs.input(s, snaps.slice(0, i).slice(-rule.historyTicks).map((h) => rule.recall(h)), tgts));
     for (const n of nudges) knobs.apply(n);
     return nudges;
   });
@@ -115,7 +115,7 @@ describe('AIMD arithmetic', () => {
     const snaps = ticks.map((t, i) => snapshot(i, { ...t, usage: { batch: 5 } }));
     const tgts = targets.filter((t) => t.name !== 'backup');
     snaps.forEach((s, i) => {
-      for (const n of rule.decide(knobs.input(s, snaps.slice(0, i), tgts))) knobs.apply(n);
+      for (const n of rule.decide(knobs.input(s, snaps.slice(0, i).map((h) => rule.recall(h)), tgts))) knobs.apply(n);
       seen.push(knobs.quota.get('batch') ?? 'max');
     });
     expect(seen).toEqual([
@@ -212,7 +212,7 @@ describe('PressureBackoffRule choice of offender', () => {
     const tgts = targets;
     const rule = new PressureBackoffRule(policy);
     const snaps = [0, 1, 2].map((i) => ({ ...snapshot(i, HOT), targets: { web: { name: 'web', role: 'protect' as const } } }));
-    const out = rule.decide(new SimulatedKnobs().input(snaps[2]!, snaps.slice(0, 2), tgts));
+    const out = rule.decide(new SimulatedKnobs().input(snaps[2]!, snaps.slice(0, 2).map((h) => rule.recall(h)), tgts));
     expect(out.map((n) => [n.target, n.desired.quotaCpus])).toEqual([['backup', 1]]);
   });
 
