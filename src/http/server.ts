@@ -351,14 +351,15 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     maxBufferedBytes: limits.sseMaxBufferedBytes,
     retryMs: 3000,
   });
-  const unlisten = telemetry.addListener((event: StreamEvent, json: string) => {
-    // The full stream carries every snapshot; the dashboard's views get only what they draw.
+  const unlisten = telemetry.addListener((event: StreamEvent, json: () => string) => {
+    // The full stream carries every snapshot; the dashboard's views get only what they draw. A snapshot's text is
+    // made only when a client of the full stream is there to take it.
     if (event === 'tick' || event === 'fields') {
-      sse.send(event, json, 'full');
+      if (sse.watching('full')) sse.send(event, json(), 'full');
       if (event === 'tick') sendViews();
       return;
     }
-    sse.send(event, json);
+    sse.send(event, json());
   });
   const sendViews = (): void => {
     const tick = telemetry.lastTick();

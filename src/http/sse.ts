@@ -58,6 +58,12 @@ export class SseHub {
     return new Set(this.clients.values());
   }
 
+  /** Whether any client watches `view`. */
+  watching(view: string): boolean {
+    for (const v of this.clients.values()) if (v === view) return true;
+    return false;
+  }
+
   /** Sends to every client, or only to those watching `view`. */
   send(event: string, json: string, view?: string): void {
     if (this.clients.size === 0) return;

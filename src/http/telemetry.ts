@@ -5,6 +5,7 @@
  */
 import { channels, DECISION_KINDS, type DecisionEvent } from '../core/events.js';
 import type { Logger } from '../core/log.js';
+import type { TickSnapshot } from '../core/types.js';
 import { FieldCatalogue, isRecord, type FieldInfo } from './fields.js';
 import { SIGNAL_METRICS, type CounterDecl, type Labels, type SnapshotView } from './metric-catalog.js';
 import { Ring } from './ring.js';
@@ -27,7 +28,8 @@ export interface OverheadSample {
 }
 
 export type StreamEvent = 'tick' | 'decision' | 'change' | 'fields' | 'overhead';
-export type StreamListener = (event: StreamEvent, json: string) => void;
+/** `json` builds the event's JSON text on first call (a tick's is megabytes at a thousand targets): call it only to send. */
+export type StreamListener = (event: StreamEvent, json: () => string) => void;
 
 export interface TelemetryOptions {
   control: AgentControl;
@@ -116,7 +118,6 @@ export class Telemetry {
   /** Sums of the per-tick increases of each `delta` counter, by metric name and then by label set. */
   private readonly counters = new Map<string, Map<string, [Labels, number]>>();
 
-  private lastJson: string | undefined;
   private readonly tickRing: Ring<StoredTick>;
   private readonly historyBytes: number;
   /** Sum of `bytes` over the kept ticks. */
@@ -179,7 +180,8 @@ export class Telemetry {
 
   /** JSON text of the last snapshot, or undefined before the first tick. */
   lastSnapshotJson(): string | undefined {
-    return this.lastJson;
+    const t = this.tickRing.last();
+    return t === undefined ? undefined : snapshotJson(t);
   }
 
   /** JSON text of the kept snapshots, oldest first. */
@@ -239,9 +241,12 @@ export class Telemetry {
     }
   }
 
-  private emit(event: StreamEvent, json: string | undefined): void {
-    if (json === undefined) return;
-    for (const fn of this.listeners) fn(event, json);
+  private emit(event: StreamEvent, json: string | undefined | (() => string)): void {
+    if (json === undefined || this.listeners.size === 0) return;
+    const make = typeof json === 'string' ? () => json : json;
+    let text: string | undefined;
+    const once = (): string => (text ??= make());
+    for (const fn of this.listeners) fn(event, once);
   }
 
   /** JSON text of a bus message of the expected shape; undefined, and counted as dropped, for anything else. */
@@ -251,23 +256,28 @@ export class Telemetry {
     return json;
   }
 
+  /**
+   * What is kept of a tick is each target's JSON text, made once here: the agent publishes a new snapshot object every
+   * tick and never changes one it published, so the object itself serves the metrics until the next tick, and the
+   * whole snapshot's text is put together only when a client asks for it.
+   */
   private tick(msg: unknown): void {
-    // The publisher may reuse its snapshot object on the next tick; keep our own copy, serialised once.
-    const json = this.accept(msg, (m) => typeof m.time === 'number' && isRecord(m.targets));
-    if (json === undefined) return;
-    const copy = JSON.parse(json) as { time: number; windowMs?: unknown; targets: unknown; host?: unknown };
+    if (!isTick(msg)) {
+      this.droppedEvents++;
+      return;
+    }
+    const stored = storeTick(msg);
     this.ticks++;
-    this.lastTickTime = copy.time;
-    if (typeof copy.windowMs === 'number') this.windowMs = copy.windowMs;
-    this.lastJson = json;
-    this.keep(storeTick(copy));
+    this.lastTickTime = stored.time;
+    if (stored.windowMs !== undefined) this.windowMs = stored.windowMs;
+    this.keep(stored);
     const before = this.fields.version;
-    this.fields.flatten(copy);
-    this.lastView = copy as SnapshotView;
+    this.fields.flatten(msg);
+    this.lastView = msg;
     this.addCounters(this.lastView);
     if (this.fields.version !== before) this.emit('fields', JSON.stringify(this.fields.list()));
-    this.emit('tick', json);
-    const o = this.sampleOverhead(copy.time);
+    this.emit('tick', () => snapshotJson(stored));
+    const o = this.sampleOverhead(stored.time);
     if (o) this.emit('overhead', JSON.stringify(o));
   }
 
@@ -393,26 +403,32 @@ export class Telemetry {
 /** What a kept target costs beyond its JSON text: its map entries, its summary object and the strings' headers. */
 export const TARGET_OVERHEAD_BYTES = 160;
 
+/** A snapshot as the agent publishes it; a recording of another version may hold anything under `targets`. */
+function isTick(m: unknown): m is TickSnapshot {
+  return isRecord(m) && typeof m.time === 'number' && isRecord(m.targets);
+}
+
 /**
  * JSON text with every character beyond Latin-1 escaped (`\u2014`): V8 keeps such a string at one byte per
  * character instead of two, which halves what a kept tick costs (reasons such as "cpu.pressure: not on cgroup v1 —
  * …" would otherwise widen a target's whole text).
  */
 function latin1Json(v: unknown): string {
-  return JSON.stringify(v).replace(/[\u0100-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  // Bigints as stringify writes them; a cycle throws, and the tick is counted as dropped.
+  const json = stringify(v);
+  if (json === undefined) throw new TypeError('a value that cannot be written as JSON (a cycle)');
+  return json.replace(/[\u0100-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-function storeTick(copy: { time: number; windowMs?: unknown; targets: unknown; host?: unknown }): StoredTick {
+function storeTick(copy: TickSnapshot): StoredTick {
   const targets = new Map<string, string>();
   const summary = new Map<string, TickSummary>();
   let bytes = 0;
-  if (isRecord(copy.targets)) {
-    for (const [name, sig] of Object.entries(copy.targets)) {
-      const json = latin1Json(sig);
-      targets.set(name, json);
-      summary.set(name, summarise(sig));
-      bytes += json.length + name.length + TARGET_OVERHEAD_BYTES;
-    }
+  for (const [name, sig] of Object.entries(copy.targets)) {
+    const json = latin1Json(sig);
+    targets.set(name, json);
+    summary.set(name, summarise(sig));
+    bytes += json.length + name.length + TARGET_OVERHEAD_BYTES;
   }
   const host = copy.host === undefined ? undefined : latin1Json(copy.host);
   return {
