@@ -4,6 +4,7 @@
  * equivalent to runqlat.bt. Each reports when it is attached and which BPF programs it holds.
  */
 import { existsSync, renameSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { holdTracefs } from '../bpf/tracefs.js';
@@ -76,6 +77,8 @@ export interface AgentOptions {
   readyTimeoutMs?: number;
   /** `--log-level`; info by default. debug adds one `"msg":"tick"` line per tick with each target's run-queue p99. */
   logLevel?: 'info' | 'debug';
+  /** Serve /metrics, the API and the dashboard on a free port of 127.0.0.1 (`--listen`), as a DaemonSet does. */
+  listen?: boolean;
 }
 
 export interface AgentLogLine {
@@ -97,6 +100,8 @@ export class RunningAgent implements Running {
     private readonly dir: string,
     /** The config file it was started with, when it was given one. */
     readonly configFile?: string,
+    /** The port of 127.0.0.1 it serves HTTP on, when started with `listen`. */
+    readonly port?: number,
   ) {}
 
   /**
@@ -175,10 +180,12 @@ export async function startAgent(res: Resources, opts: AgentOptions = {}): Promi
     writeFileSync(configFile, configYaml(opts.config));
     args.push('--config', configFile);
   }
+  const port = opts.listen ? await freePort() : undefined;
+  if (port !== undefined) args.push('--listen', `127.0.0.1:${port}`);
   const proc = opts.nodeFlags?.length
     ? res.spawn(process.execPath, [...opts.nodeFlags, agentBinary(), ...args], { name: 'ebpf-tuner' })
     : res.spawn(agentBinary(), args, { name: 'ebpf-tuner' });
-  const agent = new RunningAgent(proc, res, dir, configFile);
+  const agent = new RunningAgent(proc, res, dir, configFile, port);
   try {
     await proc.waitForLine(/"msg":"agent running/, opts.readyTimeoutMs ?? 60_000);
   } catch (e) {
@@ -205,6 +212,18 @@ class SimplePeer implements Running {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A port on 127.0.0.1 that nothing listens on now (the kernel's pick; a server takes it a moment later). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new TunerError('INTERNAL', 'pick a free port: the listener has no address'))));
+    });
+  });
+}
 
 /** Waits until the process holds at least `n` programs and the set has stopped growing (loading is done). */
 async function settlePrograms(p: Running, n: number, timeoutMs: number): Promise<void> {

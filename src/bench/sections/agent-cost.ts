@@ -1,7 +1,8 @@
 /**
  * Section 3 — what the agent itself costs and how that grows: its CPU use (utime+stime from /proc/<pid>/stat, and
  * the exact on-CPU ns of all its threads from schedstat) and memory (VmRSS, VmHWM) at a 1 s and a 100 ms tick with
- * 10, 100 and 1000 target cgroups (one sleeping process in each), while a helper process keeps ~10k threads sleeping on the host. The per-tick
+ * 10, 100 and 1000 target cgroups (one sleeping process in each), while a helper process keeps ~10k threads sleeping on the host;
+ * and at a 1 s tick serving HTTP (--listen) with /metrics scraped every 5 s, as the DaemonSet runs. The per-tick
  * cost is fitted against the target count: slope = cost per extra target, intercept = fixed cost of a tick.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -18,11 +19,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function params(quick: boolean) {
   return quick
-    ? { rounds: 1, windowS: 2, settleS: 1, targetCounts: [10, 100], ticks: ['1s', '100ms'], threads: 1000 }
-    : { rounds: 2, windowS: 8, settleS: 30, targetCounts: [10, 100, 1000], ticks: ['1s', '100ms'], threads: 10_000 };
+    ? { rounds: 1, windowS: 2, settleS: 1, targetCounts: [10, 100], ticks: TICKS, threads: 1000 }
+    : { rounds: 2, windowS: 8, settleS: 30, targetCounts: [10, 100, 1000], ticks: TICKS, threads: 10_000 };
 }
 
-const TICK_MS: Record<string, number> = { '1s': 1000, '100ms': 100 };
+/** Ticks measured; the last also serves HTTP (--listen) and is scraped as Prometheus would, as in the DaemonSet. */
+const TICKS = ['1s', '100ms', '1s --listen'];
+const TICK_MS: Record<string, number> = { '1s': 1000, '100ms': 100, '1s --listen': 1000 };
+/** How often the --listen runs fetch /metrics: Prometheus's default scrape interval is 15 s; a busy setup scrapes faster. */
+const SCRAPE_MS = 5000;
 
 /** utime+stime of a process in clock ticks (fields 14 and 15; the command name may contain spaces and ')'). */
 export function parseStatTicks(stat: string): number {
@@ -174,7 +179,9 @@ export const agentCost: Section = {
 };
 
 async function measure(ctx: BenchContext, round: number, tick: string, targets: AgentTarget[], p: ReturnType<typeof params>): Promise<Run> {
-  const agent = await startAgent(ctx.res, { config: { tick, targets }, readyTimeoutMs: 120_000 });
+  const listen = tick.endsWith('--listen');
+  const agent = await startAgent(ctx.res, { config: { tick: tick.split(' ')[0]!, targets }, readyTimeoutMs: 120_000, listen });
+  const scraper = listen ? setInterval(() => void scrape(agent.port!), SCRAPE_MS) : undefined;
   try {
     // Start-up (loading, resolving targets, then JIT compilation: a quarter of the agent's CPU 6 s after start, an
     // eighth after 90 s, in perf profiles at 100 targets) is not what an always-on agent costs from then on.
@@ -201,7 +208,17 @@ async function measure(ctx: BenchContext, round: number, tick: string, targets: 
       opensPerTick: openCount / ((p.windowS * 1000) / TICK_MS[tick]!),
     };
   } finally {
+    clearInterval(scraper);
     await agent.stop();
+  }
+}
+
+/** One Prometheus-like scrape of /metrics, read to the end; a failure counts as nothing (the numbers say it). */
+async function scrape(port: number): Promise<void> {
+  try {
+    await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(4000) })).text();
+  } catch {
+    // the agent is stopping, or slow: the run's CPU and memory still count it
   }
 }
 

@@ -10,12 +10,12 @@
  * so a number can be told apart from the noise of a shared machine.
  */
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { toolPath } from '../../bpf/paths.js';
 import { parseConfig } from '../../config/load.js';
 import { TunerError } from '../../core/errors.js';
-import { startAgent, type AgentLogLine, type RunningAgent } from '../peers.js';
+import { freePort, startAgent, type AgentLogLine, type RunningAgent } from '../peers.js';
 import { fmt, fmtRatio, median, ratio, spread } from '../stats.js';
 import { CONTENTION_CPU } from './reaction.js';
 import type { BarPanel } from '../chart.js';
@@ -151,18 +151,6 @@ export function tickP99s(log: readonly AgentLogLine[], target: string, from: num
     if (m) out.push(Number(m[1]));
   }
   return out;
-}
-
-/** A port on 127.0.0.1 that nothing listens on now (the kernel's pick; a server takes it a moment later). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new TunerError('INTERNAL', 'pick a free port: the listener has no address'))));
-    });
-  });
 }
 
 function accepts(port: number): Promise<boolean> {
