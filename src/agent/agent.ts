@@ -426,7 +426,7 @@ function summarize(s: TickSnapshot): Record<string, string> {
   const o: Record<string, string> = {};
   for (const [n, t] of Object.entries(s.targets)) {
     const r = t.runqlat;
-    if (r) o[n] = `p99=${r.p99.toFixed(0)}us n=${r.count}`;
+    if (r) o[n] = `p99=${r.p99.toFixed(0)}us n=${r.count} wait=${((1 - r.oncpuRatio) * 100).toFixed(1)}%`;
   }
   return o;
 }

@@ -69,6 +69,7 @@ describe('defaults', () => {
         noisyNeighbor: {
           enabled: true,
           p99ThresholdUs: 4000,
+          waitShareThreshold: 1,
           triggerTicks: 2,
           eventDriven: false,
           calmTicks: 10,
@@ -202,6 +203,7 @@ closed_loop:
         noisyNeighbor: {
           enabled: false,
           p99ThresholdUs: 2500,
+          waitShareThreshold: 1,
           triggerTicks: 3,
           eventDriven: false,
           calmTicks: 20,

@@ -553,6 +553,11 @@ const noisyNeighbor = strict(
         meaning: 'a protect target\'s run-queue p99 above this is a hot tick',
       },
     ),
+    wait_share_threshold: share(
+      1,
+      () => 'write e.g. wait_share_threshold: 0.1 (a share of the target\'s runnable time, 0.1 = 10%)',
+      'a protect target that spent more than this share of its runnable time waiting for a CPU (wait ÷ (wait + on-CPU), from the same run-queue program) has a hot tick too, even with its p99 of waits below `p99_threshold_us`: a server answers each request after one wake-up, so when 1% of its wake-ups wait a neighbour\'s slice its clients\' p99 is that slice while the p99 of its waits stays short. A step taken for it is judged by the target\'s total run-queue wait per tick (`runqlat.waitUs`). Calm needs the share below `wait_share_threshold × calm_fraction` as well. 1 (the default) turns it off: at 0.1 in the servers benchmark it stepped nginx\'s neighbour down three times per run, which raised nginx\'s throughput (0.62× → 0.89× of isolated) but not its clients\' p99, which only `cpu.idle` brings back',
+    ),
     trigger_ticks: triggerTicks(2, 'consecutive hot ticks before a step'),
     event_driven: enabled(
       false,

@@ -17,6 +17,7 @@ export const CPU_WEIGHT_NUDGE: StrategyNudge = {
 export const NOISY_NEIGHBOR_POLICY: NoisyNeighborPolicy = {
   enabled: true,
   p99ThresholdUs: 4_000,
+  waitShareThreshold: 1,
   triggerTicks: 3,
   eventDriven: false,
   calmTicks: 5,

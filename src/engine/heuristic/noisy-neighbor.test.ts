@@ -257,3 +257,39 @@ describe('NoisyNeighborRule below the weight floor: cpu.idle', () => {
     expect(n!.evidence).toMatchObject({ fromWeight: floor, fromIdle: 1 });
   });
 });
+
+describe('NoisyNeighborRule on the share of time waiting', () => {
+  const p: NoisyNeighborPolicy = { ...policy, waitShareThreshold: 0.1 };
+  /** A protect target whose waits are short (p99 1 ms) but which spent `share` of its runnable time waiting. */
+  const waiting = (i: number, share: number): TickSnapshot => {
+    const s = snapshot(i, { web: CALM });
+    s.targets.web!.runqlat = { ...s.targets.web!.runqlat!, oncpuRatio: 1 - share };
+    return s;
+  };
+  const run = (shares: number[], k: Knobs = {}, pol = p): StrategyNudge[] => {
+    const rule = new NoisyNeighborRule(pol);
+    const snaps = shares.map((x, i) => waiting(i, x));
+    return rule.decide(input(snaps.at(-1)!, snaps.slice(0, -1).map((h) => rule.recall(h)), targets, k));
+  };
+
+  it('steps when a protect target waits more than the share for trigger_ticks, though its p99 is low, and is judged by its time spent waiting', () => {
+    const [n] = run([0.3, 0.3, 0.3]);
+    expect(n).toMatchObject({ target: 'batch', desired: { weight: 75 } });
+    expect(n!.reason).toMatch(/^web waited for a CPU 30% of its runnable time > 10% \(run-queue p99 1(\.0)? ms\) for 3 ticks;/);
+    expect(n!.evidence).toMatchObject({ waitShare: expect.closeTo(0.3, 9), waitShareThreshold: 0.1 });
+    expect(n!.objective).toEqual({ targets: ['web'], metric: 'runqlat.waitUs', better: 'lower', unit: 'us', baselineTicks: 3 });
+    expect(run([0.05, 0.3, 0.3])).toEqual([]);
+  });
+
+  it('is off at the default of 1', () => {
+    expect(run([0.9, 0.9, 0.9], {}, policy)).toEqual([]);
+  });
+
+  it('restores only once the share has stayed below threshold × calm_fraction for calm_ticks', () => {
+    const held: Knobs = { changed: ['batch'], weights: { batch: 50, backup: 100 }, originals: { batch: 100 } };
+    // 8%: below the hot line (10%), above calm (5%): hold.
+    expect(run(Array(10).fill(0.08), held)).toEqual([]);
+    const [n] = run(Array(10).fill(0.01), held);
+    expect(n).toMatchObject({ target: 'batch', desired: { weight: 100, restore: 1 } });
+  });
+});

@@ -58,15 +58,18 @@ export class NoisyNeighborRule implements Strategy {
 
     const hot: Hot[] = [];
     for (const t of protect) {
-      const ticks = streak(input, p.triggerTicks, (s) => (data(s, t.name)?.p99 ?? 0) > p.p99ThresholdUs);
-      if (ticks >= p.triggerTicks) hot.push({ name: t.name, stats: data(input.snapshot, t.name)!, ticks });
+      const ticks = streak(input, p.triggerTicks, (s) => hotBy(data(s, t.name), p) !== undefined);
+      if (ticks >= p.triggerTicks) {
+        const stats = data(input.snapshot, t.name)!;
+        hot.push({ name: t.name, stats, ticks, by: hotBy(stats, p)! });
+      }
     }
     if (hot.length > 0) return this.#step(input, hot, noisy);
 
     const calmBelowUs = p.p99ThresholdUs * p.calmFraction;
-    const calm = protect.every(
-      (t) => streak(input, p.calmTicks, (s) => (data(s, t.name)?.p99 ?? 0) < calmBelowUs) >= p.calmTicks,
-    );
+    const calmShare = p.waitShareThreshold * p.calmFraction;
+    const calmTick = (q: Runqlat | undefined): boolean => q === undefined || (q.p99 < calmBelowUs && waitShare(q) < calmShare);
+    const calm = protect.every((t) => streak(input, p.calmTicks, (s) => calmTick(data(s, t.name))) >= p.calmTicks);
     if (calm) return this.#restore(input, protect, noisy, calmBelowUs);
     // Between the thresholds, or a streak not yet long enough: hold whatever is in place.
     return [];
@@ -110,11 +113,17 @@ export class NoisyNeighborRule implements Strategy {
     const p = this.#policy;
     const worst = hot[0]!;
     const others = hot.slice(1).map((h) => h.name);
-    const why =
-      `${worst.name} run-queue p99 ${formatUs(worst.stats.p99)} > ${formatUs(p.p99ThresholdUs)} for ${worst.ticks} ticks` +
-      (others.length > 0 ? ` (also hot: ${others.join(', ')})` : '');
+    const share = waitShare(worst.stats);
+    const what =
+      worst.by === 'p99'
+        ? `run-queue p99 ${formatUs(worst.stats.p99)} > ${formatUs(p.p99ThresholdUs)}`
+        : `waited for a CPU ${percent(share)} of its runnable time > ${percent(p.waitShareThreshold)} (run-queue p99 ${formatUs(worst.stats.p99)})`;
+    const why = `${worst.name} ${what} for ${worst.ticks} ticks` + (others.length > 0 ? ` (also hot: ${others.join(', ')})` : '');
     const windowS = input.snapshot.windowMs / 1000;
     const objectiveTargets = hot.map((h) => h.name).sort(cmp);
+    // Judged by what made it hot: a server whose waits are few but long enough to set its clients' p99 keeps a low
+    // p99 of waits; what the step must change then is how long it waits in all (µs per tick).
+    const byP99 = hot.every((h) => h.by === 'p99');
     steps.sort((a, b) => b.oncpuUs - a.oncpuUs || cmp(a.name, b.name));
     return steps.slice(0, Math.max(0, p.maxNoisyPerStep)).map((c, i) => {
       const perS = windowS > 0 ? c.oncpuUs / windowS : c.oncpuUs;
@@ -131,12 +140,22 @@ export class NoisyNeighborRule implements Strategy {
           thresholdUs: p.p99ThresholdUs,
           hotTicks: worst.ticks,
           hotTargets: hot.length,
+          waitShare: share,
+          waitShareThreshold: p.waitShareThreshold,
           oncpuUsPerS: perS,
           busiestRank: i + 1,
           ...c.evidence,
         },
-        expected: `${objectiveTargets.join(', ')} run-queue p99 falls from ${formatUs(worst.stats.p99)} toward ${formatUs(p.p99ThresholdUs)}`,
-        objective: { targets: objectiveTargets, metric: 'runqlat.p99', better: 'lower', unit: 'us', baselineTicks: p.triggerTicks },
+        expected: byP99
+          ? `${objectiveTargets.join(', ')} run-queue p99 falls from ${formatUs(worst.stats.p99)} toward ${formatUs(p.p99ThresholdUs)}`
+          : `${objectiveTargets.join(', ')} wait less for a CPU (${worst.name}: ${formatUs(worst.stats.waitUs)} in this tick)`,
+        objective: {
+          targets: objectiveTargets,
+          metric: byP99 ? 'runqlat.p99' : 'runqlat.waitUs',
+          better: 'lower',
+          unit: 'us',
+          baselineTicks: p.triggerTicks,
+        },
       };
     });
   }
@@ -193,12 +212,28 @@ export class NoisyNeighborRule implements Strategy {
   }
 }
 
-/** The target's run-queue stats in this snapshot, or undefined when it had nothing waiting (see module header). */
-/** A hot protect target: its run-queue stats this tick and how many ticks in a row it has been hot. */
+/** A hot protect target: its run-queue stats this tick, how many ticks in a row it has been hot, and why now. */
 interface Hot {
   name: string;
   stats: Runqlat;
   ticks: number;
+  by: 'p99' | 'wait';
+}
+
+/** Why a tick is hot: the p99 of the waits over its threshold, else the share of time waiting over its own; or not. */
+function hotBy(q: Runqlat | undefined, p: NoisyNeighborPolicy): Hot['by'] | undefined {
+  if (q === undefined) return undefined;
+  if (q.p99 > p.p99ThresholdUs) return 'p99';
+  return waitShare(q) > p.waitShareThreshold ? 'wait' : undefined;
+}
+
+/** Share of its runnable time the target spent waiting for a CPU in the window: 1 − on-CPU ÷ (on-CPU + wait). */
+function waitShare(q: Runqlat): number {
+  return 1 - q.oncpuRatio;
+}
+
+function percent(x: number): string {
+  return `${String(Number((x * 100).toFixed(1)))}%`;
 }
 
 /** A step the rule may take on one noisy target: what to ask for, and the words and numbers that explain it. */
@@ -223,6 +258,7 @@ function busy(input: DecideInput, noisy: StrategyTarget[]): { name: string; oncp
   });
 }
 
+/** The target's run-queue stats in this snapshot, or undefined when it had nothing waiting (see module header). */
 function data(snapshot: TickSnapshot, name: string): Runqlat | undefined {
   const q = snapshot.targets[name]?.runqlat;
   return q !== undefined && q.count > 0 ? q : undefined;

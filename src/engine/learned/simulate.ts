@@ -121,6 +121,7 @@ const TICK_MS = 1000;
 export const SIM_POLICY: NoisyNeighborPolicy = {
   enabled: true,
   p99ThresholdUs: 4000,
+  waitShareThreshold: 1,
   triggerTicks: 2,
   eventDriven: false,
   calmTicks: 3,
