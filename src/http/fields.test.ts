@@ -26,6 +26,20 @@ describe('describeField', () => {
 });
 
 describe('FieldCatalogue', () => {
+  it('registers the same fields without sampling as flattening does, each once', () => {
+    const snap = syntheticSnapshot(1000, 0);
+    const flat = new FieldCatalogue(100);
+    flat.flatten(snap);
+    const reg = new FieldCatalogue(100);
+    reg.register(Object.values(snap.targets), snap.host);
+    expect(reg.list()).toEqual(flat.list());
+    const v = reg.version;
+    reg.register(Object.values(snap.targets), snap.host);
+    expect(reg.version).toBe(v);
+    reg.register([{ name: 'a', role: 'protect', extra: { newUs: 1, 'dotted.key': 2 } }], undefined);
+    expect(reg.list().slice(-2).map((f) => f.path)).toEqual([['extra', 'newUs'], ['extra', 'dotted.key']]);
+  });
+
   it('flattens every numeric field of every target, in base units', () => {
     const c = new FieldCatalogue(100);
     const samples = c.flatten(syntheticSnapshot(1000, 0));

@@ -151,6 +151,30 @@ export class FieldCatalogue {
     return info;
   }
 
+  /**
+   * Registers the fields not seen before in the given targets' signals and the host's, without sampling them: what a
+   * tick needs, at no allocation for a field already known.
+   */
+  register(signals: Iterable<unknown>, host: unknown): void {
+    const path: string[] = [];
+    for (const sig of signals) {
+      if (!isRecord(sig)) continue;
+      for (const [k, v] of Object.entries(sig)) if (!IDENTITY_KEYS.has(k)) this.visit('target', path, k, v);
+    }
+    if (isRecord(host)) for (const [k, v] of Object.entries(host)) this.visit('host', path, k, v);
+  }
+
+  /** register's walk over `path` + `key`, one stack for the whole walk; a path array is copied only for a new field. */
+  private visit(scope: 'target' | 'host', path: string[], key: string, v: unknown): void {
+    path.push(key);
+    if (typeof v === 'number' || typeof v === 'boolean') {
+      if (!this.byKey.has(`${scope}:${path.join('.')}`)) this.lookup(scope, [...path]);
+    } else if (path.length < MAX_DEPTH && isRecord(v)) {
+      for (const [k, child] of Object.entries(v)) if (!CUMULATIVE_KEYS.has(k)) this.visit(scope, path, k, child);
+    }
+    path.pop();
+  }
+
   /** Flattens one snapshot into samples, registering fields not seen before. */
   flatten(snapshot: { targets?: unknown; host?: unknown }): FieldSample[] {
     const out: FieldSample[] = [];

@@ -272,13 +272,24 @@ export class Telemetry {
     if (stored.windowMs !== undefined) this.windowMs = stored.windowMs;
     this.keep(stored);
     const before = this.fields.version;
-    this.fields.flatten(msg);
+    this.registerFields(msg);
     this.lastView = msg;
     this.addCounters(this.lastView);
     if (this.fields.version !== before) this.emit('fields', JSON.stringify(this.fields.list()));
     this.emit('tick', () => snapshotJson(stored));
     const o = this.sampleOverhead(stored.time);
     if (o) this.emit('overhead', JSON.stringify(o));
+  }
+
+  /**
+   * New fields (a signal that starts reporting one) are looked for in every target on the first tick, then in a tenth
+   * of them each tick in turn, so a new field is listed within ten ticks and a tick does not walk every field of a
+   * thousand targets; the host's every tick.
+   */
+  private registerFields(s: TickSnapshot): void {
+    const all = this.ticks <= 1;
+    const signals = Object.values(s.targets).filter((_t, i) => all || (i + this.ticks) % FIELD_SCAN_TICKS === 0);
+    this.fields.register(signals, s.host);
   }
 
   /** Adds a tick to the history, dropping the oldest past either bound; the newest is always kept. */
@@ -400,6 +411,9 @@ export class Telemetry {
   }
 }
 
+/** Ticks over which every target's fields are looked at once for new ones. */
+const FIELD_SCAN_TICKS = 10;
+
 /** What a kept target costs beyond its JSON text: its map entries, its summary object and the strings' headers. */
 export const TARGET_OVERHEAD_BYTES = 160;
 
@@ -414,8 +428,14 @@ function isTick(m: unknown): m is TickSnapshot {
  * …" would otherwise widen a target's whole text).
  */
 function latin1Json(v: unknown): string {
-  // Bigints as stringify writes them; a cycle throws, and the tick is counted as dropped.
-  const json = stringify(v);
+  // Without a replacer first (calling one per key is most of the cost); a bigint makes that throw, and then stringify
+  // writes it. A cycle throws, and the tick is counted as dropped.
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(v);
+  } catch {
+    json = stringify(v);
+  }
   if (json === undefined) throw new TypeError('a value that cannot be written as JSON (a cycle)');
   return json.replace(/[\u0100-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
