@@ -262,7 +262,7 @@ describe('DecisionEngine bookkeeping', () => {
   });
 
   it('gives a strategy with a recall only what it recalled, for its own historyTicks, and the others whole snapshots', () => {
-    const got: { recalled: unknown[][]; whole: number[] } = { recalled: [], whole: [] };
+    const got: { recalled: unknown[][] } = { recalled: [] };
     const recalling: Strategy = {
       name: 'r',
       historyTicks: 4,

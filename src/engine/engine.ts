@@ -93,8 +93,8 @@ export class DecisionEngine {
   /** Whole snapshots, for the closed loop's baselines and the strategies that recall everything. */
   readonly #history: TickSnapshot[] = [];
   readonly #historyLimit: number;
-  /** What each strategy with a `recall` kept of the last `historyTicks` ticks. */
-  readonly #recalled = new Map<Strategy, TickSnapshot[]>();
+  /** Each strategy with a `recall`: that recall and what it kept of the last `historyTicks` ticks. */
+  readonly #recalled = new Map<Strategy, { recall: (s: TickSnapshot) => TickSnapshot; kept: TickSnapshot[] }>();
   /** Decisions handed to the caller to apply and not yet reported, in the order they were made. */
   readonly #pending = new Map<string, Decision>();
   /** The snapshot each pending proposal was made from, for the proposing strategy's feedback. */
@@ -115,7 +115,9 @@ export class DecisionEngine {
       opts.closedLoop.windowTicks,
       ...opts.strategies.filter((s) => s.recall === undefined).map((s) => s.historyTicks ?? 0),
     );
-    for (const s of opts.strategies) if (s.recall !== undefined) this.#recalled.set(s, []);
+    for (const s of opts.strategies) {
+      if (s.recall !== undefined) this.#recalled.set(s, { recall: s.recall.bind(s), kept: [] });
+    }
   }
 
   /** Ids of decisions the caller has not reported on yet. */
@@ -157,16 +159,16 @@ export class DecisionEngine {
 
   #remember(snapshot: TickSnapshot): void {
     keep(this.#history, snapshot, this.#historyLimit);
-    for (const [s, h] of this.#recalled) {
-      let kept: TickSnapshot;
+    for (const [s, { recall, kept }] of this.#recalled) {
+      let recalled: TickSnapshot;
       try {
-        kept = s.recall!(snapshot);
+        recalled = recall(snapshot);
       } catch (e) {
         // Its decide will see one tick fewer; the others still get theirs.
         this.#onStrategyError?.(s.name, e);
         continue;
       }
-      keep(h, kept, s.historyTicks ?? 0);
+      keep(kept, recalled, s.historyTicks ?? 0);
     }
   }
 
@@ -190,7 +192,7 @@ export class DecisionEngine {
       let nudges: StrategyNudge[];
       try {
         // A copy, so a strategy that keeps it does not see later ticks appear in it.
-        nudges = s.decide({ ...decide, history: (this.#recalled.get(s) ?? this.#history).slice() });
+        nudges = s.decide({ ...decide, history: (this.#recalled.get(s)?.kept ?? this.#history).slice() });
       } catch (e) {
         if (this.#onStrategyError === undefined) throw e;
         this.#onStrategyError(s.name, e);
