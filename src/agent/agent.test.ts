@@ -19,10 +19,12 @@ import { runqlatWindow } from '../signals/windows.js';
 class ScriptedSignal implements Signal {
   readonly name = 'runqlat';
   p99 = 10_000;
+  /** batch's on-CPU µs per 1 s tick: 0.9 CPU, and a ninth of that waiting. */
+  batchOncpuUs = 9e5;
   start(): void {}
   collect(_now: number, out: Record<string, TargetSignals>): void {
     out.web.runqlat = runqlatWindow({ count: 500, p50: 100, p90: 1000, p99: this.p99, mean: 300, p99Ewma: this.p99, waitUs: 1e5, oncpuUs: 1e5 });
-    out.batch.runqlat = runqlatWindow({ count: 500, p50: 100, p90: 1000, p99: 20_000, mean: 3000, p99Ewma: 20_000, waitUs: 1e5, oncpuUs: 9e5 });
+    out.batch.runqlat = runqlatWindow({ count: 500, p50: 100, p90: 1000, p99: 20_000, mean: 3000, p99Ewma: 20_000, waitUs: this.batchOncpuUs / 9, oncpuUs: this.batchOncpuUs });
   }
   close(): void {}
 }
@@ -81,7 +83,7 @@ describe('agent on cgroup v2 (fake tree)', () => {
     expect(weight('app/batch')).toBe('100');
   });
 
-  it('restores when the protect target has been calm for calm_ticks', async () => {
+  it('restores once the protect target has been calm and the noisy one quiet for calm_ticks', async () => {
     const signal = new ScriptedSignal();
     const agent = new Agent({ config: config(), log: silentLogger, stateDir: state, layout: fake.layout, probe: fake.probe, signals: [signal] });
     await agent.start();
@@ -89,7 +91,11 @@ describe('agent on cgroup v2 (fake tree)', () => {
     agent.tick((t += 1000));
     agent.tick((t += 1000));
     expect(weight('app/batch')).toBe('50');
+    // Calm while batch still wants its CPU: the step is what made it calm, so it holds.
     signal.p99 = 500;
+    for (let i = 0; i < 10; i++) agent.tick((t += 1000));
+    expect(weight('app/batch')).toBe('50');
+    signal.batchOncpuUs = 0;
     for (let i = 0; i < 10 && weight('app/batch') !== '100'; i++) agent.tick((t += 1000));
     expect(weight('app/batch')).toBe('100');
     await agent.stop();

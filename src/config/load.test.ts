@@ -74,6 +74,7 @@ describe('defaults', () => {
           eventDriven: false,
           calmTicks: 10,
           calmFraction: 0.5,
+          releaseBelowCpus: 0.1,
           stepFraction: 0.5,
           minWeight: 10,
           idleAtFloor: true,
@@ -169,6 +170,7 @@ policy:
     trigger_ticks: 3
     calm_ticks: 20
     calm_fraction: 0.25
+    release_below_cpus: 0.5
     step_fraction: 0.3
     min_weight: 5
     idle_at_floor: false
@@ -208,6 +210,7 @@ closed_loop:
           eventDriven: false,
           calmTicks: 20,
           calmFraction: 0.25,
+          releaseBelowCpus: 0.5,
           stepFraction: 0.3,
           minWeight: 5,
           idleAtFloor: false,

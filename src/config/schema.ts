@@ -569,6 +569,17 @@ const noisyNeighbor = strict(
       (d) => `write e.g. calm_fraction: ${d} (calm means p99 below threshold × calm_fraction)`,
       'calm means every protect target\'s p99 below `p99_threshold_us × calm_fraction`',
     ),
+    release_below_cpus: doc(
+      byDefault(0.1, (d) =>
+        real(0, 1024, { expected: 'a number of CPUs from 0 to 1024', fix: `write e.g. release_below_cpus: ${d} for a tenth of one CPU` }),
+      ),
+      {
+        type: 'number, CPUs',
+        allowed: '0 to 1024',
+        meaning:
+          'the calm restore gives a noisy target its weight (and `cpu.idle` 0) back only once its own demand — on-CPU time plus time waiting for a CPU, from the same run-queue program — has also stayed below this many CPUs for `calm_ticks`: while the neighbour still wants the CPU, a calm protect target is the step working, and giving the share back brings the waiting back (in the servers benchmark the calm restore undid `cpu.idle` within the measured run). A value above the host\'s CPU count restores on the protect targets\' calm alone',
+      },
+    ),
     step_fraction: share(
       0.5,
       (d) => `write e.g. step_fraction: ${d} (each step multiplies the weight by 1 - step_fraction)`,

@@ -19,7 +19,7 @@ const targets: StrategyTarget[] = [
 ];
 
 /**
- * A small simulated host: web's run-queue p99 depends on batch's weight through `latency`, and the "agent" applies
+ * A small simulated host: web's run-queue p99 depends on batch's weight through `load`, and the "agent" applies
  * every proposed or revert decision at once, journaling the original before the first change.
  */
 class World {
@@ -33,7 +33,7 @@ class World {
   readonly engine: DecisionEngine;
 
   constructor(
-    readonly latency: (weight: number, tick: number) => number | null,
+    readonly load: Load,
     strategies: Strategy[] = [new NoisyNeighborRule(policy)],
     onStrategyError?: (strategy: string, error: unknown) => void,
   ) {
@@ -75,7 +75,7 @@ class World {
   }
 
   snapshot(i: number, now: number): TickSnapshot {
-    const p99 = this.latency(this.weight, i);
+    const p99 = this.load.p99(this.weight, i);
     const web: TargetSignals = {
       name: 'web',
       role: 'protect',
@@ -84,16 +84,26 @@ class World {
     const batch: TargetSignals = {
       name: 'batch',
       role: 'noisy',
-      runqlat: runqlatWindow({ count: 500, p50: 0, p90: 0, p99: 300, mean: 0, p99Ewma: 300, waitUs: 0, oncpuUs: 1_900_000 }),
+      // Once batch has finished, and only then, may a calm restore give its weight back.
+      runqlat: runqlatWindow({ count: 500, p50: 0, p90: 0, p99: 300, mean: 0, p99Ewma: 300, waitUs: 0, oncpuUs: i >= (this.load.batchUntil ?? Infinity) ? 0 : 1_900_000 }),
     };
     return { time: now, windowMs: 1_000, targets: { web, batch } };
   }
 }
 
-/** Lowering batch helps web; after tick 20 the load goes away altogether. */
-const helps = (w: number, tick: number): number => (tick >= 20 ? 1_000 : w >= 100 ? 7_200 : w >= 75 ? 5_000 : w >= 56 ? 3_500 : 2_000);
+/** Web's run-queue p99 for batch's weight in a tick (null: web ran nothing), and the tick batch stops at, if it does. */
+interface Load {
+  p99(weight: number, tick: number): number | null;
+  batchUntil?: number;
+}
+
+/** Lowering batch helps web; at tick 20 batch stops and the load goes away altogether. */
+const helps: Load = {
+  p99: (w, tick) => (tick >= 20 ? 1_000 : w >= 100 ? 7_200 : w >= 75 ? 5_000 : w >= 56 ? 3_500 : 2_000),
+  batchUntil: 20,
+};
 /** Lowering batch makes no difference. */
-const useless = (): number => 7_200;
+const useless: Load = { p99: () => 7_200 };
 
 const brief = (ds: Decision[]): string[] =>
   ds.map((d) => `${d.time / 1_000}:${d.kind}${d.refusal ? `:${d.refusal.code}` : ''}:${JSON.stringify(d.nudge.desired)}`);

@@ -22,6 +22,7 @@ export const NOISY_NEIGHBOR_POLICY: NoisyNeighborPolicy = {
   eventDriven: false,
   calmTicks: 5,
   calmFraction: 0.75,
+  releaseBelowCpus: 0.1,
   stepFraction: 0.25,
   minWeight: 10,
   idleAtFloor: true,

@@ -64,13 +64,20 @@ function input(snap: TickSnapshot, history: TickSnapshot[], tgts: StrategyTarget
   };
 }
 
+/** The noisy targets' on-CPU µs in tick i: by default both busy (batch 1.9 CPU, backup 0.3). */
+type OnCpu = (i: number) => Record<string, number>;
+/** Both neighbours nearly idle: 0.06 and 0.01 CPU with their 10 ms of waiting, below release_below_cpus (0.1). */
+const QUIET: OnCpu = () => ({ batch: 50_000, backup: 0 });
+
 /** Feeds the ticks in order and returns the nudges of the last one. */
-function lastTick(seq: P99[], k: Knobs = {}, p: NoisyNeighborPolicy = policy, tgts = targets): StrategyNudge[] {
+function lastTickOf(seq: P99[], k: Knobs = {}, p: NoisyNeighborPolicy = policy, tgts = targets, oncpu?: OnCpu): StrategyNudge[] {
   const rule = new NoisyNeighborRule(p);
-  const snaps = seq.map((v, i) => snapshot(i, { web: v }));
+  const snaps = seq.map((v, i) => snapshot(i, { web: v }, oncpu?.(i)));
   const history = snaps.slice(0, -1).slice(-rule.historyTicks).map((h) => rule.recall(h));
   return rule.decide(input(snaps.at(-1)!, history, tgts, k));
 }
+
+const lastTick = lastTickOf;
 
 describe('NoisyNeighborRule trigger', () => {
   it.each<[string, P99[], boolean]>([
@@ -173,6 +180,8 @@ describe('NoisyNeighborRule choice of noisy targets', () => {
 
 describe('NoisyNeighborRule restore and hysteresis', () => {
   const held: Knobs = { weights: { batch: 42, backup: 100 }, changed: ['batch'], originals: { batch: 100 } };
+  /** The neighbour has gone quiet, so the protect targets' calm alone decides. */
+  const lastTick = (seq: P99[], k: Knobs = {}, p: NoisyNeighborPolicy = policy) => lastTickOf(seq, k, p, targets, QUIET);
 
   it.each<[string, P99[], boolean]>([
     ['four calm ticks are not enough', [CALM, CALM, CALM, CALM], false],
@@ -196,9 +205,32 @@ describe('NoisyNeighborRule restore and hysteresis', () => {
   it('explains the restore with the numbers', () => {
     const [n] = lastTick([CALM, CALM, CALM, CALM, CALM], held);
     expect(n!.reason).toBe(
-      "calm: every protect target's run-queue p99 < 3 ms (4 ms × 0.75) for 5 ticks (worst now web 1 ms); restoring batch cpu.weight 42 → 100",
+      "calm: every protect target's run-queue p99 < 3 ms (4 ms × 0.75) for 5 ticks (worst now web 1 ms) and batch wanted less than 0.1 CPU for as long (0.06 CPU now); restoring batch cpu.weight 42 → 100",
     );
-    expect(n!.evidence).toMatchObject({ calmBelowUs: 3_000, calmTicks: 5, worstP99Us: 1_000, fromWeight: 42, toWeight: 100 });
+    expect(n!.evidence).toMatchObject({ calmBelowUs: 3_000, calmTicks: 5, worstP99Us: 1_000, fromWeight: 42, toWeight: 100, releaseBelowCpus: 0.1, demandCpus: 0.06 });
+  });
+
+  it('holds a step while the neighbour still wants the CPU: the calm is the step working', () => {
+    const calm = Array<P99>(20).fill(CALM);
+    expect(lastTickOf(calm, held)).toEqual([]);
+    // Quiet for four ticks of five: still held; for five: given back.
+    const quietFrom = (first: number): OnCpu => (i) => (i >= first ? QUIET(i) : { batch: 1_900_000, backup: 300_000 });
+    expect(lastTickOf(calm, held, policy, targets, quietFrom(16))).toEqual([]);
+    expect(lastTickOf(calm, held, policy, targets, quietFrom(15))).toMatchObject([{ target: 'batch', desired: { weight: 100, restore: 1 } }]);
+  });
+
+  it('gives back the neighbour that went quiet and holds the one still busy', () => {
+    const both: Knobs = { weights: { batch: 42, backup: 50 }, changed: ['batch', 'backup'], originals: { batch: 100, backup: 100 } };
+    const nudges = lastTickOf(Array<P99>(5).fill(CALM), both, policy, targets, () => ({ batch: 1_900_000, backup: 0 }));
+    expect(nudges).toMatchObject([{ target: 'backup', desired: { weight: 100, restore: 1 } }]);
+  });
+
+  it('restores on calm alone with release_below_cpus above the CPU count, and with no protect target', () => {
+    expect(lastTickOf(Array<P99>(5).fill(CALM), held, { ...policy, releaseBelowCpus: 1024 })).toMatchObject([{ target: 'batch', desired: { weight: 100 } }]);
+    const noProtect = targets.filter((t) => t.role === 'noisy');
+    const [n] = lastTickOf([null], held, policy, noProtect);
+    expect(n).toMatchObject({ target: 'batch', desired: { weight: 100, restore: 1 } });
+    expect(n!.reason).toBe('calm: no protect target configured; restoring batch cpu.weight 42 → 100');
   });
 
   it('restores only what is held', () => {
@@ -250,7 +282,7 @@ describe('NoisyNeighborRule below the weight floor: cpu.idle', () => {
   });
 
   it('gives an idle target back with a pure restore: the action undoes cpu.idle, then the weight', () => {
-    const [n] = lastTick([CALM, CALM, CALM, CALM, CALM], { ...atFloor, idle: { batch: 1, backup: 0 }, changed: ['batch'], originals: { batch: 100 } });
+    const [n] = lastTick([CALM, CALM, CALM, CALM, CALM], { ...atFloor, idle: { batch: 1, backup: 0 }, changed: ['batch'], originals: { batch: 100 } }, policy, targets, QUIET);
     expect(n).toMatchObject({ target: 'batch', desired: { restore: 1 } });
     expect(n!.desired).toEqual({ restore: 1 });
     expect(n!.reason).toContain('restoring batch cpu.idle 1 and cpu.weight → their journaled originals');
@@ -262,7 +294,7 @@ describe('NoisyNeighborRule on the share of time waiting', () => {
   const p: NoisyNeighborPolicy = { ...policy, waitShareThreshold: 0.1 };
   /** A protect target whose waits are short (p99 1 ms) but which spent `share` of its runnable time waiting. */
   const waiting = (i: number, share: number): TickSnapshot => {
-    const s = snapshot(i, { web: CALM });
+    const s = snapshot(i, { web: CALM }, QUIET(i));
     s.targets.web!.runqlat = { ...s.targets.web!.runqlat!, oncpuRatio: 1 - share };
     return s;
   };

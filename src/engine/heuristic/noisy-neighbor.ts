@@ -6,12 +6,18 @@
  * min_weight, the next step (idleAtFloor) is cpu.idle 1 for the busiest: a weight only shares the CPU out over a
  * period, while an idle group's tasks yield to a waking sibling at once.
  *
+ * Calm alone does not give a share back: a step that works makes the protect target calm while the neighbour still
+ * wants the CPU, and restoring then brings the waiting back (hot, step, calm, restore, over and over). A held noisy
+ * target is restored only once its own demand — on-CPU plus waiting for a CPU — has also stayed below
+ * releaseBelowCpus for the calm streak. Holding a busy neighbour costs it nothing while the protect target is idle:
+ * weights and cpu.idle only divide a CPU that both want.
+ *
  * The rule keeps no state of its own: streaks are counted from the history the engine passes in, so replaying the
  * same ticks replays the same nudges, and a restarted agent needs only to observe again.
  *
  * A protect target with no run-queue data in a tick (no runqlat, or count 0) had nothing waiting in that window:
  * that tick is not hot (it ends a hot streak, so the rule acts only on consecutive fresh evidence) and does not
- * break calm (an idle target needs no protection, so holding its neighbours down would be pure cost).
+ * break calm (an idle target needs no protection; what still holds a neighbour is that neighbour's own demand).
  */
 import type { NoisyNeighborPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
@@ -45,9 +51,10 @@ export class NoisyNeighborRule implements Strategy {
     this.historyTicks = Math.max(policy.triggerTicks, policy.calmTicks) - 1;
   }
 
-  /** Streaks look back at the protect targets' run-queue latency only. */
+  /** Streaks look back at the run-queue data of the protect targets (their waits) and the noisy ones (their demand). */
   recall(snapshot: TickSnapshot): TickSnapshot {
-    return recallSignal(snapshot, 'runqlat', (t) => this.#policy.enabled && t.role === 'protect');
+    if (!this.#policy.enabled) return { time: snapshot.time, windowMs: snapshot.windowMs, targets: {} };
+    return recallSignal(snapshot, 'runqlat', (t) => t.role === 'protect' || t.role === 'noisy');
   }
 
   decide(input: DecideInput): StrategyNudge[] {
@@ -162,7 +169,10 @@ export class NoisyNeighborRule implements Strategy {
 
   #restore(input: DecideInput, protect: StrategyTarget[], noisy: StrategyTarget[], calmBelowUs: number): StrategyNudge[] {
     const p = this.#policy;
-    const held = noisy.filter((t) => input.changed(t.name, CPU_WEIGHT_ACTION)).sort((a, b) => cmp(a.name, b.name));
+    // With no protect target there is nothing the hold protects. Otherwise a target still busy keeps its step.
+    const quiet = (t: StrategyTarget): boolean =>
+      protect.length === 0 || streak(input, p.calmTicks, (s) => demandCpus(s, t.name) < p.releaseBelowCpus) >= p.calmTicks;
+    const held = noisy.filter((t) => input.changed(t.name, CPU_WEIGHT_ACTION) && quiet(t)).sort((a, b) => cmp(a.name, b.name));
     if (held.length === 0) return [];
 
     let worst: { name: string; p99: number } | undefined;
@@ -176,6 +186,8 @@ export class NoisyNeighborRule implements Strategy {
         ? 'calm: no protect target configured'
         : `calm: every protect target's run-queue p99 < ${bar} for ${p.calmTicks} ticks` +
           (worst !== undefined ? ` (worst now ${worst.name} ${formatUs(worst.p99)})` : ' (none ran this tick)');
+    const released = (name: string): string =>
+      protect.length === 0 ? '' : ` and ${name} wanted less than ${p.releaseBelowCpus} CPU for as long (${cpus(demandCpus(input.snapshot, name))} now)`;
 
     return held.map((t) => {
       const cur = input.current(t.name, CPU_WEIGHT_ACTION);
@@ -192,6 +204,8 @@ export class NoisyNeighborRule implements Strategy {
         thresholdUs: p.p99ThresholdUs,
         calmBelowUs,
         calmTicks: p.calmTicks,
+        releaseBelowCpus: p.releaseBelowCpus,
+        demandCpus: demandCpus(input.snapshot, t.name),
       };
       if (worst !== undefined) evidence.worstP99Us = worst.p99;
       if (from !== undefined) evidence.fromWeight = from;
@@ -203,7 +217,7 @@ export class NoisyNeighborRule implements Strategy {
         action: CPU_WEIGHT_ACTION,
         target: t.name,
         desired,
-        reason: `${why}; restoring ${t.name} ${move}`,
+        reason: `${why}${released(t.name)}; restoring ${t.name} ${move}`,
         rule: NOISY_NEIGHBOR_RULE,
         evidence,
         expected: `protect targets stay below ${formatUs(p.p99ThresholdUs)} with ${t.name} at its original share`,
@@ -256,6 +270,20 @@ function busy(input: DecideInput, noisy: StrategyTarget[]): { name: string; oncp
     const q = data(input.snapshot, t.name);
     return q === undefined || !(q.oncpuUs > 0) ? [] : [{ name: t.name, oncpuUs: q.oncpuUs }];
   });
+}
+
+/**
+ * How many CPUs the target wanted in the snapshot's window: its on-CPU time plus its time waiting for a CPU, over the
+ * window. A target without run-queue data ran nothing.
+ */
+function demandCpus(snapshot: TickSnapshot, name: string): number {
+  const q = snapshot.targets[name]?.runqlat;
+  if (q === undefined || !(snapshot.windowMs > 0)) return 0;
+  return (q.oncpuUs + q.waitUs) / (snapshot.windowMs * 1000);
+}
+
+function cpus(n: number): string {
+  return `${String(Number(n.toFixed(2)))} CPU`;
 }
 
 /** The target's run-queue stats in this snapshot, or undefined when it had nothing waiting (see module header). */

@@ -126,6 +126,8 @@ export const SIM_POLICY: NoisyNeighborPolicy = {
   eventDriven: false,
   calmTicks: 3,
   calmFraction: 0.5,
+  // The calm scenario stands for the trouble gone with the batch target still at its demand: restore on calm alone.
+  releaseBelowCpus: 1024,
   stepFraction: 0.5,
   minWeight: 10,
   idleAtFloor: false,
