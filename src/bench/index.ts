@@ -16,6 +16,7 @@ import { projectRoot } from '../bpf/paths.js';
 import { renderSvg } from './chart.js';
 import { describeMachine } from './machine.js';
 import { renderPngs, type SvgImage } from './png.js';
+import { parsePolicyOption } from './peers.js';
 import { Progress } from './progress.js';
 import { renderSummary } from './report.js';
 import { Resources } from './resources.js';
@@ -39,6 +40,11 @@ export interface BenchOptions {
   sections?: string[];
   /** Length of the soak section (default 600 s; 20 s with `quick`). */
   soakSeconds?: number;
+  /**
+   * `--policy`: YAML as the config's `policy:` mapping spells it, laid over the policy of the agents the reaction and
+   * servers sections start. Checked before anything runs.
+   */
+  policy?: string;
   /** Progress display; stderr by default. */
   progress?: Progress;
 }
@@ -102,11 +108,13 @@ function commandLine(opts: BenchOptions): string {
   parts.push('--out', opts.out);
   if (opts.sections?.length) parts.push('--sections', opts.sections.join(','));
   if (opts.soakSeconds !== undefined) parts.push('--soak-duration', String(opts.soakSeconds));
+  if (opts.policy !== undefined) parts.push('--policy', `'${opts.policy}'`);
   return parts.join(' ');
 }
 
 export async function runBench(opts: BenchOptions): Promise<void> {
   const sections = selectSections(opts.sections);
+  const policy = opts.policy === undefined ? undefined : parsePolicyOption(opts.policy);
   const warnings = checkPrerequisites();
   const out = path.resolve(opts.out);
   mkdirSync(out, { recursive: true });
@@ -164,7 +172,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       const s0 = Date.now();
       let r: SectionResult;
       try {
-        const body = await s.run({ quick: opts.quick, soakSeconds: opts.soakSeconds, res, progress });
+        const body = await s.run({ quick: opts.quick, soakSeconds: opts.soakSeconds, res, progress, ...(policy === undefined ? {} : { policy }) });
         r = { id: s.id, title: s.title, status: 'ok', ...body, seconds: (Date.now() - s0) / 1000 };
       } catch (e) {
         if (stopping) await stopping;
@@ -246,6 +254,7 @@ async function main(): Promise<void> {
       out: { type: 'string', default: 'bench-results' },
       sections: { type: 'string' },
       'soak-duration': { type: 'string' },
+      policy: { type: 'string' },
     },
   });
   try {
@@ -259,6 +268,7 @@ async function main(): Promise<void> {
       out: values.out ?? 'bench-results',
       sections: values.sections ? [values.sections] : undefined,
       soakSeconds,
+      ...(values.policy === undefined ? {} : { policy: values.policy }),
     });
   } catch (e) {
     process.stderr.write(`ebpf-tuner bench: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -6,7 +6,8 @@
 import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
+import { parseConfig } from '../config/load.js';
 import { holdTracefs } from '../bpf/tracefs.js';
 import { TunerError } from '../core/errors.js';
 import { projectRoot } from '../bpf/paths.js';
@@ -66,7 +67,45 @@ export interface AgentConfig {
   /** `signals:` as the config file spells it, e.g. { futex: { enabled: true, attach: 'tracepoint' } }. */
   signals?: Record<string, { enabled: boolean; attach?: string }>;
   /** `policy:` as the config file spells it, e.g. { noisy_neighbor: { event_driven: false } }. */
-  policy?: Record<string, Record<string, unknown>>;
+  policy?: AgentPolicy;
+}
+
+/** `policy:` as the config file spells it: rule → its settings. */
+export type AgentPolicy = Record<string, Record<string, unknown>>;
+
+/**
+ * The agent's `policy:` from `bench --policy`: YAML as the config file's `policy:` mapping spells it, checked by the
+ * config's own schema (an error names the key and the fix, as `ebpf-tuner check` would) and kept as written, for the
+ * configs the bench writes.
+ */
+export function parsePolicyOption(text: string): AgentPolicy {
+  const indented = text.split('\n').map((l) => `  ${l}`).join('\n');
+  parseConfig(`policy:\n${indented}\n`, '--policy');
+  const value: unknown = parse(text);
+  if (!isPolicy(value)) {
+    throw new TunerError('CLI_USAGE', `read --policy: expected a mapping of rules to settings, got ${JSON.stringify(text)} — fix: e.g. --policy 'noisy_neighbor: {min_weight: 100}'`);
+  }
+  return value;
+}
+
+const isMapping = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isPolicy = (v: unknown): v is AgentPolicy => isMapping(v) && Object.values(v).every(isMapping);
+
+/** A note for a section's summary when `bench --policy` changed the policy its agents ran, or nothing. */
+export function policyNotes(policy: unknown): string[] {
+  if (policy === undefined) return [];
+  return [`\`bench --policy\`: every agent of this section ran with \`${stringify(policy, { collectionStyle: 'flow' }).trim()}\` laid over the policy described here; where a setting above is a default, this one applies instead.`];
+}
+
+/**
+ * An agent config's `policy` part: `base` (`bench --policy`) with `over` (a condition's own settings) laid on top, rule
+ * by rule; nothing when neither is given, so the agent runs its built-in policy.
+ */
+export function policyOf(base?: AgentPolicy, over?: AgentPolicy): { policy?: AgentPolicy } {
+  if (base === undefined && over === undefined) return {};
+  const policy: AgentPolicy = { ...base };
+  for (const [rule, settings] of Object.entries(over ?? {})) policy[rule] = { ...policy[rule], ...settings };
+  return { policy };
 }
 
 export interface AgentOptions {

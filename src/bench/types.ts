@@ -2,6 +2,7 @@
 import type { Progress } from './progress.js';
 import type { Resources } from './resources.js';
 import type { ChartPanel } from './chart.js';
+import type { AgentPolicy } from './peers.js';
 
 export const SECTION_IDS = ['bpf-cost', 'overhead', 'agent-cost', 'reaction', 'servers', 'learner', 'soak'] as const;
 export type SectionId = (typeof SECTION_IDS)[number];
@@ -12,6 +13,8 @@ export interface BenchContext {
   soakSeconds?: number;
   res: Resources;
   progress: Progress;
+  /** `bench --policy`: laid over the policy of every agent the reaction and servers sections start. */
+  policy?: AgentPolicy;
 }
 
 export interface Table {

@@ -241,7 +241,8 @@ Exit codes: 0 valid; 2 \`run\` would refuse this config (every problem is listed
     .option('--out <dir>', 'where results.json, summary.md and the charts go', 'bench-results')
     .option('--sections <list>', 'comma-separated ids or numbers: bpf-cost, overhead, agent-cost, reaction, servers, learner, soak')
     .option('--soak-duration <seconds>', 'length of the soak section (default 600; 20 with --quick)', positiveSeconds)
-    .action(async (opts: { quick?: boolean; out: string; sections?: string; soakDuration?: number }) => {
+    .option('--policy <yaml>', "policy settings for the agents of the reaction and servers sections, as the config's policy: mapping spells them, e.g. 'noisy_neighbor: {min_weight: 100}' (default: the built-in policy)")
+    .action(async (opts: { quick?: boolean; out: string; sections?: string; soakDuration?: number; policy?: string }) => {
       try {
         const { runBench } = await import('../bench/index.js');
         await runBench({
@@ -249,6 +250,7 @@ Exit codes: 0 valid; 2 \`run\` would refuse this config (every problem is listed
           out: opts.out,
           sections: opts.sections ? opts.sections.split(',') : undefined,
           soakSeconds: opts.soakDuration,
+          ...(opts.policy === undefined ? {} : { policy: opts.policy }),
         });
         setImmediate(() => process.exit(process.exitCode ?? 0));
       } catch (e) {

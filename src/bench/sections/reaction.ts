@@ -8,7 +8,7 @@
  */
 import { toolPath } from '../../bpf/paths.js';
 import { TunerError } from '../../core/errors.js';
-import { startAgent, type AgentLogLine, type RunningAgent } from '../peers.js';
+import { policyNotes, policyOf, startAgent, type AgentLogLine, type RunningAgent } from '../peers.js';
 import { fmt, fmtRatio, median, ratio } from '../stats.js';
 import type { ChartPanel } from '../chart.js';
 import type { BenchContext, Goal, Section, Table } from '../types.js';
@@ -132,7 +132,7 @@ export const reaction: Section = {
     } finally {
       res.removeCgroup(cg);
     }
-    return summarize(runs, { ...p, victim: VICTIM, workIters, cpu: CONTENTION_CPU });
+    return summarize(runs, { ...p, victim: VICTIM, workIters, cpu: CONTENTION_CPU, ...(ctx.policy === undefined ? {} : { policy: ctx.policy }) });
   },
 };
 
@@ -154,7 +154,7 @@ async function runOne(
       agent = await startAgent(res, {
         config: {
           tick: c.tick,
-          ...(c.noisyNeighbor === undefined ? {} : { policy: { noisy_neighbor: c.noisyNeighbor } }),
+          ...policyOf(ctx.policy, c.noisyNeighbor === undefined ? undefined : { noisy_neighbor: c.noisyNeighbor }),
           targets: [
             { name: 'victim', role: 'protect', cgroup: victimPath },
             { name: 'neighbour', role: 'noisy', cgroup: noisyPath },
@@ -290,6 +290,7 @@ export function summarize(runs: RunResult[], p: Record<string, unknown> & { stea
       'Event-driven detection (`policy.noisy_neighbor.event_driven`, off by default): the sched_switch program counts the protect target\'s waits of at least the threshold and wakes the agent through a ring buffer when two fall within 100 ms (at most once per 100 ms), so the two hot ticks the rule needs can both be early ticks instead of two 1 s ticks.',
       'min_weight 100 leaves the weight step nowhere to go from the default weight, so the rule\'s first step is the one below the floor (`idle_at_floor`, on by default): cpu.idle 1 on the neighbour, whose tasks a waking victim then preempts at once. With the defaults the rule reaches it only after stepping the weight down to 10.',
       'The machine is shared: a round where another workload lands on the same CPU shows up as a spike; medians over rounds damp it. "p99 before contention" is the victim alone in the first second of each run: when it is already high, other load was competing, and the agent may have been reacting to that as well as to the hogs.',
+      ...policyNotes(p.policy),
     ],
     charts,
     data: { runs },

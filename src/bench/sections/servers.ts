@@ -15,7 +15,7 @@ import path from 'node:path';
 import { toolPath } from '../../bpf/paths.js';
 import { parseConfig } from '../../config/load.js';
 import { TunerError } from '../../core/errors.js';
-import { freePort, startAgent, type AgentLogLine, type RunningAgent } from '../peers.js';
+import { freePort, policyNotes, policyOf, startAgent, type AgentLogLine, type RunningAgent } from '../peers.js';
 import { fmt, fmtRatio, median, ratio, spread } from '../stats.js';
 import { CONTENTION_CPU } from './reaction.js';
 import type { BarPanel } from '../chart.js';
@@ -447,7 +447,7 @@ export const servers: Section = {
       res.removeCgroup(cg);
     }
     const aloneRps = Object.fromEntries([...running].map(([id, s]) => [id, s.aloneRps]));
-    return summarize(runs, { ...p, serverCpu: CONTENTION_CPU, clientCpu: CLIENT_CPU, connections: CONNECTIONS, aloneRps, redisWarmupRequests: REDIS_WARMUP_REQUESTS, pageBytes: PAGE_BYTES });
+    return summarize(runs, { ...p, serverCpu: CONTENTION_CPU, clientCpu: CLIENT_CPU, connections: CONNECTIONS, aloneRps, redisWarmupRequests: REDIS_WARMUP_REQUESTS, pageBytes: PAGE_BYTES, ...(ctx.policy === undefined ? {} : { policy: ctx.policy }) });
   },
 };
 
@@ -481,6 +481,7 @@ async function runOne(
         // debug: one line per tick with the server's run-queue p99, what the policy decides on.
         logLevel: 'debug',
         config: {
+          ...policyOf(ctx.policy),
           targets: [
             { name: pair.id, role: 'protect', cgroup: server.cg.path },
             { name: 'neighbour', role: 'noisy', cgroup: noisyCg.path },
@@ -665,6 +666,7 @@ export function summarize(runs: ServerRun[], p: Record<string, unknown> & { roun
       `Clients: closed loops of ${CONNECTIONS} connections, so each request waits for the previous one on its connection and the latency is the server's wake-up, run-queue wait and work: \`wrk -t1 -c${CONNECTIONS} -d${p.measureS}s --latency\`; \`redis-benchmark -c ${CONNECTIONS} -t get -n N --csv\` with N = the GET throughput measured alone at the start × ${p.measureS} s — the same count in every condition, so a slowed server's run lasts longer ("client run s").`,
       `Every run: the agent (condition 3) starts and logs that it is running, then the neighbour starts, then an unmeasured client run of ${p.settleS} s (in every condition alike): an idle server has no run-queue waits for the agent to measure, so it can only find the contention while the server is under load, and the host's CPU pressure (a 10 s average) takes about 5 s to cross the pressure_backoff threshold, which is when its first cut lands. Then the measured client run of ${p.measureS} s. Conditions are interleaved per pair within each round; ${p.rounds} round(s); values are medians over rounds.`,
       `The agent runs its default config apart from the two targets (server protect, neighbour noisy): default signals and rules, 1 s tick. Its default rules that can act here: noisy_neighbor lowers the neighbour's CPU weight when the server's run-queue p99, as the agent measures it, is over ${POLICY_P99_THRESHOLD_US / 1000} ms for ${POLICY.noisyNeighbor.triggerTicks} ticks; pressure_backoff caps the neighbour's CPU quota (× ${POLICY.pressureBackoff.decreaseFactor} per step, never below ${POLICY.pressureBackoff.floorCpus} CPU; + ${POLICY.pressureBackoff.increaseStepCpus} CPU per step back up once calm) when CPU pressure (PSI "some" avg10, the host's or the server's) is over ${POLICY.pressureBackoff.psiSomeAvg10Threshold}% for ${POLICY.pressureBackoff.triggerTicks} ticks; cpuset_spread widens the server's CPU affinity when its threads queue on one CPU while another it may use is idle (the bench's taskset pinning does not forbid that: the cgroup's cpuset allows both CPUs). "server's CPUs" is the threads' Cpus_allowed_list, "neighbour's CPU weight" the noisy cgroup's cpu.shares (cpu.weight on cgroup v2) and "CPU quota" its cpu.cfs_quota_us / cpu.cfs_period_us (cpu.max), read when the measured client run started and ended; the agent restores them when it stops, and the bench resets them before every run.`,
+      ...policyNotes(p.policy),
       ...agentNotes,
       ...(repinned ? [`In ${repinned} run(s) the server was not on CPU ${CONTENTION_CPU} alone before the run and the bench pinned it again.`] : []),
     ],
