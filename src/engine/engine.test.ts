@@ -314,6 +314,12 @@ describe('DecisionEngine bookkeeping', () => {
     expect(lengths).toEqual([0, 1, 1, 2]);
     expect(seen).toEqual([0, 1, 2, 3]);
   });
+
+  it('without a handler, a recall that throws throws, as a failing decide does', () => {
+    const broken: Strategy = { name: 'broken', historyTicks: 1, recall: () => { throw new Error('bad tick'); }, decide: () => [] };
+    const { tick } = engineWith([broken]);
+    expect(() => tick(1)).toThrow('bad tick');
+  });
 });
 
 describe('DecisionEngine baseline', () => {

@@ -164,8 +164,9 @@ export class DecisionEngine {
       try {
         recalled = recall(snapshot);
       } catch (e) {
-        // Its decide will see one tick fewer; the others still get theirs.
-        this.#onStrategyError?.(s.name, e);
+        // As with decide: without a handler the error is the caller's. With one, its decide sees one tick fewer.
+        if (this.#onStrategyError === undefined) throw e;
+        this.#onStrategyError(s.name, e);
         continue;
       }
       keep(kept, recalled, s.historyTicks ?? 0);

@@ -21,6 +21,11 @@ export function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** The recall of a disabled rule: the tick's time and window, no target (it reads no history). */
+export function recallNothing(snapshot: TickSnapshot): TickSnapshot {
+  return { time: snapshot.time, windowMs: snapshot.windowMs, targets: {} };
+}
+
 /**
  * A rule's recall: of `snapshot`, only `signal` of the targets `which` picks (the same objects, not copies), and of the
  * host only `host`, when named. What a rule reads of past ticks, so the engine need not keep whole snapshots for it.

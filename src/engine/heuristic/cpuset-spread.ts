@@ -15,7 +15,7 @@ import type { TickSnapshot } from '../../core/types.js';
 import type { PlacementStats } from '../../signals/placement/placement.js';
 import { formatCpuList, parseCpuList } from '../../signals/placement/cpulist.js';
 import { restoreNudge, type DecideInput, type Objective, type Strategy, type StrategyNudge } from '../strategy.js';
-import { cmp, recallSignal, streak } from './common.js';
+import { cmp, recallNothing, recallSignal, streak } from './common.js';
 
 export const CPUSET_SPREAD_RULE = 'cpuset-spread';
 export const CPUSET_SPREAD_ACTION = 'cpuset_spread';
@@ -48,7 +48,8 @@ export class CpusetSpreadRule implements Strategy {
 
   /** Streaks look back at the protect targets' placement only. */
   recall(snapshot: TickSnapshot): TickSnapshot {
-    return recallSignal(snapshot, 'placement', (t) => this.#policy.enabled && t.role === 'protect');
+    if (!this.#policy.enabled) return recallNothing(snapshot);
+    return recallSignal(snapshot, 'placement', (t) => t.role === 'protect');
   }
 
   /** A tick with a pile-up: ≥ minPileup runnable threads on one CPU while an allowed CPU is idle. */

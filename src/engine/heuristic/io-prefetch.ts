@@ -17,7 +17,7 @@
 import type { IoPrefetchPolicy } from '../../config/types.js';
 import type { TickSnapshot } from '../../core/types.js';
 import { restoreNudge, type DecideInput, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
-import { cmp, recallSignal, streak } from './common.js';
+import { cmp, recallNothing, recallSignal, streak } from './common.js';
 
 export const IO_PREFETCH_RULE = 'io-prefetch';
 /** The action this rule drives; its knob is `readAheadKb` of the device `major:minor`. */
@@ -106,7 +106,8 @@ export class IoPrefetchRule implements Strategy {
 
   /** Streaks look back at each target's block I/O only. */
   recall(snapshot: TickSnapshot): TickSnapshot {
-    return recallSignal(snapshot, 'blkio', () => this.#policy.enabled);
+    if (!this.#policy.enabled) return recallNothing(snapshot);
+    return recallSignal(snapshot, 'blkio', () => true);
   }
 
   decide(input: DecideInput): StrategyNudge[] {

@@ -23,7 +23,7 @@ import type { NoisyNeighborPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import { formatUs, ordinal } from '../format.js';
 import { RESTORE_KEY, type DecideInput, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
-import { cmp, recallSignal, streak } from './common.js';
+import { cmp, recallNothing, recallSignal, streak } from './common.js';
 
 export const NOISY_NEIGHBOR_RULE = 'noisy-neighbor';
 /** The action this rule drives; its knobs are `weight` in cgroup v2 cpu.weight units and `idle` (cpu.idle). */
@@ -53,7 +53,7 @@ export class NoisyNeighborRule implements Strategy {
 
   /** Streaks look back at the run-queue data of the protect targets (their waits) and the noisy ones (their demand). */
   recall(snapshot: TickSnapshot): TickSnapshot {
-    if (!this.#policy.enabled) return { time: snapshot.time, windowMs: snapshot.windowMs, targets: {} };
+    if (!this.#policy.enabled) return recallNothing(snapshot);
     return recallSignal(snapshot, 'runqlat', (t) => t.role === 'protect' || t.role === 'noisy');
   }
 

@@ -22,7 +22,7 @@ import type { TickSnapshot } from '../../core/types.js';
 import type { NumaStats } from '../../signals/numa/numa.js';
 import { formatPercent } from '../format.js';
 import { restoreNudge, type DecideInput, type Strategy, type StrategyNudge } from '../strategy.js';
-import { recallSignal, streak } from './common.js';
+import { recallNothing, recallSignal, streak } from './common.js';
 
 export const NUMA_REBALANCE_RULE = 'numa-rebalance';
 export const NUMA_REBALANCE_ACTION = 'numa_rebalance';
@@ -39,7 +39,8 @@ export class NumaRebalanceRule implements Strategy {
 
   /** Streaks look back at the protect targets' NUMA placement only. */
   recall(snapshot: TickSnapshot): TickSnapshot {
-    return recallSignal(snapshot, 'numa', (t) => this.#policy.enabled && t.role === 'protect');
+    if (!this.#policy.enabled) return recallNothing(snapshot);
+    return recallSignal(snapshot, 'numa', (t) => t.role === 'protect');
   }
 
   /** Memory homed on one node while the threads mostly run elsewhere. */

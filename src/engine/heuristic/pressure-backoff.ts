@@ -16,7 +16,7 @@
 import type { PressureBackoffPolicy } from '../../config/types.js';
 import type { TickSnapshot } from '../../core/types.js';
 import { restoreNudge, type DecideInput, type Objective, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
-import { cmp, recallSignal, streak } from './common.js';
+import { cmp, recallNothing, recallSignal, streak } from './common.js';
 
 export const PRESSURE_BACKOFF_RULE = 'pressure-backoff';
 /** The action this rule drives; its knob is `quotaCpus` (and `unlimited` 0/1 when read). */
@@ -114,8 +114,8 @@ export class PressureBackoffRule implements Strategy {
 
   /** Streaks look back at the host's and the protect targets' PSI only. */
   recall(snapshot: TickSnapshot): TickSnapshot {
-    const on = this.#policy.enabled;
-    return recallSignal(snapshot, 'psi', (t) => on && t.role === 'protect', on ? 'psi' : undefined);
+    if (!this.#policy.enabled) return recallNothing(snapshot);
+    return recallSignal(snapshot, 'psi', (t) => t.role === 'protect', 'psi');
   }
 
   decide(input: DecideInput): StrategyNudge[] {
