@@ -86,7 +86,7 @@ describe('NoisyNeighborRule trigger', () => {
   ])('%s → step: %s', (_name, seq, steps) => {
     const nudges = lastTick(seq);
     expect(nudges.length > 0).toBe(steps);
-    if (steps) expect(nudges[0]).toMatchObject({ action: 'cpu_weight', target: 'batch', desired: { weight: 75 } });
+    if (steps) expect(nudges[0]).toMatchObject({ kind: 'set', action: 'cpu_weight', target: 'batch', desired: { weight: 75 } });
   });
 
   it('any protect target being hot triggers, naming the worst', () => {
@@ -188,7 +188,7 @@ describe('NoisyNeighborRule restore and hysteresis', () => {
     expect(nudges.length > 0).toBe(restores);
     if (restores) {
       expect(nudges).toHaveLength(1);
-      expect(nudges[0]).toMatchObject({ target: 'batch', desired: { weight: 100, restore: 1 } });
+      expect(nudges[0]).toMatchObject({ kind: 'restore', target: 'batch', desired: { weight: 100 } });
       expect(nudges[0]!.reason).toMatch(/^calm: /);
     }
   });
@@ -207,7 +207,8 @@ describe('NoisyNeighborRule restore and hysteresis', () => {
 
   it('asks the action to restore its journaled original when the original is not known here', () => {
     const [n] = lastTick([CALM, CALM, CALM, CALM, CALM], { weights: { batch: 42 }, changed: ['batch'] });
-    expect(n!.desired).toEqual({ restore: 1 });
+    expect(n).toMatchObject({ kind: 'restore', target: 'batch' });
+    expect(n!.desired).toBeUndefined();
     expect(n!.reason).toContain('cpu.weight 42 → its journaled original');
   });
 
@@ -251,8 +252,8 @@ describe('NoisyNeighborRule below the weight floor: cpu.idle', () => {
 
   it('gives an idle target back with a pure restore: the action undoes cpu.idle, then the weight', () => {
     const [n] = lastTick([CALM, CALM, CALM, CALM, CALM], { ...atFloor, idle: { batch: 1, backup: 0 }, changed: ['batch'], originals: { batch: 100 } });
-    expect(n).toMatchObject({ target: 'batch', desired: { restore: 1 } });
-    expect(n!.desired).toEqual({ restore: 1 });
+    expect(n).toMatchObject({ kind: 'restore', target: 'batch' });
+    expect(n!.desired).toBeUndefined();
     expect(n!.reason).toContain('restoring batch cpu.idle 1 and cpu.weight → their journaled originals');
     expect(n!.evidence).toMatchObject({ fromWeight: floor, fromIdle: 1 });
   });
@@ -290,6 +291,6 @@ describe('NoisyNeighborRule on the share of time waiting', () => {
     // 8%: below the hot line (10%), above calm (5%): hold.
     expect(run(Array(10).fill(0.08), held)).toEqual([]);
     const [n] = run(Array(10).fill(0.01), held);
-    expect(n).toMatchObject({ target: 'batch', desired: { weight: 100, restore: 1 } });
+    expect(n).toMatchObject({ kind: 'restore', target: 'batch', desired: { weight: 100 } });
   });
 });

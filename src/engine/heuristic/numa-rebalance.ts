@@ -123,6 +123,7 @@ export class NumaRebalanceRule implements Strategy {
       move = `moving its CPUs to node ${n.memNode} (cpuset.cpus)`;
     }
     return {
+      kind: 'set',
       action: NUMA_REBALANCE_ACTION,
       target: name,
       desired,
