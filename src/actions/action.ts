@@ -5,7 +5,6 @@
  */
 import { TunerError } from '../core/errors.js';
 import type { KnobRef, Target } from '../core/types.js';
-import { RESTORE_KEY } from '../engine/strategy.js';
 import type { RestoreItem } from '../journal/restore.js';
 import type { KnobWriter, SetResult } from './knob-writer.js';
 import type { KnobBounds } from '../engine/guardrails.js';
@@ -65,6 +64,12 @@ export interface Action {
   apply(plan: ActionPlan, writer: KnobWriter): ApplyResult;
   /** Put back every knob this action changed for the target (those another writer took are left alone). */
   revert(target: Target, writer: KnobWriter): RestoreItem[];
+  /**
+   * Every restore is a `revert`, even one that names values: the knobs are found in the journal (one per thread, a
+   * cgroup's cpuset), and what `read` sums them up as (a count of CPUs, a node) is no plan that would write each one
+   * back exactly. Absent: a restore that names values is planned like any other.
+   */
+  readonly restoresFromJournal?: true;
 }
 
 /** `desired[key]` as a finite number; anything else is refused with the plan's error, naming what was given. */
@@ -98,39 +103,6 @@ export function applyPlan(plan: ActionPlan, writer: KnobWriter): ApplyResult {
       for (const k of c.rewrites ?? []) writer.hold(k, plan.action);
       return writer.set(c.knob, plan.action, c.to);
     }),
-  );
-}
-
-/**
- * The plan of a restore (`desired[RESTORE_KEY] === 1`) for an action whose knobs are not known in advance (one per
- * thread, a cgroup's cpuset): it changes nothing itself; applying it puts back whatever the journal holds.
- */
-export function restorePlan(action: string, target: string): ActionPlan {
-  return {
-    action,
-    target,
-    desired: { [RESTORE_KEY]: 1 },
-    changes: [],
-    notes: ['puts back the journaled original of every knob this action changed for the target'],
-  };
-}
-
-/** Applies a restorePlan: every journaled knob of the plan's action and target back to its original. */
-export function applyRestore(plan: ActionPlan, writer: KnobWriter): ApplyResult {
-  const items = writer.restoreAll((e) => e.action === plan.action && e.target === plan.target);
-  if (items.failed.length > 0) {
-    throw items.failed[0]!.error ?? new TunerError('ACTION_FAILED', `restore ${plan.action} for ${plan.target}: failed`);
-  }
-  return applyResult(
-    plan,
-    [...items.restored, ...items.overridden].map((i) => ({
-      status: i.outcome === 'overridden' ? 'overridden' : writer.dryRun ? 'dry-run' : i.wrote ? 'written' : 'unchanged',
-      knobId: i.knobId,
-      path: i.path,
-      ...(i.observed !== undefined ? { previous: i.observed } : {}),
-      value: i.original,
-      firstWrite: false,
-    })),
   );
 }
 

@@ -13,7 +13,7 @@ import { findAction } from '../actions/index.js';
 import type { AuditLog } from '../audit/audit.js';
 import { describeVerdict } from '../engine/closed-loop.js';
 import type { Decision, DecisionEngine, TickInput } from '../engine/engine.js';
-import { isRestore, type KnobValues } from '../engine/strategy.js';
+import { knobValuesOf, type KnobValues } from '../engine/strategy.js';
 
 export interface ExecutorDeps {
   log: Logger;
@@ -147,12 +147,15 @@ export class Executor {
       const from = this.#view?.current(n.target, n.action) ?? action.read(target);
       let kind: DecisionKind;
       let outcome: string | undefined;
-      if (isRestore(n) && !hasValues(n.desired)) {
+      // A restore that names values this action can write back (a step back rather than all the way) is planned like
+      // a set; any other restore puts back the journaled originals.
+      const planned = n.kind === 'set' || action.restoresFromJournal !== true ? n.desired : undefined;
+      if (planned === undefined) {
         const items = this.#d.dryRun ? [] : action.revert(target, this.#d.writer);
         kind = this.#d.dryRun ? 'dry-run' : d.kind === 'revert' ? 'reverted' : 'restored';
         outcome = items.map((i) => `${i.outcome} ${i.path}`).join('; ') || undefined;
       } else {
-        const plan = action.plan(target, n.desired);
+        const plan = action.plan(target, planned);
         const res = action.apply(plan, this.#d.writer);
         kind = res.overridden ? 'overridden' : this.#d.dryRun ? 'dry-run' : d.kind === 'revert' ? 'reverted' : 'applied';
         if (res.overridden) outcome = 'another writer owns this knob now; left alone';
@@ -163,7 +166,7 @@ export class Executor {
           return;
         }
       }
-      const to = this.#d.dryRun ? numericDesired(n.desired, from) : action.read(target);
+      const to = this.#d.dryRun ? { ...from, ...knobValuesOf(n) } : action.read(target);
       // A dry-run change was never made: counted for pacing, never judged.
       if (this.#d.dryRun) this.#d.engine.dryRan(d.id, now);
       else this.#d.engine.applied(d.id, from, to, now);
@@ -197,14 +200,6 @@ export class Executor {
   }
 }
 
-function hasValues(d: Record<string, number | string>): boolean {
-  return Object.keys(d).some((k) => k !== 'restore');
-}
-function numericDesired(d: Record<string, number | string>, from: KnobValues): KnobValues {
-  const out: KnobValues = { ...from };
-  for (const [k, v] of Object.entries(d)) if (k !== 'restore' && typeof v === 'number') out[k] = v;
-  return out;
-}
 function fmt(v: KnobValues): string {
   return Object.entries(v)
     .map(([k, x]) => `${k}=${x}`)

@@ -131,14 +131,36 @@ export interface KnobRef {
   target: string;
 }
 
-export interface Nudge {
+/** What every nudge carries, whichever way it moves the knob. */
+interface NudgeBase {
   action: string;
   target: string;
-  /** Action-specific desired value, e.g. { weight: 50 }. */
-  desired: Record<string, number | string>;
   reason: string;
   /** The rule or strategy that proposed it. */
   rule: string;
   /** The signal values that triggered it, for audit and explain. */
   evidence: Record<string, number>;
 }
+
+/** Moves a knob somewhere new. Guardrails hold it to its action's bounds, step limits, cooldown and budget. */
+export interface SetNudge extends NudgeBase {
+  kind: 'set';
+  /** Action-specific desired value, e.g. { weight: 50 }; a string where a number cannot say it (a CPU list). */
+  desired: Record<string, number | string>;
+}
+
+/**
+ * Puts back a value the knob held before: its original, or the value before a step the closed loop reverts. Always
+ * allowed, as it moves toward what the administrator set.
+ */
+export interface RestoreNudge extends NudgeBase {
+  kind: 'restore';
+  /**
+   * The values to put back, in the action's units, when the proposer knows them (a step back rather than all the way).
+   * Absent: the action puts back the journaled original itself, which also ends its journal entries.
+   */
+  desired?: Record<string, number>;
+}
+
+/** One change a strategy asks for; `kind` says which way, so no value has to double as a marker. */
+export type Nudge = SetNudge | RestoreNudge;

@@ -67,9 +67,9 @@ class World {
 
   apply(d: Decision, now: number): void {
     const from: KnobValues = { weight: this.weight };
-    const restore = d.nudge.desired.restore === 1;
+    const restore = d.nudge.kind === 'restore';
     if (!restore && this.original === undefined) this.original = this.weight;
-    this.weight = Number(d.nudge.desired.weight ?? this.original);
+    this.weight = Number(d.nudge.desired?.weight ?? this.original);
     if (restore && this.weight === this.original) this.original = undefined;
     this.engine.applied(d.id, from, { weight: this.weight }, now);
   }
@@ -106,22 +106,22 @@ const helps: Load = {
 const useless: Load = { p99: () => 7_200 };
 
 const brief = (ds: Decision[]): string[] =>
-  ds.map((d) => `${d.time / 1_000}:${d.kind}${d.refusal ? `:${d.refusal.code}` : ''}:${JSON.stringify(d.nudge.desired)}`);
+  ds.map((d) => `${d.time / 1_000}:${d.kind}${d.refusal ? `:${d.refusal.code}` : ''}:${d.nudge.kind}${JSON.stringify(d.nudge.desired)}`);
 
 describe('DecisionEngine flow', () => {
   it('steps, keeps a change that helps, steps again, holds in the band, and restores when calm', () => {
     const w = new World(helps);
     const ds = w.run(30);
     expect(brief(ds)).toEqual([
-      '3:proposed:{"weight":75}',
-      '4:refused:EVALUATING:{"weight":56}',
-      '5:refused:EVALUATING:{"weight":56}',
-      '6:kept:{"weight":75}', // 7.2 ms → 5 ms over the 3 ticks after
-      '6:refused:COOLDOWN:{"weight":56}', // verdicts come first, so the knob is free, but it changed at t=3 s
-      '7:refused:COOLDOWN:{"weight":56}',
-      '8:proposed:{"weight":56}',
-      '11:kept:{"weight":56}', // 5 ms → 3.5 ms, now inside the band: nothing more to do until the load goes
-      '23:proposed:{"weight":100,"restore":1}', // calm for 3 ticks (t = 21, 22, 23 s)
+      '3:proposed:set{"weight":75}',
+      '4:refused:EVALUATING:set{"weight":56}',
+      '5:refused:EVALUATING:set{"weight":56}',
+      '6:kept:set{"weight":75}', // 7.2 ms → 5 ms over the 3 ticks after
+      '6:refused:COOLDOWN:set{"weight":56}', // verdicts come first, so the knob is free, but it changed at t=3 s
+      '7:refused:COOLDOWN:set{"weight":56}',
+      '8:proposed:set{"weight":56}',
+      '11:kept:set{"weight":56}', // 5 ms → 3.5 ms, now inside the band: nothing more to do until the load goes
+      '23:proposed:restore{"weight":100}', // calm for 3 ticks (t = 21, 22, 23 s)
     ]);
     expect(w.weight).toBe(100);
     expect(w.original).toBeUndefined();
@@ -135,7 +135,7 @@ describe('DecisionEngine flow', () => {
     expect(revert).toMatchObject({
       time: 6_000,
       source: 'closed-loop',
-      nudge: { target: 'batch', desired: { weight: 100, restore: 1 }, rule: 'noisy-neighbor' },
+      nudge: { kind: 'restore', target: 'batch', desired: { weight: 100 }, rule: 'noisy-neighbor' },
       verdict: { decisionId: ds[0]!.id, verdict: 'revert', before: 7_200, after: 7_200, improvement: 0 },
     });
     expect(revert.nudge.reason).toBe(
@@ -159,7 +159,7 @@ describe('DecisionEngine flow', () => {
     expect(paused.filter((d) => d.kind === 'proposed')).toEqual([]);
     expect(paused.some((d) => d.refusal?.code === 'PAUSED')).toBe(true);
     const calm = w.run(3, 20);
-    expect(brief(calm)).toEqual(['23:proposed:{"weight":100,"restore":1}']);
+    expect(brief(calm)).toEqual(['23:proposed:restore{"weight":100}']);
     expect(w.weight).toBe(100);
   });
 });
@@ -196,6 +196,7 @@ function fixed(name: string, nudges: StrategyNudge[], seen?: number[]): Strategy
 }
 
 const step = (target: string, weight: number): StrategyNudge => ({
+  kind: 'set',
   action: 'cpu_weight',
   target,
   desired: { weight },
@@ -443,7 +444,7 @@ describe('closed-loop baseline', () => {
       name: 'r',
       decide: () =>
         fire
-          ? [{ action: 'cpu_weight', target: 'b', desired: { weight: 50 }, reason: 'hot', rule: 'r', evidence: {}, objective: { metric: 'runqlat.p99', better: 'lower' as const, targets: ['a'], baselineTicks: 2 } }]
+          ? [{ kind: 'set' as const, action: 'cpu_weight', target: 'b', desired: { weight: 50 }, reason: 'hot', rule: 'r', evidence: {}, objective: { metric: 'runqlat.p99', better: 'lower' as const, targets: ['a'], baselineTicks: 2 } }]
           : [],
     };
     const engine = new DecisionEngine({ strategies: [strategy], guardrails: new Guardrails(cfg, ACTION_BOUNDS, { penalties: loop }), closedLoop: loop });

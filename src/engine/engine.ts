@@ -9,17 +9,7 @@ import type { TickSnapshot } from '../core/types.js';
 import { describeVerdict, metricValue, objectiveOf, type ClosedLoop, type Verdict } from './closed-loop.js';
 import { formatPercent, formatUs } from './format.js';
 import type { Guardrails, RefusalCode } from './guardrails.js';
-import {
-  RESTORE_KEY,
-  isRestore,
-  type DecideInput,
-  type KnobValues,
-  type Objective,
-  type Strategy,
-  type StrategyFeedback,
-  type StrategyNudge,
-  type StrategyTarget,
-} from './strategy.js';
+import type { DecideInput, KnobValues, Objective, Strategy, StrategyFeedback, StrategyNudge, StrategyTarget } from './strategy.js';
 
 /**
  * proposed: apply (or dry-run) it, then report. revert: the closed loop judged an earlier change useless; apply it
@@ -229,7 +219,7 @@ export class DecisionEngine {
     const d = this.#take(decisionId, 'applied');
     this.#guardrails.record(d.nudge, now);
     const { action, target } = d.nudge;
-    if (isRestore(d.nudge)) {
+    if (d.nudge.kind === 'restore') {
       // The knob moved back; whatever was being judged on it is no longer what the next window would measure.
       const cancelled = this.#loop.forget(action, target);
       if (cancelled !== undefined) this.#underEvaluation.delete(cancelled);
@@ -294,7 +284,7 @@ export class DecisionEngine {
         return refused('PENDING', `decision ${p.id} on ${target} ${action} has not been reported yet`);
       }
     }
-    if (!isRestore(nudge)) {
+    if (nudge.kind !== 'restore') {
       const judging = this.#loop.evaluating(action, target);
       if (judging !== undefined) {
         return refused('EVALUATING', `the closed loop is still judging decision ${judging} on ${target} ${action}`);
@@ -304,7 +294,7 @@ export class DecisionEngine {
     if (!r.ok) return refused(r.code, r.reason);
     // No experiment without a control: the window before must be whole and clear of the start-up ticks. Checked after
     // the guardrails, so a change that may never be made (out of scope, denied) says so rather than that it must wait.
-    if (!isRestore(nudge)) {
+    if (nudge.kind !== 'restore') {
       // This tick's snapshot joins the history at the end of the tick, before the change is reported applied.
       const need = this.#baselineTicks(objectiveOf(nudge));
       const clean = Math.min(this.#history.length + 1, Math.max(0, this.#seen + 1 - this.#loop.warmupTicks));
@@ -346,7 +336,7 @@ export class DecisionEngine {
   }
 }
 
-/** Puts back what the knob held before the judged change; marked as a restore because it moves toward the original. */
+/** Puts back what the knob held before the judged change: a restore, because it moves toward the original. */
 function revertNudge(a: Applied, v: Verdict, margin: number, significance: number): StrategyNudge {
   const objective = objectiveOf(a.nudge);
   const fmt = (x: number): string => (objective.unit === 'us' ? formatUs(x) : String(x));
@@ -365,9 +355,11 @@ function revertNudge(a: Applied, v: Verdict, margin: number, significance: numbe
   if (v.low !== null) evidence.low = v.low;
   if (v.high !== null) evidence.high = v.high;
   return {
+    kind: 'restore',
     action: a.nudge.action,
     target: a.nudge.target,
-    desired: { ...a.from, [RESTORE_KEY]: 1 },
+    // Nothing read before the change (a replay whose recording has no value for the knob): the journaled original.
+    ...(Object.keys(a.from).length > 0 ? { desired: { ...a.from } } : {}),
     reason: `closed loop: ${finding}; putting ${a.nudge.target} ${a.nudge.action} back (${move})`,
     rule: a.nudge.rule,
     evidence,

@@ -17,11 +17,11 @@ const cgroups: Record<string, string> = {
 };
 
 function step(target: string, weight = 75, rule = 'noisy-neighbor'): Nudge {
-  return { action: 'cpu_weight', target, desired: { weight }, reason: 'test', rule, evidence: {} };
+  return { kind: 'set', action: 'cpu_weight', target, desired: { weight }, reason: 'test', rule, evidence: {} };
 }
 
 function restore(target: string): Nudge {
-  return { action: 'cpu_weight', target, desired: { weight: 100, restore: 1 }, reason: 'calm', rule: 'noisy-neighbor', evidence: {} };
+  return { kind: 'restore', action: 'cpu_weight', target, desired: { weight: 100 }, reason: 'calm', rule: 'noisy-neighbor', evidence: {} };
 }
 
 function guards(extra: ConstructorParameters<typeof Guardrails>[2] = {}, cfg = config): Guardrails {
@@ -115,6 +115,7 @@ describe('Guardrails bounds and step', () => {
   };
   const g = (): Guardrails => new Guardrails({ ...config, cooldownMs: 0, maxChangesPerMinute: 100 }, bounds);
   const n = (action: string, desired: Record<string, number | string>): Nudge => ({
+    kind: 'set',
     action,
     target: 'batch',
     desired,

@@ -7,7 +7,7 @@
  * A clamped write would carry a reason nobody decided. A refusal is loud instead, and points at the strategy or
  * config that disagrees with the bounds.
  *
- * Restores (nudges marked with RESTORE_KEY) are always allowed, even when paused, denied, penalised or over budget:
+ * Restores (nudges of kind 'restore') are always allowed, even when paused, denied, penalised or over budget:
  * they move a knob back to a value it held before, toward the state the administrator set, which is always the safe
  * direction. Refusing them would leave the system changed by an agent that has been told to stop.
  */
@@ -16,7 +16,7 @@ import type { GuardrailsConfig } from '../config/types.js';
 import type { Nudge } from '../core/types.js';
 import type { PenaltySource } from './closed-loop.js';
 import { formatPercent } from './format.js';
-import { RESTORE_KEY, isRestore, type KnobValues } from './strategy.js';
+import type { KnobValues } from './strategy.js';
 import type { DeviceScope } from '../block/devices.js';
 
 export interface KnobBounds {
@@ -151,7 +151,7 @@ export class Guardrails {
   }
 
   check(nudge: Nudge, now: number, ctx: CheckContext = {}): CheckResult {
-    if (isRestore(nudge)) return { ok: true };
+    if (nudge.kind === 'restore') return { ok: true };
 
     const denied = this.#denied(nudge.target);
     if (denied !== undefined) return refuse('DENIED', denied);
@@ -167,7 +167,7 @@ export class Guardrails {
     const knobs = this.#bounds[nudge.action];
     if (knobs === undefined) return refuse('UNBOUNDED', `action ${nudge.action} has no declared bounds`);
     for (const [key, value] of Object.entries(nudge.desired)) {
-      if (key === RESTORE_KEY || typeof value !== 'number') continue;
+      if (typeof value !== 'number') continue;
       const b = knobs[key];
       if (b === undefined) return refuse('UNBOUNDED', `${nudge.action}.${key} has no declared bounds`);
       if (!Number.isFinite(value) || value < b.min || value > b.max) {

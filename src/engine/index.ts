@@ -1,10 +1,10 @@
 /** The decision engine's public surface: the strategy contract, the default rule, guardrails and the closed loop. */
 export {
   DEFAULT_OBJECTIVE,
-  RESTORE_KEY,
-  isRestore,
+  restoreNudge,
   type DecideInput,
   type KnobValues,
+  type NudgeGoal,
   type Objective,
   type Strategy,
   type StrategyNudge,

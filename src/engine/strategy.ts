@@ -3,7 +3,7 @@
  * bounded history and read-only views of the knobs, and returns the nudges it wants. It never applies anything and
  * never sees guardrails or the closed loop, so the built-in rules and a learned policy plug in the same way.
  */
-import type { Nudge, Role, TickSnapshot } from '../core/types.js';
+import type { Nudge, RestoreNudge, Role, TickSnapshot } from '../core/types.js';
 import type { Verdict } from './closed-loop.js';
 
 export interface StrategyTarget {
@@ -31,7 +31,7 @@ export interface DecideInput {
   changed(target: string, action: string): boolean;
   /**
    * The value journaled before the first change, while a change is held. Optional because only an agent with a
-   * journal can answer; a strategy must still be able to ask for a restore without it (see RESTORE_KEY).
+   * journal can answer; a strategy must still be able to ask for a restore without it (see restoreNudge).
    */
   original?(target: string, action: string): KnobValues | undefined;
   /**
@@ -64,13 +64,16 @@ export interface Objective {
   baselineTicks?: number;
 }
 
-/** A Nudge plus what the engine needs to judge it afterwards. Plain Nudges are valid StrategyNudges. */
-export interface StrategyNudge extends Nudge {
+/** What a strategy may add to a nudge so the engine can judge it afterwards. */
+export interface NudgeGoal {
   /** The effect the strategy expects, in words, for the audit trail. */
   expected?: string;
   /** Absent means DEFAULT_OBJECTIVE. */
   objective?: Objective;
 }
+
+/** A Nudge plus what the engine needs to judge it afterwards. Plain Nudges are valid StrategyNudges. */
+export type StrategyNudge = Nudge & NudgeGoal;
 
 /** What the closed loop measured after a strategy's nudge was applied: the outcome a learning strategy learns from. */
 export interface StrategyFeedback {
@@ -106,23 +109,22 @@ export interface Strategy {
 }
 
 /**
- * `desired[RESTORE_KEY] === 1` marks a nudge that puts back a value the knob held before (its original, or the value
- * before a step the closed loop reverts). Any other numeric keys are the values to write; when they are absent the
- * action restores the journaled original itself.
- */
-export const RESTORE_KEY = 'restore';
-
-export function isRestore(nudge: Nudge): boolean {
-  return nudge.desired[RESTORE_KEY] === 1;
-}
-
-/**
  * A nudge that asks `action` to put back every knob it changed on `target`. It carries no values on purpose: the action
  * restores the journaled originals itself, which also ends their journal entries, so a rule does not keep proposing
  * the same restore.
  */
-export function restoreNudge({ action, target, ...rest }: Omit<StrategyNudge, 'desired'>): StrategyNudge {
-  return { action, target, desired: { [RESTORE_KEY]: 1 }, ...rest };
+export function restoreNudge(nudge: Omit<RestoreNudge, 'kind' | 'desired'> & NudgeGoal): StrategyNudge {
+  return { kind: 'restore', ...nudge };
+}
+
+/**
+ * The numbers `nudge` asks the knobs to hold: those of a set (its strings, such as a CPU list to prefer, are hints
+ * to the action, not values a knob reports), or those a restore names. Empty for a restore to the journaled original.
+ */
+export function knobValuesOf(nudge: Nudge): KnobValues {
+  const out: KnobValues = {};
+  for (const [k, v] of Object.entries(nudge.desired ?? {})) if (typeof v === 'number') out[k] = v;
+  return out;
 }
 
 /** Run-queue latency of the protect targets: the reason this agent exists. */

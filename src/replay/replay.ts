@@ -9,7 +9,7 @@ import { ClosedLoop } from '../engine/closed-loop.js';
 import { DecisionEngine, type Decision } from '../engine/engine.js';
 import { Guardrails } from '../engine/guardrails.js';
 import { createStrategies } from '../engine/registry.js';
-import { isRestore, RESTORE_KEY, type KnobValues } from '../engine/strategy.js';
+import { knobValuesOf, type KnobValues } from '../engine/strategy.js';
 import type { RecordingHeader } from './recording.js';
 import { ACTION_BOUNDS, ACTIONS } from '../actions/index.js';
 
@@ -59,13 +59,10 @@ export function replay(header: RecordingHeader, ticks: readonly TickSnapshot[], 
       if (d.kind === 'refused') rec.refusal = `${d.refusal?.code}: ${d.refusal?.reason}`;
       if (d.kind === 'proposed' || d.kind === 'revert') {
         const from = knobs.get(key) ?? {};
-        let to: KnobValues;
-        if (isRestore(d.nudge) && !Object.keys(d.nudge.desired).some((k) => k !== RESTORE_KEY)) {
-          to = { ...(originals.get(key) ?? from) };
-        } else {
-          to = { ...from };
-          for (const [k, v] of Object.entries(d.nudge.desired)) if (k !== RESTORE_KEY && typeof v === 'number') to[k] = v;
-        }
+        const to: KnobValues =
+          d.nudge.kind === 'restore' && d.nudge.desired === undefined
+            ? { ...(originals.get(key) ?? from) }
+            : { ...from, ...knobValuesOf(d.nudge) };
         if (!originals.has(key)) originals.set(key, { ...from });
         knobs.set(key, to);
         const orig = originals.get(key)!;

@@ -4,6 +4,7 @@ import type { StrategyNudge } from '../engine/strategy.js';
 
 /** A cpu_weight step on `batch`, judged by `web`'s run-queue p99, as the noisy-neighbor rule proposes one. */
 export const CPU_WEIGHT_NUDGE: StrategyNudge = {
+  kind: 'set',
   action: 'cpu_weight',
   target: 'batch',
   desired: { weight: 75 },

@@ -9,7 +9,7 @@
  * Which CPUs: the new set keeps the CPUs in use and adds from `prefer` (a CPU list, e.g. the idle ones) and then in
  * ascending order; a smaller N keeps `prefer` CPUs first. `cpulist` names the set exactly (pinning). Only CPUs the
  * target's cpusets allow are ever chosen, so a spread never reaches beyond what the administrator granted.
- * `{ restore: 1 }` puts every journaled original back.
+ * A restore puts every journaled original back, even one that names values (`restoresFromJournal`).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,7 +17,6 @@ import { TunerError, isTunerError } from '../../core/errors.js';
 import type { KnobRef, Target } from '../../core/types.js';
 import { kernelKnobIO, normalizeKnobValue, type KnobIO } from '../../cgroup/cgroup.js';
 import { controllerRootOf, detectLayout, type CgroupLayout } from '../../cgroup/layout.js';
-import { RESTORE_KEY } from '../../engine/strategy.js';
 import type { RestoreItem } from '../../journal/restore.js';
 import { formatCpuList, parseCpuList } from '../../signals/placement/cpulist.js';
 import {
@@ -29,7 +28,7 @@ import {
   threadAllowedCpus,
   type ProcRoots,
 } from '../../signals/placement/procfs.js';
-import { applyRestore, applyResult, restorePlan, type Action, type ActionPlan, type ApplyResult, type Desired, type PlannedChange } from '../action.js';
+import { applyResult, type Action, type ActionPlan, type ApplyResult, type Desired, type PlannedChange } from '../action.js';
 import type { KnobWriter, SetResult } from '../knob-writer.js';
 import { AFFINITY_SCHEME, affinityKnobPath } from './affinity.js';
 import { getAffinity } from './sched.js';
@@ -169,7 +168,6 @@ export function createCpusetSpreadAction(opts: CpusetSpreadOptions = {}): Action
     },
 
     plan(target: Target, desired: Desired): ActionPlan {
-      if (desired[RESTORE_KEY] === 1) return restorePlan(CPUSET_SPREAD, target.name);
       const { cpus: nCpus, cpuset: nCpuset, prefer, cpulist } = desired;
       const mode = nCpus !== undefined ? 'cpus' : nCpuset !== undefined ? 'cpuset' : undefined;
       if (mode === undefined || (nCpus !== undefined && nCpuset !== undefined)) {
@@ -247,7 +245,6 @@ export function createCpusetSpreadAction(opts: CpusetSpreadOptions = {}): Action
     },
 
     apply(plan: ActionPlan, writer: KnobWriter): ApplyResult {
-      if (plan.desired[RESTORE_KEY] === 1) return applyRestore(plan, writer);
       const results: SetResult[] = [];
       for (const c of plan.changes) {
         try {
@@ -262,6 +259,7 @@ export function createCpusetSpreadAction(opts: CpusetSpreadOptions = {}): Action
     },
 
     revert,
+    restoresFromJournal: true,
   };
 }
 

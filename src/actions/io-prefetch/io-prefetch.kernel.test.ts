@@ -20,7 +20,6 @@ import { ClosedLoop } from '../../engine/closed-loop.js';
 import { DecisionEngine } from '../../engine/engine.js';
 import { Guardrails } from '../../engine/guardrails.js';
 import { IoPrefetchRule } from '../../engine/heuristic/io-prefetch.js';
-import { isRestore } from '../../engine/strategy.js';
 import { Journal } from '../../journal/journal.js';
 import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../testing/cgroups.js';
 import { KnobWriter } from '../knob-writer.js';
@@ -227,7 +226,7 @@ describe('io_prefetch on a real loop device', () => {
       })) {
         if (d.kind !== 'proposed') continue;
         const from = ioPrefetch.read(t);
-        if (isRestore(d.nudge)) ioPrefetch.revert(t, writer);
+        if (d.nudge.kind === 'restore') ioPrefetch.revert(t, writer);
         else {
           residentBefore = residentBytes(streamed);
           ioPrefetch.apply(ioPrefetch.plan(t, d.nudge.desired), writer);

@@ -164,7 +164,7 @@ describe('io_prefetch', () => {
     expect(a.knobs(t).map((k) => k.path)).toEqual([knob]);
     expect(a.read(t)).toEqual({ readAheadKb: 1024, major: 7, minor: 0 });
     // A closed-loop revert is a plan back to the old value, after the evidence is gone.
-    a.apply(a.plan(t, { readAheadKb: 128, major: 7, minor: 0, restore: 1 }), w);
+    a.apply(a.plan(t, { readAheadKb: 128, major: 7, minor: 0 }), w);
     expect(read(knob)).toBe('128\n');
     a.revert(t, w);
     expect(journal.active()).toEqual([]);

@@ -8,7 +8,8 @@
  *     pages already moved stay where they are (they are on a node the original mems allowed too, so nothing is
  *     left out of bounds, and moving gigabytes back would cost as much again). Refused while the kernel's automatic
      NUMA balancing is on (kernel.numa_balancing ≠ 0): the kernel moves pages itself, and two movers would race.
- *   - `{ restore: 1 }` — put every journaled original back.
+ *
+ * A restore puts every journaled original back, even one that names values (`restoresFromJournal`).
  *
  * The cpuset cgroup is the target's own directory on v2, the same relative path under the v1 cpuset hierarchy on
  * v1 and hybrid hosts. Topology comes from /sys/devices/system/node; every root is injectable for tests.
@@ -19,7 +20,6 @@ import { TunerError, isTunerError } from '../../core/errors.js';
 import type { KnobRef, Target } from '../../core/types.js';
 import { kernelKnobIO, normalizeKnobValue, type KnobIO } from '../../cgroup/cgroup.js';
 import { detectLayout, type CgroupLayout } from '../../cgroup/layout.js';
-import { RESTORE_KEY } from '../../engine/strategy.js';
 import type { RestoreItem } from '../../journal/restore.js';
 import { formatCpuList, parseCpuList } from '../../signals/placement/cpulist.js';
 import {
@@ -30,7 +30,7 @@ import {
   type ProcRoots,
 } from '../../signals/placement/procfs.js';
 import { kernelNumaBalancing, nodeMemFreeKb, parseNumaMaps, readTopology, type NodeUsage } from '../../signals/numa/numa.js';
-import { applyRestore, applyResult, restorePlan, type Action, type ActionPlan, type ApplyResult, type Desired } from '../action.js';
+import { applyResult, type Action, type ActionPlan, type ApplyResult, type Desired } from '../action.js';
 import { affinityKnobPath } from '../cpuset-spread/affinity.js';
 import { cpusetDirOf, cpusetVersionOf } from '../cpuset-spread/cpuset-spread.js';
 import type { KnobWriter } from '../knob-writer.js';
@@ -152,7 +152,6 @@ export function createNumaRebalanceAction(opts: NumaRebalanceOptions = {}): Acti
     },
 
     plan(target: Target, desired: Desired): ActionPlan {
-      if (desired[RESTORE_KEY] === 1) return restorePlan(NUMA_REBALANCE, target.name);
       const { cpusNode, memNode } = desired;
       if ((cpusNode === undefined) === (memNode === undefined)) {
         throw fail(target, `desired must hold exactly one of cpusNode and memNode, got ${JSON.stringify(desired)}`);
@@ -224,7 +223,6 @@ export function createNumaRebalanceAction(opts: NumaRebalanceOptions = {}): Acti
     },
 
     apply(plan: ActionPlan, writer: KnobWriter): ApplyResult {
-      if (plan.desired[RESTORE_KEY] === 1) return applyRestore(plan, writer);
       const results = plan.changes.map((c) => writer.set(c.knob, NUMA_REBALANCE, c.to));
       const node = plan.desired.memNode;
       const target = movesPagesOf.get(plan);
@@ -247,6 +245,7 @@ export function createNumaRebalanceAction(opts: NumaRebalanceOptions = {}): Acti
     },
 
     revert,
+    restoresFromJournal: true,
   };
 }
 

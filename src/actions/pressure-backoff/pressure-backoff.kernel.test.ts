@@ -18,7 +18,6 @@ import { ClosedLoop } from '../../engine/closed-loop.js';
 import { DecisionEngine } from '../../engine/engine.js';
 import { Guardrails } from '../../engine/guardrails.js';
 import { PressureBackoffRule } from '../../engine/heuristic/pressure-backoff.js';
-import { isRestore } from '../../engine/strategy.js';
 import { Journal } from '../../journal/journal.js';
 import { cleanupAll, killAndWait, makeTestCgroup, spawnInCgroup, type SpawnedProcess, type TestCgroup } from '../../testing/cgroups.js';
 import { KnobWriter } from '../knob-writer.js';
@@ -145,7 +144,7 @@ describe('pressure_backoff on a real v1 cpu cgroup under stress-ng', () => {
         if (d.kind !== 'proposed') continue;
         const t = byName(d.nudge.target);
         const from = pressureBackoff.read(t);
-        if (isRestore(d.nudge)) pressureBackoff.revert(t, writer);
+        if (d.nudge.kind === 'restore') pressureBackoff.revert(t, writer);
         else pressureBackoff.apply(pressureBackoff.plan(t, d.nudge.desired), writer);
         engine.applied(d.id, from, pressureBackoff.read(t), now);
         quotas.push(readKnob(quotaFile));

@@ -3,7 +3,7 @@ import type { CpusetSpreadPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import { summarize, type PlacementStats } from '../../signals/placement/placement.js';
 import { Guardrails } from '../guardrails.js';
-import { RESTORE_KEY, type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
+import { type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import { CPUSET_SPREAD_ACTION, CpusetSpreadRule, nextSpread } from './cpuset-spread.js';
 import { runqlatWindow } from '../../signals/windows.js';
 import { ACTION_BOUNDS } from '../../actions/index.js';
@@ -145,11 +145,12 @@ describe('CpusetSpreadRule hysteresis and restore', () => {
   it('restores after calm_ticks without parallel demand, only when it holds a change', () => {
     expect(decide(['CALM', 'CALM', 'CALM'], { changed: true })).toEqual([]);
     const [n] = decide(['BUSY', 'CALM', 'CALM', 'CALM', 'CALM'], { changed: true });
-    expect(n).toMatchObject({ action: CPUSET_SPREAD_ACTION, target: 'db', desired: { [RESTORE_KEY]: 1 }, evidence: { runnable: 1 } });
+    expect(n).toMatchObject({ kind: 'restore', action: CPUSET_SPREAD_ACTION, target: 'db', evidence: { runnable: 1 } });
+    expect(n!.desired).toBeUndefined();
     expect(n!.reason).toMatch(/^calm: db had fewer than 2 runnable threads for 4 ticks \(1 now\); restoring/);
     expect(decide(['CALM', 'CALM', 'CALM', 'CALM'], { changed: false })).toEqual([]);
     // A target whose threads are all gone is calm too.
-    expect(decide(['NONE', 'NONE', 'NONE', 'NONE'], { changed: true })[0]!.desired).toEqual({ [RESTORE_KEY]: 1 });
+    expect(decide(['NONE', 'NONE', 'NONE', 'NONE'], { changed: true })[0]).toMatchObject({ kind: 'restore', target: 'db' });
   });
 
   it('replays: the same ticks give the same nudges', () => {
@@ -173,7 +174,7 @@ describe('nextSpread and the guardrail bounds', () => {
       for (const runnable of [2, 3, 8, 200]) {
         const to = nextSpread(cur, { runnable, allowedCpus: 128 });
         if (to === cur) continue;
-        const r = g.check({ action: CPUSET_SPREAD_ACTION, target: 'db', desired: { cpus: to, prefer: '' }, reason: '', rule: 'x', evidence: {} }, 0, {
+        const r = g.check({ kind: 'set', action: CPUSET_SPREAD_ACTION, target: 'db', desired: { cpus: to, prefer: '' }, reason: '', rule: 'x', evidence: {} }, 0, {
           current: { cpus: cur },
         });
         expect(r).toEqual({ ok: true });

@@ -136,6 +136,7 @@ export class CpusetSpreadRule implements Strategy {
         ? { targets: [name], metric: 'runqlat.p99', better: 'lower', unit: 'us', baselineTicks: pol.triggerTicks }
         : { targets: [name], metric: 'placement.pileup', better: 'lower', baselineTicks: pol.triggerTicks };
     return {
+      kind: 'set',
       action: CPUSET_SPREAD_ACTION,
       target: name,
       desired,

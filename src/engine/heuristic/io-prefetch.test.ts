@@ -8,7 +8,7 @@ import { DEFAULTS } from '../../config/defaults.js';
 import type { IoPrefetchPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import { Guardrails } from '../guardrails.js';
-import { RESTORE_KEY, isRestore, type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
+import { type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import { IO_PREFETCH_ACTION, IoPrefetchRule, blkioOf, isSmallStream, isStream, mainDevice } from './io-prefetch.js';
 import { blkioDevice, blkioWindow } from '../../signals/windows.js';
 import type { BlkioWindow } from '../../signals/blkio/blkio.js';
@@ -68,7 +68,7 @@ class SimulatedDevices {
     return { readAheadKb: this.kb.get(dev)!, major: major!, minor: minor! };
   }
   apply(n: StrategyNudge): void {
-    if (isRestore(n)) {
+    if (n.kind === 'restore') {
       for (const [dev, o] of this.original) {
         if (o.owner !== n.target) continue;
         this.kb.set(dev, o.kb);
@@ -153,7 +153,7 @@ describe('IoPrefetchRule', () => {
   it('keeps the raise while the stream goes on with the larger requests it caused, and restores once it ends', () => {
     const devs = new SimulatedDevices();
     const out = run([SMALL, SMALL, SMALL, LARGE, LARGE, LARGE, LARGE, LARGE, IDLE, IDLE, IDLE, IDLE].map(r), devs);
-    expect(out.map((ns) => ns.map((n) => (isRestore(n) ? 'restore' : n.desired.readAheadKb)))).toEqual([
+    expect(out.map((ns) => ns.map((n) => (n.kind === 'restore' ? 'restore' : n.desired.readAheadKb)))).toEqual([
       [],
       [],
       [1024],
@@ -231,7 +231,7 @@ describe('io_prefetch and guardrails', () => {
       reason: 'block device loop0 (7:0) is not among the configured devices (none listed), so io_prefetch only observes it — fix: add it to devices: in the config to let the agent change it',
     });
     // Restores are always allowed: they put back what was changed while the device was in scope.
-    expect(none.check({ ...n!, desired: { [RESTORE_KEY]: 1 } }, 0)).toEqual({ ok: true });
+    expect(none.check({ kind: 'restore', action: n!.action, target: n!.target, reason: 'calm', rule: n!.rule, evidence: {} }, 0)).toEqual({ ok: true });
     fs.rmSync(sys, { recursive: true, force: true });
     expect(g.check({ ...n!, desired: { ...n!.desired, readAheadKb: 100_000 } }, 0)).toMatchObject({ code: 'OUT_OF_BOUNDS' });
     expect(g.check({ ...n!, desired: { ...n!.desired, minor: -1 } }, 0)).toMatchObject({ code: 'OUT_OF_BOUNDS' });

@@ -146,6 +146,7 @@ export class IoPrefetchRule implements Strategy {
     const desired: Record<string, number> = { readAheadKb: p.readAheadKb, major: dev.major, minor: dev.minor };
     if (p.prefetchMb > 0) desired.prefetchMb = p.prefetchMb;
     return {
+      kind: 'set',
       action: IO_PREFETCH_ACTION,
       target: t.name,
       desired,

@@ -93,7 +93,7 @@ describe('NoisyNeighborRule trigger', () => {
   ])('%s → step: %s', (_name, seq, steps) => {
     const nudges = lastTick(seq);
     expect(nudges.length > 0).toBe(steps);
-    if (steps) expect(nudges[0]).toMatchObject({ action: 'cpu_weight', target: 'batch', desired: { weight: 75 } });
+    if (steps) expect(nudges[0]).toMatchObject({ kind: 'set', action: 'cpu_weight', target: 'batch', desired: { weight: 75 } });
   });
 
   it('any protect target being hot triggers, naming the worst', () => {
@@ -197,7 +197,7 @@ describe('NoisyNeighborRule restore and hysteresis', () => {
     expect(nudges.length > 0).toBe(restores);
     if (restores) {
       expect(nudges).toHaveLength(1);
-      expect(nudges[0]).toMatchObject({ target: 'batch', desired: { weight: 100, restore: 1 } });
+      expect(nudges[0]).toMatchObject({ kind: 'restore', target: 'batch', desired: { weight: 100 } });
       expect(nudges[0]!.reason).toMatch(/^calm: /);
     }
   });
@@ -216,20 +216,20 @@ describe('NoisyNeighborRule restore and hysteresis', () => {
     // Quiet for four ticks of five: still held; for five: given back.
     const quietFrom = (first: number): OnCpu => (i) => (i >= first ? QUIET(i) : { batch: 1_900_000, backup: 300_000 });
     expect(lastTickOf(calm, held, policy, targets, quietFrom(16))).toEqual([]);
-    expect(lastTickOf(calm, held, policy, targets, quietFrom(15))).toMatchObject([{ target: 'batch', desired: { weight: 100, restore: 1 } }]);
+    expect(lastTickOf(calm, held, policy, targets, quietFrom(15))).toMatchObject([{ target: 'batch', kind: 'restore', desired: { weight: 100 } }]);
   });
 
   it('gives back the neighbour that went quiet and holds the one still busy', () => {
     const both: Knobs = { weights: { batch: 42, backup: 50 }, changed: ['batch', 'backup'], originals: { batch: 100, backup: 100 } };
     const nudges = lastTickOf(Array<P99>(5).fill(CALM), both, policy, targets, () => ({ batch: 1_900_000, backup: 0 }));
-    expect(nudges).toMatchObject([{ target: 'backup', desired: { weight: 100, restore: 1 } }]);
+    expect(nudges).toMatchObject([{ target: 'backup', kind: 'restore', desired: { weight: 100 } }]);
   });
 
   it('restores on calm alone with release_below_cpus above the CPU count, and with no protect target', () => {
     expect(lastTickOf(Array<P99>(5).fill(CALM), held, { ...policy, releaseBelowCpus: 1024 })).toMatchObject([{ target: 'batch', desired: { weight: 100 } }]);
     const noProtect = targets.filter((t) => t.role === 'noisy');
     const [n] = lastTickOf([null], held, policy, noProtect);
-    expect(n).toMatchObject({ target: 'batch', desired: { weight: 100, restore: 1 } });
+    expect(n).toMatchObject({ target: 'batch', kind: 'restore', desired: { weight: 100 } });
     expect(n!.reason).toBe('calm: no protect target configured; restoring batch cpu.weight 42 → 100');
   });
 
@@ -239,7 +239,8 @@ describe('NoisyNeighborRule restore and hysteresis', () => {
 
   it('asks the action to restore its journaled original when the original is not known here', () => {
     const [n] = lastTick([CALM, CALM, CALM, CALM, CALM], { weights: { batch: 42 }, changed: ['batch'] });
-    expect(n!.desired).toEqual({ restore: 1 });
+    expect(n).toMatchObject({ kind: 'restore', target: 'batch' });
+    expect(n!.desired).toBeUndefined();
     expect(n!.reason).toContain('cpu.weight 42 → its journaled original');
   });
 
@@ -283,8 +284,8 @@ describe('NoisyNeighborRule below the weight floor: cpu.idle', () => {
 
   it('gives an idle target back with a pure restore: the action undoes cpu.idle, then the weight', () => {
     const [n] = lastTick([CALM, CALM, CALM, CALM, CALM], { ...atFloor, idle: { batch: 1, backup: 0 }, changed: ['batch'], originals: { batch: 100 } }, policy, targets, QUIET);
-    expect(n).toMatchObject({ target: 'batch', desired: { restore: 1 } });
-    expect(n!.desired).toEqual({ restore: 1 });
+    expect(n).toMatchObject({ kind: 'restore', target: 'batch' });
+    expect(n!.desired).toBeUndefined();
     expect(n!.reason).toContain('restoring batch cpu.idle 1 and cpu.weight → their journaled originals');
     expect(n!.evidence).toMatchObject({ fromWeight: floor, fromIdle: 1 });
   });
@@ -322,6 +323,6 @@ describe('NoisyNeighborRule on the share of time waiting', () => {
     // 8%: below the hot line (10%), above calm (5%): hold.
     expect(run(Array(10).fill(0.08), held)).toEqual([]);
     const [n] = run(Array(10).fill(0.01), held);
-    expect(n).toMatchObject({ target: 'batch', desired: { weight: 100, restore: 1 } });
+    expect(n).toMatchObject({ kind: 'restore', target: 'batch', desired: { weight: 100 } });
   });
 });

@@ -22,7 +22,7 @@
 import type { NoisyNeighborPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import { formatUs, ordinal } from '../format.js';
-import { RESTORE_KEY, type DecideInput, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
+import { type DecideInput, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import { cmp, recallNothing, recallSignal, streak } from './common.js';
 
 export const NOISY_NEIGHBOR_RULE = 'noisy-neighbor';
@@ -136,6 +136,7 @@ export class NoisyNeighborRule implements Strategy {
       const perS = windowS > 0 ? c.oncpuUs / windowS : c.oncpuUs;
       const rank = i === 0 ? 'the busiest' : `the ${ordinal(i + 1)} busiest`;
       return {
+        kind: 'set',
         action: CPU_WEIGHT_ACTION,
         target: c.name,
         desired: c.desired,
@@ -211,12 +212,11 @@ export class NoisyNeighborRule implements Strategy {
       if (from !== undefined) evidence.fromWeight = from;
       if (idle) evidence.fromIdle = 1;
       if (original !== undefined) evidence.toWeight = original;
-      const desired: Record<string, number> =
-        original !== undefined ? { weight: original, [RESTORE_KEY]: 1 } : { [RESTORE_KEY]: 1 };
       return {
+        kind: 'restore',
         action: CPU_WEIGHT_ACTION,
         target: t.name,
-        desired,
+        ...(original !== undefined ? { desired: { weight: original } } : {}),
         reason: `${why}${released(t.name)}; restoring ${t.name} ${move}`,
         rule: NOISY_NEIGHBOR_RULE,
         evidence,

@@ -124,6 +124,7 @@ export class NumaRebalanceRule implements Strategy {
       move = `moving its CPUs to node ${n.memNode} (cpuset.cpus)`;
     }
     return {
+      kind: 'set',
       action: NUMA_REBALANCE_ACTION,
       target: name,
       desired,

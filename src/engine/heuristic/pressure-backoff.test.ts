@@ -4,7 +4,7 @@ import { DEFAULTS } from '../../config/defaults.js';
 import type { PressureBackoffPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import { Guardrails } from '../guardrails.js';
-import { isRestore, type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
+import { type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import {
   PRESSURE_BACKOFF_ACTION,
   PressureBackoffRule,
@@ -62,7 +62,7 @@ class SimulatedKnobs {
   }
   apply(n: StrategyNudge): void {
     if (!this.original.has(n.target)) this.original.set(n.target, this.quota.get(n.target) ?? 'max');
-    if (isRestore(n)) {
+    if (n.kind === 'restore') {
       this.quota.set(n.target, this.original.get(n.target)!);
       this.original.delete(n.target);
     } else this.quota.set(n.target, n.desired.quotaCpus as number);
@@ -141,7 +141,7 @@ describe('AIMD arithmetic', () => {
     const out = run([{ ...HOT, usage: { batch: 1 } }, { ...HOT, usage: { batch: 1 } }, { ...HOT, usage: { batch: 1 } }, CALM, CALM], knobs, policy);
     expect(out[2]!.map((n) => n.desired)).toEqual([{ quotaCpus: 0.5, cause: expect.any(String) }]);
     expect(out[3]!.map((n) => n.desired)).toEqual([{ quotaCpus: 0.75, cause: expect.any(String) }]);
-    expect(out[4]).toMatchObject([{ desired: { restore: 1 } }]);
+    expect(out[4]).toMatchObject([{ kind: 'restore' }]);
     expect(out[4]![0]!.reason).toMatch(/one more step reaches the original; restoring batch CPU quota 0\.75 CPUs → 1 CPU$/);
     expect(knobs.quota.get('batch')).toBe(1);
   });
@@ -200,7 +200,7 @@ describe('PressureBackoffRule choice of offender', () => {
     run([0, 1, 2].map(() => ({ ...HOT, ...(usage ? { usage } : {}) })), knobs, policy, tgts).at(-1)!;
 
   it('takes the busiest noisy target, one per tick', () => {
-    expect(decide({ batch: 0.3, backup: 1.2 }).map((n) => [n.target, n.desired.quotaCpus])).toEqual([['backup', 0.6]]);
+    expect(decide({ batch: 0.3, backup: 1.2 }).map((n) => [n.target, n.desired?.quotaCpus])).toEqual([['backup', 0.6]]);
   });
 
   it('ties go by name, and an idle target is no suspect', () => {
@@ -213,13 +213,13 @@ describe('PressureBackoffRule choice of offender', () => {
     const rule = new PressureBackoffRule(policy);
     const snaps = [0, 1, 2].map((i) => ({ ...snapshot(i, HOT), targets: { web: { name: 'web', role: 'protect' as const } } }));
     const out = rule.decide(new SimulatedKnobs().input(snaps[2]!, snaps.slice(0, 2).map((h) => rule.recall(h)), tgts));
-    expect(out.map((n) => [n.target, n.desired.quotaCpus])).toEqual([['backup', 1]]);
+    expect(out.map((n) => [n.target, n.desired?.quotaCpus])).toEqual([['backup', 1]]);
   });
 
   it('skips a target at the floor or without a readable quota for the next one', () => {
     const knobs = new SimulatedKnobs();
     knobs.quota.set('batch', 0.2);
-    expect(decide({ batch: 1.8, backup: 0.3 }, knobs).map((n) => [n.target, n.desired.quotaCpus])).toEqual([['backup', 0.2]]);
+    expect(decide({ batch: 1.8, backup: 0.3 }, knobs).map((n) => [n.target, n.desired?.quotaCpus])).toEqual([['backup', 0.2]]);
     const pidsOnly = new SimulatedKnobs();
     pidsOnly.current = (t) => (t === 'backup' ? { quotaCpus: 2, unlimited: 1 } : undefined);
     expect(decide({ batch: 1.8, backup: 0.3 }, pidsOnly).map((n) => n.target)).toEqual(['backup']);
@@ -227,7 +227,7 @@ describe('PressureBackoffRule choice of offender', () => {
 
   it('cuts from what the target used when that is below its quota', () => {
     const knobs = new SimulatedKnobs(64);
-    expect(decide({ batch: 1.2 }, knobs, targets.filter((t) => t.name !== 'backup'))[0]!.desired.quotaCpus).toBe(0.6);
+    expect(decide({ batch: 1.2 }, knobs, targets.filter((t) => t.name !== 'backup'))[0]!.desired?.quotaCpus).toBe(0.6);
   });
 });
 
@@ -241,9 +241,9 @@ describe('PressureBackoffRule when calm', () => {
     const rule = new PressureBackoffRule({ ...policy, increaseStepCpus: 0.01 });
     const snaps = [0, 1, 2, 3, 4, 5].map((i) => snapshot(i, CALM));
     const out = rule.decide(knobs.input(snaps[5]!, snaps.slice(0, 5)));
-    expect(out.map((n) => [n.target, n.desired])).toEqual([
-      ['backup', { restore: 1 }],
-      ['batch', { restore: 1 }],
+    expect(out.map((n) => [n.target, n.kind, n.desired])).toEqual([
+      ['backup', 'restore', undefined],
+      ['batch', 'restore', undefined],
     ]);
     expect(out[1]!.reason).toBe(
       'calm: no PSI some avg10 above 20% for 6 ticks (worst now host cpu PSI some avg10 3%); restoring batch CPU quota 0.2 CPUs → unlimited',

@@ -179,6 +179,7 @@ export class PressureBackoffRule implements Strategy {
       if (r.ownPsi !== undefined) evidence.ownPsiSomeAvg10 = r.ownPsi;
       return [
         {
+          kind: 'set',
           action: PRESSURE_BACKOFF_ACTION,
           target: r.name,
           desired: { quotaCpus: to, cause },
@@ -213,6 +214,7 @@ export class PressureBackoffRule implements Strategy {
     if (worstNow !== undefined) evidence.psiSomeAvg10 = worstNow.value;
     return [
       {
+        kind: 'set',
         action: PRESSURE_BACKOFF_ACTION,
         target: t.name,
         desired: { quotaCpus: to, cause: `${bar}, giving CPU back step by step` },

@@ -106,7 +106,7 @@ describe('createStrategies and strategy.kind', () => {
     const [s] = createStrategies(config({ kind: 'learned' }), { actions: ALL, stateDir: dir });
     const ticks = hotTicks();
     let nudge;
-    for (let i = 0; i < 3 && nudge === undefined; i++) nudge = s!.decide(ticks.next().value!).find((n) => n.desired.restore !== 1);
+    for (let i = 0; i < 3 && nudge === undefined; i++) nudge = s!.decide(ticks.next().value!).find((n) => n.kind === 'set');
     expect(existsSync(path.join(dir, MODEL_FILE))).toBe(false);
     const fb: StrategyFeedback = {
       decisionId: 'd-1',

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import type { Verdict } from '../closed-loop.js';
 import { Guardrails, type ActionBounds } from '../guardrails.js';
-import type { DecideInput, KnobValues, StrategyFeedback, StrategyNudge, StrategyTarget } from '../strategy.js';
+import { knobValuesOf, type DecideInput, type KnobValues, type StrategyFeedback, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import {
   LearnedStrategy,
   type LearnedNudge,
@@ -55,9 +55,9 @@ class Knobs {
     const key = `${n.target}/${n.action}`;
     if (!this.originals.has(key)) this.originals.set(key, { ...this.values.get(key)! });
     const v = { ...this.values.get(key)! };
-    for (const [k, x] of Object.entries(n.desired)) if (k !== 'restore' && typeof x === 'number') v[k] = x;
+    Object.assign(v, knobValuesOf(n));
     this.values.set(key, v);
-    if (n.desired.restore === 1) this.originals.delete(key);
+    if (n.kind === 'restore') this.originals.delete(key);
   }
 }
 
@@ -225,7 +225,7 @@ describe('LearnedStrategy: safe exploration', () => {
     const [n] = d.tick(9000);
     d.tick(9000);
     d.verdict(n!, 'revert', 9000, 9000);
-    d.knobs.apply({ ...n!, desired: { weight: 100, restore: 1 } });
+    d.knobs.apply({ ...n!, kind: 'restore', desired: { weight: 100 } });
     d.tick(9000);
     expect(choices.at(-1)!.estimates.find((e) => e.arm === 'cpu_weight')!.skip).toMatch(/guardrails would refuse: learned:cpu_weight on batch is penalised/);
   });
@@ -293,7 +293,7 @@ describe('LearnedStrategy: learning', () => {
     const outcomes: LearnerOutcome[] = [];
     const l = learner({ onOutcome: (o) => outcomes.push(o) });
     const before = snap(1, 9000);
-    const nudge: StrategyNudge = { action: 'cpu_weight', target: 'batch', desired: { weight: 50 }, reason: '', rule: 'noisy-neighbor', evidence: {} };
+    const nudge: StrategyNudge = { kind: 'set', action: 'cpu_weight', target: 'batch', desired: { weight: 50 }, reason: '', rule: 'noisy-neighbor', evidence: {} };
     l.observe({
       decisionId: 'x',
       nudge,
@@ -310,7 +310,7 @@ describe('LearnedStrategy: learning', () => {
     const a = learner();
     const d = new Driver(a);
     for (let i = 0; i < 30; i++) {
-      for (const n of d.tick(i % 6 < 4 ? 9000 : 1000)) if (n.desired.restore !== 1) d.verdict(n, 'kept', 9000, 6000);
+      for (const n of d.tick(i % 6 < 4 ? 9000 : 1000)) if (n.kind === 'set') d.verdict(n, 'kept', 9000, 6000);
     }
     const saved = structuredClone(a.model);
     const b = learner({ model: saved });
@@ -322,14 +322,14 @@ describe('LearnedStrategy: learning', () => {
 describe('LearnedStrategy: restoring', () => {
   it('restores every held change of its actions once calm, with the journaled original', () => {
     const d = new Driver(learner());
-    d.knobs.apply({ action: 'cpu_weight', target: 'batch', desired: { weight: 50 }, reason: '', rule: 'x', evidence: {} });
-    d.knobs.apply({ action: 'cpuset_spread', target: 'web', desired: { cpus: 2 }, reason: '', rule: 'x', evidence: {} });
+    d.knobs.apply({ kind: 'set', action: 'cpu_weight', target: 'batch', desired: { weight: 50 }, reason: '', rule: 'x', evidence: {} });
+    d.knobs.apply({ kind: 'set', action: 'cpuset_spread', target: 'web', desired: { cpus: 2 }, reason: '', rule: 'x', evidence: {} });
     expect(d.tick(1000)).toEqual([]);
     expect(d.tick(1000)).toEqual([]);
     const r = d.tick(1000);
-    expect(r.map((n) => [n.action, n.target, n.desired, n.rule])).toEqual([
-      ['cpu_weight', 'batch', { weight: 100, restore: 1 }, 'learned:cpu_weight'],
-      ['cpuset_spread', 'web', { cpus: 1, restore: 1 }, 'learned:cpuset_spread'],
+    expect(r.map((n) => [n.kind, n.action, n.target, n.desired, n.rule])).toEqual([
+      ['restore', 'cpu_weight', 'batch', { weight: 100 }, 'learned:cpu_weight'],
+      ['restore', 'cpuset_spread', 'web', { cpus: 1 }, 'learned:cpuset_spread'],
     ]);
     expect(r[0]!.reason).toMatch(/^calm: every protect target's run-queue p99 < 2 ms for 3 ticks; restoring batch cpu_weight to weight 100/);
     expect(d.tick(1000)).toEqual([]);
@@ -337,7 +337,7 @@ describe('LearnedStrategy: restoring', () => {
 
   it('holds in the band between calm and hot', () => {
     const d = new Driver(learner());
-    d.knobs.apply({ action: 'cpu_weight', target: 'batch', desired: { weight: 50 }, reason: '', rule: 'x', evidence: {} });
+    d.knobs.apply({ kind: 'set', action: 'cpu_weight', target: 'batch', desired: { weight: 50 }, reason: '', rule: 'x', evidence: {} });
     for (let i = 0; i < 6; i++) expect(d.tick(3000)).toEqual([]);
   });
 });
@@ -346,7 +346,7 @@ describe('LearnedStrategy: restoring', () => {
 function trained(arm: string, reward: number): LearnerModel {
   const l = learner();
   const s = snap(1, 9000);
-  const nudge: StrategyNudge = { action: arm, target: 'batch', desired: {}, reason: '', rule: `learned:${arm}`, evidence: {} };
+  const nudge: StrategyNudge = { kind: 'set', action: arm, target: 'batch', desired: {}, reason: '', rule: `learned:${arm}`, evidence: {} };
   for (let i = 0; i < 10; i++) {
     l.observe({
       decisionId: `t${i}`,

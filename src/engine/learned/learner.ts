@@ -9,13 +9,13 @@
  * from the snapshots, randomness from a seeded generator, and persistence from the onModelChange callback.
  */
 import { TunerError } from '../../core/errors.js';
-import type { TickSnapshot } from '../../core/types.js';
+import type { SetNudge, TickSnapshot } from '../../core/types.js';
 import { improvementOf, median, metricValue } from '../closed-loop.js';
 import { formatUs } from '../format.js';
 import {
-  RESTORE_KEY,
-  isRestore,
+  knobValuesOf,
   type DecideInput,
+  type NudgeGoal,
   type Objective,
   type Strategy,
   type StrategyFeedback,
@@ -143,8 +143,8 @@ export interface LearnerOutcome {
   onPolicy: boolean;
 }
 
-/** A learned nudge carries the estimates behind it, for `explain`. */
-export interface LearnedNudge extends StrategyNudge {
+/** A learned nudge carries the estimates behind it, for `explain`. An arm always moves a knob; restores are no arm's. */
+export interface LearnedNudge extends SetNudge, NudgeGoal {
   learner: {
     arm: string;
     explorationScale: number;
@@ -400,7 +400,7 @@ export class LearnedStrategy implements Strategy {
   #refusal(t: CandidateTemplate, c: Candidate, input: DecideInput): string | undefined {
     const b = this.#backoff.get(armKey(t.name, c.target));
     if (b !== undefined && b.until > this.#tick) return `not applied on ${c.target} last time; retry in ${b.until - this.#tick} ticks`;
-    const why = input.refusal?.({ action: t.action, target: c.target, desired: c.desired, reason: '', rule: `${LEARNED_RULE_PREFIX}${t.name}`, evidence: {} });
+    const why = input.refusal?.({ kind: 'set', action: t.action, target: c.target, desired: c.desired, reason: '', rule: `${LEARNED_RULE_PREFIX}${t.name}`, evidence: {} });
     return why === undefined ? undefined : `guardrails would refuse: ${why}`;
   }
 
@@ -440,6 +440,7 @@ export class LearnedStrategy implements Strategy {
       (rivals.length > 0 ? ` (vs ${rivals.join(', ')})` : '') +
       `, exploring at ${fmt(scale)}; ${c.move}`;
     return {
+      kind: 'set',
       action: t.action,
       target: c.target,
       desired: { ...c.desired },
@@ -465,11 +466,11 @@ export class LearnedStrategy implements Strategy {
       for (const t of targets) {
         if (!acting(t.name) || !input.changed(t.name, action)) continue;
         const original = input.original?.(t.name, action);
-        const desired: Record<string, number> = original !== undefined ? { ...original, [RESTORE_KEY]: 1 } : { [RESTORE_KEY]: 1 };
         out.push({
+          kind: 'restore',
           action,
           target: t.name,
-          desired,
+          ...(original !== undefined ? { desired: { ...original } } : {}),
           reason:
             `calm: every protect target's run-queue p99 < ${formatUs(calmBelow)} for ${p.calmTicks} ticks; ` +
             `restoring ${t.name} ${action} to ${original !== undefined ? describe(original) : 'its journaled original'}`,
@@ -509,7 +510,7 @@ export class LearnedStrategy implements Strategy {
         if (!e.checked && age >= 1) {
           e.checked = true;
           const cur = input.current(p.target, p.action);
-          const applied = input.changed(p.target, p.action) || (cur !== undefined && holds(cur, p.nudge.desired));
+          const applied = input.changed(p.target, p.action) || (cur !== undefined && holds(cur, knobValuesOf(p.nudge)));
           if (!applied) {
             // Refused or failed: the engine says so only by never answering. Free the slot and try other arms first.
             this.#backOff(p);
@@ -544,7 +545,7 @@ export class LearnedStrategy implements Strategy {
   }
 
   #learn(o: StrategyFeedback, own: boolean): void {
-    if (isRestore(o.nudge)) return;
+    if (o.nudge.kind === 'restore') return;
     const p = own ? this.#awaiting.get(o.nudge) : undefined;
     const arm = p?.arm ?? this.#armFor(o.nudge);
     if (arm === undefined) return;
@@ -687,9 +688,9 @@ function streak(input: DecideInput, name: string, cap: number, holds: (p99: numb
   return n;
 }
 
-/** Whether the knob already holds every numeric value of `desired`. */
-function holds(current: Record<string, number>, desired: Record<string, number | string>): boolean {
-  return Object.entries(desired).every(([k, v]) => k === RESTORE_KEY || typeof v !== 'number' || current[k] === v);
+/** Whether the knob already holds every one of `values`. */
+function holds(current: Record<string, number>, values: Record<string, number>): boolean {
+  return Object.entries(values).every(([k, v]) => current[k] === v);
 }
 
 function armKey(arm: string, target: string): string {

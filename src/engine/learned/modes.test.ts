@@ -31,7 +31,7 @@ function world(strategy: Strategy) {
       });
       for (const d of ds) {
         if (d.kind !== 'proposed' && d.kind !== 'revert') continue;
-        const { from, to } = host.apply(d.nudge.desired, d.nudge.target, d.nudge.action);
+        const { from, to } = host.apply(d.nudge);
         engine.applied(d.id, from, to, now);
       }
       out.push(...ds);
@@ -115,7 +115,7 @@ function trainedOnPileup() {
   const host = new SimHost(9);
   host.begin('cpu-pileup');
   const before = host.snapshot(1000);
-  const nudge = { action: 'cpuset_spread', target: 'web', desired: { cpus: 2 }, reason: '', rule: 'learned:cpuset_spread', evidence: {} };
+  const nudge = { kind: 'set' as const, action: 'cpuset_spread', target: 'web', desired: { cpus: 2 }, reason: '', rule: 'learned:cpuset_spread', evidence: {} };
   for (let i = 0; i < 8; i++) {
     learner.observe({
       decisionId: `t${i}`,

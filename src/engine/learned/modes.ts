@@ -7,7 +7,7 @@
  * A learner that throws is reported and skipped for that tick; the rules' nudges (and every restore) still go out.
  * The rules are asked in order, as the engine would ask them; each one's feedback goes back to it.
  */
-import { isRestore, type DecideInput, type Strategy, type StrategyFeedback, type StrategyNudge } from '../strategy.js';
+import { type DecideInput, type Strategy, type StrategyFeedback, type StrategyNudge } from '../strategy.js';
 import { isLearnedNudge, type LearnedStrategy, type LearnerChoice } from './learner.js';
 
 /** A choice the learner made without acting on it; a `channels.decision`-like payload with kind 'shadow'. */
@@ -88,7 +88,7 @@ abstract class Mode implements Strategy {
     if (choice === undefined || choice.acting || this.opts.onShadow === undefined) return;
     this.#counter++;
     const n = choice.nudge;
-    const heuristic = acted.filter((a) => !isRestore(a));
+    const heuristic = acted.filter((a) => a.kind === 'set');
     const did =
       heuristic.length > 0
         ? heuristic.map((a) => `${a.rule} ${a.target} ${a.action} ${JSON.stringify(a.desired)}`).join('; ')
@@ -157,7 +157,7 @@ export class CanaryStrategy extends Mode {
     const r = this.ask(input, (t) => t === undefined || this.#canary(t));
     const mine = new Set(r.nudges.map((n) => `${n.action}\u0000${n.target}`));
     const fromRules = this.rules(input).filter((n) =>
-      isRestore(n) ? !mine.has(`${n.action}\u0000${n.target}`) : !(this.#covered.has(n.action) && this.#canary(n.target)),
+      n.kind === 'restore' ? !mine.has(`${n.action}\u0000${n.target}`) : !(this.#covered.has(n.action) && this.#canary(n.target)),
     );
     this.shadow(r.choice, fromRules);
     // The learner's nudges first: on a knob both name in one tick, the engine lets the earlier one through.

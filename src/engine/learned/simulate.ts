@@ -14,12 +14,12 @@
  * nothing"). Every outcome is scored with the learner's own reward, so strategies are compared on one scale.
  */
 import type { NoisyNeighborPolicy } from '../../config/types.js';
-import type { TargetSignals, TickSnapshot } from '../../core/types.js';
+import type { Nudge, TargetSignals, TickSnapshot } from '../../core/types.js';
 import { ClosedLoop, improvementOf, median, metricValue } from '../closed-loop.js';
 import { DecisionEngine, type Decision } from '../engine.js';
 import { Guardrails, type ActionBounds } from '../guardrails.js';
 import { NoisyNeighborRule } from '../heuristic/noisy-neighbor.js';
-import { RESTORE_KEY, isRestore, type KnobValues, type Strategy, type StrategyTarget } from '../strategy.js';
+import { knobValuesOf, type KnobValues, type Strategy, type StrategyTarget } from '../strategy.js';
 import { NOOP_ARM } from './candidates.js';
 import { LEARNED_RULE_PREFIX, LearnedStrategy, type LearnerOptions } from './learner.js';
 import { Prng } from './prng.js';
@@ -213,16 +213,15 @@ export class SimHost {
   }
 
   /** Apply a proposed or revert decision the way the agent would; returns (from, to). */
-  apply(desired: Record<string, number | string>, target: string, action: string): { from: KnobValues; to: KnobValues } {
-    const k = this.#knob(target, action);
+  apply(nudge: Nudge): { from: KnobValues; to: KnobValues } {
+    const k = this.#knob(nudge.target, nudge.action);
     const from = { ...k.value };
-    const restore = desired[RESTORE_KEY] === 1;
-    const values = Object.entries(desired).filter(([key, v]) => key !== RESTORE_KEY && typeof v === 'number');
-    if (restore && values.length === 0) {
+    const restore = nudge.kind === 'restore';
+    if (restore && nudge.desired === undefined) {
       if (k.original !== undefined) k.value = { ...k.original };
     } else {
       if (!restore && k.original === undefined) k.original = { ...k.value };
-      for (const [key, v] of values) k.value[key] = v as number;
+      Object.assign(k.value, knobValuesOf(nudge));
     }
     if (restore && k.original !== undefined && sameValues(k.value, k.original)) delete k.original;
     return { from, to: { ...k.value } };
@@ -383,7 +382,7 @@ export class Simulation {
     for (let t = 1; t <= decideBy + 3 * w + 10; t++) {
       const ds = this.#tick();
       if (acted === undefined) {
-        const p = ds.find((d) => d.kind === 'proposed' && !isRestore(d.nudge));
+        const p = ds.find((d) => d.kind === 'proposed' && d.nudge.kind === 'set');
         if (p !== undefined) acted = { id: p.id, arm: armOf(p), at: this.#snapshots.length - 1 };
         else if (t >= decideBy) return this.#noop(scenario, start, w);
         continue;
@@ -447,7 +446,7 @@ export class Simulation {
     });
     for (const d of ds) {
       if (d.kind !== 'proposed' && d.kind !== 'revert') continue;
-      const { from, to } = this.host.apply(d.nudge.desired, d.nudge.target, d.nudge.action);
+      const { from, to } = this.host.apply(d.nudge);
       this.engine.applied(d.id, from, to, now);
     }
     this.decisions.push(...ds);
