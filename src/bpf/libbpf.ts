@@ -5,6 +5,7 @@
  *
  * Everything here is synchronous and must be called on the main thread (libbpf is not thread-safe per object).
  */
+import { constants as osConstants } from 'node:os';
 import koffi, { type LibraryHandle } from 'koffi';
 import { TunerError } from '../core/errors.js';
 
@@ -79,6 +80,9 @@ export const c = {
   vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *args)'),
   close: libc.func('int close(int fd)'),
   strerror: libc.func('const char *strerror(int errnum)'),
+  sigfillset: libc.func('int sigfillset(_Out_ uint8_t *set)'),
+  sigdelset: libc.func('int sigdelset(_Inout_ uint8_t *set, int signum)'),
+  pthread_sigmask: libc.func('int pthread_sigmask(int how, const uint8_t *set, _Out_ uint8_t *oldset)'),
 };
 
 export const BPF_ANY = 0;
@@ -96,6 +100,34 @@ export const MapType = {
   RINGBUF: 27,
   TASK_STORAGE: 29,
 } as const;
+
+/** glibc's sigset_t: 1024 bits. */
+const SIGSET_BYTES = 128;
+const SIG_BLOCK = 0;
+const SIG_SETMASK = 2;
+/** Signals a thread raises on itself (faults, abort): blocking them would not defer them but kill the process. */
+const SYNCHRONOUS = ['SIGILL', 'SIGTRAP', 'SIGABRT', 'SIGBUS', 'SIGFPE', 'SIGSEGV', 'SIGSYS'] as const;
+
+/**
+ * Runs `fn` with every asynchronous signal blocked on the calling thread, and delivers what arrived afterwards. The
+ * verifier gives up with EAGAIN whenever a signal is pending for the loading thread, and libbpf's few retries do not
+ * outlast a sender that keeps sending: `node --cpu-prof` sends the main thread SIGPROF every millisecond, longer than
+ * one verification takes, so the agent could not load under the profiler. Signals sent to the process go to another
+ * thread meanwhile; those aimed at this one (the profiler's) wait until the load is done.
+ */
+export function withSignalsBlocked<T>(fn: () => T): T {
+  const set = Buffer.alloc(SIGSET_BYTES);
+  const old = Buffer.alloc(SIGSET_BYTES);
+  c.sigfillset(set);
+  for (const name of SYNCHRONOUS) c.sigdelset(set, osConstants.signals[name]);
+  const rc = c.pthread_sigmask(SIG_BLOCK, set, old) as number;
+  if (rc !== 0) return fn();
+  try {
+    return fn();
+  } finally {
+    c.pthread_sigmask(SIG_SETMASK, old, null);
+  }
+}
 
 export function errnoName(err: number): string {
   const e = Math.abs(err);

@@ -6,7 +6,7 @@
  */
 import { TunerError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { bpf, koffi, strerror, type Ptr } from './libbpf.js';
+import { bpf, koffi, strerror, withSignalsBlocked, type Ptr } from './libbpf.js';
 import { BpfMap } from './map.js';
 import { routeLibbpfLog, withCapturedLog } from './print.js';
 import { withTracefs } from './tracefs.js';
@@ -116,7 +116,7 @@ export class BpfObject {
   }
 
   load(): void {
-    const { result: rc, log } = withCapturedLog(() => bpf.bpf_object__load(this.h) as number);
+    const { result: rc, log } = withCapturedLog(() => withSignalsBlocked(() => bpf.bpf_object__load(this.h) as number));
     if (rc < 0) {
       const verifier = /BEGIN PROG LOAD LOG/.test(log);
       const which = /prog '([^']+)': (?:BPF program load failed|failed to load)/.exec(log)?.[1];

@@ -18,8 +18,12 @@ export interface AgentProcess extends SpawnedProcess {
   stderr(): string;
 }
 
-export function startAgent(args: string[]): AgentProcess {
-  const p = spawnTracked(CLI, ['run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** `ebpf-tuner run ARGS`; with `nodeFlags`, as `node FLAGS bin/ebpf-tuner run ARGS` (e.g. a profiler's). */
+export function startAgent(args: string[], nodeFlags: string[] = []): AgentProcess {
+  const p =
+    nodeFlags.length === 0
+      ? spawnTracked(CLI, ['run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawnTracked(process.execPath, [...nodeFlags, CLI, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Record<string, unknown>[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   let err = '';
