@@ -5,25 +5,86 @@
  *   #/target/NAME   one target's charts with human titles and units, gaps with their reason, latest facts;
  *   #/decision/ID   one decision with the text `ebpf-tuner explain ID` prints.
  * The overview loads /api/overview (a few numbers per target and tick) and follows /api/stream?view=overview; uPlot
- * is loaded only when a target is opened. Plain browser JavaScript with no build step.
+ * is loaded only when a target is opened. Plain browser JavaScript with no build step: it is type-checked
+ * (tsconfig.dashboard.json, part of `npm run typecheck`) against the server's own types of what it reads.
  */
-/* global uPlot */
+// @ts-check
+
+/**
+ * @typedef {import('../http/server.js').AgentStatus} AgentStatus
+ * @typedef {import('../http/server.js').ApiBodies} ApiBodies
+ * @typedef {import('../http/server.js').ApiErrorBody} ApiErrorBody
+ * @typedef {import('../http/server.js').ViewStreamEvents} ViewStreamEvents
+ * @typedef {import('../http/overview.js').OverviewDelta} OverviewDelta
+ * @typedef {import('../http/overview.js').OverviewRow} OverviewRow
+ * @typedef {import('../http/details.js').ChartUnit} ChartUnit
+ * @typedef {import('../http/details.js').DetailChart} DetailChart
+ * @typedef {import('../http/details.js').DetailGap} DetailGap
+ * @typedef {import('../http/details.js').TargetDetails} TargetDetails
+ * @typedef {import('../http/details.js').TargetTickDelta} TargetTickDelta
+ * @typedef {import('../http/telemetry.js').OverheadSample} OverheadSample
+ * @typedef {import('../http/types.js').KnobChange} KnobChange
+ * @typedef {import('../core/events.js').DecisionEvent} DecisionEvent
+ * @typedef {import('../core/events.js').DecisionKind} DecisionKind
+ */
 
 const DECISION_ROWS = 20;
 const CHART_HEIGHT = 170;
 const TOKEN_KEY = 'ebpf-tuner-token';
-const KINDS = ['applied', 'dry-run', 'refused', 'reverted', 'overridden', 'restored', 'kept', 'failed'];
+/**
+ * Every decision kind, each with a colour in style.css (--k-KIND). A record rather than a list so that the checker
+ * names a kind the server adds and this page does not know yet.
+ * @type {Record<DecisionKind, true>}
+ */
+const KNOWN_KINDS = {
+  applied: true,
+  'dry-run': true,
+  refused: true,
+  reverted: true,
+  overridden: true,
+  restored: true,
+  kept: true,
+  failed: true,
+};
+const KINDS = Object.keys(KNOWN_KINDS);
 
-const $ = (id) => document.getElementById(id);
+/**
+ * @overload
+ * @param {string} id
+ * @returns {HTMLElement}
+ */
+/**
+ * @template {HTMLElement} T
+ * @overload
+ * @param {string} id
+ * @param {new () => T} type
+ * @returns {T}
+ */
+/**
+ * The element of index.html with this id, of the type its markup gives it. A missing or different element is a
+ * mistake in the page, reported here by name rather than as a TypeError wherever it is first used.
+ * @param {string} id
+ * @param {new () => HTMLElement} [type]
+ * @returns {HTMLElement}
+ */
+function $(id, type = HTMLElement) {
+  const e = document.getElementById(id);
+  if (e instanceof type) return e;
+  throw new Error(`find #${id} in the page: ${e === null ? 'missing' : `${String(e)} is not ${type.name}`}`);
+}
 
 // ---------- formatting ----------
 
-/** Three significant digits at most, without trailing zeros: 4 ms, 2.5 ms, 49.7 µs, 312 ms. */
+/**
+ * Three significant digits at most, without trailing zeros: 4 ms, 2.5 ms, 49.7 µs, 312 ms.
+ * @param {number} x
+ */
 function num(x) {
   const a = Math.abs(x);
   return String(Number(x.toFixed(a >= 100 ? 0 : a >= 10 ? 1 : 2)));
 }
 
+/** @type {Record<ChartUnit, (v: number) => string>} */
 const formatters = {
   seconds(v) {
     const a = Math.abs(v);
@@ -56,7 +117,10 @@ const formatters = {
   },
 };
 
-/** Unit names shown beside chart titles. */
+/**
+ * Unit names shown beside chart titles.
+ * @type {Record<ChartUnit, string>}
+ */
 const UNIT_NAMES = {
   seconds: 'time',
   ratio: '% of time',
@@ -67,14 +131,21 @@ const UNIT_NAMES = {
   count: 'count',
 };
 
+/**
+ * @param {ChartUnit} unit
+ * @param {number | null | undefined} v
+ */
 function fmt(unit, v) {
   if (v === null || v === undefined || !Number.isFinite(v)) return '–';
-  return (formatters[unit] ?? formatters.count)(v);
+  return formatters[unit](v);
 }
 
+/** @param {number} ms */
 const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
+/** @param {number} ms */
 const clockShort = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false, hour: '2-digit', minute: '2-digit' });
 
+/** @param {number} s */
 function duration(s) {
   if (s < 60) return `${Math.floor(s)}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m ${Math.floor(s % 60)}s`;
@@ -82,6 +153,13 @@ function duration(s) {
   return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
 }
 
+/**
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {string} [className]
+ * @param {string} [text]
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 function el(tag, className, text) {
   const e = document.createElement(tag);
   if (className) e.className = className;
@@ -89,22 +167,30 @@ function el(tag, className, text) {
   return e;
 }
 
+/**
+ * @param {string} href
+ * @param {string} text
+ * @param {string} [className]
+ */
 function link(href, text, className) {
   const a = el('a', className, text);
   a.href = href;
   return a;
 }
 
+/** @param {string} name */
 const targetHref = (name) => `#/target/${encodeURIComponent(name)}`;
+/** @param {string} id */
 const decisionHref = (id) => `#/decision/${encodeURIComponent(id)}`;
 
 // ---------- theme ----------
 
-let theme;
+/** The colours and font of style.css (light or dark), for what uPlot draws on a canvas. */
 function readTheme() {
   const cs = getComputedStyle(document.documentElement);
+  /** @param {string} n */
   const v = (n) => cs.getPropertyValue(n).trim();
-  theme = {
+  return {
     fg: v('--fg'),
     muted: v('--muted'),
     grid: v('--grid'),
@@ -114,21 +200,42 @@ function readTheme() {
   };
 }
 
+/** Read again when the colour scheme changes. */
+let theme = readTheme();
+
 // ---------- shared state ----------
 
-let status = null;
-let overview = null; // the /api/overview body, kept current by stream deltas
-let decisions = []; // newest first, the last DECISION_ROWS*5 heard
-let changes = [];
-let lastTickTime = 0;
-let windowMs = 1000;
-let view = { name: 'overview' };
+/**
+ * The view the URL fragment names.
+ * @typedef {{ name: 'overview' } | { name: 'target', target: string } | { name: 'decision', id: string }} View
+ */
+
+/** What the agent has told the page, shared by the three views; the stream keeps it current. */
+const shared = {
+  /** @type {AgentStatus | null} */
+  status: null,
+  /** @type {ApiBodies['/api/overview'] | null} The /api/overview body, kept current by stream deltas. */
+  overview: null,
+  /** @type {DecisionEvent[]} Newest first, the last DECISION_ROWS*5 heard. */
+  decisions: [],
+  /** @type {KnobChange[]} */
+  changes: [],
+  /** Time of the newest tick heard, ms since the epoch; 0 before the first. */
+  lastTickTime: 0,
+  /** The agent's tick interval, which says how old a tick may be before the page calls the stream stale. */
+  windowMs: 1000,
+  /** @type {View} */
+  view: { name: 'overview' },
+};
 
 // ---------- overview ----------
 
 const SVG = 'http://www.w3.org/2000/svg';
 
-/** A sparkline of the p99 history: a line over the points there are, broken where there is no value. */
+/**
+ * A sparkline of the p99 history: a line over the points there are, broken where there is no value.
+ * @param {(number | null)[]} values
+ */
 function sparkline(values) {
   const w = 160;
   const h = 28;
@@ -158,6 +265,7 @@ function sparkline(values) {
   return svg;
 }
 
+/** @param {string} kind */
 function kindPill(kind) {
   const p = el('span', 'kind', kind);
   p.dataset.kind = kind;
@@ -166,7 +274,7 @@ function kindPill(kind) {
 
 function renderHost() {
   const box = $('host-pressure');
-  const host = overview?.host;
+  const host = shared.overview?.host;
   if (!host) {
     box.replaceChildren(el('span', 'muted', 'no host pressure reported yet'));
     return;
@@ -175,11 +283,11 @@ function renderHost() {
     box.replaceChildren(el('span', 'gap-note', `not available: ${host.unavailable}`));
     return;
   }
-  const items = ['cpu', 'memory', 'io'].map((r) => {
+  const items = /** @type {const} */ (['cpu', 'memory', 'io']).map((r) => {
     const item = el('div', 'pressure-item');
     item.dataset.resource = r;
-    const some = host.some?.[r];
-    const full = host.full?.[r];
+    const some = host.some[r];
+    const full = host.full[r];
     item.append(el('span', 'kpi-label', r === 'io' ? 'I/O' : r === 'cpu' ? 'CPU' : 'Memory'));
     const value = el('span', 'kpi-value', some === undefined ? '–' : fmt('ratio', some));
     if (some !== undefined && some >= 0.1) value.classList.add('bad');
@@ -195,7 +303,8 @@ function renderHost() {
  * between mouse-down and mouse-up loses the click, and a tick comes every second.
  */
 function renderOverviewRows() {
-  const body = $('overview').tBodies[0];
+  const overview = shared.overview;
+  const body = $('overview', HTMLTableElement).tBodies[0];
   const shown = new Map([...body.rows].map((r) => [r.dataset.target, r]));
   const rows = (overview?.targets ?? []).map((t) => {
     const fresh = overviewRow(t);
@@ -208,12 +317,13 @@ function renderOverviewRows() {
   });
   if (rows.length !== body.rows.length || rows.some((r, i) => body.rows[i] !== r)) body.replaceChildren(...rows);
   $('targets-empty').hidden = rows.length > 0;
-  const pts = overview?.spark?.points ?? 0;
+  const pts = overview?.spark.points ?? 0;
   $('targets-note').textContent = pts
-    ? `${rows.length} target(s) · sparklines over the last ${duration((pts * (overview.windowMs ?? 1000)) / 1000)}`
+    ? `${rows.length} target(s) · sparklines over the last ${duration((pts * (overview?.windowMs ?? 1000)) / 1000)}`
     : '';
 }
 
+/** @param {OverviewRow} t */
 function overviewRow(t) {
   const tr = el('tr');
   tr.dataset.target = t.name;
@@ -251,6 +361,7 @@ function overviewRow(t) {
   return tr;
 }
 
+/** @param {DecisionEvent[]} list */
 function decisionRows(list) {
   return list.map((d) => {
     const tr = el('tr');
@@ -271,16 +382,20 @@ function decisionRows(list) {
 }
 
 function renderDecisions() {
-  $('decisions').tBodies[0].replaceChildren(...decisionRows(decisions.slice(0, DECISION_ROWS)));
+  const { decisions, overview } = shared;
+  $('decisions', HTMLTableElement).tBodies[0].replaceChildren(...decisionRows(decisions.slice(0, DECISION_ROWS)));
   $('decisions-empty').hidden = decisions.length > 0;
   $('decisions-count').textContent = overview ? `${overview.decisions} since the agent started` : '';
 }
 
+/** @type {Record<KnobChange['state'], number>} */
+const CHANGE_ORDER = { active: 0, overridden: 1, restored: 2 };
+
 function renderChanges() {
-  const body = $('changes').tBodies[0];
-  const order = { active: 0, overridden: 1, restored: 2 };
+  const { changes, status } = shared;
+  const body = $('changes', HTMLTableElement).tBodies[0];
   const sorted = [...changes].sort(
-    (a, b) => (order[a.state] ?? 3) - (order[b.state] ?? 3) || (b.time ?? 0) - (a.time ?? 0),
+    (a, b) => CHANGE_ORDER[a.state] - CHANGE_ORDER[b.state] || (b.time ?? 0) - (a.time ?? 0),
   );
   const writable = status?.writable === true;
   const rows = sorted.map((c) => {
@@ -313,6 +428,7 @@ function renderChanges() {
   $('changes-note').textContent = writable ? '' : 'read-only: no token configured';
 }
 
+/** @param {OverheadSample | null} o */
 function renderOverhead(o) {
   if (!o) return;
   $('kpi-cpu').textContent = fmt('ratio', o.cpuPercent / 100);
@@ -324,19 +440,31 @@ function renderOverhead(o) {
   $('kpi-bpf-rate').textContent = fmt('count', Math.round(o.bpfRunsPerSec));
 }
 
-/** Applies one tick's overview delta: new numbers per target, one more sparkline point. */
+/**
+ * Applies one tick's overview delta: new numbers per target, one more sparkline point.
+ * @param {OverviewDelta} d
+ */
 function applyOverviewDelta(d) {
+  const overview = shared.overview;
   if (!overview || d.time <= (overview.time ?? 0)) return;
   overview.time = d.time;
   overview.windowMs = d.windowMs ?? overview.windowMs;
   overview.host = d.host;
   const cap = overview.history ?? 600;
   const byName = new Map(overview.targets.map((t) => [t.name, t]));
-  const points = Math.min(cap, (overview.spark.points ?? 0) + 1);
+  const points = Math.min(cap, overview.spark.points + 1);
   for (const t of d.targets) {
     let row = byName.get(t.name);
     if (!row) {
-      row = { name: t.name, role: t.role, p99SparkUs: new Array(points - 1).fill(null), knobs: [], lastDecision: null };
+      row = {
+        name: t.name,
+        role: t.role,
+        p99Us: null,
+        oncpuRatio: null,
+        p99SparkUs: new Array(points - 1).fill(null),
+        knobs: [],
+        lastDecision: null,
+      };
       overview.targets.push(row);
       byName.set(t.name, row);
     }
@@ -353,21 +481,25 @@ function applyOverviewDelta(d) {
     while (row.p99SparkUs.length > cap) row.p99SparkUs.shift();
   }
   overview.spark.points = points;
-  lastTickTime = d.time;
-  if (d.windowMs) windowMs = d.windowMs;
-  if (view.name === 'overview') {
+  shared.lastTickTime = d.time;
+  if (d.windowMs) shared.windowMs = d.windowMs;
+  if (shared.view.name === 'overview') {
     renderHost();
     renderOverviewRows();
   }
 }
 
 async function loadOverview() {
-  const [ov, dec] = await Promise.all([getJson('/api/overview'), getJson(`/api/decisions?limit=${DECISION_ROWS}`), loadChanges()]);
-  overview = ov;
-  status = ov.status;
-  decisions = dec.decisions;
-  if (ov.time) lastTickTime = ov.time;
-  if (ov.windowMs) windowMs = ov.windowMs;
+  const [ov, dec] = await Promise.all([
+    getJson('/api/overview'),
+    getJson('/api/decisions', `?limit=${DECISION_ROWS}`),
+    loadChanges(),
+  ]);
+  shared.overview = ov;
+  shared.status = ov.status;
+  shared.decisions = dec.decisions;
+  if (ov.time) shared.lastTickTime = ov.time;
+  if (ov.windowMs) shared.windowMs = ov.windowMs;
   renderStatus();
   renderHost();
   renderOverviewRows();
@@ -379,6 +511,7 @@ async function loadOverview() {
 
 // ---------- target details ----------
 
+/** @type {Promise<void> | null} */
 let uplotLoading = null;
 /** uPlot is needed only for a target's charts, so the overview does not pay for it. */
 function loadUplot() {
@@ -396,9 +529,28 @@ function loadUplot() {
   return uplotLoading;
 }
 
-const charts = new Set();
-let detail = null; // { name, times, charts: Map<id, {spec, chart, gaps}> }
+/**
+ * The open target's history as the stream extends it: its tick times and, by chart id, the chart drawing each.
+ * `spec.series[i].values` and `gaps` grow with `times`.
+ * @typedef {object} Detail
+ * @property {string} name
+ * @property {number[]} times
+ * @property {Map<string, { spec: DetailChart, chart: Chart, gaps: DetailGap[] }>} charts
+ */
 
+/** The target view's state. */
+const targetView = {
+  /** @type {Set<Chart>} Every chart on the page, for redraws and teardown. */
+  charts: new Set(),
+  /** @type {Detail | null} */
+  detail: null,
+};
+
+/**
+ * Dashed lines at the times of the target's decisions, in each kind's colour.
+ * @param {uPlot} u
+ * @param {string} target
+ */
 function drawMarkers(u, target) {
   const xmin = u.scales.x.min;
   const xmax = u.scales.x.max;
@@ -410,7 +562,7 @@ function drawMarkers(u, target) {
   ctx.beginPath();
   ctx.rect(left, top, width, height);
   ctx.clip();
-  for (const d of decisions) {
+  for (const d of shared.decisions) {
     if (d.target !== target) continue;
     const x = d.time / 1000;
     if (x < xmin || x > xmax) continue;
@@ -426,12 +578,21 @@ function drawMarkers(u, target) {
   ctx.restore();
 }
 
+/**
+ * The legend shows the newest values while the cursor is off the chart.
+ * @param {uPlot} u
+ */
 function showLatest(u) {
   const n = u.data?.[0]?.length ?? 0;
   if (n > 0 && u.cursor.idx == null) u.setLegend({ idx: n - 1 }, false);
 }
 
 class Chart {
+  /**
+   * @param {HTMLElement} parent
+   * @param {DetailChart} spec
+   * @param {string} target
+   */
   constructor(parent, spec, target) {
     this.spec = spec;
     this.target = target;
@@ -447,13 +608,15 @@ class Chart {
     this.gapEl = el('ul', 'notes gaps');
     this.el.append(head, this.helpEl, this.plotEl, this.gapEl);
     parent.append(this.el);
+    /** @type {uPlot | null} */
     this.u = null;
-    this.data = null;
+    /** @type {uPlot.AlignedData | undefined} */
+    this.data = undefined;
     this.ro = new ResizeObserver(() => {
       if (this.u) this.u.setSize({ width: this.width(), height: CHART_HEIGHT });
     });
     this.ro.observe(this.el);
-    charts.add(this);
+    targetView.charts.add(this);
   }
 
   width() {
@@ -463,6 +626,7 @@ class Chart {
   build() {
     const unit = this.spec.unit;
     const target = this.target;
+    /** @type {uPlot.Axis} */
     const axis = {
       stroke: theme.muted,
       font: theme.font,
@@ -496,7 +660,7 @@ class Chart {
         ],
         series: [
           { value: (u, v) => (v == null ? '–' : clock(v * 1000)) },
-          ...this.spec.series.map((s, i) => ({
+          ...this.spec.series.map(/** @returns {uPlot.Series} */ (s, i) => ({
             label: s.label,
             stroke: theme.palette[i % theme.palette.length],
             width: 1.6,
@@ -515,7 +679,13 @@ class Chart {
     );
   }
 
+  /**
+   * @param {number[]} times
+   * @param {(number | null)[][]} series
+   * @param {DetailGap[]} gaps
+   */
   setData(times, series, gaps) {
+    /** @type {uPlot.AlignedData} */
     const data = [times.map((t) => t / 1000), ...series];
     this.data = data;
     this.el.dataset.points = String(times.length);
@@ -539,6 +709,11 @@ class Chart {
     }
   }
 
+  /**
+   * @param {DetailGap[]} gaps
+   * @param {boolean} empty
+   * @param {number} n
+   */
   renderGaps(gaps, empty, n) {
     const items = gaps.slice(-4).map((g) => {
       const li = el('li', 'gap-note');
@@ -566,15 +741,16 @@ class Chart {
     this.ro.disconnect();
     if (this.u) this.u.destroy();
     this.el.remove();
-    charts.delete(this);
+    targetView.charts.delete(this);
   }
 }
 
 function clearDetail() {
-  for (const c of [...charts]) c.destroy();
-  detail = null;
+  for (const c of [...targetView.charts]) c.destroy();
+  targetView.detail = null;
 }
 
+/** @param {TargetDetails} d */
 function renderTargetHead(d) {
   $('target-name').textContent = d.target;
   const role = $('target-role');
@@ -589,17 +765,22 @@ function renderTargetHead(d) {
   $('target-now').textContent = p99 == null ? '' : `run-queue p99 now ${fmt('seconds', p99)}`;
 }
 
+/** @param {string} name */
 function renderTargetDecisions(name) {
-  const mine = decisions.filter((d) => d.target === name);
-  $('target-decisions').tBodies[0].replaceChildren(...decisionRows(mine.slice(0, DECISION_ROWS)));
+  const mine = shared.decisions.filter((d) => d.target === name);
+  $('target-decisions', HTMLTableElement).tBodies[0].replaceChildren(...decisionRows(mine.slice(0, DECISION_ROWS)));
   $('target-decisions-empty').hidden = mine.length > 0;
 }
 
+/** @param {string} name */
 async function openTarget(name) {
   clearDetail();
-  const [d] = await Promise.all([getJson(`/api/signals?target=${encodeURIComponent(name)}`), loadUplot()]);
+  const [d] = await Promise.all([getJson('/api/signals', `?target=${encodeURIComponent(name)}`), loadUplot()]);
+  const view = shared.view;
   if (view.name !== 'target' || view.target !== name) return;
-  detail = { name, times: d.times, charts: new Map(), specs: d.charts };
+  /** @type {Detail} */
+  const detail = { name, times: d.times, charts: new Map() };
+  targetView.detail = detail;
   renderTargetHead(d);
   const parent = $('target-charts');
   // A signal that never reported for this target (off in the config, or not applicable) gets one line, not a card
@@ -621,11 +802,15 @@ async function openTarget(name) {
   renderTargetDecisions(name);
 }
 
-/** One tick of the open target from the stream: append a point to every chart. */
+/**
+ * One tick of the open target from the stream: append a point to every chart.
+ * @param {TargetTickDelta} t
+ */
 function applyTargetDelta(t) {
+  const detail = targetView.detail;
   if (!detail || t.target !== detail.name) return;
   if (detail.times.length && t.time <= detail.times[detail.times.length - 1]) return;
-  const cap = overview?.history ?? 600;
+  const cap = shared.overview?.history ?? 600;
   detail.times.push(t.time);
   const drop = detail.times.length > cap ? 1 : 0;
   if (drop) detail.times.shift();
@@ -643,22 +828,25 @@ function applyTargetDelta(t) {
     }
     entry.chart.setData(detail.times, entry.spec.series.map((s) => s.values), entry.gaps);
   }
-  lastTickTime = t.time;
+  shared.lastTickTime = t.time;
 }
 
 // ---------- decision ----------
 
+/** @param {string} id */
 async function openDecision(id) {
   $('decision-id').textContent = id;
   $('explain').textContent = 'loading…';
   $('decision-cmd').textContent = `ebpf-tuner explain ${id}`;
   const r = await fetch(`/api/decisions/${encodeURIComponent(id)}`);
+  const view = shared.view;
   if (view.name !== 'decision' || view.id !== id) return;
   if (!r.ok) {
     $('explain').textContent = await errorText(r);
     $('decision-kind').hidden = true;
     return;
   }
+  /** @type {ApiBodies['/api/decisions/ID']} */
   const body = await r.json();
   const d = body.decision;
   const kind = $('decision-kind');
@@ -668,7 +856,7 @@ async function openDecision(id) {
   $('decision-source').textContent =
     body.source === 'audit' ? 'from the audit trail' : 'from the decisions the dashboard heard (not in the audit trail)';
   $('explain').textContent = body.explain;
-  const tl = $('decision-target-link');
+  const tl = $('decision-target-link', HTMLAnchorElement);
   tl.href = targetHref(d.target);
   tl.textContent = `→ ${d.target}`;
 }
@@ -676,13 +864,14 @@ async function openDecision(id) {
 // ---------- status ----------
 
 function renderStatus() {
+  const status = shared.status;
   if (!status) return;
   $('version').textContent = `v${status.version}`;
   $('uptime').textContent = duration(status.uptimeSeconds);
   const mode = $('mode');
   mode.textContent = !status.ready ? 'starting' : status.paused ? 'paused' : 'tuning';
   mode.className = `pill ${!status.ready ? 'pill-wait' : status.paused ? 'pill-warn' : 'pill-ok'}`;
-  const btn = $('pause-btn');
+  const btn = $('pause-btn', HTMLButtonElement);
   btn.textContent = status.paused ? 'Resume' : 'Pause';
   btn.disabled = !status.writable;
   btn.title = status.writable
@@ -696,10 +885,12 @@ async function loadStatus() {
   try {
     const r = await fetch('/api/status');
     if (r.ok) {
-      status = await r.json();
+      /** @type {ApiBodies['/api/status']} */
+      const status = await r.json();
+      shared.status = status;
       renderStatus();
       renderOverhead(status.overhead);
-      if (view.name === 'overview') renderChanges();
+      if (shared.view.name === 'overview') renderChanges();
     }
   } catch {
     // The stream's state already tells the user the agent is unreachable.
@@ -709,23 +900,30 @@ async function loadStatus() {
 async function loadChanges() {
   const r = await fetch('/api/changes');
   if (r.ok) {
-    changes = (await r.json()).changes;
-    if (view.name === 'overview') renderChanges();
+    /** @type {ApiBodies['/api/changes']} */
+    const body = await r.json();
+    shared.changes = body.changes;
+    if (shared.view.name === 'overview') renderChanges();
   }
 }
 
-let changesTimer = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let changesTimer;
 function refreshSoon() {
   clearTimeout(changesTimer);
   // Knob changes alter the overview's rows too; one fetch after a burst of them.
   changesTimer = setTimeout(() => {
     void loadChanges();
-    if (view.name === 'overview') void getJson('/api/overview').then((ov) => ((overview = ov), renderOverviewRows()));
+    if (shared.view.name === 'overview') {
+      void getJson('/api/overview').then((ov) => ((shared.overview = ov), renderOverviewRows()));
+    }
   }, 200);
 }
 
 function renderLiveness() {
   const conn = $('conn');
+  const { lastTickTime, windowMs } = shared;
+  const streamState = stream.state;
   if (streamState === 'live') {
     const stale = lastTickTime && Date.now() - lastTickTime > Math.max(3 * windowMs, 5000);
     conn.textContent = stale ? 'stale' : 'live';
@@ -739,13 +937,21 @@ function renderLiveness() {
 
 // ---------- token and state-changing requests ----------
 
+/**
+ * Asks for the token in a dialog; null when the user cancels.
+ * @param {string} what
+ * @param {string} [error]
+ * @returns {Promise<string | null>}
+ */
 function askToken(what, error) {
-  const dialog = $('token-dialog');
+  const dialog = $('token-dialog', HTMLDialogElement);
+  const input = $('token-input', HTMLInputElement);
   $('token-what').textContent = what;
   $('token-error').textContent = error ?? '';
-  $('token-input').value = '';
+  input.value = '';
   return new Promise((resolve) => {
     const form = $('token-form');
+    /** @param {string | null} value */
     const done = (value) => {
       form.removeEventListener('submit', onSubmit);
       $('token-cancel').removeEventListener('click', onCancel);
@@ -753,10 +959,12 @@ function askToken(what, error) {
       dialog.close();
       resolve(value);
     };
+    /** @param {Event} e */
     const onSubmit = (e) => {
       e.preventDefault();
-      done($('token-input').value.trim() || null);
+      done(input.value.trim() || null);
     };
+    /** @param {Event} e */
     const onCancel = (e) => {
       e.preventDefault();
       done(null);
@@ -765,12 +973,18 @@ function askToken(what, error) {
     $('token-cancel').addEventListener('click', onCancel);
     dialog.addEventListener('cancel', onCancel);
     dialog.showModal();
-    $('token-input').focus();
+    input.focus();
   });
 }
 
+/**
+ * POSTs with the bearer token, asking for it (again) while it is missing or refused; null when the user gives up.
+ * @param {string} path
+ * @param {string} what  What the request does, shown in the dialog.
+ */
 async function authorizedPost(path, what) {
   let token = sessionStorage.getItem(TOKEN_KEY);
+  /** @type {string | undefined} */
   let error;
   for (let attempt = 0; attempt < 3; attempt++) {
     if (!token) {
@@ -784,21 +998,29 @@ async function authorizedPost(path, what) {
       error = 'That token was not accepted.';
       continue;
     }
-    if (r.ok && $('token-remember').checked) sessionStorage.setItem(TOKEN_KEY, token);
+    if (r.ok && $('token-remember', HTMLInputElement).checked) sessionStorage.setItem(TOKEN_KEY, token);
     return r;
   }
   return null;
 }
 
+/** @param {Response} r */
 async function errorText(r) {
   try {
-    return (await r.json()).error.message;
+    /** @type {ApiErrorBody} */
+    const body = await r.json();
+    return body.error.message;
   } catch {
     return `HTTP ${r.status}`;
   }
 }
 
-let toastTimer = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let toastTimer;
+/**
+ * @param {string} text
+ * @param {boolean} [bad]
+ */
 function toast(text, bad = false) {
   const t = $('toast');
   t.textContent = text;
@@ -807,6 +1029,7 @@ function toast(text, bad = false) {
   toastTimer = setTimeout(() => (t.className = 'toast'), 4000);
 }
 
+/** @param {KnobChange} c */
 async function revert(c) {
   const r = await authorizedPost(
     `/api/changes/${encodeURIComponent(c.knobId)}/revert`,
@@ -819,7 +1042,7 @@ async function revert(c) {
 }
 
 async function togglePause() {
-  const resume = status?.paused === true;
+  const resume = shared.status?.paused === true;
   const r = await authorizedPost(
     resume ? '/api/resume' : '/api/pause',
     resume ? 'Resume: let the agent change knobs again.' : 'Pause: the agent keeps observing but changes nothing.',
@@ -832,11 +1055,18 @@ async function togglePause() {
 
 // ---------- stream ----------
 
-let streamState = 'connecting';
-let es = null;
-let streamUrl = '';
+/** The one event stream the page holds open. */
+const stream = {
+  /** @type {'connecting' | 'live' | 'reconnecting' | 'disconnected'} */
+  state: 'connecting',
+  /** @type {EventSource | null} */
+  source: null,
+  url: '',
+};
 
+/** @param {DecisionEvent} d */
 function addDecision(d) {
+  const { decisions, overview, view } = shared;
   if (!d || typeof d.time !== 'number' || decisions.some((x) => x.id === d.id)) return;
   decisions.unshift(d);
   decisions.sort((a, b) => b.time - a.time);
@@ -853,40 +1083,61 @@ function addDecision(d) {
     renderOverviewRows();
   } else if (view.name === 'target' && d.target === view.target) {
     renderTargetDecisions(view.target);
-    for (const c of charts) c.redraw();
+    for (const c of targetView.charts) c.redraw();
   }
 }
 
+/**
+ * What the page does with each event of the stream. Typed by the server's list of events, so an event it adds is a
+ * type error here until the page handles it.
+ * @type {{ [E in keyof ViewStreamEvents]: (data: ViewStreamEvents[E]) => void }}
+ */
+const HANDLERS = {
+  overview: applyOverviewDelta,
+  target: applyTargetDelta,
+  decision: addDecision,
+  change: () => refreshSoon(),
+  overhead: (o) => {
+    if (shared.status) shared.status.overhead = o;
+    renderOverhead(o);
+  },
+};
+
+/**
+ * @template {keyof ViewStreamEvents} E
+ * @param {E} event
+ * @param {ViewStreamEvents[E]} data
+ */
 function handle(event, data) {
-  if (event === 'overview') applyOverviewDelta(data);
-  else if (event === 'target') applyTargetDelta(data);
-  else if (event === 'decision') addDecision(data);
-  else if (event === 'change') refreshSoon();
-  else if (event === 'overhead') {
-    if (status) status.overhead = data;
-    renderOverhead(data);
-  }
+  HANDLERS[event](data);
   renderLiveness();
 }
 
-/** One stream at a time, carrying only what the open view draws. Events that arrive while it loads are queued. */
+/**
+ * One stream at a time, carrying only what the open view draws. Events that arrive while it loads are queued.
+ * @param {string} url
+ * @param {(release: () => void) => void} onQueued  Given the function that hands the queued events on.
+ */
 function connect(url, onQueued) {
-  if (es && streamUrl === url) return;
-  es?.close();
-  streamUrl = url;
-  streamState = 'connecting';
+  if (stream.source && stream.url === url) return;
+  stream.source?.close();
+  stream.url = url;
+  stream.state = 'connecting';
+  /** @type {[keyof ViewStreamEvents, any][]} */
   const queue = [];
   let ready = false;
-  es = new EventSource(url);
+  const es = new EventSource(url);
+  stream.source = es;
   es.addEventListener('open', () => {
-    streamState = 'live';
+    stream.state = 'live';
     renderLiveness();
   });
   es.addEventListener('error', () => {
-    streamState = es.readyState === EventSource.CLOSED ? 'disconnected' : 'reconnecting';
+    stream.state = es.readyState === EventSource.CLOSED ? 'disconnected' : 'reconnecting';
     renderLiveness();
   });
-  for (const ev of ['overview', 'target', 'decision', 'change', 'overhead']) {
+  // Object.keys is typed string[] whatever the object; HANDLERS has exactly the stream's event names as keys.
+  for (const ev of /** @type {(keyof ViewStreamEvents)[]} */ (Object.keys(HANDLERS))) {
     es.addEventListener(ev, (m) => {
       let data;
       try {
@@ -904,14 +1155,22 @@ function connect(url, onQueued) {
   });
 }
 
-async function getJson(path) {
-  const r = await fetch(path);
-  if (!r.ok) throw new Error(`${path}: ${await errorText(r)}`);
+/**
+ * GETs one of the API routes whose body the server declares (ApiBodies).
+ * @template {keyof ApiBodies} P
+ * @param {P} path
+ * @param {string} [query]  `?name=value…`, already encoded.
+ * @returns {Promise<ApiBodies[P]>}
+ */
+async function getJson(path, query = '') {
+  const r = await fetch(path + query);
+  if (!r.ok) throw new Error(`${path + query}: ${await errorText(r)}`);
   return r.json();
 }
 
 // ---------- routing ----------
 
+/** @returns {View} */
 function parseRoute() {
   const h = location.hash.replace(/^#\/?/, '');
   const [kind, ...rest] = h.split('/');
@@ -922,7 +1181,8 @@ function parseRoute() {
 }
 
 async function route() {
-  view = parseRoute();
+  const view = parseRoute();
+  shared.view = view;
   document.body.dataset.ready = 'false';
   document.body.dataset.view = view.name;
   for (const v of ['overview', 'target', 'decision']) $(`view-${v}`).hidden = v !== view.name;
@@ -930,35 +1190,38 @@ async function route() {
   window.scrollTo(0, 0);
   try {
     if (view.name === 'overview') {
+      /** @type {(() => void) | undefined} */
       let release;
       connect('/api/stream?view=overview', (r) => (release = r));
       await loadOverview();
       release?.();
       document.title = 'ebpf-tuner';
     } else if (view.name === 'target') {
+      /** @type {(() => void) | undefined} */
       let release;
       connect(`/api/stream?view=target&target=${encodeURIComponent(view.target)}`, (r) => (release = r));
-      if (!status) void loadStatus();
-      if (decisions.length === 0) decisions = (await getJson(`/api/decisions?limit=${DECISION_ROWS * 5}`)).decisions;
+      if (!shared.status) void loadStatus();
+      if (shared.decisions.length === 0) {
+        shared.decisions = (await getJson('/api/decisions', `?limit=${DECISION_ROWS * 5}`)).decisions;
+      }
       await openTarget(view.target);
       release?.();
       document.title = `${view.target} · ebpf-tuner`;
     } else {
-      if (!status) void loadStatus();
+      if (!shared.status) void loadStatus();
       await openDecision(view.id);
       document.title = `${view.id} · ebpf-tuner`;
     }
     document.body.dataset.ready = 'true';
   } catch (err) {
-    toast(`Dashboard failed to load: ${err.message}`, true);
+    toast(`Dashboard failed to load: ${err instanceof Error ? err.message : String(err)}`, true);
   }
 }
 
 function main() {
-  readTheme();
   matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => {
-    readTheme();
-    for (const c of charts) c.rebuild();
+    theme = readTheme();
+    for (const c of targetView.charts) c.rebuild();
   });
   $('pause-btn').addEventListener('click', togglePause);
   window.addEventListener('hashchange', () => void route());

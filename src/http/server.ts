@@ -19,12 +19,13 @@ import { errnoCode, TunerError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { METRICS_CONTENT_TYPE, processRegistry, renderMetrics } from './metrics.js';
 import { SseHub } from './sse.js';
-import { buildTargetDetails, targetTickDelta } from './details.js';
-import { buildOverview, overviewDelta } from './overview.js';
+import { buildTargetDetails, targetTickDelta, type TargetDetails, type TargetTickDelta } from './details.js';
+import { buildOverview, overviewDelta, type Overview, type OverviewDelta } from './overview.js';
 import { explainText } from '../audit/explain.js';
 import type { AuditRecord } from '../audit/audit.js';
-import { Telemetry, type StreamEvent } from './telemetry.js';
-import type { AgentControl } from './types.js';
+import type { DecisionEvent, KnobEvent } from '../core/events.js';
+import { Telemetry, type OverheadSample, type StreamEvent } from './telemetry.js';
+import type { AgentControl, KnobChange } from './types.js';
 import { MIN_TOKEN_LENGTH, type TokenSource } from '../security/token.js';
 import { BearerAuth } from './auth.js';
 import { HttpError } from './errors.js';
@@ -95,6 +96,57 @@ export interface HttpServerHandle {
   url: string;
   /** Stops listening, ends stream clients and unsubscribes from the bus. Idempotent. */
   close(): Promise<void>;
+}
+
+/** The body of /api/status, and the `status` of /api/overview. */
+export interface AgentStatus {
+  version: string;
+  paused: boolean;
+  ready: boolean;
+  /** Lifecycle state: starting, ready, stopping, stopped (or `unknown` before the agent says). */
+  state: string;
+  /** ms since the epoch. */
+  startedAt: number;
+  uptimeSeconds: number;
+  ticks: number;
+  lastTickAt: number | null;
+  windowMs: number | null;
+  /** Whether a token is configured, so pause, resume and revert can be asked for at all. */
+  writable: boolean;
+  /** The newest sample of the agent's own cost; null until two samples were taken. */
+  overhead: OverheadSample | null;
+}
+
+/**
+ * The bodies of the JSON API's GET routes that the dashboard reads, by path (/api/signals: with ?target=NAME). The
+ * dashboard's app.js type-checks against these, so a shape changed here is a type error there.
+ */
+export interface ApiBodies {
+  '/api/status': AgentStatus;
+  '/api/overview': Overview & { status: AgentStatus };
+  '/api/signals': TargetDetails;
+  /** Newest first, each as it was heard on the bus. */
+  '/api/decisions': { decisions: DecisionEvent[] };
+  '/api/changes': { changes: KnobChange[] };
+  /** /api/decisions/ID: the decision, the later ones that refer to it, where it was found, and `explain ID`'s text. */
+  '/api/decisions/ID': { decision: AuditRecord; related: AuditRecord[]; source: 'audit' | 'recent'; explain: string };
+}
+
+/** The body of every answer that is not a success. */
+export interface ApiErrorBody {
+  error: { code: string; message: string };
+}
+
+/**
+ * The events of the dashboard's streams (/api/stream?view=overview and view=target) and the JSON each carries.
+ * `overview` and `target` go only to the view that asked; the rest to every stream.
+ */
+export interface ViewStreamEvents {
+  overview: OverviewDelta;
+  target: TargetTickDelta;
+  decision: DecisionEvent;
+  change: KnobEvent;
+  overhead: OverheadSample;
 }
 
 export interface ListenAddress {
@@ -232,6 +284,11 @@ function sendJson(res: ServerResponse, status: number, body: unknown, raw = fals
   res.end(text);
 }
 
+/** Answers 200 with the body ApiBodies declares for `route`: the route names the shape it must have. */
+function sendBody<R extends keyof ApiBodies>(res: ServerResponse, _route: R, body: ApiBodies[R]): void {
+  sendJson(res, 200, body);
+}
+
 function sendText(res: ServerResponse, status: number, text: string, type = 'text/plain; charset=utf-8'): void {
   res.writeHead(status, {
     ...COMMON_HEADERS,
@@ -248,7 +305,7 @@ function sendError(res: ServerResponse, err: HttpError): void {
     return;
   }
   for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
-  sendJson(res, err.status, { error: { code: err.code, message: err.message } });
+  sendJson(res, err.status, { error: { code: err.code, message: err.message } } satisfies ApiErrorBody);
 }
 
 const KnobIdSchema = z
@@ -365,9 +422,12 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     const tick = telemetry.lastTick();
     if (!tick) return;
     for (const view of sse.views()) {
-      if (view === 'overview') sse.send('overview', JSON.stringify(overviewDelta(tick)), view);
-      else if (view.startsWith('target:')) sse.send('target', JSON.stringify(targetTickDelta(tick, view.slice(7))), view);
+      if (view === 'overview') sendView('overview', overviewDelta(tick), view);
+      else if (view.startsWith('target:')) sendView('target', targetTickDelta(tick, view.slice(7)), view);
     }
+  };
+  const sendView = <E extends 'overview' | 'target'>(event: E, body: ViewStreamEvents[E], view: string): void => {
+    sse.send(event, JSON.stringify(body), view);
   };
   const targetRole = (name: string): string | undefined => {
     let configured: { name: string; role: string }[] = [];
@@ -399,7 +459,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       await fn(ctx);
     };
 
-  const status = (): Record<string, unknown> => ({
+  const status = (): AgentStatus => ({
     version,
     paused: control.paused(),
     ready: control.ready(),
@@ -433,8 +493,8 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
           ),
       },
     ],
-    ['/api/status', { GET: ({ res }) => sendJson(res, 200, status()) }],
-    ['/api/overview', { GET: ({ res }) => sendJson(res, 200, { status: status(), ...buildOverview(telemetry, control) }) }],
+    ['/api/status', { GET: ({ res }) => sendBody(res, '/api/status', status()) }],
+    ['/api/overview', { GET: ({ res }) => sendBody(res, '/api/overview', { status: status(), ...buildOverview(telemetry, control) }) }],
     ['/api/targets', { GET: ({ res }) => sendJson(res, 200, { targets: control.targets() }) }],
     ['/api/hints', { GET: ({ res }) => sendJson(res, 200, { hints: control.hints?.() ?? {} }) }],
     [
@@ -445,7 +505,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
           const { target } = parseQuery(SignalsQuery, query);
           if (target !== undefined) {
             const role = knownTarget(target);
-            sendJson(res, 200, buildTargetDetails(telemetry.ticksKept(), target, role));
+            sendBody(res, '/api/signals', buildTargetDetails(telemetry.ticksKept(), target, role));
             return;
           }
           sendJson(
@@ -467,7 +527,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
         },
       },
     ],
-    ['/api/changes', { GET: ({ res }) => sendJson(res, 200, { changes: control.changes() }) }],
+    ['/api/changes', { GET: ({ res }) => sendBody(res, '/api/changes', { changes: control.changes() }) }],
     ['/api/overhead', { GET: ({ res }) => sendJson(res, 200, { samples: telemetry.overheadRing.toArray() }) }],
     [
       '/api/stream',
@@ -578,7 +638,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
         }
       }
       if (!found) throw new HttpError(404, 'NOT_FOUND', `explain ${id}: no such decision — list them with GET /api/decisions`);
-      sendJson(res, 200, { ...found, source, explain: explainText(found.decision, found.related) });
+      sendBody(res, '/api/decisions/ID', { ...found, source, explain: explainText(found.decision, found.related) });
     },
   };
 
