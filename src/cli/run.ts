@@ -14,7 +14,7 @@ import { asUsage } from './usage.js';
 import { loadConfig } from '../config/load.js';
 import { assertSafeConfigFile, assertSafePath, assertSafeStateDir, ensureSafeStateDir } from '../security/perms.js';
 import { MIN_TOKEN_LENGTH, tokenSource, type TokenSource } from '../security/token.js';
-import { isLoopbackHost, parseListen } from '../http/server.js';
+import { isLoopbackHost, parseListen } from '../http/address.js';
 import { notifyReady, notifyStatus, notifyStopping, startWatchdog } from '../service/sd-notify.js';
 import { enableBpfStats } from '../bpf/stats.js';
 import { Agent } from '../agent/agent.js';

@@ -11,10 +11,10 @@
 // @ts-check
 
 /**
- * @typedef {import('../http/server.js').AgentStatus} AgentStatus
- * @typedef {import('../http/server.js').ApiBodies} ApiBodies
- * @typedef {import('../http/server.js').ApiErrorBody} ApiErrorBody
- * @typedef {import('../http/server.js').ViewStreamEvents} ViewStreamEvents
+ * @typedef {import('../http/api.js').AgentStatus} AgentStatus
+ * @typedef {import('../http/api.js').ApiBodies} ApiBodies
+ * @typedef {import('../http/api.js').ApiErrorBody} ApiErrorBody
+ * @typedef {import('../http/api.js').ViewStreamEvents} ViewStreamEvents
  * @typedef {import('../http/overview.js').OverviewDelta} OverviewDelta
  * @typedef {import('../http/overview.js').OverviewRow} OverviewRow
  * @typedef {import('../http/details.js').ChartUnit} ChartUnit

@@ -35,6 +35,20 @@ export class BearerAuth {
     return t;
   }
 
+  /** Asks the source every `everyMs`, so a problem with it is logged even while no request needs the token; returns a function that stops it. */
+  watch(everyMs: number): () => void {
+    const timer = setInterval(() => {
+      try {
+        this.current();
+      } catch {
+        // logged by current()
+      }
+    }, everyMs);
+    // Only a check: it must not keep the agent alive.
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
   /** Lets the request through only with `Authorization: Bearer <token>`: 403 without a token configured, 401 otherwise. */
   authorize(req: IncomingMessage): void {
     const token = this.current();

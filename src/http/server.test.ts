@@ -5,13 +5,8 @@ import { channels } from '../core/events.js';
 import { isTunerError } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
 import { FakeControl, openEventStream, publishDecision, publishTick, syntheticDecision, syntheticSnapshot } from './fake-control.js';
-import {
-  isLoopbackHost,
-  parseListen,
-  startHttpServer,
-  type HttpServerHandle,
-  type HttpServerOptions,
-} from './server.js';
+import { isLoopbackHost, parseListen } from './address.js';
+import { startHttpServer, type HttpServerHandle, type HttpServerOptions } from './server.js';
 import type { DecisionEvent } from '../core/events.js';
 import type { RunqlatWindow } from '../signals/runqlat/runqlat.js';
 import { cgstatWindow, runqlatWindow } from '../signals/windows.js';

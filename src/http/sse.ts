@@ -29,6 +29,11 @@ export class SseHub {
     return this.clients.size;
   }
 
+  /** Clients it takes at most. */
+  get capacity(): number {
+    return this.opts.maxClients;
+  }
+
   get full(): boolean {
     return this.clients.size >= this.opts.maxClients;
   }
