@@ -6,10 +6,10 @@
 import { isTunerError, TunerError } from '../core/errors.js';
 import type { DecisionKind } from '../core/events.js';
 import type { Logger } from '../core/log.js';
-import type { Target } from '../core/types.js';
+import type { RestoreNudge, Target } from '../core/types.js';
 import type { Journal } from '../journal/journal.js';
 import type { KnobWriter } from '../actions/knob-writer.js';
-import { findAction } from '../actions/index.js';
+import { findAction, type Action } from '../actions/index.js';
 import type { AuditLog } from '../audit/audit.js';
 import { describeVerdict } from '../engine/closed-loop.js';
 import type { Decision, DecisionEngine, TickInput } from '../engine/engine.js';
@@ -113,6 +113,15 @@ export class Executor {
     }
   }
 
+  /** Whether a restore puts every knob back as journaled: it names no values, or exactly the original's. */
+  #toOriginal(n: RestoreNudge, action: Action): boolean {
+    if (action.restoresFromJournal === true || n.desired === undefined) return true;
+    const original = this.#original(n.target, n.action);
+    if (original === undefined) return false;
+    const values = Object.entries(knobValuesOf(n));
+    return values.length > 0 && values.every(([k, v]) => original[k] === v);
+  }
+
   carryOut(d: Decision, now: number): void {
     const n = d.nudge;
     const base = { id: d.id, time: now, action: n.action, target: n.target, rule: n.rule, reason: n.reason, evidence: n.evidence, expected: n.expected };
@@ -147,9 +156,10 @@ export class Executor {
       const from = this.#view?.current(n.target, n.action) ?? action.read(target);
       let kind: DecisionKind;
       let outcome: string | undefined;
-      // A restore that names values this action can write back (a step back rather than all the way) is planned like
-      // a set; any other restore puts back the journaled originals.
-      const planned = n.kind === 'set' || action.restoresFromJournal !== true ? n.desired : undefined;
+      // A restore that names values short of the journaled original (a step back rather than all the way) is planned
+      // like a set. Any other restore, and one naming exactly the original, puts back the journaled originals, which
+      // also ends their journal entries: the knob no longer counts as changed, and no rule restores it again.
+      const planned = n.kind === 'set' || !this.#toOriginal(n, action) ? n.desired : undefined;
       if (planned === undefined) {
         const items = this.#d.dryRun ? [] : action.revert(target, this.#d.writer);
         kind = this.#d.dryRun ? 'dry-run' : d.kind === 'revert' ? 'reverted' : 'restored';
