@@ -343,6 +343,36 @@ describe('LearnedStrategy: restoring', () => {
 });
 
 /** A model in which `arm` has learned `reward` in the test's hot situation. */
+describe('LearnedStrategy: an outcome is measured against the hot ticks', () => {
+  it('charges what the neighbour lost against the ticks it was hot in, not the calm ones before it ran', () => {
+    const outcomes: LearnerOutcome[] = [];
+    const d = new Driver(
+      learner({ availableActions: ['pressure_backoff'], windowTicks: 5, model: trained('pressure_backoff', 0.5), exploration: { scale: 0, minScale: 0 }, onOutcome: (o) => outcomes.push(o) }),
+    );
+    // Calm, the neighbour idle; then it takes 2 CPUs and web is hot.
+    for (let i = 0; i < 3; i++) d.tick(1000, { batchOncpuUs: 0 });
+    d.tick(9000);
+    const [n] = d.tick(9000);
+    expect(n?.action).toBe('pressure_backoff');
+    // Capped: the neighbour runs half as much.
+    for (let i = 0; i < 3; i++) d.tick(5000, { batchOncpuUs: 1_000_000 });
+    d.verdict(n!, 'kept', 9000, 5000);
+    expect(outcomes).toHaveLength(1);
+    expect(outcomes[0]!.lost).toBeCloseTo(0.5, 9);
+  });
+
+  it('judges "do nothing" against the hot ticks too', () => {
+    const outcomes: LearnerOutcome[] = [];
+    const d = new Driver(learner({ availableActions: [], windowTicks: 5, onOutcome: (o) => outcomes.push(o) }));
+    for (let i = 0; i < 3; i++) d.tick(1000);
+    d.tick(9000);
+    d.tick(9000);
+    for (let i = 0; i < 5; i++) d.tick(9000);
+    expect(outcomes).toHaveLength(1);
+    expect(outcomes[0]).toMatchObject({ arm: 'noop', improvement: 0, verdict: 'self' });
+  });
+});
+
 function trained(arm: string, reward: number): LearnerModel {
   const l = learner();
   const s = snap(1, 9000);

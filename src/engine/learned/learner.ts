@@ -371,8 +371,9 @@ export class LearnedStrategy implements Strategy {
     }
     if (nudge === undefined) {
       const objective = objectiveFor(hot);
+      // The hot ticks that made the choice, as a nudge's verdict is judged against: not calm ones before the trouble.
       const baseline = this.#buffer
-        .slice(-this.#o.windowTicks)
+        .slice(-(objective.baselineTicks ?? this.#o.windowTicks))
         .map((s) => metricValue(s, objective))
         .filter((v): v is number => v !== undefined);
       this.#experiment = { kind: 'noop', tick, time: now, x, baseline, objective };
@@ -558,7 +559,10 @@ export class LearnedStrategy implements Strategy {
     const split = p?.time ?? o.snapshotBefore?.time;
     const end = o.snapshotAfter?.time ?? Infinity;
     const w = this.#o.windowTicks;
-    let before = split === undefined ? [] : this.#buffer.filter((s) => s.time <= split).slice(-w);
+    // What the noisy targets used before: over the ticks the nudge's objective is judged against (the hot ones), so
+    // calm ticks before the trouble, when the neighbour may not have run at all, do not hide what the nudge took.
+    const baseTicks = o.nudge.objective?.baselineTicks ?? w;
+    let before = split === undefined ? [] : this.#buffer.filter((s) => s.time <= split).slice(-baseTicks);
     let after = split === undefined ? [] : this.#buffer.filter((s) => s.time > split && s.time <= end).slice(-w);
     if (before.length === 0 && o.snapshotBefore !== undefined) before = [o.snapshotBefore];
     if (after.length === 0 && o.snapshotAfter !== undefined) after = [o.snapshotAfter];
