@@ -10,7 +10,6 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { detectLayout } from './cgroup/layout.js';
 import { bpftoolProgs, holdersOf, progIdsOf, TRACING_TYPES } from './bench/bpf-progs.js';
-import { learnerModule } from './bench/sections/learner.js';
 import { runBench, SECTION_IDS } from './bench/index.js';
 import { BENCH_CGROUP_PREFIX } from './bench/resources.js';
 
@@ -61,7 +60,7 @@ describe('bench --quick on the real kernel', () => {
     // Outputs exist and parse.
     const results = JSON.parse(readFileSync(path.join(out, 'results.json'), 'utf8')) as Results;
     expect(results.quick).toBe(true);
-    const expected = learnerModule() ? SECTION_IDS : SECTION_IDS.filter((s) => s !== 'learner');
+    const expected = SECTION_IDS;
     for (const id of expected) {
       const s = results.sections[id];
       expect(s, `section ${id}`).toBeDefined();
@@ -73,7 +72,6 @@ describe('bench --quick on the real kernel', () => {
       expect(height).toBeGreaterThan(0);
       for (const g of s!.goals) process.stderr.write(`  ${id}: ${g.goal} — ${g.measured}\n`);
     }
-    if (!learnerModule()) expect(results.sections.learner?.status).toBe('skipped');
     const summary = readFileSync(path.join(out, 'summary.md'), 'utf8');
     expect(summary).toMatch(/^# ebpf-tuner benchmarks/);
     expect(summary).toContain('## Machine');

@@ -10,7 +10,7 @@ import { parseStatTicks, statusKb, summarize as summarizeCost } from './sections
 import { firstNudge, parseVictimLines, summarize as summarizeReaction } from './sections/reaction.js';
 import { hookOf, summarize as summarizeBpf } from './sections/bpf-cost.js';
 import { summarize as summarizeOverhead, summarizePerSignal } from './sections/overhead.js';
-import { summarize as summarizeLearner } from './sections/learner.js';
+import { judge as judgeLearner, summarize as summarizeLearner, type Incident } from './sections/learner.js';
 import {
   appliedActions,
   explainAgent,
@@ -432,11 +432,37 @@ describe('section summaries', () => {
     expect(heapAfterFullGc('[1:0x1]  5 ms: Scavenge 3.8 (4.0) -> 3.4 (5.0) MB, 4.71 / 0.00 ms')).toBeUndefined();
   });
 
-  it('learner: one table row per scenario', () => {
-    const rows = [1, 2, 3].flatMap((episode) => ['a', 'b'].map((scenario) => ({ scenario, episode, learner: episode, heuristic: 2, regret: 2 - episode })));
-    const s = summarizeLearner(rows, { ok: true }, {});
-    expect(s.tables[0]!.rows).toHaveLength(2);
-    expect(s.tables[0]!.rows[0]![5]).toBe('-1.000');
+  it('learner: judges each policy on the uniformly logged incidents only', () => {
+    const inc = (i: number, arm: string, reward: number, uniform = true): Incident => ({
+      incident: i,
+      threads: 4,
+      pinned: true,
+      arm,
+      eligible: ['noop', 'cpu_weight', 'pressure_backoff'],
+      features: { 'psi.cpu': 0.3 },
+      reward,
+      improvement: reward,
+      lost: 0,
+      verdict: arm === 'noop' ? 'self' : 'kept',
+      uniform,
+      decisions: [],
+    });
+    const incidents = [inc(1, 'noop', 0), inc(2, 'cpu_weight', 0.4), inc(3, 'pressure_backoff', -0.2), inc(4, 'cpu_weight', 0.6), inc(5, 'cpu_weight', 9, false)];
+    const values = judgeLearner(incidents, 20);
+    expect(values.map((v) => v.policy)).toEqual([
+      'the rule (cpu_weight when it applies, else nothing)',
+      'the learner (fresh, default exploration)',
+      'always noop',
+      'always pressure_backoff when it applies',
+    ]);
+    // The rule: both uniform cpu_weight incidents, not the one the model chose.
+    expect(values[0]!.matched).toBe(2);
+    expect(values[0]!.mean).toBeCloseTo(0.5, 9);
+    expect(values[2]!.mean).toBe(0);
+    const sim = { rows: [1, 2].map((episode) => ({ scenario: 'a', episode, learner: 1, heuristic: 0.5, regret: 0 })), summary: {} };
+    const s = summarizeLearner(incidents.slice(0, 4), values, sim, {});
+    expect(s.tables.map((t) => t.rows.length)).toEqual([3, 3, 4, 1]);
+    expect(s.goals[0]!.goal).toContain('real logged outcomes');
   });
 });
 
@@ -454,7 +480,7 @@ describe('report', () => {
       machine: { kernel: 'Linux 6.18', cpuModel: 'cpu', vcpus: 2, memoryGiB: 24, numaNodes: 1, node: 'v20', tools: {} },
       sections: [
         { id: 'overhead', title: 'Overhead', status: 'ok', params: {}, tables: [{ title: 't', columns: ['a'], rows: [[1]] }], goals: [{ goal: 'g', measured: 'm', met: false }], notes: ['n'], charts: [], data: null, seconds: 3 },
-        { id: 'learner', title: 'Learner', status: 'skipped', reason: 'absent', params: {}, tables: [], goals: [], notes: [], charts: [], data: null, seconds: 0 },
+        { id: 'learner', title: 'Learner', status: 'failed', reason: 'absent', params: {}, tables: [], goals: [], notes: [], charts: [], data: null, seconds: 0 },
       ],
       charts: { overhead: 'overhead.png' },
       warnings: [],

@@ -22,7 +22,7 @@ import { renderSummary } from './report.js';
 import { Resources } from './resources.js';
 import { agentCost } from './sections/agent-cost.js';
 import { bpfCost } from './sections/bpf-cost.js';
-import { learner, SectionSkipped } from './sections/learner.js';
+import { learner } from './sections/learner.js';
 import { overhead } from './sections/overhead.js';
 import { reaction } from './sections/reaction.js';
 import { servers } from './sections/servers.js';
@@ -176,11 +176,10 @@ export async function runBench(opts: BenchOptions): Promise<void> {
         r = { id: s.id, title: s.title, status: 'ok', ...body, seconds: (Date.now() - s0) / 1000 };
       } catch (e) {
         if (stopping) await stopping;
-        const skipped = e instanceof SectionSkipped;
         r = {
           id: s.id,
           title: s.title,
-          status: skipped ? 'skipped' : 'failed',
+          status: 'failed',
           reason: e instanceof Error ? e.message : String(e),
           params: {},
           tables: [],

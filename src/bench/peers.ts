@@ -68,6 +68,10 @@ export interface AgentConfig {
   signals?: Record<string, { enabled: boolean; attach?: string }>;
   /** `policy:` as the config file spells it, e.g. { noisy_neighbor: { event_driven: false } }. */
   policy?: AgentPolicy;
+  /** `strategy:` as the config file spells it, e.g. { kind: 'learned', exploration: { uniform_share: 1 } }. */
+  strategy?: Record<string, unknown>;
+  /** `closed_loop:` as the config file spells it, e.g. { penalty: '0s' }. */
+  closed_loop?: Record<string, unknown>;
 }
 
 /** `policy:` as the config file spells it: rule → its settings. */
@@ -197,6 +201,8 @@ function configYaml(c: AgentConfig): string {
   if (c.tick) doc.tick = c.tick;
   if (c.signals) doc.signals = c.signals;
   if (c.policy) doc.policy = c.policy;
+  if (c.strategy) doc.strategy = c.strategy;
+  if (c.closed_loop) doc.closed_loop = c.closed_loop;
   if (c.targets) doc.targets = c.targets;
   return stringify(doc);
 }

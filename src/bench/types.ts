@@ -34,8 +34,8 @@ export interface Goal {
 export interface SectionResult {
   id: SectionId;
   title: string;
-  status: 'ok' | 'skipped' | 'failed';
-  /** Why skipped or failed. */
+  status: 'ok' | 'failed';
+  /** Why it failed. */
   reason?: string;
   /** Rounds, durations and sizes this run used. */
   params: Record<string, unknown>;

@@ -902,8 +902,16 @@ const strategy = strict(
           }),
           { allowed: '0 to 10, at most `scale`', meaning: 'the spread never falls below this' },
         ),
+        uniform_share: doc(
+          byDefault(0, (d) => real(0, 1, { expected: 'a number from 0 to 1', fix: `write e.g. uniform_share: ${d} (1: every choice at random)` })),
+          {
+            allowed: '0 to 1',
+            meaning:
+              'share of choices drawn uniformly at random among the arms that apply, ignoring the model; their outcomes are logged with `uniform: true`, which is what an offline replay of the learner (`bench --sections learner`) needs to judge it without bias',
+          },
+        ),
       },
-      { expected: 'a mapping of exploration settings', fix: 'indent scale, decay and min_scale under exploration:' },
+      { expected: 'a mapping of exploration settings', fix: 'indent scale, decay, min_scale and uniform_share under exploration:' },
     ).prefault({}),
   },
   { expected: 'a mapping of strategy settings', fix: 'indent kind, canary_targets, seed and exploration under strategy:' },

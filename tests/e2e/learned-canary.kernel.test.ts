@@ -15,6 +15,10 @@
  *   `scale` on a fresh model, and after a restart on the saved model (`ebpf-tuner model show`) decayed and floored.
  * - `kind: shadow`: the learner only reports what it would do (pressure_backoff on `one`: cpu.cfs_quota_us stays -1);
  *   the rules act as usual (the rule's cpu.shares step on `one` reaches the kernel).
+ * - `kind: learned`, `exploration.uniform_share: 1`: every choice is an eligible arm drawn uniformly from the seed's
+ *   generator (after the Thompson draws, which are still logged), whatever the model; the chosen step reaches the
+ *   kernel, and its outcome is logged with `uniform: true`, the arms that were eligible and the context, which is
+ *   what an offline replay of the learner reads.
  *
  * Which arms are on offer at a choice depends on timing (a hot tick before the hogs have run offers no step on a
  * noisy target), so the test checks the draws against the seed rather than a precomputed first arm.
@@ -42,7 +46,7 @@ interface Estimate {
   explore?: number;
   target?: string;
 }
-type Choice = Line & { arm: string; acting: boolean; estimates: Estimate[] };
+type Choice = Line & { arm: string; acting: boolean; uniform: boolean; estimates: Estimate[] };
 
 afterAll(async () => {
   await cleanupAll();
@@ -69,6 +73,21 @@ function expectSeededDraws(choices: Choice[], seed: number): number[] {
     expect(c.arm).toBe(best!.arm);
   }
   return zs;
+}
+
+/**
+ * Replays the seed for choices made with uniform_share 1: the Thompson draws as above (one normal per eligible arm),
+ * then one uniform number that is below the share, then one that picks the arm among the eligible ones.
+ */
+function expectUniformDraws(choices: Choice[], seed: number): void {
+  const prng = Prng.fromSeed(seed);
+  for (const c of choices) {
+    const eligible = c.estimates.filter((x) => x.eligible);
+    for (const e of eligible) expect(e.draw, `${e.arm} draw`).toBe(e.mean + e.explore! * e.sd * prng.normal());
+    expect(prng.uniform()).toBeLessThan(1);
+    expect(c.uniform).toBe(true);
+    expect(c.arm).toBe(eligible[Math.floor(prng.uniform() * eligible.length)]!.arm);
+  }
 }
 
 /** The cgroups and the victim of one scenario; `hogs` starts the noisy load, in which `one` is by far the busiest. */
@@ -323,4 +342,47 @@ describe('learned strategy from the strategy section, through the agent', () => 
       state.remove();
     }
   }, 90_000);
+  it('learned with uniform_share 1: each choice an eligible arm at random, carried out, and its outcome logged for replay', async () => {
+    const { base, web, one, two, procs, startHogs, config: configText } = await scenario();
+    const state = tempDir();
+    try {
+      const config = state.file('c.yaml', configText('strategy:\n  kind: learned\n  seed: 12\n  exploration:\n    uniform_share: 1\n'));
+      const kernel = sampler({ one: () => shares(one), two: () => shares(two), oneQuota: () => quota(one), twoQuota: () => quota(two) });
+      const agent = startAgent(['--config', config, '--state-dir', state.path, '--log-level', 'debug']);
+      procs.push(agent);
+      await loadAfterWarmup(agent, startHogs);
+      // Two outcomes of the learner's own choices, whichever arms they were.
+      await waitUntil(() => agent.lines.filter((l) => l.msg === 'learner outcome' && l.onPolicy === true).length >= 2, 90_000, 'two outcomes of uniform choices');
+      kernel.stop();
+      const choices = choicesOf(agent);
+      console.log(choices.map((c) => `${c.arm} of ${c.estimates.filter((e) => e.eligible).map((e) => e.arm).join(',')}`).join('\n'));
+      expectUniformDraws(choices, 12);
+      const outcomes = agent.lines.filter((l) => l.msg === 'learner outcome' && l.onPolicy === true);
+      for (const o of outcomes) {
+        console.log(`outcome: ${JSON.stringify(o)}`);
+        expect(o.uniform).toBe(true);
+        expect(o.features).toHaveProperty(['runqlat.severity']);
+        expect(o.eligible as string[]).toContain(o.arm);
+        expect(typeof o.reward).toBe('number');
+      }
+      // What the kernel held: every learned step the audit trail records reached the cgroup's own file.
+      const applied = auditLog(state.path).filter((r) => r.kind === 'applied' && r.rule.startsWith('learned:'));
+      for (const r of applied.filter((x) => x.action === 'cpu_weight')) {
+        const cg = r.target === 'one' ? kernel.seen.one! : kernel.seen.two!;
+        expect(cg, `${r.target} cpu.shares after ${r.to}`).toContain(sharesOf(weightTo(r)));
+      }
+      for (const r of applied.filter((x) => x.action === 'pressure_backoff')) {
+        const q = r.target === 'one' ? kernel.seen.oneQuota! : kernel.seen.twoQuota!;
+        expect(Math.min(...q), `${r.target} cpu.cfs_quota_us after ${r.to}`).toBeGreaterThan(0);
+      }
+      agent.child.kill('SIGTERM');
+      expect((await agent.exited).code).toBe(0);
+      expect([shares(web), shares(one), shares(two), quota(one), quota(two)]).toEqual([1024, 1024, 1024, -1, -1]);
+    } finally {
+      for (const p of procs) await killAndWait(p);
+      await sleep(50);
+      base.remove();
+      state.remove();
+    }
+  }, 150_000);
 });

@@ -24,18 +24,18 @@ describe('config: strategy', () => {
       kind: 'shadow',
       canaryTargets: [],
       seed: 1,
-      exploration: { scale: 1, decay: 0.98, minScale: 0.05 },
+      exploration: { scale: 1, decay: 0.98, minScale: 0.05, uniformShare: 0 },
     });
   });
 
   it('maps every key', () => {
     const text =
-      'strategy:\n  kind: canary\n  canary_targets: [batch]\n  seed: 42\n  exploration: {scale: 0.5, decay: 0.9, min_scale: 0.1}\n';
+      'strategy:\n  kind: canary\n  canary_targets: [batch]\n  seed: 42\n  exploration: {scale: 0.5, decay: 0.9, min_scale: 0.1, uniform_share: 0.25}\n';
     expect(parse(text).strategy).toEqual({
       kind: 'canary',
       canaryTargets: ['batch'],
       seed: 42,
-      exploration: { scale: 0.5, decay: 0.9, minScale: 0.1 },
+      exploration: { scale: 0.5, decay: 0.9, minScale: 0.1, uniformShare: 0.25 },
     });
   });
 

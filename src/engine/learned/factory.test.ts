@@ -35,7 +35,7 @@ function config(strategy?: Partial<StrategyConfig>): Config {
       kind: 'heuristic',
       canaryTargets: [],
       seed: 3,
-      exploration: { scale: 1, decay: 0.98, minScale: 0.05 },
+      exploration: { scale: 1, decay: 0.98, minScale: 0.05, uniformShare: 0 },
       ...strategy,
     };
   }

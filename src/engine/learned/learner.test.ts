@@ -373,6 +373,56 @@ describe('LearnedStrategy: an outcome is measured against the hot ticks', () => 
   });
 });
 
+describe('LearnedStrategy: uniform choices, for an offline replay', () => {
+  it('with uniform_share 1 takes every eligible arm about equally often, whatever the model says, and logs how it chose', () => {
+    const counts: Record<string, number> = {};
+    const outcomes: LearnerOutcome[] = [];
+    // A model sure of cpu_weight, with its own random state dropped so each seed draws anew.
+    const model = { ...trained('cpu_weight', 0.9), prng: null };
+    for (let seed = 1; seed <= 300; seed++) {
+      const choices: LearnerChoice[] = [];
+      const d = new Driver(learner({ seed, model, exploration: { uniformShare: 1 }, onChoice: (c) => choices.push(c), onOutcome: (o) => outcomes.push(o) }));
+      d.tick(9000);
+      const [n] = d.tick(9000);
+      const c = choices[0]!;
+      expect(c.uniform).toBe(true);
+      counts[c.arm] = (counts[c.arm] ?? 0) + 1;
+      if (n !== undefined && seed <= 5) d.verdict(n, 'kept', 9000, 6000);
+      if (n === undefined && seed <= 5) for (let i = 0; i < 3; i++) d.tick(9000);
+    }
+    // web/cpuset_spread is at 1 CPU with nothing known about placement, so all four arms apply.
+    expect(Object.keys(counts).sort()).toEqual(['cpu_weight', 'cpuset_spread', 'noop', 'pressure_backoff']);
+    for (const n of Object.values(counts)) expect(n).toBeGreaterThan(45);
+    expect(outcomes.length).toBeGreaterThan(0);
+    for (const o of outcomes) {
+      expect(o.uniform).toBe(true);
+      expect(o.eligible).toEqual(['noop', 'cpu_weight', 'cpuset_spread', 'pressure_backoff']);
+      expect(o.features).toHaveProperty(['runqlat.present']);
+    }
+  });
+
+  it('without a uniform share draws exactly as before (no extra random number), and says the choice was the model\'s', () => {
+    const a: LearnerChoice[] = [];
+    const b: LearnerChoice[] = [];
+    const da = new Driver(learner({ onChoice: (c) => a.push(c) }));
+    const db = new Driver(learner({ exploration: { uniformShare: 0 }, onChoice: (c) => b.push(c) }));
+    for (const d of [da, db]) for (let i = 0; i < 2; i++) d.tick(9000);
+    expect(a[0]!.uniform).toBe(false);
+    expect(b[0]!.arm).toBe(a[0]!.arm);
+    expect(db.learner.model.prng).toEqual(da.learner.model.prng);
+  });
+
+  it('chooses and learns from a logged context, the way an offline replay asks', () => {
+    const l = learner({ exploration: { scale: 0, minScale: 0 } });
+    const features = { 'runqlat.present': 1 };
+    for (let i = 0; i < 10; i++) l.learnArm('pressure_backoff', features, 0.8);
+    expect(l.chooseArm(features, ['noop', 'cpu_weight', 'pressure_backoff'])).toBe('pressure_backoff');
+    expect(l.chooseArm(features, ['noop', 'cpu_weight'])).not.toBe('pressure_backoff');
+    expect(() => l.chooseArm(features, ['elsewhere'])).toThrow(/none of elsewhere is one of this learner's arms/);
+    expect(() => l.learnArm('elsewhere', features, 1)).toThrow(/elsewhere is not one of this learner's arms/);
+  });
+});
+
 function trained(arm: string, reward: number): LearnerModel {
   const l = learner();
   const s = snap(1, 9000);

@@ -60,9 +60,14 @@ export interface ExplorationOptions {
   decay: number;
   /** Floor of the scale, so a changed workload can still be noticed. */
   minScale: number;
+  /**
+   * Share of choices made uniformly at random among the eligible arms, ignoring the model. Their outcomes carry
+   * `uniform: true`: with a known chance per arm, they are what an offline replay can judge any policy on.
+   */
+  uniformShare: number;
 }
 
-export const DEFAULT_EXPLORATION: ExplorationOptions = { scale: 1, decay: 0.98, minScale: 0.05 };
+export const DEFAULT_EXPLORATION: ExplorationOptions = { scale: 1, decay: 0.98, minScale: 0.05, uniformShare: 0 };
 
 export interface LearnerOptions {
   /** Actions the agent has registered; templates naming others are never offered. */
@@ -126,6 +131,8 @@ export interface LearnerChoice {
   features: Record<string, number>;
   /** The chosen arm's exploration scale. */
   explorationScale: number;
+  /** Drawn uniformly at random among the eligible arms (exploration.uniformShare), not from the model. */
+  uniform: boolean;
   hot: HotTarget[];
 }
 
@@ -141,6 +148,20 @@ export interface LearnerOutcome {
   verdict: 'kept' | 'revert' | 'self';
   /** False when learned from another strategy's nudge (shadow and canary modes). */
   onPolicy: boolean;
+  /** The context the arm was chosen in (feature name → value, bias left out). */
+  features: Record<string, number>;
+  /** The arms that could have been chosen; only for the learner's own choices. */
+  eligible?: string[];
+  /** The arm was drawn uniformly at random among `eligible`: a logged event an offline replay can use. */
+  uniform?: boolean;
+}
+
+/** One logged choice and what it earned, as an offline replay reads it (a LearnerOutcome has every field). */
+export interface LoggedOutcome {
+  arm: string;
+  eligible: readonly string[];
+  features: Readonly<Record<string, number>>;
+  reward: number;
 }
 
 /** A learned nudge carries the estimates behind it, for `explain`. An arm always moves a knob; restores are no arm's. */
@@ -166,6 +187,9 @@ const BACKOFF_MAX_TICKS = 256;
 interface Pending {
   arm: string;
   x: Float64Array;
+  /** How it was chosen, for the outcome log. */
+  eligible: string[];
+  uniform: boolean;
   target: string;
   action: string;
   nudge: LearnedNudge;
@@ -181,6 +205,8 @@ interface Experiment {
   pending?: Pending;
   checked?: boolean;
   x?: Float64Array;
+  eligible?: string[];
+  uniform?: boolean;
   baseline?: number[];
   objective?: Objective;
 }
@@ -338,15 +364,8 @@ export class LearnedStrategy implements Strategy {
       candidates.set(t.name, { template: t, c });
       estimates.push({ arm: t.name, ...e, eligible: true, move: c.move, target: c.target });
     }
-    // Draws in a fixed order (noop, then templates) so the same inputs consume the same random numbers.
-    let best: ArmEstimate | undefined;
-    for (const e of estimates) {
-      if (!e.eligible) continue;
-      e.explore = this.explorationScale(e.arm);
-      e.draw = e.mean + e.explore * e.sd * this.#prng.normal();
-      if (best === undefined || e.draw > best.draw!) best = e;
-    }
-    const chosen = best!;
+    const { chosen, uniform } = this.#draw(estimates);
+    const eligible = estimates.filter((e) => e.eligible).map((e) => e.arm);
     const scale = chosen.explore!;
     const features = this.#featureRecord(x);
     const picked = candidates.get(chosen.arm);
@@ -359,6 +378,7 @@ export class LearnedStrategy implements Strategy {
       estimates,
       features,
       explorationScale: scale,
+      uniform,
       hot,
     };
     if (nudge !== undefined) choice.nudge = nudge;
@@ -376,12 +396,14 @@ export class LearnedStrategy implements Strategy {
         .slice(-(objective.baselineTicks ?? this.#o.windowTicks))
         .map((s) => metricValue(s, objective))
         .filter((v): v is number => v !== undefined);
-      this.#experiment = { kind: 'noop', tick, time: now, x, baseline, objective };
+      this.#experiment = { kind: 'noop', tick, time: now, x, baseline, objective, eligible, uniform };
       return { nudges: [], choice };
     }
     const pending: Pending = {
       arm: chosen.arm,
       x,
+      eligible,
+      uniform,
       target: nudge.target,
       action: nudge.action,
       nudge,
@@ -392,6 +414,56 @@ export class LearnedStrategy implements Strategy {
     this.#awaiting.set(nudge, pending);
     this.#experiment = { kind: 'nudge', tick, time: now, pending };
     return { nudges: [nudge], choice };
+  }
+
+  /**
+   * Thompson draws for the eligible arms, in a fixed order (noop, then templates) so the same inputs consume the same
+   * random numbers; the highest draw wins. With a uniform share, that share of choices instead takes an eligible arm
+   * at random (one more number, drawn only when the share is set, so seeded runs without it replay as before).
+   */
+  #draw(estimates: ArmEstimate[]): { chosen: ArmEstimate; uniform: boolean } {
+    let best: ArmEstimate | undefined;
+    const eligible: ArmEstimate[] = [];
+    for (const e of estimates) {
+      if (!e.eligible) continue;
+      eligible.push(e);
+      e.explore = this.explorationScale(e.arm);
+      e.draw = e.mean + e.explore * e.sd * this.#prng.normal();
+      if (best === undefined || e.draw > best.draw!) best = e;
+    }
+    const share = this.#exploration.uniformShare;
+    if (share > 0 && this.#prng.uniform() < share) {
+      return { chosen: eligible[Math.min(eligible.length - 1, Math.floor(this.#prng.uniform() * eligible.length))]!, uniform: true };
+    }
+    return { chosen: best!, uniform: false };
+  }
+
+  /**
+   * The arm this learner would choose in a logged context, among `eligible` (an offline replay: no snapshot, no
+   * nudge, no experiment). The same draws as a live choice.
+   */
+  chooseArm(features: Readonly<Record<string, number>>, eligible: readonly string[]): string {
+    const x = this.#vector(features);
+    const estimates: ArmEstimate[] = [...this.#arms.entries()].map(([arm, m]) => ({ arm, ...m.estimate(x), eligible: eligible.includes(arm) }));
+    if (!estimates.some((e) => e.eligible)) {
+      throw new TunerError('INTERNAL', `choose an arm: none of ${eligible.join(', ') || '(none)'} is one of this learner's arms (${this.arms.join(', ')})`);
+    }
+    return this.#draw(estimates).chosen.arm;
+  }
+
+  /** Learn a logged outcome: `arm` earned `reward` in the context `features` (an offline replay). */
+  learnArm(arm: string, features: Readonly<Record<string, number>>, reward: number, time = 0): void {
+    if (!this.#arms.has(arm)) throw new TunerError('INTERNAL', `learn an outcome: ${arm} is not one of this learner's arms (${this.arms.join(', ')})`);
+    this.#update(arm, this.#vector(features), reward, time);
+  }
+
+  /** A feature record (as logged) back into the model's vector: bias first, absent features 0. */
+  #vector(features: Readonly<Record<string, number>>): Float64Array {
+    const x = new Float64Array(this.#names.length);
+    this.#names.forEach((n, i) => {
+      x[i] = i === 0 ? 1 : (features[n] ?? 0);
+    });
+    return x;
   }
 
   /**
@@ -542,7 +614,18 @@ export class LearnedStrategy implements Strategy {
     const reward = rewardOf({ improvement, lost: 0, changes: 0 }, this.#reward);
     const time = this.#buffer.at(-1)?.time ?? e.time;
     this.#update(NOOP_ARM, e.x!, reward, time);
-    this.#o.onOutcome?.({ time, arm: NOOP_ARM, reward, improvement, lost: 0, verdict: 'self', onPolicy: true });
+    this.#o.onOutcome?.({
+      time,
+      arm: NOOP_ARM,
+      reward,
+      improvement,
+      lost: 0,
+      verdict: 'self',
+      onPolicy: true,
+      features: this.#featureRecord(e.x!),
+      eligible: e.eligible ?? [NOOP_ARM],
+      uniform: e.uniform === true,
+    });
   }
 
   #learn(o: StrategyFeedback, own: boolean): void {
@@ -592,7 +675,12 @@ export class LearnedStrategy implements Strategy {
       lost,
       verdict: o.verdict.verdict,
       onPolicy: own,
+      features: this.#featureRecord(x),
     };
+    if (p !== undefined) {
+      out.eligible = p.eligible;
+      out.uniform = p.uniform;
+    }
     this.#o.onOutcome?.(out);
   }
 
