@@ -34,9 +34,13 @@ export function explainLines(rec: AuditRecord, related: readonly AuditRecord[]):
   return lines;
 }
 
-/** `target action held by rule since TIME (for 1m 5s): reason`, as of the hold's last report. */
-export function holdLine(h: Hold): string {
-  return `${h.target} ${h.action} held by ${h.rule} since ${auditTime(h.since)} (for ${span(h.time - h.since)}): ${h.reason}`;
+/**
+ * `target action held by rule since TIME (for 1m 5s): reason`, counted to `now`. The reason's numbers are those of
+ * the hold's last report; when that is more than a tick or two old (the agent saves holds every few ticks), it says so.
+ */
+export function holdLine(h: Hold, now = h.time): string {
+  const asOf = now - h.time > 2_000 ? ` [as of ${auditTime(h.time)}]` : '';
+  return `${h.target} ${h.action} held by ${h.rule} since ${auditTime(h.since)} (for ${span(now - h.since)}): ${h.reason}${asOf}`;
 }
 
 function span(ms: number): string {
@@ -46,9 +50,12 @@ function span(ms: number): string {
   return m < 60 ? `${m}m ${s % 60}s` : `${Math.floor(m / 60)}h ${m % 60}m`;
 }
 
-/** `held`: the hold the running agent keeps now on this change, so the text says why it is still in effect. */
-export function explainText(rec: AuditRecord, related: readonly AuditRecord[], held?: Hold): string {
+/**
+ * `held`: the hold the running agent keeps now on this change, so the text says why it is still in effect (counted to
+ * `now`).
+ */
+export function explainText(rec: AuditRecord, related: readonly AuditRecord[], held?: Hold, now?: number): string {
   const lines = explainLines(rec, related);
-  if (held) lines.push(`now: ${holdLine(held)}`);
+  if (held) lines.push(`now: ${holdLine(held, now)}`);
   return lines.join('\n');
 }

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AuditLog, DRY_RUN_DB, type AuditRecord } from '../audit/audit.js';
 import { HoldTable } from '../audit/holds.js';
 import { PID_FILE } from '../agent/agent.js';
@@ -129,12 +129,21 @@ describe('status and explain of a change held on purpose', () => {
     return dir;
   }
 
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const at = (ms: number) => vi.useFakeTimers({ toFake: ['Date'], now: ms });
+
   it('status says what is held, why and since when', () => {
+    at(since + 66_000);
     const text = statusCommand({ stateDir: held(true) });
     expect(text).toContain('1 held on purpose (not given back yet):');
     expect(text).toContain(
-      '  batch cpu_weight held by noisy-neighbor since 2026-01-05 12:00:09Z (for 1m 5s): protect targets calm for 5 ticks (calm_ticks), but batch still wants 1.91 CPU ≥ release_below_cpus 0.1',
+      '  batch cpu_weight held by noisy-neighbor since 2026-01-05 12:00:09Z (for 1m 6s): protect targets calm for 5 ticks (calm_ticks), but batch still wants 1.91 CPU ≥ release_below_cpus 0.1',
     );
+    // Numbers older than a tick or two say how old they are.
+    at(since + 80_000);
+    expect(statusCommand({ stateDir: held(true) })).toMatch(/\(for 1m 20s\): .* release_below_cpus 0\.1 \[as of 2026-01-05 12:01:14Z\]$/m);
     const json = JSON.parse(statusCommand({ stateDir: held(true), json: true })) as { holds: Hold[] };
     expect(json.holds).toEqual([hold]);
   });
@@ -145,6 +154,7 @@ describe('status and explain of a change held on purpose', () => {
   });
 
   it('explain of the held change says it is held now, and why', () => {
+    at(since + 65_000);
     expect(explainCommand({ stateDir: held(true), id: 'r-1' }).split('\n').at(-1)).toBe(
       'now: batch cpu_weight held by noisy-neighbor since 2026-01-05 12:00:09Z (for 1m 5s): protect targets calm for 5 ticks (calm_ticks), but batch still wants 1.91 CPU ≥ release_below_cpus 0.1',
     );

@@ -129,7 +129,8 @@ export function statusCommand(opts: { stateDir: string; json?: boolean }): strin
   }
   if (holds.length > 0) {
     lines.push(`${holds.length} held on purpose (not given back yet):`);
-    for (const h of holds) lines.push(`  ${holdLine(h)}`);
+    const now = Date.now();
+    for (const h of holds) lines.push(`  ${holdLine(h, now)}`);
   }
   for (const k of overridden) lines.push(`  left alone: ${k.path} was changed by another writer to ${k.observed} (original ${k.original})`);
   if (last) lines.push(`last decision: ${last.id} ${last.kind} ${last.action} ${last.target} at ${time(last.time)}`);
@@ -155,7 +156,7 @@ export function explainCommand(opts: { stateDir: string; id: string; json?: bool
     const { rec, related } = found;
     const held = currentHold(opts.stateDir, rec);
     if (opts.json) return JSON.stringify(held ? { decision: rec, related, held } : { decision: rec, related });
-    return explainText(rec, related, held);
+    return explainText(rec, related, held, Date.now());
   } finally {
     for (const a of audits) a.db.close();
   }

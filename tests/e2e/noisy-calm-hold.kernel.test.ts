@@ -89,6 +89,10 @@ describe('noisy_neighbor calm restore with release_below_cpus', () => {
     const { targets } = await api<{ targets: { name: string; holds?: HoldRow[] }[] }>('/api/targets');
     expect(targets.find((t) => t.name === 'batch')?.holds).toMatchObject([{ cause: 'noisy-busy' }]);
     expect(targets.find((t) => t.name === 'web')?.holds).toBeUndefined();
+    // explain of the step says why it is still in effect.
+    const step = log().find((r) => r.kind === 'applied');
+    const stepWhy = runCli(['explain', step!.id, '--state-dir', scene.state.path]);
+    expect(stepWhy.stdout.trimEnd().split('\n').at(-1)).toMatch(/^now: batch cpu_weight held by noisy-neighbor since .*: protect targets calm for 3 ticks \(calm_ticks\), but batch still wants/);
     // Logged once per change of state, not every tick.
     const holding = () => agent.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('holding batch cpu_weight: protect targets calm'));
     expect(holding()).toHaveLength(1);
