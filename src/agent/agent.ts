@@ -20,8 +20,11 @@ import { KnobClaims, StateDirLock } from '../journal/ownership.js';
 import { KnobWriter, defaultDenyList, knobIO } from '../actions/knob-writer.js';
 import { ACTION_BOUNDS, ACTIONS } from '../actions/index.js';
 import { AuditLog, type AuditRecord } from '../audit/audit.js';
+import { HoldTable } from '../audit/holds.js';
+import { auditTime } from '../audit/explain.js';
 import { ClosedLoop } from '../engine/closed-loop.js';
 import { DecisionEngine } from '../engine/engine.js';
+import type { Hold, HoldChange } from '../engine/holds.js';
 import { Guardrails } from '../engine/guardrails.js';
 import type { KnobValues } from '../engine/strategy.js';
 import { createStrategies } from '../engine/registry.js';
@@ -91,6 +94,8 @@ export class Agent {
   private stopping?: Promise<RestoreReport | undefined>;
   private started = false;
   private executor?: Executor;
+  /** Where `status` reads the holds from; a real run only. */
+  private holdTable?: HoldTable;
   private readonly unwake: (() => void)[] = [];
   private closedLoop?: ClosedLoop;
   /** The last snapshot, for the HTTP API and `top`. */
@@ -149,6 +154,11 @@ export class Agent {
     if (!this.journal?.isOpen) return [];
     const all = this.journal.all();
     return [...all.filter((e) => e.state === 'active'), ...all.filter((e) => e.state !== 'active').slice(-50)];
+  }
+
+  /** The changes a strategy keeps in effect on purpose, with why and since when (engine/holds.ts). */
+  holds(): Hold[] {
+    return this.engine?.holds() ?? [];
   }
 
   /** Put one knob back to its original now (an operator's request). False when no change of ours is in effect there. */
@@ -223,6 +233,11 @@ export class Agent {
       }
     }
     this.audit = new AuditLog(this.dryRunDb ?? this.journal.db);
+    if (!this.dryRun) {
+      // A previous run's holds ended with it.
+      this.holdTable = new HoldTable(this.journal.db);
+      this.holdTable.replace([]);
+    }
     if (!this.dryRun) for (const a of ACTIONS) a.start?.({ stateDir: this.stateDir, dryRun: this.dryRun });
 
     this.writeScope = new WriteScope(layout);
@@ -352,8 +367,35 @@ export class Agent {
     if (this.engine && this.targets.length > 0) {
       const decisions = this.engine.tick({ now, snapshot, targets: this.targets, ...this.executor!.tickView() });
       for (const d of decisions) this.executor!.carryOut(d, now);
+      const changes = this.engine.holdChanges;
+      if (changes.length > 0) this.reportHolds(changes);
+      // Rewritten on a change, and every few ticks while anything is held, so `status` reads fresh numbers.
+      if (changes.length > 0 || (this.ticks % SUMMARY_EVERY_TICKS === 0 && this.holdTable !== undefined && this.engine.heldCount > 0)) {
+        this.saveHolds();
+      }
     }
     return snapshot;
+  }
+
+  /** Once per change of a hold's state: the log and the bus (the dashboard, the HTTP stream). */
+  private reportHolds(changes: readonly HoldChange[]): void {
+    for (const c of changes) {
+      const h = c.hold;
+      const fields = { target: h.target, action: h.action, rule: h.rule, cause: h.cause, since: auditTime(h.since) };
+      if (c.kind === 'held') this.log.info({ ...fields, evidence: h.evidence }, `holding ${h.target} ${h.action}: ${h.reason}`);
+      else this.log.info(fields, `no longer holding ${h.target} ${h.action} (held since ${auditTime(h.since)}: ${h.reason})`);
+      publish(channels.hold, () => c);
+    }
+  }
+
+  private saveHolds(): void {
+    if (!this.holdTable || !this.engine) return;
+    try {
+      this.holdTable.replace(this.engine.holds());
+    } catch (e) {
+      // Only what `status` shows is lost; the tick and its decisions stand.
+      this.log.warn({ err: e }, 'save holds for status: failed');
+    }
   }
 
   private refreshMembership(): void {
@@ -394,6 +436,11 @@ export class Agent {
           } catch (e) {
             this.log.error({ err: e, signal: s.name }, 'closing signal failed');
           }
+        }
+        try {
+          if (this.journal?.isOpen) this.holdTable?.replace([]);
+        } catch (e) {
+          this.log.warn({ err: e }, 'clear holds: failed');
         }
         this.journal?.close();
         this.dryRunDb?.close();

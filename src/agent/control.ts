@@ -27,6 +27,7 @@ export function agentControl(of: Agent | (() => Agent)): AgentControl {
         time: e.updatedAt,
       })),
     hints: () => concurrencyHints(),
+    holds: () => agent.holds(),
     decision: (id) => agent.decision(id),
     actions: () => ACTIONS.map((a) => a.name),
     targets: (): TargetInfo[] => agent.targetList.map((t) => ({ name: t.name, role: t.role })),

@@ -1,9 +1,10 @@
 /**
  * The text of `ebpf-tuner explain ID`: one decision and what followed it (the closed loop's verdict, a revert), in
  * plain lines. The CLI prints it and the HTTP server returns it with /api/decisions/ID, so the dashboard's decision
- * view and the terminal always say the same thing.
+ * view and the terminal always say the same thing. Also how a hold reads (`status`, and `explain` of a held change).
  */
 import { describeVerdict } from '../engine/closed-loop.js';
+import type { Hold } from '../engine/holds.js';
 import type { AuditRecord } from './audit.js';
 
 /** UTC, to the second: `2026-12-05 13:04:11Z`. */
@@ -33,6 +34,28 @@ export function explainLines(rec: AuditRecord, related: readonly AuditRecord[]):
   return lines;
 }
 
-export function explainText(rec: AuditRecord, related: readonly AuditRecord[]): string {
-  return explainLines(rec, related).join('\n');
+/**
+ * `target action held by rule since TIME (for 1m 5s): reason`, counted to `now`. The reason's numbers are those of
+ * the hold's last report; when that is more than a tick or two old (the agent saves holds every few ticks), it says so.
+ */
+export function holdLine(h: Hold, now = h.time): string {
+  const asOf = now - h.time > 2_000 ? ` [as of ${auditTime(h.time)}]` : '';
+  return `${h.target} ${h.action} held by ${h.rule} since ${auditTime(h.since)} (for ${span(now - h.since)}): ${h.reason}${asOf}`;
+}
+
+function span(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  return m < 60 ? `${m}m ${s % 60}s` : `${Math.floor(m / 60)}h ${m % 60}m`;
+}
+
+/**
+ * `held`: the hold the running agent keeps now on this change, so the text says why it is still in effect (counted to
+ * `now`).
+ */
+export function explainText(rec: AuditRecord, related: readonly AuditRecord[], held?: Hold, now?: number): string {
+  const lines = explainLines(rec, related);
+  if (held) lines.push(`now: ${holdLine(held, now)}`);
+  return lines.join('\n');
 }

@@ -1,11 +1,16 @@
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AuditLog, DRY_RUN_DB, type AuditRecord } from '../audit/audit.js';
+import { HoldTable } from '../audit/holds.js';
+import { PID_FILE } from '../agent/agent.js';
+import { silentLogger } from '../core/log.js';
 import type { Verdict } from '../engine/closed-loop.js';
-import { explainCommand, logCommand } from './audit.js';
+import type { Hold } from '../engine/holds.js';
+import { Journal } from '../journal/journal.js';
+import { explainCommand, logCommand, statusCommand } from './audit.js';
 import { STATE_DB } from './state-access.js';
 
 const dirs: string[] = [];
@@ -93,5 +98,66 @@ describe('log and explain over the real and the dry-run audit', () => {
     new AuditLog(rw).record({ ...base, id: 'o-2', time: 2, kind: 'kept', verdict });
     rw.close();
     expect(JSON.parse(logCommand({ stateDir: d, json: true })).at(-1).verdict).toEqual(verdict);
+  });
+});
+
+describe('status and explain of a change held on purpose', () => {
+  const since = Date.UTC(2026, 0, 5, 12, 0, 9);
+  const hold: Hold = {
+    action: 'cpu_weight',
+    target: 'batch',
+    rule: 'noisy-neighbor',
+    cause: 'noisy-busy',
+    reason: 'protect targets calm for 5 ticks (calm_ticks), but batch still wants 1.91 CPU ≥ release_below_cpus 0.1',
+    evidence: { demandCpus: 1.91 },
+    since,
+    time: since + 65_000,
+  };
+
+  /** A state directory with batch's cpu.weight changed, the hold, and (when `running`) this process as the agent. */
+  function held(running: boolean, holds: Hold[] = [hold]): string {
+    const dir = mkdtempSync(join(tmpdir(), 'ebpf-tuner-holds-'));
+    dirs.push(dir);
+    const journal = Journal.open(dir, silentLogger);
+    const e = journal.remember({ id: 'batch/cpu.weight', path: '/sys/fs/cgroup/batch/cpu.weight', target: 'batch', action: 'cpu_weight' }, '100');
+    journal.intend(e.knobId, '10');
+    journal.wrote(e.knobId, '10');
+    new AuditLog(journal.db).record({ ...base, id: 'r-1', time: since - 30_000, kind: 'applied', from: 'weight=100', to: 'weight=10' });
+    new HoldTable(journal.db).replace(holds);
+    journal.close();
+    if (running) writeFileSync(join(dir, PID_FILE), `${process.pid}\n`);
+    return dir;
+  }
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const at = (ms: number) => vi.useFakeTimers({ toFake: ['Date'], now: ms });
+
+  it('status says what is held, why and since when', () => {
+    at(since + 66_000);
+    const text = statusCommand({ stateDir: held(true) });
+    expect(text).toContain('1 held on purpose (not given back yet):');
+    expect(text).toContain(
+      '  batch cpu_weight held by noisy-neighbor since 2026-01-05 12:00:09Z (for 1m 6s): protect targets calm for 5 ticks (calm_ticks), but batch still wants 1.91 CPU ≥ release_below_cpus 0.1',
+    );
+    // Numbers older than a tick or two say how old they are.
+    at(since + 80_000);
+    expect(statusCommand({ stateDir: held(true) })).toMatch(/\(for 1m 20s\): .* release_below_cpus 0\.1 \[as of 2026-01-05 12:01:14Z\]$/m);
+    const json = JSON.parse(statusCommand({ stateDir: held(true), json: true })) as { holds: Hold[] };
+    expect(json.holds).toEqual([hold]);
+  });
+
+  it('status shows no hold of an agent that is not running, or of a change no longer in effect', () => {
+    expect(statusCommand({ stateDir: held(false) })).not.toContain('held');
+    expect(JSON.parse(statusCommand({ stateDir: held(true, [{ ...hold, target: 'gone' }]), json: true }))).toMatchObject({ holds: [] });
+  });
+
+  it('explain of the held change says it is held now, and why', () => {
+    at(since + 65_000);
+    expect(explainCommand({ stateDir: held(true), id: 'r-1' }).split('\n').at(-1)).toBe(
+      'now: batch cpu_weight held by noisy-neighbor since 2026-01-05 12:00:09Z (for 1m 5s): protect targets calm for 5 ticks (calm_ticks), but batch still wants 1.91 CPU ≥ release_below_cpus 0.1',
+    );
+    expect(explainCommand({ stateDir: held(false), id: 'r-1' })).not.toContain('now:');
   });
 });

@@ -8,7 +8,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TunerError } from '../core/errors.js';
 import { AuditLog, DRY_RUN_DB, type AuditRecord } from '../audit/audit.js';
-import { auditTime as time, explainText } from '../audit/explain.js';
+import { auditTime as time, explainText, holdLine } from '../audit/explain.js';
+import { HoldTable } from '../audit/holds.js';
+import type { Hold } from '../engine/holds.js';
 import { Journal, type JournalEntry } from '../journal/journal.js';
 
 import { PID_FILE } from '../agent/agent.js';
@@ -96,13 +98,18 @@ export function statusCommand(opts: { stateDir: string; json?: boolean }): strin
   const pid = agentPid(opts.stateDir);
   let knobs: JournalEntry[] = [];
   let last: AuditRecord | undefined;
+  let holds: Hold[] = [];
   try {
     if (db && hasTable(db, 'knobs')) knobs = Journal.entriesReadOnly(db);
     if (db) last = records(db, { limit: 1 })[0];
+    // Holds are the running agent's reasons; a stopped (or crashed) agent holds nothing.
+    if (db && pid !== undefined) holds = HoldTable.readOnly(db);
   } finally {
     db?.close();
   }
   const active = knobs.filter((k) => k.state === 'active');
+  // Only for changes still in effect: a row written just before a restore must not outlive it here.
+  holds = holds.filter((h) => active.some((k) => k.target === h.target && k.action === h.action));
   const overridden = knobs.filter((k) => k.state === 'overridden');
   const status = {
     running: pid !== undefined,
@@ -110,6 +117,7 @@ export function statusCommand(opts: { stateDir: string; json?: boolean }): strin
     stateDir: opts.stateDir,
     changes: active.map((k) => ({ target: k.target, action: k.action, path: k.path, original: k.original, value: k.lastWritten, since: k.updatedAt })),
     overridden: overridden.map((k) => ({ target: k.target, action: k.action, path: k.path, original: k.original, observed: k.observed })),
+    holds,
     lastDecision: last ? { id: last.id, time: last.time, kind: last.kind, target: last.target, reason: last.reason } : undefined,
   };
   if (opts.json) return JSON.stringify(status);
@@ -118,6 +126,11 @@ export function statusCommand(opts: { stateDir: string; json?: boolean }): strin
   else {
     lines.push(`${active.length} change(s) in effect:`);
     for (const k of active) lines.push(`  ${k.target}  ${k.path}: ${k.original} → ${k.lastWritten ?? '(being written)'}  (${k.action}, since ${time(k.updatedAt)})`);
+  }
+  if (holds.length > 0) {
+    lines.push(`${holds.length} held on purpose (not given back yet):`);
+    const now = Date.now();
+    for (const h of holds) lines.push(`  ${holdLine(h, now)}`);
   }
   for (const k of overridden) lines.push(`  left alone: ${k.path} was changed by another writer to ${k.observed} (original ${k.original})`);
   if (last) lines.push(`last decision: ${last.id} ${last.kind} ${last.action} ${last.target} at ${time(last.time)}`);
@@ -141,9 +154,24 @@ export function explainCommand(opts: { stateDir: string; id: string; json?: bool
     }
     if (!found) throw new TunerError('CLI_USAGE', `explain ${opts.id}: no such decision — list them with: ebpf-tuner log`);
     const { rec, related } = found;
-    if (opts.json) return JSON.stringify({ decision: rec, related });
-    return explainText(rec, related);
+    const held = currentHold(opts.stateDir, rec);
+    if (opts.json) return JSON.stringify(held ? { decision: rec, related, held } : { decision: rec, related });
+    return explainText(rec, related, held, Date.now());
   } finally {
     for (const a of audits) a.db.close();
+  }
+}
+
+/**
+ * The hold the running agent keeps now on the change `rec` made, if any: for a forward change still in effect, why it
+ * has not been given back. Undefined for a dry run, a restore, or when no agent runs.
+ */
+function currentHold(stateDir: string, rec: AuditRecord): Hold | undefined {
+  if (rec.dryRun || rec.kind !== 'applied' || agentPid(stateDir) === undefined) return undefined;
+  const db = openDb(stateDir, 'explain');
+  try {
+    return db ? HoldTable.readOnly(db).find((h) => h.target === rec.target && h.action === rec.action && h.since >= rec.time) : undefined;
+  } finally {
+    db?.close();
   }
 }

@@ -162,7 +162,7 @@ Exit codes: 0 valid; 2 \`run\` would refuse this config (every problem is listed
 
   program
     .command('status')
-    .description('whether the agent runs, and every change it has in effect right now')
+    .description('whether the agent runs, every change it has in effect right now, and why one is held')
     .option(...stateDirOption)
     .option('--json', 'machine-readable output')
     .action(async (opts: { stateDir: string; json?: boolean }) => {

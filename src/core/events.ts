@@ -5,12 +5,18 @@
  */
 import diagnostics_channel from 'node:diagnostics_channel';
 import type { Verdict } from '../engine/closed-loop.js';
+import type { HoldChange } from '../engine/holds.js';
 
 export const channels = {
   /** One per tick: every target's windowed signals. Payload: TickSnapshot. */
   tick: diagnostics_channel.channel('tuner:signals:tick'),
   /** A decision was made (applied, dry-run, refused, reverted, overridden). Payload: DecisionEvent. */
   decision: diagnostics_channel.channel('tuner:engine:decision'),
+  /**
+   * A change held on purpose began, changed its cause, or ended (see engine/holds.ts); once per change of state, not
+   * per tick. Payload: HoldEvent.
+   */
+  hold: diagnostics_channel.channel('tuner:engine:hold'),
   /** A knob was written or restored. Payload: KnobEvent. */
   knob: diagnostics_channel.channel('tuner:actions:knob'),
   /** Agent lifecycle: attached, ready, stopping, stopped. Payload: { state: string }. */
@@ -65,3 +71,6 @@ export interface KnobEvent {
   /** ms since the epoch. */
   time: number;
 }
+
+/** Payload of `channels.hold`: a hold began or changed its cause (`held`), or ended (`released`). */
+export type HoldEvent = HoldChange;

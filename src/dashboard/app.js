@@ -348,6 +348,11 @@ function overviewRow(t) {
     k1.title = k.path;
     knobs.append(k1);
   }
+  for (const h of t.holds) {
+    const line = el('div', 'hold-line small', `held since ${clock(h.since)}: ${h.reason}`);
+    line.title = `${h.rule} keeps this ${h.action} change in effect on purpose (${h.cause}); as of ${clock(h.time)}`;
+    knobs.append(line);
+  }
   const last = el('td', 'last-decision');
   const d = t.lastDecision;
   if (!d) last.append(el('span', 'muted', 'no decision yet'));
@@ -463,6 +468,7 @@ function applyOverviewDelta(d) {
         oncpuRatio: null,
         p99SparkUs: new Array(points - 1).fill(null),
         knobs: [],
+        holds: [],
         lastDecision: null,
       };
       overview.targets.push(row);
@@ -1097,6 +1103,8 @@ const HANDLERS = {
   target: applyTargetDelta,
   decision: addDecision,
   change: () => refreshSoon(),
+  // A hold began or ended: the overview's rows say why a change is still in effect.
+  hold: () => refreshSoon(),
   overhead: (o) => {
     if (shared.status) shared.status.overhead = o;
     renderOverhead(o);

@@ -6,7 +6,7 @@ import { ClosedLoop } from './closed-loop.js';
 import { DecisionEngine, type Decision } from './engine.js';
 import { Guardrails } from './guardrails.js';
 import { NoisyNeighborRule } from './heuristic/noisy-neighbor.js';
-import type { KnobValues, Strategy, StrategyFeedback, StrategyNudge, StrategyTarget } from './strategy.js';
+import type { DecideInput, KnobValues, Strategy, StrategyFeedback, StrategyNudge, StrategyTarget } from './strategy.js';
 import { NOISY_NEIGHBOR_POLICY } from '../testing/nudges.js';
 import { runqlatWindow } from '../signals/windows.js';
 import { ACTION_BOUNDS } from '../actions/index.js';
@@ -461,5 +461,53 @@ describe('closed-loop baseline', () => {
     const verdicts = [];
     for (let i = 0; i < 5; i++) verdicts.push(...engine.tick(input((t += 1000), 4000)));
     expect(verdicts.find((v) => v.kind === 'kept' || v.kind === 'revert')?.kind).toBe('kept');
+  });
+});
+
+describe('DecisionEngine holds', () => {
+  /** Reports a hold on batch while `holding` says so, and throws while `throwing` does. */
+  class Holder implements Strategy {
+    readonly name = 'holder';
+    holding = (_now: number): string | undefined => undefined;
+    throwing = false;
+    decide(input: DecideInput): StrategyNudge[] {
+      if (this.throwing) throw new Error('broken');
+      const cause = this.holding(input.now);
+      if (cause !== undefined) {
+        input.hold?.({ action: 'cpu_weight', target: 'batch', rule: 'holder-rule', cause, reason: `${cause} at ${input.now}` });
+      }
+      return [];
+    }
+  }
+
+  it('keeps what strategies hold with since when, and tells of each change of state once', () => {
+    const holder = new Holder();
+    const world = new World(useless, [holder], () => {});
+    const changes: string[] = [];
+    const step = (from: number, n: number): void => {
+      for (let i = from; i < from + n; i++) {
+        world.run(1, i);
+        for (const c of world.engine.holdChanges) changes.push(`${c.kind} ${c.hold.cause} since ${c.hold.since}`);
+      }
+    };
+    step(0, 2);
+    expect(world.engine.holds()).toEqual([]);
+    expect(world.engine.heldCount).toBe(0);
+    holder.holding = (now) => (now < 6_000 ? 'busy' : 'not-calm');
+    step(2, 2);
+    expect(world.engine.holds()).toEqual([
+      { action: 'cpu_weight', target: 'batch', rule: 'holder-rule', cause: 'busy', reason: 'busy at 4000', since: 3_000, time: 4_000 },
+    ]);
+    // A strategy that throws said nothing: its holds stand as they were.
+    holder.throwing = true;
+    step(4, 1);
+    expect(world.engine.holds().map((h) => h.time)).toEqual([4_000]);
+    holder.throwing = false;
+    step(5, 3);
+    holder.holding = () => undefined;
+    step(8, 2);
+    expect(changes).toEqual(['held busy since 3000', 'held not-calm since 6000', 'released not-calm since 6000']);
+    expect(world.engine.holds()).toEqual([]);
+    expect(world.engine.heldCount).toBe(0);
   });
 });

@@ -9,6 +9,7 @@ import type { TickSnapshot } from '../core/types.js';
 import { describeVerdict, metricValue, objectiveOf, type ClosedLoop, type Verdict } from './closed-loop.js';
 import { formatPercent, formatUs } from './format.js';
 import type { Guardrails, RefusalCode } from './guardrails.js';
+import { HoldBook, type Hold, type HoldChange, type StrategyHold } from './holds.js';
 import type { DecideInput, KnobValues, Objective, Strategy, StrategyFeedback, StrategyNudge, StrategyTarget } from './strategy.js';
 
 /**
@@ -91,6 +92,14 @@ export class DecisionEngine {
   readonly #proposedIn = new Map<string, TickSnapshot>();
   /** Applied changes under evaluation, so a revert knows what to put back. */
   readonly #underEvaluation = new Map<string, Applied>();
+  /** The changes strategies hold on purpose, and since when. */
+  readonly #holds = new HoldBook();
+  /** Strategies that threw in this tick's decide, so their holds carry over. */
+  readonly #failed = new Set<string>();
+  /** The strategy being asked and the tick's time, for #reportHold (one function for every tick, not a closure each). */
+  #asking = '';
+  #now = 0;
+  readonly #reportHold = (h: StrategyHold): void => this.#holds.report(this.#asking, h, this.#now);
   #counter = 0;
   /** Ticks seen; the first `warmupTicks` of them never serve as a baseline. */
   #seen = 0;
@@ -115,12 +124,28 @@ export class DecisionEngine {
     return [...this.#pending.keys()];
   }
 
+  /** The changes held on purpose after the last tick (see holds.ts), by target then action, with their reasons. */
+  holds(): Hold[] {
+    return this.#holds.list();
+  }
+
+  /** How many changes are held after the last tick. */
+  get heldCount(): number {
+    return this.#holds.size;
+  }
+
+  /** How the holds changed in the last tick: began, changed cause, or ended. Empty when they did not. */
+  get holdChanges(): readonly HoldChange[] {
+    return this.#holds.changes;
+  }
+
   tick(input: TickInput): Decision[] {
     const { now, snapshot } = input;
     const out: Decision[] = [];
     try {
       // Strategies run before anything in the engine changes, so one that throws leaves no half-made decisions.
       const proposals = this.#ask(input);
+      this.#holds.settle(this.#failed);
 
       // Verdicts before proposals, so a revert claims its knob before a strategy's nudge can.
       for (const v of this.#loop.observe(snapshot, now)) {
@@ -174,6 +199,10 @@ export class DecisionEngine {
     };
     if (input.original !== undefined) decide.original = input.original;
     decide.mayChange = (target) => this.#guardrails.denied(target) === undefined;
+    decide.hold = this.#reportHold;
+    this.#now = input.now;
+    this.#holds.begin();
+    if (this.#failed.size > 0) this.#failed.clear();
     decide.refusal = (n) => {
       const r = this.#guardrails.check(n, input.now, { current: input.current(n.target, n.action), inFlight: this.#pending.size });
       return r.ok ? undefined : r.reason;
@@ -181,11 +210,13 @@ export class DecisionEngine {
     const proposals: [string, StrategyNudge][] = [];
     for (const s of this.#strategies) {
       let nudges: StrategyNudge[];
+      this.#asking = s.name;
       try {
         // A copy, so a strategy that keeps it does not see later ticks appear in it.
         nudges = s.decide({ ...decide, history: (this.#recalled.get(s)?.kept ?? this.#history).slice() });
       } catch (e) {
         if (this.#onStrategyError === undefined) throw e;
+        this.#failed.add(s.name);
         this.#onStrategyError(s.name, e);
         continue;
       }

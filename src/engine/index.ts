@@ -37,6 +37,7 @@ export {
   type PenaltySource,
   type Verdict,
 } from './closed-loop.js';
+export { HoldBook, type Hold, type HoldChange, type StrategyHold } from './holds.js';
 export {
   DecisionEngine,
   type Decision,

@@ -5,6 +5,7 @@
  */
 import type { Nudge, RestoreNudge, Role, TickSnapshot } from '../core/types.js';
 import type { Verdict } from './closed-loop.js';
+import type { StrategyHold } from './holds.js';
 
 export interface StrategyTarget {
   readonly name: string;
@@ -45,6 +46,12 @@ export interface DecideInput {
    * every strategy: none keeps guardrails of its own. Absent outside an engine.
    */
   refusal?(nudge: StrategyNudge): string | undefined;
+  /**
+   * Report a change the strategy keeps in effect this tick although it is not stepping it (see holds.ts), with why,
+   * once per tick for as long as it holds; the engine works out since when and tells only of changes. A report is
+   * an output like a nudge: the same inputs must report the same holds. Absent outside an engine.
+   */
+  hold?(hold: StrategyHold): void;
 }
 
 /** What an applied nudge is meant to improve, so the closed loop can judge it without knowing the strategy. */

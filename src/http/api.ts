@@ -3,11 +3,12 @@
  * handler cannot drift from its declared body), and the dashboard's app.js type-checks against the same declarations.
  */
 import type { AuditRecord } from '../audit/audit.js';
-import type { DecisionEvent, KnobEvent } from '../core/events.js';
+import type { DecisionEvent, HoldEvent, KnobEvent } from '../core/events.js';
+import type { Hold } from '../engine/holds.js';
 import type { TargetDetails, TargetTickDelta } from './details.js';
 import type { Overview, OverviewDelta } from './overview.js';
 import type { OverheadSample } from './telemetry.js';
-import type { KnobChange } from './types.js';
+import type { KnobChange, TargetInfo } from './types.js';
 
 /** The body of /api/status, and the `status` of /api/overview. */
 export interface AgentStatus {
@@ -26,6 +27,8 @@ export interface AgentStatus {
   writable: boolean;
   /** The newest sample of the agent's own cost; null until two samples were taken. */
   overhead: OverheadSample | null;
+  /** Changes kept in effect on purpose, with why and since when (as of the last tick), by target. */
+  holds: Hold[];
 }
 
 /**
@@ -39,6 +42,8 @@ export interface ApiBodies {
   /** Newest first, each as it was heard on the bus. */
   '/api/decisions': { decisions: DecisionEvent[] };
   '/api/changes': { changes: KnobChange[] };
+  /** The configured targets; `holds` only on a target with a change held on purpose. */
+  '/api/targets': { targets: (TargetInfo & { holds?: Hold[] })[] };
   /** /api/decisions/ID: the decision, the later ones that refer to it, where it was found, and `explain ID`'s text. */
   '/api/decisions/ID': { decision: AuditRecord; related: AuditRecord[]; source: 'audit' | 'recent'; explain: string };
 }
@@ -58,5 +63,7 @@ export interface ViewStreamEvents {
   decision: DecisionEvent;
   change: KnobEvent;
   overhead: OverheadSample;
+  /** A hold began, changed its cause or ended. */
+  hold: HoldEvent;
 }
 

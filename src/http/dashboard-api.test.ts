@@ -10,7 +10,9 @@ import { FakeControl, openEventStream, publishDecision, publishTick, syntheticDe
 import type { Overview } from './overview.js';
 import type { TargetDetails } from './details.js';
 import { startHttpServer, type HttpServerHandle, type HttpServerOptions } from './server.js';
-import type { DecisionEvent } from '../core/events.js';
+import { channels, type DecisionEvent, type HoldEvent } from '../core/events.js';
+import type { Hold } from '../engine/holds.js';
+import type { AgentStatus } from './api.js';
 import type { TargetInfo } from './types.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
@@ -243,5 +245,41 @@ describe('/api/stream views', () => {
     expect((await fetch(`${url}/api/stream?view=target`)).status).toBe(400);
     expect((await fetch(`${url}/api/stream?view=target&target=nope`)).status).toBe(404);
     expect((await fetch(`${url}/api/stream?view=bogus`)).status).toBe(400);
+  });
+});
+
+describe('changes held on purpose', () => {
+  const hold: Hold = {
+    action: 'cpu_weight',
+    target: 'batch',
+    rule: 'noisy-neighbor',
+    cause: 'noisy-busy',
+    reason: 'protect targets calm for 5 ticks (calm_ticks), but batch still wants 1.91 CPU ≥ release_below_cpus 0.1',
+    since: 1_700_000_000_000,
+    time: 1_700_000_065_000,
+  };
+
+  it('are in /api/status, on their target in /api/targets and /api/overview, and announced on the stream once', async () => {
+    const { url, control } = await start();
+    publishTick(syntheticSnapshot(1_700_000_000_000, 0));
+    expect((await json<AgentStatus>(`${url}/api/status`)).body.holds).toEqual([]);
+    control.held = [hold];
+    expect((await json<AgentStatus>(`${url}/api/status`)).body.holds).toEqual([hold]);
+    expect((await json<{ targets: unknown[] }>(`${url}/api/targets`)).body.targets).toEqual([
+      { name: 'web', role: 'protect' },
+      { name: 'batch', role: 'noisy', holds: [hold] },
+    ]);
+    const { body: o } = await json<Overview>(`${url}/api/overview`);
+    expect(o.targets.map((t) => [t.name, t.holds])).toEqual([
+      ['web', []],
+      ['batch', [hold]],
+    ]);
+    const ov = await openEventStream(`${url}/api/stream?view=overview`);
+    const ev: HoldEvent = { kind: 'held', hold };
+    channels.hold.publish(ev);
+    await expect.poll(() => ov.events.length).toBe(1);
+    expect(ov.events[0]!.event).toBe('hold');
+    expect(JSON.parse(ov.events[0]!.data)).toEqual(ev);
+    ov.close();
   });
 });

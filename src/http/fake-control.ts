@@ -8,6 +8,7 @@ import { channels, type DecisionEvent, type KnobEvent } from '../core/events.js'
 import type { CumulativeHistogram, TargetSignals, TickSnapshot } from '../core/types.js';
 import type { PsiResources } from '../signals/psi/psi.js';
 import type { RunqlatWindow } from '../signals/runqlat/runqlat.js';
+import type { Hold } from '../engine/holds.js';
 import type { AgentControl, KnobChange, ProgramStats, TargetInfo } from './types.js';
 import { placementStats } from '../signals/windows.js';
 
@@ -15,6 +16,8 @@ export class FakeControl implements AgentControl {
   isPaused = false;
   isReady = true;
   readonly knobs = new Map<string, KnobChange>();
+  /** What holds() answers: changes kept in effect on purpose. */
+  held: Hold[] = [];
   readonly calls: string[] = [];
   stats: ProgramStats[] = [
     { name: 'handle_sched_wakeup', runTimeNs: 0, runCnt: 0 },
@@ -53,6 +56,9 @@ export class FakeControl implements AgentControl {
   }
   targets(): TargetInfo[] {
     return this.targetList;
+  }
+  holds(): Hold[] {
+    return this.held;
   }
   ready(): boolean {
     return this.isReady;

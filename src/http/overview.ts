@@ -5,6 +5,7 @@
  * per point, never with the size of a snapshot. /api/overview serves it; /api/stream?view=overview sends one
  * `overview` delta per tick.
  */
+import type { Hold } from '../engine/holds.js';
 import { isRecord } from './fields.js';
 import type { DecisionBrief, StoredTick, Telemetry } from './telemetry.js';
 import type { AgentControl, KnobChange } from './types.js';
@@ -28,6 +29,8 @@ export interface OverviewRow {
   /** Why there is no p99, when the last tick carried none for this target. */
   gap?: string;
   knobs: OverviewKnob[];
+  /** Changes on this target kept in effect on purpose, with why and since when. */
+  holds: Hold[];
   lastDecision: DecisionBrief | null;
 }
 
@@ -106,6 +109,15 @@ function targetNames(ticks: readonly StoredTick[], control: AgentControl): { nam
   return [...out].map(([name, role]) => ({ name, role: role || configured.find((c) => c.name === name)?.role || '' }));
 }
 
+/** The agent's holds now; none from an agent that reports none, or one being replaced. */
+export function holdsOf(control: AgentControl): Hold[] {
+  try {
+    return control.holds?.() ?? [];
+  } catch {
+    return [];
+  }
+}
+
 export function buildOverview(telemetry: Telemetry, control: AgentControl): Overview {
   const ticks = telemetry.ticksKept();
   const last = ticks[ticks.length - 1];
@@ -116,6 +128,7 @@ export function buildOverview(telemetry: Telemetry, control: AgentControl): Over
     // an agent being replaced has no changes to show for a moment
   }
   const active = changes.filter((c) => c.state === 'active');
+  const holds = holdsOf(control);
   const rows: OverviewRow[] = targetNames(ticks, control).map(({ name, role }) => {
     const s = last?.summary.get(name);
     const gap = gapOf(last, name);
@@ -128,6 +141,7 @@ export function buildOverview(telemetry: Telemetry, control: AgentControl): Over
       knobs: active
         .filter((c) => c.target === name)
         .map((c) => ({ knobId: c.knobId, action: c.action, path: c.path, original: c.original, value: c.value })),
+      holds: holds.filter((h) => h.target === name),
       lastDecision: telemetry.lastDecisionByTarget.get(name) ?? null,
     };
     if (gap !== undefined) row.gap = gap;

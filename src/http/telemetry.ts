@@ -27,7 +27,7 @@ export interface OverheadSample {
   programs: { name: string; nsPerRun: number | null; runsPerSec: number }[];
 }
 
-export type StreamEvent = 'tick' | 'decision' | 'change' | 'fields' | 'overhead';
+export type StreamEvent = 'tick' | 'decision' | 'change' | 'fields' | 'overhead' | 'hold';
 /** `json` builds the event's JSON text on first call (a tick's is megabytes at a thousand targets): call it only to send. */
 export type StreamListener = (event: StreamEvent, json: () => string) => void;
 
@@ -136,6 +136,8 @@ export class Telemetry {
   private readonly onTick = (msg: unknown): void => this.guard('tick', () => this.tick(msg));
   private readonly onDecision = (msg: unknown): void => this.guard('decision', () => this.decision(msg));
   private readonly onKnob = (msg: unknown): void => this.guard('knob', () => this.emit('change', stringify(msg)));
+  private readonly onHold = (msg: unknown): void =>
+    this.guard('hold', () => this.emit('hold', this.accept(msg, (m) => typeof m.kind === 'string' && isRecord(m.hold))));
   private readonly onLifecycle = (msg: unknown): void =>
     this.guard('lifecycle', () => {
       if (isRecord(msg) && typeof msg.state === 'string') this.lifecycle = msg.state.slice(0, 64);
@@ -160,6 +162,7 @@ export class Telemetry {
     channels.tick.subscribe(this.onTick);
     channels.decision.subscribe(this.onDecision);
     channels.knob.subscribe(this.onKnob);
+    channels.hold.subscribe(this.onHold);
     channels.lifecycle.subscribe(this.onLifecycle);
   }
 
@@ -169,6 +172,7 @@ export class Telemetry {
     channels.tick.unsubscribe(this.onTick);
     channels.decision.unsubscribe(this.onDecision);
     channels.knob.unsubscribe(this.onKnob);
+    channels.hold.unsubscribe(this.onHold);
     channels.lifecycle.unsubscribe(this.onLifecycle);
     this.listeners.clear();
   }

@@ -3,6 +3,7 @@
  * event bus, so it can be tested against a fake and never reaches into the engine's internals.
  */
 import type { AuditRecord } from '../audit/audit.js';
+import type { Hold } from '../engine/holds.js';
 import type { KnobState } from '../journal/journal.js';
 
 /**
@@ -61,6 +62,11 @@ export interface AgentControl {
    * it heard on the bus.
    */
   decision?(id: string): { decision: AuditRecord; related: AuditRecord[] } | undefined;
+  /**
+   * The changes a strategy keeps in effect on purpose, with why and since when, as of the last tick (engine/holds.ts).
+   * Absent: the agent reports none.
+   */
+  holds?(): Hold[];
   /** Advice published for cooperating applications (e.g. pressure_backoff's concurrency hints), by target. */
   hints?(): Record<string, unknown>;
 }

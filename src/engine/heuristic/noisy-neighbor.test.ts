@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { NoisyNeighborPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
+import type { StrategyHold } from '../holds.js';
 import type { DecideInput, StrategyNudge, StrategyTarget } from '../strategy.js';
 import { CPU_WEIGHT_ACTION, NoisyNeighborRule, stepWeight } from './noisy-neighbor.js';
 import { NOISY_NEIGHBOR_POLICY } from '../../testing/nudges.js';
@@ -78,6 +79,16 @@ function lastTickOf(seq: P99[], k: Knobs = {}, p: NoisyNeighborPolicy = policy, 
 }
 
 const lastTick = lastTickOf;
+
+/** Like lastTickOf, with the holds the last tick reported beside its nudges. */
+function holdsOf(seq: P99[], k: Knobs = {}, p: NoisyNeighborPolicy = policy, oncpu?: OnCpu): { nudges: StrategyNudge[]; holds: StrategyHold[] } {
+  const rule = new NoisyNeighborRule(p);
+  const snaps = seq.map((v, i) => snapshot(i, { web: v }, oncpu?.(i)));
+  const history = snaps.slice(0, -1).slice(-rule.historyTicks).map((h) => rule.recall(h));
+  const holds: StrategyHold[] = [];
+  const nudges = rule.decide({ ...input(snaps.at(-1)!, history, targets, k), hold: (h) => holds.push(h) });
+  return { nudges, holds };
+}
 
 describe('NoisyNeighborRule trigger', () => {
   it.each<[string, P99[], boolean]>([
@@ -324,5 +335,77 @@ describe('NoisyNeighborRule on the share of time waiting', () => {
     expect(run(Array(10).fill(0.08), held)).toEqual([]);
     const [n] = run(Array(10).fill(0.01), held);
     expect(n).toMatchObject({ kind: 'restore', target: 'batch', desired: { weight: 100 } });
+  });
+});
+
+describe('NoisyNeighborRule reports what it holds, and why', () => {
+  const held: Knobs = { weights: { batch: 42, backup: 100 }, changed: ['batch'], originals: { batch: 100 } };
+  const calm = Array<P99>(20).fill(CALM);
+
+  it('while the protect targets are calm and the neighbour still wants the CPU', () => {
+    const { nudges, holds } = holdsOf(calm, held);
+    expect(nudges).toEqual([]);
+    expect(holds).toEqual([
+      {
+        action: CPU_WEIGHT_ACTION,
+        target: 'batch',
+        rule: 'noisy-neighbor',
+        cause: 'noisy-busy',
+        reason: 'protect targets calm for 5 ticks (calm_ticks), but batch still wants 1.91 CPU ≥ release_below_cpus 0.1',
+        evidence: { demandCpus: 1.91, releaseBelowCpus: 0.1, quietTicks: 0, calmTicks: 5 },
+      },
+    ]);
+  });
+
+  it('while the neighbour has been quiet for fewer than calm_ticks', () => {
+    const quietFrom16: OnCpu = (i) => (i >= 16 ? QUIET(i) : { batch: 1_900_000, backup: 300_000 });
+    const { holds } = holdsOf(calm, held, policy, quietFrom16);
+    expect(holds.map((h) => [h.cause, h.reason])).toEqual([
+      ['noisy-busy', 'protect targets calm for 5 ticks (calm_ticks), but batch has wanted less than release_below_cpus 0.1 CPU for only 4 of 5 ticks (0.06 CPU now)'],
+    ]);
+  });
+
+  it('while a protect target has not been calm for calm_ticks yet, naming how far it is', () => {
+    const { nudges, holds } = holdsOf([HOT, HOT, HOT, BAND, CALM, CALM], held);
+    expect(nudges).toEqual([]);
+    expect(holds).toMatchObject([
+      {
+        target: 'batch',
+        cause: 'protect-not-calm',
+        reason: 'protect target web calm for 2 of the 5 ticks a restore needs (calm_ticks; calm is run-queue p99 < 3 ms; now p99 1 ms)',
+        evidence: { calmTicks: 2, calmTicksNeeded: 5, calmBelowUs: 3_000, p99Us: 1_000 },
+      },
+    ]);
+    const band = holdsOf([HOT, HOT, HOT, BAND], held).holds[0]!;
+    expect(band.reason).toBe('protect target web calm for 0 of the 5 ticks a restore needs (calm_ticks; calm is run-queue p99 < 3 ms; now p99 3.5 ms)');
+  });
+
+  it('names the share of waiting when it counts toward calm', () => {
+    const p = { ...policy, waitShareThreshold: 0.5 };
+    const { holds } = holdsOf([HOT, HOT, HOT, BAND], held, p);
+    expect(holds[0]!.reason).toMatch(/calm is run-queue p99 < 3 ms, waits < 37\.5%; now p99 3\.5 ms, waited 0%\)$/);
+  });
+
+  it('reports nothing when nothing is changed, when it restores, or while hot', () => {
+    expect(holdsOf(calm, { weights: { batch: 100, backup: 100 } }).holds).toEqual([]);
+    expect(holdsOf([HOT, HOT, HOT, BAND], { weights: { batch: 100, backup: 100 } }).holds).toEqual([]);
+    const restored = holdsOf(Array<P99>(5).fill(CALM), held, policy, QUIET);
+    expect(restored.nudges).toMatchObject([{ kind: 'restore', target: 'batch' }]);
+    expect(restored.holds).toEqual([]);
+    expect(holdsOf([HOT, HOT, HOT, HOT], held).holds).toEqual([]);
+  });
+
+  it('holds one neighbour and restores the other in the same tick', () => {
+    const both: Knobs = { weights: { batch: 42, backup: 50 }, changed: ['batch', 'backup'], originals: { batch: 100, backup: 100 } };
+    const { nudges, holds } = holdsOf(Array<P99>(5).fill(CALM), both, policy, () => ({ batch: 1_900_000, backup: 0 }));
+    expect(nudges).toMatchObject([{ target: 'backup', kind: 'restore' }]);
+    expect(holds.map((h) => h.target)).toEqual(['batch']);
+  });
+
+  it('decides the same with or without anyone listening for holds', () => {
+    const k: Knobs = { weights: { batch: 42, backup: 50 }, changed: ['batch', 'backup'], originals: { batch: 100, backup: 100 } };
+    for (const seq of [calm, [HOT, HOT, HOT, BAND], Array<P99>(5).fill(CALM)]) {
+      expect(holdsOf(seq, k).nudges).toEqual(lastTickOf(seq, k));
+    }
   });
 });

@@ -12,6 +12,10 @@
  * releaseBelowCpus for the calm streak. Holding a busy neighbour costs it nothing while the protect target is idle:
  * weights and cpu.idle only divide a CPU that both want.
  *
+ * While it holds a change instead of restoring it, the rule says so each tick through `DecideInput.hold`, with the
+ * cause: the protect targets not calm for long enough yet (`protect-not-calm`), or calm while the neighbour still
+ * wants the CPU (`noisy-busy`). That is what `status`, the HTTP API and the dashboard show beside the change.
+ *
  * The rule keeps no state of its own: streaks are counted from the history the engine passes in, so replaying the
  * same ticks replays the same nudges, and a restarted agent needs only to observe again.
  *
@@ -22,6 +26,7 @@
 import type { NoisyNeighborPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import { formatUs, ordinal } from '../format.js';
+import type { StrategyHold } from '../holds.js';
 import { type DecideInput, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import { cmp, recallNothing, recallSignal, streak } from './common.js';
 
@@ -30,6 +35,7 @@ export const NOISY_NEIGHBOR_RULE = 'noisy-neighbor';
 export const CPU_WEIGHT_ACTION = 'cpu_weight';
 
 type Runqlat = NonNullable<TargetSignals['runqlat']>;
+type Report = NonNullable<DecideInput['hold']>;
 
 /**
  * The next weight one step down: max(minWeight, round(current × (1 − stepFraction))), but at least one unit below
@@ -79,7 +85,44 @@ export class NoisyNeighborRule implements Strategy {
     const calm = protect.every((t) => streak(input, p.calmTicks, (s) => calmTick(data(s, t.name))) >= p.calmTicks);
     if (calm) return this.#restore(input, protect, noisy, calmBelowUs);
     // Between the thresholds, or a streak not yet long enough: hold whatever is in place.
+    if (input.hold !== undefined) this.#holdUncalm(input, input.hold, protect, noisy, calmTick);
     return [];
+  }
+
+  /**
+   * Reports the changes held because a protect target has not been calm for `calmTicks` yet, naming the one furthest
+   * from it. Walks the noisy targets only to ask whether each is changed; the words are made once, and only when one is.
+   */
+  #holdUncalm(input: DecideInput, report: Report, protect: StrategyTarget[], noisy: StrategyTarget[], calmTick: (q: Runqlat | undefined) => boolean): void {
+    const p = this.#policy;
+    let why: { reason: string; evidence: Record<string, number> } | undefined;
+    const explain = (): { reason: string; evidence: Record<string, number> } => {
+      let worst = { name: '', ticks: Infinity };
+      for (const t of protect) {
+        const ticks = streak(input, p.calmTicks, (s) => calmTick(data(s, t.name)));
+        if (ticks < worst.ticks) worst = { name: t.name, ticks };
+      }
+      const q = data(input.snapshot, worst.name);
+      const calmBelowUs = p.p99ThresholdUs * p.calmFraction;
+      const waits = p.waitShareThreshold < 1;
+      const bar = `p99 < ${formatUs(calmBelowUs)}` + (waits ? `, waits < ${percent(p.waitShareThreshold * p.calmFraction)}` : '');
+      const now =
+        q === undefined ? 'nothing waited' : `p99 ${formatUs(q.p99)}` + (waits ? `, waited ${percent(waitShare(q))}` : '');
+      const evidence: Record<string, number> = { calmTicks: worst.ticks, calmTicksNeeded: p.calmTicks, calmBelowUs };
+      if (q !== undefined) {
+        evidence.p99Us = q.p99;
+        evidence.waitShare = waitShare(q);
+      }
+      return {
+        reason: `protect target ${worst.name} calm for ${worst.ticks} of the ${p.calmTicks} ticks a restore needs (calm_ticks; calm is run-queue ${bar}; now ${now})`,
+        evidence,
+      };
+    };
+    for (const t of noisy) {
+      if (!input.changed(t.name, CPU_WEIGHT_ACTION)) continue;
+      why ??= explain();
+      report({ action: CPU_WEIGHT_ACTION, target: t.name, rule: NOISY_NEIGHBOR_RULE, cause: 'protect-not-calm', ...why });
+    }
   }
 
   #step(input: DecideInput, hot: Hot[], noisy: StrategyTarget[]): StrategyNudge[] {
@@ -173,7 +216,13 @@ export class NoisyNeighborRule implements Strategy {
     // With no protect target there is nothing the hold protects. Otherwise a target still busy keeps its step.
     const quiet = (t: StrategyTarget): boolean =>
       protect.length === 0 || streak(input, p.calmTicks, (s) => demandCpus(s, t.name) < p.releaseBelowCpus) >= p.calmTicks;
-    const held = noisy.filter((t) => input.changed(t.name, CPU_WEIGHT_ACTION) && quiet(t)).sort((a, b) => cmp(a.name, b.name));
+    const held: StrategyTarget[] = [];
+    for (const t of noisy) {
+      if (!input.changed(t.name, CPU_WEIGHT_ACTION)) continue;
+      if (quiet(t)) held.push(t);
+      else if (input.hold !== undefined) input.hold(this.#busyHold(input, t.name));
+    }
+    held.sort((a, b) => cmp(a.name, b.name));
     if (held.length === 0) return [];
 
     let worst: { name: string; p99: number } | undefined;
@@ -223,6 +272,28 @@ export class NoisyNeighborRule implements Strategy {
         expected: `protect targets stay below ${formatUs(p.p99ThresholdUs)} with ${t.name} at its original share`,
       };
     });
+  }
+
+  /**
+   * A change held although the protect targets are calm: the neighbour still wants the CPU, or has wanted less than
+   * releaseBelowCpus for fewer than calmTicks ticks.
+   */
+  #busyHold(input: DecideInput, name: string): StrategyHold {
+    const p = this.#policy;
+    const now = demandCpus(input.snapshot, name);
+    const quietTicks = streak(input, p.calmTicks, (s) => demandCpus(s, name) < p.releaseBelowCpus);
+    const busy =
+      quietTicks === 0
+        ? `${name} still wants ${cpus(now)} ≥ release_below_cpus ${p.releaseBelowCpus}`
+        : `${name} has wanted less than release_below_cpus ${p.releaseBelowCpus} CPU for only ${quietTicks} of ${p.calmTicks} ticks (${cpus(now)} now)`;
+    return {
+      action: CPU_WEIGHT_ACTION,
+      target: name,
+      rule: NOISY_NEIGHBOR_RULE,
+      cause: 'noisy-busy',
+      reason: `protect targets calm for ${p.calmTicks} ticks (calm_ticks), but ${busy}`,
+      evidence: { demandCpus: now, releaseBelowCpus: p.releaseBelowCpus, quietTicks, calmTicks: p.calmTicks },
+    };
   }
 }
 

@@ -7,6 +7,7 @@ import { METRICS_CONTENT_TYPE, renderMetrics } from '../metrics.js';
 import { buildOverview } from '../overview.js';
 import type { AgentStatus } from '../api.js';
 import { sendBody, sendJson, sendText } from '../respond.js';
+import { holdsOf } from '../overview.js';
 
 /** 200 while the event loop runs: answering at all is the proof. */
 export const healthz: Handler = ({ res }) => sendText(res, 200, 'ok\n');
@@ -32,6 +33,7 @@ function statusOf({ control, telemetry, version, writable }: HttpApp): AgentStat
     windowMs: telemetry.windowMs ?? null,
     writable,
     overhead: telemetry.overheadRing.last() ?? null,
+    holds: holdsOf(control),
   };
 }
 

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import type { Handler, HttpApp } from '../context.js';
 import { buildTargetDetails } from '../details.js';
+import { holdsOf } from '../overview.js';
 import { HttpError } from '../errors.js';
 import { NameSchema, parseQuery, sendBody, sendJson } from '../respond.js';
 
@@ -38,7 +39,15 @@ export function knownTarget(app: HttpApp, name: string): string {
   return role;
 }
 
-export const targets: Handler = ({ app, res }) => sendJson(res, 200, { targets: app.control.targets() });
+export const targets: Handler = ({ app, res }) => {
+  const holds = holdsOf(app.control);
+  sendBody(res, '/api/targets', {
+    targets: app.control.targets().map((t) => {
+      const mine = holds.filter((h) => h.target === t.name);
+      return mine.length > 0 ? { ...t, holds: mine } : t;
+    }),
+  });
+};
 
 export const hints: Handler = ({ app, res }) => sendJson(res, 200, { hints: app.control.hints?.() ?? {} });
 
