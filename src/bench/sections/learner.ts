@@ -116,7 +116,9 @@ async function collect(ctx: BenchContext, p: ReturnType<typeof params>): Promise
         cgroup: noisyCg.path,
         name: 'hog',
       });
-      const o = await waitFor(agent, seen, 40_000, (l) => l.msg === 'learner outcome' && l.onPolicy === true);
+      // The outcome of a choice made in this incident: one made in the last one's tail (the victim still hot for a
+      // tick after its hogs stopped) may be judged after this one began, in another context.
+      const o = await waitFor(agent, seen, 40_000, (l) => l.msg === 'learner outcome' && l.onPolicy === true && Number(l.chosenAt) >= started);
       await hog.stop('SIGTERM', 5000);
       hog = undefined;
       // Before the next incident, every change the agent made is put back (the restore after calm, or the revert).
@@ -255,13 +257,15 @@ export function summarize(
   const arms = [...new Set(incidents.map((i) => i.arm))].sort();
   const byArm: Table = {
     title: 'real outcomes logged by the agent, per arm taken (reward = improvement − 0.5 × CPU the neighbour lost − 0.02 per change)',
-    columns: ['arm', 'incidents', 'mean reward', 'median improvement', 'median CPU lost', 'kept / reverted'],
+    columns: ['arm', 'incidents', 'expected if uniform', 'mean reward', 'median improvement', 'median CPU lost', 'kept / reverted'],
     rows: arms.map((a) => {
       const xs = incidents.filter((i) => i.arm === a);
       const imp = xs.map((i) => i.improvement).filter((v): v is number => v !== null);
+      const expected = incidents.reduce((t, i) => t + (i.eligible.includes(a) ? 1 / i.eligible.length : 0), 0);
       return [
         a,
         xs.length,
+        fmt(expected, 1),
         fmt(xs.reduce((s, i) => s + i.reward, 0) / xs.length, 3),
         fmt(median(imp), 3),
         fmt(median(xs.map((i) => i.lost)), 3),

@@ -396,6 +396,7 @@ describe('LearnedStrategy: uniform choices, for an offline replay', () => {
     expect(outcomes.length).toBeGreaterThan(0);
     for (const o of outcomes) {
       expect(o.uniform).toBe(true);
+      expect(o.chosenAt).toBeLessThanOrEqual(o.time);
       expect(o.eligible).toEqual(['noop', 'cpu_weight', 'cpuset_spread', 'pressure_backoff']);
       expect(o.features).toHaveProperty(['runqlat.present']);
     }

@@ -138,6 +138,8 @@ export interface LearnerChoice {
 
 export interface LearnerOutcome {
   time: number;
+  /** The time of the tick the arm was chosen in (of the nudge's proposal, for another strategy's). */
+  chosenAt?: number;
   arm: string;
   target?: string;
   decisionId?: string;
@@ -622,6 +624,7 @@ export class LearnedStrategy implements Strategy {
       lost: 0,
       verdict: 'self',
       onPolicy: true,
+      chosenAt: e.time,
       features: this.#featureRecord(e.x!),
       eligible: e.eligible ?? [NOOP_ARM],
       uniform: e.uniform === true,
@@ -677,6 +680,7 @@ export class LearnedStrategy implements Strategy {
       onPolicy: own,
       features: this.#featureRecord(x),
     };
+    if (split !== undefined) out.chosenAt = split;
     if (p !== undefined) {
       out.eligible = p.eligible;
       out.uniform = p.uniform;
