@@ -331,6 +331,15 @@ export class LearnedStrategy implements Strategy {
     this.#learn(outcome, false);
   }
 
+  /**
+   * Whether the running experiment is the learner's change of `action` on `target`, still awaiting its verdict. Until
+   * the verdict, that change is nobody else's to undo: a rule's restore would end the experiment unjudged.
+   */
+  judging(action: string, target: string): boolean {
+    const p = this.#experiment?.pending;
+    return p !== undefined && p.action === action && p.target === target;
+  }
+
   /** The learner's estimate for every arm in this snapshot, without drawing or choosing; for `explain` and tests. */
   estimates(snapshot: TickSnapshot, targets: readonly StrategyTarget[]): ArmEstimate[] {
     const x = this.#features(snapshot, targets);

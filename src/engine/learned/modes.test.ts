@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ClosedLoop } from '../closed-loop.js';
 import { DecisionEngine, type Decision } from '../engine.js';
 import { Guardrails } from '../guardrails.js';
-import type { Strategy, StrategyFeedback } from '../strategy.js';
+import { restoreNudge, type Strategy, type StrategyFeedback } from '../strategy.js';
 import { CanaryStrategy, ShadowStrategy, type ShadowEvent } from './modes.js';
 import { SIM_BOUNDS, SIM_CLOSED_LOOP, SIM_GUARDRAILS, SIM_TARGETS, SimHost, simHeuristic, simLearner } from './simulate.js';
 
@@ -107,6 +107,30 @@ describe('CanaryStrategy', () => {
     const { run } = world(new CanaryStrategy([simHeuristic()], trainedOnPileup(), 'all'));
     const ds = run(3).filter((d) => d.kind === 'proposed');
     expect(ds.map((d) => `${d.source} ${d.nudge.rule} ${d.nudge.target}`)).toEqual(['learned learned:cpuset_spread web']);
+  });
+});
+
+describe('CanaryStrategy: a rule\'s restore of a change the learner is judging', () => {
+  it('is held back until the verdict, then goes out', () => {
+    // A rule that restores any cpuset_spread change on web it finds, at once (as the cpuset_spread rule does when
+    // web has no pile-up of its own).
+    const restorer: Strategy = {
+      name: 'restorer',
+      decide: (input) =>
+        input.changed('web', 'cpuset_spread')
+          ? [restoreNudge({ action: 'cpuset_spread', target: 'web', reason: 'calm', rule: 'restorer', evidence: {} })]
+          : [],
+    };
+    const { run } = world(new CanaryStrategy([restorer], trainedOnPileup(), 'all'));
+    const ds = run(12).filter((d) => d.kind !== 'refused');
+    const brief = ds.map((d) => `${d.time / 1000}:${d.kind}:${d.nudge.rule}`);
+    const step = brief.findIndex((b) => b.endsWith(':proposed:learned:cpuset_spread'));
+    const verdict = brief.findIndex((b) => /:(kept|revert):learned:cpuset_spread$/.test(b));
+    const restore = brief.findIndex((b) => b.endsWith(':proposed:restorer'));
+    expect(step, brief.join(' ')).toBeGreaterThanOrEqual(0);
+    expect(verdict, brief.join(' ')).toBeGreaterThan(step);
+    // Nothing of the rule's between the learner's step and its verdict; after it, the rule's restore goes out.
+    expect(restore, brief.join(' ')).toBeGreaterThan(verdict);
   });
 });
 

@@ -128,7 +128,8 @@ export class ShadowStrategy extends Mode {
 /**
  * The learner acts on `canaryTargets` (all targets for 'all') and may always "do nothing"; a choice on any other
  * target is logged as shadow. There the learner's actions stay the rules' to take; the rules' nudges on actions
- * the learner does not cover go out everywhere, and so do their restores.
+ * the learner does not cover go out everywhere, and so do their restores, except of a change of the learner's still
+ * awaiting its verdict (a rule restores any change of its action it finds calm, whoever made it).
  */
 export class CanaryStrategy extends Mode {
   readonly name: string;
@@ -157,7 +158,9 @@ export class CanaryStrategy extends Mode {
     const r = this.ask(input, (t) => t === undefined || this.#canary(t));
     const mine = new Set(r.nudges.map((n) => `${n.action}\u0000${n.target}`));
     const fromRules = this.rules(input).filter((n) =>
-      n.kind === 'restore' ? !mine.has(`${n.action}\u0000${n.target}`) : !(this.#covered.has(n.action) && this.#canary(n.target)),
+      n.kind === 'restore'
+        ? !mine.has(`${n.action}\u0000${n.target}`) && !this.learner.judging(n.action, n.target)
+        : !(this.#covered.has(n.action) && this.#canary(n.target)),
     );
     this.shadow(r.choice, fromRules);
     // The learner's nudges first: on a knob both name in one tick, the engine lets the earlier one through.
