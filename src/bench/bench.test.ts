@@ -10,7 +10,7 @@ import { parseStatTicks, statusKb, summarize as summarizeCost } from './sections
 import { firstNudge, parseVictimLines, summarize as summarizeReaction } from './sections/reaction.js';
 import { hookOf, summarize as summarizeBpf } from './sections/bpf-cost.js';
 import { summarize as summarizeOverhead, summarizePerSignal } from './sections/overhead.js';
-import { judge as judgeLearner, summarize as summarizeLearner, type Incident } from './sections/learner.js';
+import { choicesOf, judge as judgeLearner, summarize as summarizeLearner, type Incident } from './sections/learner.js';
 import {
   appliedActions,
   explainAgent,
@@ -461,8 +461,23 @@ describe('section summaries', () => {
     expect(values[2]!.mean).toBe(0);
     const sim = { rows: [1, 2].map((episode) => ({ scenario: 'a', episode, learner: 1, heuristic: 0.5, regret: 0 })), summary: {} };
     const s = summarizeLearner(incidents.slice(0, 4), values, sim, {});
-    expect(s.tables.map((t) => t.rows.length)).toEqual([3, 3, 4, 1]);
+    expect(s.tables.map((t) => t.rows.length)).toEqual([3, 3, 4, 0, 1]);
     expect(s.goals[0]!.goal).toContain('real logged outcomes');
+  });
+
+  it('learner: pairs each acting choice with its outcome by the time it was chosen', () => {
+    const est = (arm: string, eligible: boolean) => ({ arm, eligible });
+    const log = [
+      { time: 1, msg: 'learner choice', arm: 'cpu_weight', acting: true, uniform: true, chosenAt: 100, estimates: [est('noop', true), est('cpu_weight', true), est('pressure_backoff', false)] },
+      { time: 2, msg: 'learner choice', arm: 'noop', acting: false, uniform: true, chosenAt: 150, estimates: [] },
+      { time: 3, msg: 'learner choice', arm: 'noop', acting: true, uniform: true, chosenAt: 200, estimates: [est('noop', true)] },
+      { time: 4, msg: 'learner outcome', arm: 'noop', onPolicy: true, chosenAt: 200 },
+      { time: 5, msg: 'learner outcome', arm: 'cpu_weight', onPolicy: false, chosenAt: 100 },
+    ];
+    expect(choicesOf(log)).toEqual([
+      { arm: 'cpu_weight', eligible: ['noop', 'cpu_weight'], uniform: true, outcome: false },
+      { arm: 'noop', eligible: ['noop'], uniform: true, outcome: true },
+    ]);
   });
 });
 

@@ -56,25 +56,33 @@ export interface Incident extends LoggedOutcome {
   decisions: { t: number; kind: string; action: string; target: string; from?: string; to?: string }[];
 }
 
+/** Every acting choice of the run and whether its outcome was logged: a choice that never took has none. */
+export interface ChoiceRecord {
+  arm: string;
+  eligible: string[];
+  uniform: boolean;
+  outcome: boolean;
+}
+
 export const learner: Section = {
   id: 'learner',
   title: 'Learned strategy vs the rule: real outcomes, replayed',
   steps: (quick) => params(quick).incidents + 2,
   async run(ctx) {
     const p = params(ctx.quick);
-    const incidents = await collect(ctx, p);
+    const { incidents, choices } = await collect(ctx, p);
     ctx.progress.step('replaying the logged outcomes');
     const replayed = judge(incidents, p.shuffles);
     ctx.progress.tick();
     ctx.progress.step('the simulated host');
     const sim = await runLearnerBench({ quick: ctx.quick, seed: 1 });
     ctx.progress.tick();
-    return summarize(incidents, replayed, sim, { ...p, victim: VICTIM, shapes: SHAPES, ruleArm: RULE_ARM });
+    return summarize(incidents, replayed, sim, { ...p, victim: VICTIM, shapes: SHAPES, ruleArm: RULE_ARM }, choices);
   },
 };
 
 /** Runs the incidents with one agent and returns the outcome it logged for each (incidents with none are left out). */
-async function collect(ctx: BenchContext, p: ReturnType<typeof params>): Promise<Incident[]> {
+async function collect(ctx: BenchContext, p: ReturnType<typeof params>): Promise<{ incidents: Incident[]; choices: ChoiceRecord[] }> {
   const { res, progress } = ctx;
   const cg = res.makeCgroup('learner');
   const victimCg = cg.child('victim');
@@ -83,6 +91,7 @@ async function collect(ctx: BenchContext, p: ReturnType<typeof params>): Promise
   let victim: Proc | undefined;
   let hog: Proc | undefined;
   const out: Incident[] = [];
+  let choices: ChoiceRecord[] = [];
   try {
     agent = await startAgent(res, {
       logLevel: 'debug',
@@ -135,6 +144,7 @@ async function collect(ctx: BenchContext, p: ReturnType<typeof params>): Promise
       await sleep(5000);
       progress.tick();
     }
+    choices = choicesOf(agent.log());
     if (!victim.running) throw new TunerError('INTERNAL', `run the victim: it exited early — ${victim.stderrTail(3)}`);
     if (parseVictimLines(victim.lines).length === 0) throw new TunerError('INTERNAL', 'run the victim: it reported nothing');
   } finally {
@@ -143,7 +153,20 @@ async function collect(ctx: BenchContext, p: ReturnType<typeof params>): Promise
     await agent?.stop();
     res.removeCgroup(cg);
   }
-  return out;
+  return { incidents: out, choices };
+}
+
+/** Every acting choice in the agent's log, and whether an outcome of it (by the time it was chosen) was logged too. */
+export function choicesOf(log: readonly AgentLogLine[]): ChoiceRecord[] {
+  const judged = new Set(log.filter((l) => l.msg === 'learner outcome' && l.onPolicy === true).map((l) => Number(l.chosenAt)));
+  return log
+    .filter((l) => l.msg === 'learner choice' && l.acting === true)
+    .map((l) => ({
+      arm: String(l.arm),
+      eligible: Array.isArray(l.estimates) ? l.estimates.filter((e: { eligible?: boolean }) => e.eligible === true).map((e: { arm?: unknown }) => String(e.arm)) : [],
+      uniform: l.uniform === true,
+      outcome: judged.has(Number(l.chosenAt)),
+    }));
 }
 
 /** The first log line after `seen` that `match` accepts, or undefined after `timeoutMs`. */
@@ -253,8 +276,19 @@ export function summarize(
   values: readonly PolicyValue[],
   sim: { rows: LearnerBenchRow[]; summary: unknown },
   p: Record<string, unknown>,
+  choices: readonly ChoiceRecord[] = [],
 ) {
   const arms = [...new Set(incidents.map((i) => i.arm))].sort();
+  const chosenArms = [...new Set(choices.map((c) => c.arm))].sort();
+  const taken: Table = {
+    title: 'every choice the agent acted on in the run (also later ones within an incident), and how many of them were judged',
+    columns: ['arm', 'chosen', 'expected if uniform', 'judged (an outcome logged)'],
+    rows: chosenArms.map((a) => {
+      const xs = choices.filter((c) => c.arm === a);
+      const expected = choices.reduce((t, c) => t + (c.eligible.includes(a) ? 1 / Math.max(1, c.eligible.length) : 0), 0);
+      return [a, xs.length, fmt(expected, 1), xs.filter((c) => c.outcome).length];
+    }),
+  };
   const byArm: Table = {
     title: 'real outcomes logged by the agent, per arm taken (reward = improvement − 0.5 × CPU the neighbour lost − 0.02 per change)',
     columns: ['arm', 'incidents', 'expected if uniform', 'mean reward', 'median improvement', 'median CPU lost', 'kept / reverted'],
@@ -320,7 +354,7 @@ export function summarize(
   ];
   return {
     params: p,
-    tables: [byArm, shapes, replay, simTable],
+    tables: [byArm, shapes, replay, taken, simTable],
     goals,
     notes: [
       `The agent: tick 1 s, strategy kind learned with exploration.uniform_share 1 (every arm that applies equally likely), policy.noisy_neighbor.calm_ticks 5, otherwise defaults; victim (${VICTIM.workUs} µs of work every ${VICTIM.periodUs} µs) pinned to CPU ${CONTENTION_CPU} as the protect target, hogs in a sibling cgroup as the noisy one. Each incident lasts until the agent logs the outcome of its choice (at most 40 s); the hogs then stop and the next incident starts 5 s after the agent has restored every change. closed_loop.penalty is 0 s, so an arm the closed loop reverted is offered again at the next incident (the default 5 min would leave most incidents with \"do nothing\" alone).`,
@@ -328,6 +362,6 @@ export function summarize(
       'The replay method (Li et al., 2011) is unbiased when the log\'s arms were drawn uniformly among those that applied; it keeps about one event in three here, so its intervals are wide. The learner is replayed over shuffled orders of the log (fresh model and seed each time); the interval is the 5th–95th percentile over shuffles. A fixed policy\'s interval is its mean ± 1.645 standard errors.',
     ],
     charts,
-    data: { incidents, values, simulator: sim },
+    data: { incidents, choices, values, simulator: sim },
   };
 }

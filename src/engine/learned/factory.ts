@@ -71,7 +71,7 @@ export function createLearner(config: Config, deps: LearnerDeps): LearnedStrateg
       }
     },
     onChoice: (c) =>
-      log.debug({ arm: c.arm, acting: c.acting, uniform: c.uniform, explore: c.explorationScale, estimates: c.estimates }, 'learner choice'),
+      log.debug({ arm: c.arm, acting: c.acting, uniform: c.uniform, chosenAt: c.time, explore: c.explorationScale, estimates: c.estimates }, 'learner choice'),
     onOutcome: (o) => log.debug(o, 'learner outcome'),
   });
 }
