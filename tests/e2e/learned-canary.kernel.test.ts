@@ -156,6 +156,21 @@ function sampler(reads: Record<string, () => number>) {
   };
 }
 
+/** SIGTERM, as an operator stops it: exit 0, and every original (cpu.shares, cpu.cfs_quota_us) back in the kernel. */
+async function stopRestored(agent: AgentProcess, cgs: readonly TestCgroup[]): Promise<void> {
+  agent.child.kill('SIGTERM');
+  expect((await agent.exited).code).toBe(0);
+  expect(cgs.flatMap((cg) => [shares(cg), quota(cg)])).toEqual(cgs.flatMap(() => [1024, -1]));
+}
+
+/** Ends every process the test started, by pid, then removes its cgroups and state directories. */
+async function cleanUp(procs: readonly SpawnedProcess[], base: TestCgroup, dirs: readonly { remove(): void }[]): Promise<void> {
+  for (const p of procs) await killAndWait(p);
+  await sleep(50);
+  base.remove();
+  for (const d of dirs) d.remove();
+}
+
 function auditLog(state: string): AuditRow[] {
   const r = runCli(['log', '--state-dir', state, '--json']);
   expect(r.code, r.stderr).toBe(0);
@@ -197,10 +212,8 @@ describe('learned strategy from the strategy section, through the agent', () => 
         return agent;
       };
       const stop = async (agent: AgentProcess) => {
-        agent.child.kill('SIGTERM');
-        expect((await agent.exited).code).toBe(0);
+        await stopRestored(agent, [web, one, two]);
         expect(agent.lines.some((l) => l.msg === 'agent stopped; originals restored')).toBe(true);
-        expect([shares(web), shares(one), shares(two), quota(one), quota(two)]).toEqual([1024, 1024, 1024, -1, -1]);
         await stopHogs();
       };
 
@@ -293,10 +306,7 @@ describe('learned strategy from the strategy section, through the agent', () => 
       expect(weighC.estimates.find((e) => e.arm === 'cpu_weight')!.explore).toBeLessThan(2);
       await stop(c);
     } finally {
-      for (const p of procs) await killAndWait(p);
-      await sleep(50);
-      base.remove();
-      for (const s of fresh) s.remove();
+      await cleanUp(procs, base, fresh);
     }
   }, 150_000);
 
@@ -332,16 +342,12 @@ describe('learned strategy from the strategy section, through the agent', () => 
       console.log(log.map((r) => `${r.kind} ${r.action} ${r.target} ${r.rule} ${r.from} → ${r.to}`).join('\n'));
       expect(log.some((r) => r.kind === 'applied' && r.action === 'cpu_weight' && r.target === 'one' && !r.rule.startsWith('learned:'))).toBe(true);
       expect(log.filter((r) => r.rule.startsWith('learned:'))).toEqual([]);
-      agent.child.kill('SIGTERM');
-      expect((await agent.exited).code).toBe(0);
-      expect([shares(web), shares(one), shares(two), quota(one), quota(two)]).toEqual([1024, 1024, 1024, -1, -1]);
+      await stopRestored(agent, [web, one, two]);
     } finally {
-      for (const p of procs) await killAndWait(p);
-      await sleep(50);
-      base.remove();
-      state.remove();
+      await cleanUp(procs, base, [state]);
     }
   }, 90_000);
+
   it('learned with uniform_share 1: each choice an eligible arm at random, carried out, and its outcome logged for replay', async () => {
     const { base, web, one, two, procs, startHogs, config: configText } = await scenario();
     const state = tempDir();
@@ -375,14 +381,9 @@ describe('learned strategy from the strategy section, through the agent', () => 
         const q = r.target === 'one' ? kernel.seen.oneQuota! : kernel.seen.twoQuota!;
         expect(Math.min(...q), `${r.target} cpu.cfs_quota_us after ${r.to}`).toBeGreaterThan(0);
       }
-      agent.child.kill('SIGTERM');
-      expect((await agent.exited).code).toBe(0);
-      expect([shares(web), shares(one), shares(two), quota(one), quota(two)]).toEqual([1024, 1024, 1024, -1, -1]);
+      await stopRestored(agent, [web, one, two]);
     } finally {
-      for (const p of procs) await killAndWait(p);
-      await sleep(50);
-      base.remove();
-      state.remove();
+      await cleanUp(procs, base, [state]);
     }
   }, 150_000);
 });
