@@ -40,7 +40,8 @@ export const SHAPES: readonly { threads: number; pinned: boolean }[] = [
 const VICTIM = { periodUs: 20_000, workUs: 5_000 };
 
 function params(quick: boolean) {
-  return quick ? { incidents: 3, shuffles: 50 } : { incidents: 36, shuffles: 500 };
+  // settleMs: how long to wait for the agent's restores after an incident.
+  return quick ? { incidents: 3, shuffles: 50, settleMs: 30_000 } : { incidents: 36, shuffles: 500, settleMs: 120_000 };
 }
 
 /** One incident's logged outcome, with what the agent saw and what the bench did. */
@@ -135,7 +136,7 @@ async function collect(
       await hog.stop('SIGTERM', 5000);
       hog = undefined;
       // Before the next incident, every change the agent made is put back (the restore after calm, or the revert).
-      const left = await settled(agent, 120_000);
+      const left = await settled(agent, p.settleMs);
       if (left.length > 0) unsettled.push(`incident ${i + 1}: ${left.join(', ')}`);
       if (o !== undefined) {
         const decisions = agent
@@ -368,7 +369,7 @@ export function summarize(
     notes: [
       `The agent: tick 1 s, strategy kind learned with exploration.uniform_share 1 (every arm that applies equally likely), policy.noisy_neighbor.calm_ticks 5, otherwise defaults; victim (${VICTIM.workUs} µs of work every ${VICTIM.periodUs} µs) pinned to CPU ${CONTENTION_CPU} as the protect target, hogs in a sibling cgroup as the noisy one. Each incident lasts until the agent logs the outcome of its choice (at most 40 s); the hogs then stop and the next incident starts 5 s after the agent has restored every change. closed_loop.penalty is 0 s, so an arm the closed loop reverted is offered again at the next incident (the default 5 min would leave most incidents with \"do nothing\" alone).`,
       ...(Array.isArray(p.unsettled) && p.unsettled.length > 0
-        ? [`Not yet restored 120 s after the hogs stopped, so the next incident began with the change in place (its context and eligible arms record it): ${p.unsettled.join('; ')}.`]
+        ? [`Not yet restored ${Number(p.settleMs) / 1000} s after the hogs stopped, so the next incident began with the change in place (its context and eligible arms record it): ${p.unsettled.join('; ')}.`]
         : []),
       'Reward is the learner\'s own: the closed loop\'s measured relative improvement of the victim\'s run-queue p99 (capped at ±1), minus half the fraction of on-CPU time the neighbour lost, minus 0.02 per knob change; "do nothing" is judged by the learner over the same window.',
       'The replay method (Li et al., 2011) is unbiased when the log\'s arms were drawn uniformly among those that applied; it keeps about one event in three here, so its intervals are wide. The learner is replayed over shuffled orders of the log (fresh model and seed each time); the interval is the 5th–95th percentile over shuffles. A fixed policy\'s interval is its mean ± 1.645 standard errors.',
