@@ -2,12 +2,24 @@
  * The action contract. An action declares the knobs it touches for a target, reads their current state in its own
  * units, plans a change from a desired state, and applies or reverts it — always through the KnobWriter, which owns
  * scope checks, journaling and override detection. The orchestrator treats every action alike through this.
+ *
+ * Adding an action touches its own folder, its line in index.ts's ACTIONS list, and the conformance suite's table:
+ *   - `src/actions/<name>/<name>.ts` (the Action), its README (with Overhead and Safety), its tests;
+ *   - the shared conformance suite runs against every registered action and needs one line in
+ *     src/testing/conformance.ts's CHANGING (a desired state to plan); a new kind of knob file also needs a value in
+ *     its `foreign()`, and knobs outside the cgroup tree an OUTSIDE fixture;
+ *   - optionally `learner-arm.ts` beside it, listed in the action's `learnerArms`: the learned strategy offers every
+ *     arm a registered action declares (in the order of ACTIONS, which breaks its ties), and none of an action that
+ *     declares none. The learner's folder keeps only the arm contract (src/engine/learned/candidates.ts);
+ *   - a heuristic rule that proposes the action, if any, lives under src/engine/heuristic and is one line in
+ *     src/engine/registry.ts.
  */
 import { TunerError } from '../core/errors.js';
 import type { KnobRef, Target } from '../core/types.js';
 import type { RestoreItem } from '../journal/restore.js';
 import type { KnobWriter, SetResult } from './knob-writer.js';
 import type { KnobBounds } from '../engine/guardrails.js';
+import type { LearnerArm } from '../engine/learned/candidates.js';
 
 export type Desired = Record<string, number | string>;
 
@@ -70,6 +82,12 @@ export interface Action {
    * back exactly. Absent: a restore that names values is planned like any other.
    */
   readonly restoresFromJournal?: true;
+  /**
+   * The learned strategy's arms for this action (usually one, in `learner-arm.ts` beside it): each turns a situation
+   * into one nudge of this action. Arm names key the persisted model, so an arm keeps its name. Absent: the learner
+   * never chooses this action (the rules may still propose it).
+   */
+  readonly learnerArms?: readonly LearnerArm[];
 }
 
 /** `desired[key]` as a finite number; anything else is refused with the plan's error, naming what was given. */

@@ -268,7 +268,7 @@ export class Agent {
       devices,
     });
     this.engine = new DecisionEngine({
-      strategies: createStrategies(this.config, { actions: ACTIONS.map((a) => a.name), stateDir: this.stateDir, dryRun: this.dryRun, log: this.log }),
+      strategies: createStrategies(this.config, { actions: ACTIONS, stateDir: this.stateDir, dryRun: this.dryRun, log: this.log }),
       guardrails: this.guardrails,
       closedLoop,
       // One strategy failing (a learner's model, a rule on an unexpected snapshot) must not stop the others.

@@ -10,7 +10,7 @@ import type { Strategy } from './strategy.js';
 
 /**
  * `deps` serves the learned strategy (strategy.kind other than heuristic): where its model persists, which actions
- * are registered, whether this is a dry run, and a logger.
+ * are registered (and the learner arms they declare), whether this is a dry run, and a logger.
  */
 export function createStrategies(config: Config, deps: StrategyDeps): Strategy[] {
   const rules: Strategy[] = [

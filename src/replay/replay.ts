@@ -35,7 +35,7 @@ export function replay(header: RecordingHeader, ticks: readonly TickSnapshot[], 
   }
   const closedLoop = new ClosedLoop(config.closedLoop);
   const engine = new DecisionEngine({
-    strategies: createStrategies(config, { actions: ACTIONS.map((a) => a.name) }),
+    strategies: createStrategies(config, { actions: ACTIONS }),
     guardrails: new Guardrails(config.guardrails, ACTION_BOUNDS, { penalties: closedLoop }),
     closedLoop,
     idPrefix: 'replay',

@@ -15,6 +15,7 @@ import { TunerError } from '../../core/errors.js';
 import type { KnobRef, Target } from '../../core/types.js';
 import { kernelKnobIO, normalizeKnobValue, type KnobIO } from '../../cgroup/cgroup.js';
 import { applyPlan, desiredNumber, revertKnobs, type Action, type ActionPlan, type Desired, type PlannedChange } from '../action.js';
+import { cpuWeightArm } from './learner-arm.js';
 
 export const CPU_WEIGHT = { min: 1, max: 10_000, default: 100 } as const;
 export const CPU_SHARES = { min: 2, max: 262_144, default: 1024 } as const;
@@ -98,6 +99,7 @@ export function createCpuWeightAction(io: KnobIO = kernelKnobIO): Action {
 
   return {
     name: NAME,
+    learnerArms: [cpuWeightArm],
     bounds: {
       // cgroup v2 cpu.weight accepts 1..10000; halving or growing by half per nudge is the most one step may do.
       weight: { min: 1, max: 10_000, maxStepFraction: 0.5 },

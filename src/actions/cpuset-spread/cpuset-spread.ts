@@ -31,6 +31,7 @@ import {
 import { applyResult, type Action, type ActionPlan, type ApplyResult, type Desired, type PlannedChange } from '../action.js';
 import type { KnobWriter, SetResult } from '../knob-writer.js';
 import { AFFINITY_SCHEME, affinityKnobPath } from './affinity.js';
+import { cpusetSpreadArm } from './learner-arm.js';
 import { getAffinity } from './sched.js';
 
 export const CPUSET_SPREAD = 'cpuset_spread';
@@ -151,6 +152,7 @@ export function createCpusetSpreadAction(opts: CpusetSpreadOptions = {}): Action
 
   return {
     name: CPUSET_SPREAD,
+    learnerArms: [cpusetSpreadArm],
     // CPU counts (NR_CPUS tops out at 8192); at most double or halve per nudge, so threads spread out step by step.
     bounds: {
       cpus: { min: 1, max: 8192, maxStepFraction: 1 },

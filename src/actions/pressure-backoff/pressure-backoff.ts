@@ -19,6 +19,7 @@ import type { KnobRef, Target } from '../../core/types.js';
 import { kernelKnobIO, normalizeKnobValue, type KnobIO } from '../../cgroup/cgroup.js';
 import { applyPlan, revertKnobs, type Action, type ActionPlan, type ApplyResult, type Desired } from '../action.js';
 import type { KnobWriter } from '../knob-writer.js';
+import { pressureBackoffArm } from './learner-arm.js';
 
 export const PRESSURE_BACKOFF_ACTION = 'pressure_backoff';
 const NAME = PRESSURE_BACKOFF_ACTION;
@@ -250,6 +251,7 @@ export function createPressureBackoffAction(opts: PressureBackoffOptions = {}): 
 
   return {
     name: NAME,
+    learnerArms: [() => pressureBackoffArm()],
     // CPUs. No step limit: AIMD halves on the way down and adds a fixed step on the way up, which no single relative
     // or absolute bound fits; the floor (the kernel's 1 ms per 100 ms period) and the rule's own steps keep it small.
     bounds: { quotaCpus: { min: 0.01, max: 4096 } },

@@ -11,6 +11,7 @@
  * world in between. The simulator's results follow, labelled for what they are: a check that the learner finds
  * answers the simulator was written with.
  */
+import { ACTIONS } from '../../actions/index.js';
 import { toolPath } from '../../bpf/paths.js';
 import { TunerError } from '../../core/errors.js';
 import { LearnedStrategy, type LoggedOutcome } from '../../engine/learned/learner.js';
@@ -76,7 +77,7 @@ export const learner: Section = {
     const replayed = judge(incidents, p.shuffles);
     ctx.progress.tick();
     ctx.progress.step('the simulated host');
-    const sim = await runLearnerBench({ quick: ctx.quick, seed: 1 });
+    const sim = await runLearnerBench({ quick: ctx.quick, seed: 1, actions: ACTIONS });
     ctx.progress.tick();
     return summarize(incidents, replayed, sim, { ...p, victim: VICTIM, shapes: SHAPES, ruleArm: RULE_ARM, unsettled }, choices);
   },
@@ -251,7 +252,8 @@ export function judge(incidents: readonly Incident[], shuffles: number): PolicyV
     log,
     (i) =>
       new LearnedStrategy({
-        availableActions: arms.filter((a) => a !== NOOP_ARM),
+        // As the agent builds it; arms no logged incident could take are never eligible, so they draw nothing.
+        actions: ACTIONS,
         hot: { p99ThresholdUs: 4000, triggerTicks: 2, calmTicks: 5, calmFraction: 0.5 },
         windowTicks: 5,
         seed: i + 1,

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { runLearnerBench } from './bench.js';
+import { ACTIONS } from '../../actions/index.js';
 
 describe('runLearnerBench', () => {
   it('returns one row per episode per run and a numeric summary, reproducibly', async () => {
-    const a = await runLearnerBench({ quick: true, seed: 1 });
+    const a = await runLearnerBench({ quick: true, seed: 1, actions: ACTIONS });
     const scenarios = [...new Set(a.rows.map((r) => r.scenario))];
     expect(scenarios).toEqual(['noisy-neighbor', 'cpu-pileup', 'memory-pressure', 'mixed']);
     expect(a.rows.filter((r) => r.scenario === 'cpu-pileup').map((r) => r.episode)).toEqual(
@@ -15,7 +16,7 @@ describe('runLearnerBench', () => {
     }
     expect(Object.values(a.summary).every(Number.isFinite)).toBe(true);
     expect(a.summary['mixed.learnerTailMean']).toBeGreaterThan(a.summary['mixed.heuristicTailMean']!);
-    const b = await runLearnerBench({ quick: true, seed: 1 });
+    const b = await runLearnerBench({ quick: true, seed: 1, actions: ACTIONS });
     expect(b.rows).toEqual(a.rows);
     console.log(
       Object.entries(a.summary)

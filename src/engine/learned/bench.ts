@@ -6,6 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { DecideInput, Strategy, StrategyFeedback } from '../strategy.js';
+import type { RegisteredAction } from './candidates.js';
 import type { LearnedStrategy } from './learner.js';
 import { Prng } from './prng.js';
 import { SCENARIOS, SIM_ACTIONS, bestArm, runEpisodes, simHeuristic, simLearner, type ScenarioName } from './simulate.js';
@@ -26,7 +27,12 @@ export interface LearnerBenchResult {
 /** Episodes per single-scenario run, and for the mix. */
 const EPISODES = { quick: { single: 30, mixed: 60 }, full: { single: 100, mixed: 300 } };
 
-export async function runLearnerBench(opts: { quick: boolean; seed: number }): Promise<LearnerBenchResult> {
+/** `actions`: the registered actions (e.g. ACTIONS), whose declared arms the learner chooses between. */
+export async function runLearnerBench(opts: {
+  quick: boolean;
+  seed: number;
+  actions: readonly RegisteredAction[];
+}): Promise<LearnerBenchResult> {
   const n = opts.quick ? EPISODES.quick : EPISODES.full;
   const rows: LearnerBenchRow[] = [];
   const summary: Record<string, number> = {};
@@ -44,7 +50,7 @@ export async function runLearnerBench(opts: { quick: boolean; seed: number }): P
   for (const run of runs) {
     // Yield between runs, so a harness drawing progress is not starved.
     await new Promise<void>((resolve) => setImmediate(resolve));
-    const timed = timing(simLearner(opts.seed));
+    const timed = timing(simLearner(opts.seed, opts.actions));
     const learner = runEpisodes(timed.strategy, run.pick, run.episodes, { seed: opts.seed });
     const heuristic = runEpisodes(simHeuristic(), run.pick, run.episodes, { seed: opts.seed });
     decideCalls += timed.calls();

@@ -1,74 +1,50 @@
 import { describe, expect, it } from 'vitest';
-import type { TargetSignals, TickSnapshot } from '../../core/types.js';
-import type { DecideInput, KnobValues } from '../strategy.js';
-import { cpuWeightStep, cpusetSpread, pressureBackoff, type CandidateContext } from './candidates.js';
-import { placementStats, runqlatWindow } from '../../signals/windows.js';
-import type { PlacementStats } from '../../signals/placement/placement.js';
+import { candidateContext } from '../../testing/candidate-context.js';
+import { onBusiestNoisy, templatesOf, type LearnerArm, type RegisteredAction } from './candidates.js';
 
-function lat(p99: number, oncpuUs: number): TargetSignals['runqlat'] {
-  return runqlatWindow({ count: 100, p50: 0, p90: 0, p99, mean: 0, p99Ewma: p99, waitUs: 0, oncpuUs });
+const settings = { step: { stepFraction: 0.5, minWeight: 10 } };
+
+function arm(name: string, action: string): LearnerArm {
+  return () => ({ name, action, propose: () => ({ skip: 'test' }) });
 }
 
-function context(knobs: Record<string, KnobValues>, changed: string[] = [], placement?: Partial<PlacementStats>): CandidateContext {
-  const snapshot: TickSnapshot = {
-    time: 1000,
-    windowMs: 1000,
-    targets: {
-      web: { name: 'web', role: 'protect', runqlat: lat(9000, 300_000), ...(placement ? { placement: placementStats(placement) } : {}) },
-      batch: { name: 'batch', role: 'noisy', runqlat: lat(200, 1_600_000) },
-      idle: { name: 'idle', role: 'noisy', runqlat: lat(0, 0) },
-    },
-  };
-  const input: DecideInput = {
-    now: 1000,
-    snapshot,
-    history: [],
-    targets: Object.values(snapshot.targets).map((t) => ({ name: t.name, role: t.role })),
-    current: (t, a) => knobs[`${t}/${a}`],
-    changed: (t, a) => changed.includes(`${t}/${a}`),
-  };
-  return {
-    input,
-    hot: [{ name: 'web', p99: 9000 }],
-    protect: input.targets.filter((t) => t.role === 'protect'),
-    noisy: input.targets.filter((t) => t.role === 'noisy'),
-  };
-}
-
-describe('candidate templates', () => {
-  it('cpu_weight steps the busiest noisy target that ran, and skips it at the floor', () => {
-    const t = cpuWeightStep({ stepFraction: 0.5, minWeight: 10 });
-    expect(t.propose(context({ 'batch/cpu_weight': { weight: 100 } }))).toEqual({
-      target: 'batch',
-      desired: { weight: 50 },
-      move: 'batch cpu.weight 100 → 50',
-    });
-    expect(t.propose(context({ 'batch/cpu_weight': { weight: 10 } }))).toHaveProperty('skip');
-    expect(t.propose(context({}))).toHaveProperty('skip');
+describe('templatesOf', () => {
+  it('builds every arm the registered actions declare, in their order; an action declaring none adds none', () => {
+    const actions: RegisteredAction[] = [
+      { name: 'b', learnerArms: [arm('b_one', 'b'), arm('b_two', 'b')] },
+      { name: 'quiet' },
+      { name: 'a', learnerArms: [arm('a_one', 'a')] },
+      { name: 'empty', learnerArms: [] },
+    ];
+    expect(templatesOf(actions, settings).map((t) => t.name)).toEqual(['b_one', 'b_two', 'a_one']);
+    expect(templatesOf([], settings)).toEqual([]);
   });
 
-  it('cpuset_spread speaks the action\'s cpus when it reads them: one bounded step toward the runnable threads', () => {
-    const t = cpusetSpread();
-    const place = { runnable: 4, pileup: 4, allowedCpus: 4, idleCpus: 3 };
-    expect(t.propose(context({ 'web/cpuset_spread': { cpus: 1 } }, [], place))).toMatchObject({ target: 'web', desired: { cpus: 2 } });
-    expect(t.propose(context({ 'web/cpuset_spread': { cpus: 2 } }, [], place))).toMatchObject({ desired: { cpus: 4 } });
-    expect(t.propose(context({ 'web/cpuset_spread': { cpus: 4 } }, [], place))).toHaveProperty('skip');
-    expect(t.propose(context({ 'web/cpuset_spread': { cpus: 1 } }, ['web/cpuset_spread'], place))).toHaveProperty('skip');
+  it('hands every arm the settings it shares with the rules', () => {
+    const seen: unknown[] = [];
+    const spy: LearnerArm = (s) => {
+      seen.push(s);
+      return arm('x', 'x')(s);
+    };
+    templatesOf([{ name: 'x', learnerArms: [spy] }], settings);
+    expect(seen).toEqual([settings]);
   });
 
-  it('cpuset_spread falls back to { spread: 1 } for an action without a cpus reading', () => {
-    expect(cpusetSpread().propose(context({}))).toMatchObject({ target: 'web', desired: { spread: 1 } });
-    expect(cpusetSpread().propose(context({ 'web/cpuset_spread': { spread: 1 } }))).toHaveProperty('skip');
+  it('refuses an arm whose nudges name another action than the one declaring it', () => {
+    expect(() => templatesOf([{ name: 'a', learnerArms: [arm('a_one', 'b')] }], settings)).toThrow(
+      'create learned strategy: action a declares arm a_one, whose nudges name b',
+    );
   });
+});
 
-  it('pressure_backoff caps the busiest noisy target at a fraction of what it used, in CPUs', () => {
-    const t = pressureBackoff({ fraction: 0.5 });
-    expect(t.propose(context({ 'batch/pressure_backoff': { quotaCpus: 4, unlimited: 1 } }))).toMatchObject({
-      target: 'batch',
-      desired: { quotaCpus: 0.8 },
-    });
-    expect(t.propose(context({ 'batch/pressure_backoff': { quotaCpus: 1 } }))).toMatchObject({ desired: { quotaCpus: 0.5 } });
-    expect(t.propose(context({ 'batch/pressure_backoff': { quotaCpus: 4 } }, ['batch/pressure_backoff']))).toHaveProperty('skip');
-    expect(t.propose(context({}))).toMatchObject({ desired: { quotaFraction: 0.5 } });
+describe('onBusiestNoisy', () => {
+  it('offers the noisy targets that ran, busiest first, until one gives a candidate', () => {
+    const ctx = candidateContext({});
+    const asked: string[] = [];
+    const none = onBusiestNoisy(ctx, (t) => void asked.push(`${t.name} ${t.oncpuUs}`), 'nothing to do');
+    expect(none).toEqual({ skip: 'nothing to do' });
+    expect(asked).toEqual(['batch 1600000']); // idle did not run
+    expect(onBusiestNoisy(ctx, (t) => ({ target: t.name, desired: {}, move: 'm' }), 'x')).toEqual({ target: 'batch', desired: {}, move: 'm' });
+    expect(onBusiestNoisy({ ...ctx, noisy: [] }, () => undefined, 'x')).toEqual({ skip: 'no noisy target ran' });
   });
 });

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { modelReset, modelShow } from './cli.js';
 import { loadModel, saveModel } from './model-store.js';
 import { runEpisodes, simLearner } from './simulate.js';
+import { ACTIONS } from '../../actions/index.js';
 
 let dir: string;
 beforeEach(() => {
@@ -15,7 +16,7 @@ afterEach(() => {
 });
 
 function learnSomething(): void {
-  const learner = simLearner(4, { onModelChange: (m) => saveModel(dir, m) });
+  const learner = simLearner(4, ACTIONS, { onModelChange: (m) => saveModel(dir, m) });
   runEpisodes(learner, () => 'cpu-pileup', 8, { seed: 4 });
 }
 

@@ -13,7 +13,6 @@ import { MODEL_FILE, loadModel } from './model-store.js';
 import { SIM_TARGETS, SimHost } from './simulate.js';
 import { ACTIONS } from '../../actions/index.js';
 
-const ALL = ACTIONS.map((a) => a.name);
 
 let dir: string;
 beforeEach(() => {
@@ -64,25 +63,35 @@ function* hotTicks(): Generator<DecideInput> {
 describe('createStrategies and strategy.kind', () => {
   it('keeps the rules alone when the config has no strategy section, or kind heuristic', () => {
     for (const c of [config(), config({ kind: 'heuristic' })]) {
-      const names = createStrategies(c, { actions: ALL }).map((s) => s.name);
+      const names = createStrategies(c, { actions: ACTIONS }).map((s) => s.name);
       expect(names[0]).toBe('noisy-neighbor');
       expect(names.some((n) => ['learned', 'shadow', 'canary'].includes(n))).toBe(false);
     }
   });
 
   it('builds the learner beside the rules (shadow), on the canary targets (canary), or on all (learned)', () => {
-    const [shadow] = createStrategies(config({ kind: 'shadow' }), { actions: ALL });
+    const [shadow] = createStrategies(config({ kind: 'shadow' }), { actions: ACTIONS });
     expect(shadow).toBeInstanceOf(ShadowStrategy);
-    const [canary] = createStrategies(config({ kind: 'canary', canaryTargets: ['batch'] }), { actions: ALL });
+    const [canary] = createStrategies(config({ kind: 'canary', canaryTargets: ['batch'] }), { actions: ACTIONS });
     expect(canary).toBeInstanceOf(CanaryStrategy);
     expect((canary as CanaryStrategy).name).toBe('canary');
-    const learned = createStrategies(config({ kind: 'learned' }), { actions: ALL });
+    const learned = createStrategies(config({ kind: 'learned' }), { actions: ACTIONS });
     expect(learned.map((s) => s.name)).toEqual(['learned']);
   });
 
   it('offers only the registered actions it is told about', () => {
-    const [s] = createStrategies(config({ kind: 'learned' }), { actions: ['cpu_weight'] });
+    const [s] = createStrategies(config({ kind: 'learned' }), { actions: ACTIONS.filter((a) => a.name === 'cpu_weight') });
     expect((s as CanaryStrategy).learner.arms).toEqual(['noop', 'cpu_weight']);
+  });
+
+  it('gives the cpu_weight arm the noisy-neighbor policy\'s step', () => {
+    const c = config({ kind: 'learned' });
+    c.policy.noisyNeighbor.stepFraction = 0.25;
+    const [s] = createStrategies(c, { actions: ACTIONS });
+    const ticks = hotTicks();
+    let choice;
+    for (let i = 0; i < 3 && choice === undefined; i++) choice = (s as CanaryStrategy).learner.choose(ticks.next().value!, () => false).choice;
+    expect(choice!.estimates.find((e) => e.arm === 'cpu_weight')).toMatchObject({ eligible: true, move: 'batch cpu.weight 100 → 75' });
   });
 
   it('publishes shadow choices on the decision channel with kind shadow', () => {
@@ -92,7 +101,7 @@ describe('createStrategies and strategy.kind', () => {
     };
     diagnostics_channel.subscribe(channels.decision.name, listener);
     try {
-      const [shadow] = createStrategies(config({ kind: 'shadow' }), { actions: ALL });
+      const [shadow] = createStrategies(config({ kind: 'shadow' }), { actions: ACTIONS });
       const ticks = hotTicks();
       for (let i = 0; i < 3; i++) shadow!.decide(ticks.next().value!);
     } finally {
@@ -103,7 +112,7 @@ describe('createStrategies and strategy.kind', () => {
   });
 
   it('persists the model in the state directory after each outcome, and a new agent continues from it', () => {
-    const [s] = createStrategies(config({ kind: 'learned' }), { actions: ALL, stateDir: dir });
+    const [s] = createStrategies(config({ kind: 'learned' }), { actions: ACTIONS, stateDir: dir });
     const ticks = hotTicks();
     let nudge;
     for (let i = 0; i < 3 && nudge === undefined; i++) nudge = s!.decide(ticks.next().value!).find((n) => n.kind === 'set');
@@ -118,12 +127,12 @@ describe('createStrategies and strategy.kind', () => {
     const saved = loadModel(dir);
     expect(saved.status).toBe('loaded');
     expect(saved.model!.updates).toBe(1);
-    const [again] = createStrategies(config({ kind: 'learned' }), { actions: ALL, stateDir: dir });
+    const [again] = createStrategies(config({ kind: 'learned' }), { actions: ACTIONS, stateDir: dir });
     expect((again as CanaryStrategy).learner.model.updates).toBe(1);
   });
 
   it('learns and saves nothing in a dry run', () => {
-    const [s] = createStrategies(config({ kind: 'learned' }), { actions: ALL, stateDir: dir, dryRun: true });
+    const [s] = createStrategies(config({ kind: 'learned' }), { actions: ACTIONS, stateDir: dir, dryRun: true });
     const ticks = hotTicks();
     let nudge;
     for (let i = 0; i < 3 && nudge === undefined; i++) nudge = s!.decide(ticks.next().value!)[0];
@@ -138,7 +147,7 @@ describe('createStrategies and strategy.kind', () => {
 
   it('starts fresh over a corrupt model file instead of failing to start', () => {
     writeFileSync(path.join(dir, MODEL_FILE), 'not json');
-    const [s] = createStrategies(config({ kind: 'learned' }), { actions: ALL, stateDir: dir });
+    const [s] = createStrategies(config({ kind: 'learned' }), { actions: ACTIONS, stateDir: dir });
     expect((s as CanaryStrategy).learner.model.updates).toBe(0);
   });
 });

@@ -9,14 +9,15 @@ import { DEFAULT_STRATEGY } from '../../config/defaults.js';
 import { channels, publish } from '../../core/events.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import type { Strategy } from '../strategy.js';
+import type { RegisteredAction } from './candidates.js';
 import { LearnedStrategy } from './learner.js';
 import type { LearnerModel } from './model.js';
 import { ModelStore } from './model-store.js';
 import { CanaryStrategy, ShadowStrategy, type ModeOptions, type ShadowEvent } from './modes.js';
 
 export interface LearnerDeps {
-  /** Registered action names; templates naming other actions are not offered. */
-  actions: readonly string[];
+  /** The registered actions, in the agent's order: the learner's arms are the ones they declare. */
+  actions: readonly RegisteredAction[];
   /** Where the model persists; without it the learner starts fresh and keeps nothing. */
   stateDir?: string;
   log?: Logger;
@@ -45,7 +46,7 @@ export function createLearner(config: Config, deps: LearnerDeps): LearnedStrateg
 
   let saveFailed = false;
   return new LearnedStrategy({
-    availableActions: deps.actions,
+    actions: deps.actions,
     hot: {
       p99ThresholdUs: nn.p99ThresholdUs,
       triggerTicks: nn.triggerTicks,
@@ -91,8 +92,11 @@ export function modeOptions(log: Logger = silentLogger): ModeOptions {
 export interface StrategyDeps {
   /** Where the learned model persists; without it the learner starts fresh each run. */
   stateDir?: string;
-  /** Registered action names (the caller's action list: the engine does not know the actions). */
-  actions: readonly string[];
+  /**
+   * The registered actions (the caller's action list, e.g. ACTIONS: the engine does not know the actions), with the
+   * learner arms they declare.
+   */
+  actions: readonly RegisteredAction[];
   /** A dry run: the learner decides from the saved model but learns and saves nothing. */
   dryRun?: boolean;
   log?: Logger;

@@ -16,15 +16,17 @@ export {
 } from './learner.js';
 export {
   NOOP_ARM,
-  cpuWeightStep,
-  cpusetSpread,
-  defaultTemplates,
-  pressureBackoff,
+  onBusiestNoisy,
+  templatesOf,
+  type ArmSettings,
+  type BusyTarget,
   type Candidate,
   type CandidateContext,
   type CandidateTemplate,
   type HotTarget,
+  type LearnerArm,
   type Proposal,
+  type RegisteredAction,
 } from './candidates.js';
 export {
   DEFAULT_FEATURE_GROUPS,

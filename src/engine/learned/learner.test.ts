@@ -12,7 +12,8 @@ import {
 } from './learner.js';
 import type { LearnerModel } from './model.js';
 import { runqlatWindow } from '../../signals/windows.js';
-import { ACTION_BOUNDS } from '../../actions/index.js';
+import { ACTION_BOUNDS, ACTIONS } from '../../actions/index.js';
+import type { LearnerArm, RegisteredAction } from './candidates.js';
 
 const targets: StrategyTarget[] = [
   { name: 'web', role: 'protect' },
@@ -126,9 +127,17 @@ class Driver {
   }
 }
 
+/** The registered actions of these names, in the agent's order. */
+function registered(...names: string[]): RegisteredAction[] {
+  return ACTIONS.filter((a) => names.includes(a.name));
+}
+
+/** The actions whose arms these tests drive; ACTIONS may hold more. */
+const ARMED = ['cpu_weight', 'cpuset_spread', 'pressure_backoff'];
+
 function learner(extra: Partial<LearnerOptions> = {}): LearnedStrategy {
   return new LearnedStrategy({
-    availableActions: ['cpu_weight', 'cpuset_spread', 'pressure_backoff'],
+    actions: registered(...ARMED),
     hot,
     windowTicks: 3,
     seed: 11,
@@ -146,13 +155,13 @@ describe('LearnedStrategy: when it acts', () => {
   });
 
   it('chooses once hot, carrying every arm\'s estimate in evidence and in the learner field', () => {
-    const d = new Driver(learner({ availableActions: ['cpu_weight'], exploration: { scale: 0 , minScale: 0 } }));
+    const d = new Driver(learner({ actions: registered('cpu_weight'), exploration: { scale: 0 , minScale: 0 } }));
     d.tick(9000);
     const [n] = d.tick(9000) as LearnedNudge[];
     // With no exploration and a fresh model every arm ties at 0; the first arm offered wins, and that is noop.
     expect(n).toBeUndefined();
     const d2 = new Driver(
-      learner({ availableActions: ['cpu_weight'], model: trained('cpu_weight', 0.4), exploration: { scale: 0, minScale: 0 } }),
+      learner({ actions: registered('cpu_weight'), model: trained('cpu_weight', 0.4), exploration: { scale: 0, minScale: 0 } }),
     );
     d2.tick(9000);
     const [m] = d2.tick(9000) as LearnedNudge[];
@@ -168,14 +177,39 @@ describe('LearnedStrategy: when it acts', () => {
     expect(m!.reason).toMatch(/batch cpu.weight 100 → 50$/);
   });
 
-  it('offers only templates whose action is registered', () => {
-    expect(learner({ availableActions: ['cpu_weight'] }).arms).toEqual(['noop', 'cpu_weight']);
-    expect(learner({ availableActions: [] }).arms).toEqual(['noop']);
-    expect(learner({ availableActions: ['pressure_backoff', 'cpu_weight', 'unrelated'] }).arms).toEqual([
+  it('takes its arms from what the registered actions declare, in the order they are registered', () => {
+    expect(learner({ actions: registered('cpu_weight') }).arms).toEqual(['noop', 'cpu_weight']);
+    expect(learner({ actions: [] }).arms).toEqual(['noop']);
+    // numa_rebalance and io_prefetch declare no arm: registered, and never the learner's choice.
+    const some = learner({ actions: registered(...ARMED, 'numa_rebalance', 'io_prefetch') });
+    expect(some.arms).toEqual(['noop', 'cpu_weight', 'cpuset_spread', 'pressure_backoff']);
+    expect(some.actions).toEqual(['cpu_weight', 'cpuset_spread', 'pressure_backoff']);
+    expect(learner({ actions: [...registered('pressure_backoff', 'cpu_weight'), { name: 'unrelated' }] }).arms).toEqual([
       'noop',
       'cpu_weight',
       'pressure_backoff',
     ]);
+    // Templates given directly (tests) are still offered only for registered actions.
+    expect(learner({ actions: registered('cpu_weight'), templates: [NICE_ARM({ step: { stepFraction: 0.5, minWeight: 10 } })] }).arms).toEqual(['noop']);
+  });
+
+  it('gains the arm an action declares by registering the action, and proposes and restores its nudges', () => {
+    const quiet: RegisteredAction = { name: 'quiet' };
+    const nice: RegisteredAction = { name: 'nice_level', learnerArms: [NICE_ARM] };
+    const actions = [...registered(...ARMED), quiet, nice];
+    const l = learner({ actions, model: trained('nice_up', 0.6, { actions }), exploration: { scale: 0, minScale: 0 } });
+    expect(l.arms).toEqual(['noop', 'cpu_weight', 'cpuset_spread', 'pressure_backoff', 'nice_up']);
+    const d = new Driver(l, { ...ACTION_BOUNDS, nice_level: { nice: { min: 0, max: 19 } } });
+    d.tick(9000);
+    const [n] = d.tick(9000);
+    expect(n).toMatchObject({ action: 'nice_level', target: 'batch', desired: { nice: 10 }, rule: 'learned:nice_up' });
+    const calm = [1, 2, 3, 4].flatMap(() => d.tick(1000));
+    expect(calm).toEqual([expect.objectContaining({ kind: 'restore', action: 'nice_level', target: 'batch', rule: 'learned:nice_up' })]);
+  });
+
+  it('refuses an arm that names another action than the one declaring it', () => {
+    const wrong: RegisteredAction = { name: 'renice', learnerArms: [NICE_ARM] };
+    expect(() => learner({ actions: [wrong] })).toThrow(/action renice declares arm nice_up, whose nudges name nice_level/);
   });
 
   it('runs one experiment at a time: no new choice until the outcome is in', () => {
@@ -208,7 +242,7 @@ describe('LearnedStrategy: when it acts', () => {
 describe('LearnedStrategy: safe exploration', () => {
   it('frees the slot at once when its nudge was not applied, and does not offer that arm on that target for a while', () => {
     const choices: LearnerChoice[] = [];
-    const d = new Driver(learner({ availableActions: ['cpu_weight'], model: trained('cpu_weight', 0.5), exploration: { scale: 0, minScale: 0 }, onChoice: (c) => choices.push(c) }));
+    const d = new Driver(learner({ actions: registered('cpu_weight'), model: trained('cpu_weight', 0.5), exploration: { scale: 0, minScale: 0 }, onChoice: (c) => choices.push(c) }));
     d.tick(9000);
     expect(d.tick(9000, { apply: false })).toHaveLength(1); // refused by the engine: never applied
     d.tick(9000, { apply: false }); // the learner sees the knob unchanged, frees the slot, backs off
@@ -220,7 +254,7 @@ describe('LearnedStrategy: safe exploration', () => {
 
   it('does not offer an arm on a target while the closed loop penalises it', () => {
     const choices: LearnerChoice[] = [];
-    const d = new Driver(learner({ availableActions: ['cpu_weight'], model: trained('cpu_weight', 0.5), exploration: { scale: 0, minScale: 0 }, onChoice: (c) => choices.push(c) }));
+    const d = new Driver(learner({ actions: registered('cpu_weight'), model: trained('cpu_weight', 0.5), exploration: { scale: 0, minScale: 0 }, onChoice: (c) => choices.push(c) }));
     d.tick(9000);
     const [n] = d.tick(9000);
     d.tick(9000);
@@ -263,7 +297,7 @@ describe('LearnedStrategy: learning', () => {
   it('learns from feedback: improvement minus what batch lost minus churn', () => {
     const outcomes: LearnerOutcome[] = [];
     const models: LearnerModel[] = [];
-    const d = new Driver(learner({ availableActions: ['cpu_weight'], model: trained('cpu_weight', 0.5), exploration: { scale: 0, minScale: 0 }, onOutcome: (o) => outcomes.push(o), onModelChange: (m) => models.push(structuredClone(m)) }));
+    const d = new Driver(learner({ actions: registered('cpu_weight'), model: trained('cpu_weight', 0.5), exploration: { scale: 0, minScale: 0 }, onOutcome: (o) => outcomes.push(o), onModelChange: (m) => models.push(structuredClone(m)) }));
     d.tick(9000);
     const [n] = d.tick(9000);
     for (let i = 0; i < 3; i++) d.tick(5000, { batchOncpuUs: 1_500_000 }); // batch lost a quarter of its CPU
@@ -280,7 +314,7 @@ describe('LearnedStrategy: learning', () => {
 
   it('judges "do nothing" itself over the closed loop\'s window', () => {
     const outcomes: LearnerOutcome[] = [];
-    const d = new Driver(learner({ availableActions: [], onOutcome: (o) => outcomes.push(o) }));
+    const d = new Driver(learner({ actions: [], onOutcome: (o) => outcomes.push(o) }));
     d.tick(8000);
     expect(d.tick(8000)).toEqual([]); // noop chosen: the only arm
     for (const p of [6000, 6000, 6000]) d.tick(p);
@@ -347,7 +381,7 @@ describe('LearnedStrategy: an outcome is measured against the hot ticks', () => 
   it('charges what the neighbour lost against the ticks it was hot in, not the calm ones before it ran', () => {
     const outcomes: LearnerOutcome[] = [];
     const d = new Driver(
-      learner({ availableActions: ['pressure_backoff'], windowTicks: 5, model: trained('pressure_backoff', 0.5), exploration: { scale: 0, minScale: 0 }, onOutcome: (o) => outcomes.push(o) }),
+      learner({ actions: registered('pressure_backoff'), windowTicks: 5, model: trained('pressure_backoff', 0.5), exploration: { scale: 0, minScale: 0 }, onOutcome: (o) => outcomes.push(o) }),
     );
     // Calm, the neighbour idle; then it takes 2 CPUs and web is hot.
     for (let i = 0; i < 3; i++) d.tick(1000, { batchOncpuUs: 0 });
@@ -363,7 +397,7 @@ describe('LearnedStrategy: an outcome is measured against the hot ticks', () => 
 
   it('judges "do nothing" against the hot ticks too', () => {
     const outcomes: LearnerOutcome[] = [];
-    const d = new Driver(learner({ availableActions: [], windowTicks: 5, onOutcome: (o) => outcomes.push(o) }));
+    const d = new Driver(learner({ actions: [], windowTicks: 5, onOutcome: (o) => outcomes.push(o) }));
     for (let i = 0; i < 3; i++) d.tick(1000);
     d.tick(9000);
     d.tick(9000);
@@ -424,8 +458,18 @@ describe('LearnedStrategy: uniform choices, for an offline replay', () => {
   });
 });
 
-function trained(arm: string, reward: number): LearnerModel {
-  const l = learner();
+/** An arm of an action the learner's folder has never heard of: raise the first noisy target's nice level to 10. */
+const NICE_ARM: LearnerArm = () => ({
+  name: 'nice_up',
+  action: 'nice_level',
+  propose: (ctx) => {
+    const t = ctx.noisy[0];
+    return t === undefined ? { skip: 'no noisy target' } : { target: t.name, desired: { nice: 10 }, move: `${t.name} nice 0 → 10` };
+  },
+});
+
+function trained(arm: string, reward: number, extra: Partial<LearnerOptions> = {}): LearnerModel {
+  const l = learner(extra);
   const s = snap(1, 9000);
   const nudge: StrategyNudge = { kind: 'set', action: arm, target: 'batch', desired: {}, reason: '', rule: `learned:${arm}`, evidence: {} };
   for (let i = 0; i < 10; i++) {

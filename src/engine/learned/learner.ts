@@ -25,12 +25,14 @@ import {
 import { BayesLinearArm } from './bayes-linear.js';
 import {
   NOOP_ARM,
-  defaultTemplates,
   isSkip,
+  templatesOf,
+  type ArmSettings,
   type Candidate,
   type CandidateContext,
   type CandidateTemplate,
   type HotTarget,
+  type RegisteredAction,
 } from './candidates.js';
 import { DEFAULT_FEATURE_GROUPS, extractFeatures, featureNames, type FeatureGroup } from './features.js';
 import { adaptModel, newModel, type LearnerModel } from './model.js';
@@ -70,16 +72,20 @@ export interface ExplorationOptions {
 export const DEFAULT_EXPLORATION: ExplorationOptions = { scale: 1, decay: 0.98, minScale: 0.05, uniformShare: 0 };
 
 export interface LearnerOptions {
-  /** Actions the agent has registered; templates naming others are never offered. */
-  availableActions: readonly string[];
+  /**
+   * Actions the agent has registered, in its order: the arms they declare are the learner's, ties broken in this
+   * order; templates naming other actions are never offered.
+   */
+  actions: readonly RegisteredAction[];
   hot: HotPolicy;
   /** The closed loop's window: "do nothing" is judged over the same number of ticks before and after. */
   windowTicks: number;
   seed: number;
   exploration?: Partial<ExplorationOptions>;
   reward?: Partial<RewardOptions>;
-  /** For the default cpu_weight template. */
-  step?: { stepFraction: number; minWeight: number };
+  /** The noisy-neighbor rule's weight step, for the arms that take it (default: half, floor 10). */
+  step?: ArmSettings['step'];
+  /** Instead of the actions' declared arms (tests); still offered only for registered actions. */
   templates?: readonly CandidateTemplate[];
   featureGroups?: readonly FeatureGroup[];
   /** Prior standard deviation of each weight, in reward units (default 0.5). */
@@ -242,8 +248,8 @@ export class LearnedStrategy implements Strategy {
     this.name = opts.name ?? LEARNED_STRATEGY;
     this.#exploration = { ...DEFAULT_EXPLORATION, ...opts.exploration };
     this.#reward = { ...DEFAULT_REWARD, ...opts.reward };
-    const available = new Set(opts.availableActions);
-    const all = opts.templates ?? defaultTemplates(opts.step ?? { stepFraction: 0.5, minWeight: 10 });
+    const available = new Set(opts.actions.map((a) => a.name));
+    const all = opts.templates ?? templatesOf(opts.actions, { step: opts.step ?? { stepFraction: 0.5, minWeight: 10 } });
     const seen = new Set<string>([NOOP_ARM]);
     for (const t of all) {
       if (seen.has(t.name)) throw new TunerError('INTERNAL', `create learned strategy: two templates are named ${t.name}`);

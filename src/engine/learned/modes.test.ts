@@ -5,6 +5,7 @@ import { Guardrails } from '../guardrails.js';
 import { restoreNudge, type Strategy, type StrategyFeedback } from '../strategy.js';
 import { CanaryStrategy, ShadowStrategy, type ShadowEvent } from './modes.js';
 import { SIM_BOUNDS, SIM_CLOSED_LOOP, SIM_GUARDRAILS, SIM_TARGETS, SimHost, simHeuristic, simLearner } from './simulate.js';
+import { ACTIONS } from '../../actions/index.js';
 
 /** The simulated host in cpu-pileup trouble, with the engine and the given strategy; applies what is proposed. */
 function world(strategy: Strategy) {
@@ -44,7 +45,7 @@ function world(strategy: Strategy) {
 describe('ShadowStrategy', () => {
   it('acts exactly as the rules would, logging the learner\'s choice beside theirs', () => {
     const events: ShadowEvent[] = [];
-    const shadow = world(new ShadowStrategy([simHeuristic()], simLearner(1), { onShadow: (e) => events.push(e) }));
+    const shadow = world(new ShadowStrategy([simHeuristic()], simLearner(1, ACTIONS), { onShadow: (e) => events.push(e) }));
     const alone = world(simHeuristic());
     const ds = shadow.run(12);
     const plain = alone.run(12);
@@ -64,7 +65,7 @@ describe('ShadowStrategy', () => {
     const seen: StrategyFeedback[] = [];
     const rule = simHeuristic();
     const listening: Strategy = { name: rule.name, historyTicks: rule.historyTicks, decide: (i) => rule.decide(i), feedback: (o) => seen.push(o) };
-    const learner = simLearner(1);
+    const learner = simLearner(1, ACTIONS);
     const { run } = world(new ShadowStrategy([listening], learner));
     const ds = run(12);
     const verdicts = ds.filter((d) => d.verdict !== undefined);
@@ -75,7 +76,7 @@ describe('ShadowStrategy', () => {
 
   it('keeps the rules acting when the learner throws', () => {
     const errors: unknown[] = [];
-    const learner = simLearner(1);
+    const learner = simLearner(1, ACTIONS);
     learner.choose = () => {
       throw new Error('model exploded');
     };
@@ -135,7 +136,7 @@ describe('CanaryStrategy: a rule\'s restore of a change the learner is judging',
 });
 
 function trainedOnPileup() {
-  const learner = simLearner(2, { exploration: { scale: 0, minScale: 0 } });
+  const learner = simLearner(2, ACTIONS, { exploration: { scale: 0, minScale: 0 } });
   const host = new SimHost(9);
   host.begin('cpu-pileup');
   const before = host.snapshot(1000);

@@ -19,6 +19,7 @@ import {
   type EpisodeOutcome,
   type ScenarioName,
 } from './simulate.js';
+import { ACTIONS } from '../../actions/index.js';
 
 const SEEDS = [1, 2, 3, 4, 5];
 const EPISODES_PER_SCENARIO = 30;
@@ -45,8 +46,8 @@ describe('the simulated host', () => {
   });
 
   it('is reproducible from its seed', () => {
-    const a = runEpisodes(simLearner(9), () => 'memory-pressure', 6, { seed: 9 });
-    const b = runEpisodes(simLearner(9), () => 'memory-pressure', 6, { seed: 9 });
+    const a = runEpisodes(simLearner(9, ACTIONS), () => 'memory-pressure', 6, { seed: 9 });
+    const b = runEpisodes(simLearner(9, ACTIONS), () => 'memory-pressure', 6, { seed: 9 });
     expect(a).toEqual(b);
   });
 });
@@ -57,7 +58,7 @@ describe(`the learner converges within ${EPISODES_PER_SCENARIO} episodes of one 
       const best = bestArm(scenario, SIM_ACTIONS).arm;
       const lines: string[] = [];
       for (const seed of SEEDS) {
-        const learner = simLearner(seed);
+        const learner = simLearner(seed, ACTIONS);
         const l = runEpisodes(learner, () => scenario, EPISODES_PER_SCENARIO, { seed });
         const h = runEpisodes(simHeuristic(), () => scenario, EPISODES_PER_SCENARIO, { seed });
         const tail = l.slice(-10);
@@ -81,7 +82,7 @@ describe(`the learner tells the scenarios apart by context within ${MIXED_EPISOD
     for (const seed of SEEDS) {
       const r = Prng.fromSeed(seed + 100);
       const seq = Array.from({ length: MIXED_EPISODES }, () => SCENARIOS[Math.floor(r.uniform() * SCENARIOS.length)]!);
-      const learner = simLearner(seed);
+      const learner = simLearner(seed, ACTIONS);
       const l = runEpisodes(learner, (i) => seq[i]!, MIXED_EPISODES, { seed });
       const h = runEpisodes(simHeuristic(), (i) => seq[i]!, MIXED_EPISODES, { seed });
       const tail = l.slice(-30);

@@ -20,7 +20,7 @@ import { DecisionEngine, type Decision } from '../engine.js';
 import { Guardrails, type ActionBounds } from '../guardrails.js';
 import { NoisyNeighborRule } from '../heuristic/noisy-neighbor.js';
 import { knobValuesOf, type KnobValues, type Strategy, type StrategyTarget } from '../strategy.js';
-import { NOOP_ARM } from './candidates.js';
+import { NOOP_ARM, type RegisteredAction } from './candidates.js';
 import { LEARNED_RULE_PREFIX, LearnedStrategy, type LearnerOptions } from './learner.js';
 import { Prng } from './prng.js';
 import { futexWindow, placementStats, psiResource, runqlatWindow } from '../../signals/windows.js';
@@ -455,10 +455,14 @@ export class Simulation {
   }
 }
 
-/** A learner set up for the simulated host. */
-export function simLearner(seed: number, extra: Partial<LearnerOptions> = {}): LearnedStrategy {
+/**
+ * A learner set up for the simulated host, built as the agent builds one: from the arms the registered actions
+ * declare (the caller's list, e.g. ACTIONS; the engine does not know the actions), of those this host simulates.
+ */
+export function simLearner(seed: number, actions: readonly RegisteredAction[], extra: Partial<LearnerOptions> = {}): LearnedStrategy {
+  const simulated: readonly string[] = SIM_ACTIONS;
   return new LearnedStrategy({
-    availableActions: SIM_ACTIONS,
+    actions: actions.filter((a) => simulated.includes(a.name)),
     hot: SIM_POLICY,
     step: SIM_POLICY,
     windowTicks: SIM_CLOSED_LOOP.windowTicks,
