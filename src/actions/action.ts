@@ -3,11 +3,12 @@
  * units, plans a change from a desired state, and applies or reverts it — always through the KnobWriter, which owns
  * scope checks, journaling and override detection. The orchestrator treats every action alike through this.
  *
- * Adding an action touches its own folder, its line in index.ts's ACTIONS list, and the conformance suite's table:
+ * Adding an action touches its own folder and its line in index.ts's ACTIONS list:
  *   - `src/actions/<name>/<name>.ts` (the Action), its README (with Overhead and Safety), its tests;
- *   - the shared conformance suite runs against every registered action and needs one line in
- *     src/testing/conformance.ts's CHANGING (a desired state to plan); a new kind of knob file also needs a value in
- *     its `foreign()`, and knobs outside the cgroup tree an OUTSIDE fixture;
+ *   - `conformance.fixture.ts` beside it, exporting the action's `conformance` case: the shared conformance suite
+ *     (src/testing/conformance.ts) runs against every registered action and finds the case there — a desired state
+ *     that changes something, and where needed a fake for knobs outside the cgroup tree, what a real tree needs
+ *     first, or another writer's value for a new kind of knob file;
  *   - optionally `learner-arm.ts` beside it, listed in the action's `learnerArms`: the learned strategy offers every
  *     arm a registered action declares (in the order of ACTIONS, which breaks its ties), and none of an action that
  *     declares none. The learner's folder keeps only the arm contract (src/engine/learned/candidates.ts);

@@ -1,3 +1,4 @@
+/// <reference types="vite/client" />
 /**
  * One suite every registered action must pass, on a cgroup tree: the original is journaled before the first write,
  * revert restores the files byte for byte, out-of-scope targets are refused, dry-run writes nothing, and a knob
@@ -14,10 +15,8 @@ import type { KnobRef, Target } from '../core/types.js';
 import { cgroupId, detectLayout, type CgroupLayout } from '../cgroup/layout.js';
 import { Journal } from '../journal/journal.js';
 import type { Action, Desired } from '../actions/action.js';
-import { createIoPrefetchAction } from '../actions/io-prefetch/io-prefetch.js';
 import { KnobWriter } from '../actions/knob-writer.js';
 import type { BlockDevice } from '../block/devices.js';
-import { NUMA_REBALANCE } from '../actions/numa-rebalance/numa-rebalance.js';
 import { makeTestCgroup, type TestCgroup } from './cgroups.js';
 
 /** The cgroups one test works on, made fresh for it. */
@@ -38,20 +37,30 @@ export interface ConformanceTree {
   remove(): void;
 }
 
-/** A desired state that changes something from the kernel defaults, per action. Every action needs one. */
-const CHANGING: Record<string, Desired> = {
-  cpu_weight: { weight: 37 },
-  cpuset_spread: { cpuset: 1 },
-  numa_rebalance: { cpusNode: 0 },
-  pressure_backoff: { quotaCpus: 0.5 },
-  io_prefetch: { readAheadKb: 1024, major: 7, minor: 0 },
-};
-
 /**
- * An action whose knobs lie outside the cgroup tree runs here as an instance bound to a faithful fake of those
- * files, made beside the fake cgroup tree; the suite checks those roots as it checks the tree.
+ * What the suite needs of one action, declared in the action's own folder as `conformance.fixture.ts` exporting
+ * `conformance` (found there by name pattern, so adding an action adds no line here).
  */
-interface OutsideFixture {
+export interface ConformanceCase {
+  /** The registered action this case is for. */
+  action: Action;
+  /** A desired state that changes something from the kernel defaults. */
+  changing: Desired;
+  /**
+   * For knobs outside the cgroup tree: an instance of the action bound to a faithful fake of those files, made beside
+   * the tree; the suite checks those roots as it checks the tree.
+   */
+  outside?: (target: Target) => OutsideFixture;
+  /**
+   * On a real hierarchy, run once the two cgroups exist: whatever they need for `changing` to change something there
+   * (their directories in the cpuset hierarchy, and the CPUs of its root).
+   */
+  prepare?: (cpuset: { dirs: string[]; rootCpus: string }) => void;
+  /** A value another writer might put in a knob of this action's own kind, for knob files `foreign()` does not know. */
+  foreign?: (knob: KnobRef, current: string) => string;
+}
+
+export interface OutsideFixture {
   action: Action;
   roots: string[];
   /** The devices the writer is configured with: every device knob the fixture has. */
@@ -59,28 +68,10 @@ interface OutsideFixture {
   remove(): void;
 }
 
-const OUTSIDE: Record<string, (target: Target) => OutsideFixture> = {
-  // A fake sysfs with one loop device (7:0) that only `target` has open.
-  io_prefetch: (target) => {
-    const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-tuner-fake-sysfs-')));
-    const disk = path.join(root, 'devices/virtual/block/loop0');
-    fs.mkdirSync(path.join(disk, 'queue'), { recursive: true });
-    fs.writeFileSync(path.join(disk, 'dev'), '7:0\n');
-    fs.writeFileSync(path.join(disk, 'queue/read_ahead_kb'), '128\n');
-    fs.mkdirSync(path.join(root, 'dev/block'), { recursive: true });
-    fs.symlinkSync(disk, path.join(root, 'dev/block/7:0'));
-    const action = createIoPrefetchAction({
-      sysDevBlock: path.join(root, 'dev/block'),
-      evidence: (t) => ({ devices: t.name === target.name ? ['7:0'] : [], streams: [] }),
-    });
-    return {
-      action,
-      roots: [root],
-      devices: [{ name: 'loop0', dev: '7:0', sysfs: disk }],
-      remove: () => fs.rmSync(root, { recursive: true, force: true }),
-    };
-  },
-};
+/** Every action folder's case (src/actions/NAME/conformance.fixture.ts). */
+const CASES: readonly ConformanceCase[] = Object.values(
+  import.meta.glob<ConformanceCase>('../actions/*/conformance.fixture.ts', { eager: true, import: 'conformance' }),
+);
 
 /** Every file below `roots` (a directory) or the file itself, by content hash; symlinks by target. */
 export function snapshot(...roots: string[]): Map<string, string> {
@@ -96,8 +87,11 @@ export function snapshot(...roots: string[]): Map<string, string> {
 }
 
 /** The suite, for each of `actions`, on the trees `makeTree` makes (one per test). */
-export function conformanceSuite(actions: readonly Action[], makeTree: (action: string) => ConformanceTree): void {
+export function conformanceSuite(actions: readonly Action[], makeTree: (c: ConformanceCase) => ConformanceTree): void {
 describe.each(actions.map((a) => [a.name, a] as const))('action %s', (name, registered) => {
+  const found = CASES.find((c) => c.action.name === name);
+  // Without its case every test below fails, after the first says why.
+  const c: ConformanceCase = found ?? { action: registered, changing: {} };
   let action: Action;
   let outsideFixture: OutsideFixture | undefined;
   let tree: ConformanceTree;
@@ -117,11 +111,11 @@ describe.each(actions.map((a) => [a.name, a] as const))('action %s', (name, regi
   };
 
   beforeEach(() => {
-    tree = makeTree(name);
+    tree = makeTree(c);
     stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebpf-tuner-conformance-'));
     journal = Journal.open(stateDir, silentLogger);
     ({ target, outside } = tree);
-    outsideFixture = OUTSIDE[name]?.(target);
+    outsideFixture = c.outside?.(target);
     action = outsideFixture?.action ?? registered;
   });
   afterEach(() => {
@@ -141,8 +135,8 @@ describe.each(actions.map((a) => [a.name, a] as const))('action %s', (name, regi
       ...(outsideFixture?.devices !== undefined ? { devices: outsideFixture.devices } : {}),
     });
 
-  it('has a changing desired state in this suite', () => {
-    expect(CHANGING[name], `add ${name} to CHANGING in src/testing/conformance.ts`).toBeDefined();
+  it('has a conformance case in its folder', () => {
+    expect(found, `add conformance.fixture.ts, exporting conformance, to ${name}'s folder under src/actions`).toBeDefined();
   });
 
   it('declares knobs inside the target and plans a change', () => {
@@ -154,14 +148,14 @@ describe.each(actions.map((a) => [a.name, a] as const))('action %s', (name, regi
       expect(k.target).toBe(target.name);
     }
     expect(new Set(knobs.map((k) => k.id)).size).toBe(knobs.length);
-    expect(action.plan(target, CHANGING[name]).changes.length).toBeGreaterThan(0);
+    expect(action.plan(target, c.changing).changes.length).toBeGreaterThan(0);
   });
 
   it('journals every original before writing, and revert restores the files exactly', () => {
     const before = snapshot(...files());
     const originals = new Map(action.knobs(target).map((k) => [k.id, fs.readFileSync(k.path, 'utf8').trimEnd()]));
     const w = writer();
-    const res = action.apply(action.plan(target, CHANGING[name]), w);
+    const res = action.apply(action.plan(target, c.changing), w);
     expect(res.changed).toBe(true);
     expect(snapshot(...files())).not.toEqual(before);
     for (const r of res.results.filter((x) => x.status === 'written')) {
@@ -175,7 +169,7 @@ describe.each(actions.map((a) => [a.name, a] as const))('action %s', (name, regi
 
   it('refuses a target outside the writer scope and writes nothing', () => {
     const before = snapshot(...files());
-    expect(() => action.apply(action.plan(outside, CHANGING[name]), writer())).toThrow(
+    expect(() => action.apply(action.plan(outside, c.changing), writer())).toThrow(
       expect.objectContaining({ code: 'OUT_OF_SCOPE' }),
     );
     expect(snapshot(...files())).toEqual(before);
@@ -185,7 +179,7 @@ describe.each(actions.map((a) => [a.name, a] as const))('action %s', (name, regi
   it('writes nothing and journals nothing in dry-run', () => {
     const before = snapshot(...files());
     const w = writer(true);
-    const res = action.apply(action.plan(target, CHANGING[name]), w);
+    const res = action.apply(action.plan(target, c.changing), w);
     expect(res.results.every((r) => r.status === 'dry-run' || r.status === 'unchanged')).toBe(true);
     expect(action.revert(target, w)).toEqual([]);
     expect(snapshot(...files())).toEqual(before);
@@ -194,13 +188,13 @@ describe.each(actions.map((a) => [a.name, a] as const))('action %s', (name, regi
 
   it('leaves a knob another writer changed alone, on apply and on revert', () => {
     const w = writer();
-    action.apply(action.plan(target, CHANGING[name]), w);
+    action.apply(action.plan(target, c.changing), w);
     const [k] = action.knobs(target);
     const theirs = outsideFixture?.roots.some((r) => k.path.startsWith(r + path.sep))
       ? fs.readFileSync(k.path, 'utf8').trimEnd() + '1'
-      : tree.foreign(k, fs.readFileSync(k.path, 'utf8').trimEnd());
+      : (c.foreign ?? tree.foreign)(k, fs.readFileSync(k.path, 'utf8').trimEnd());
     fs.writeFileSync(k.path, theirs + '\n');
-    const again = action.apply(action.plan(target, CHANGING[name]), w);
+    const again = action.apply(action.plan(target, c.changing), w);
     expect(again.overridden).toBe(true);
     expect(action.revert(target, w).some((r) => r.knobId === k.id)).toBe(false);
     expect(fs.readFileSync(k.path, 'utf8')).toBe(theirs + '\n');
@@ -236,7 +230,7 @@ function foreign(knob: KnobRef, current: string): string {
       return /[-,]/.test(current) ? parent.split(/[,-]/)[0]! : parent;
     }
     default:
-      throw new Error(`no foreign value for ${knob.path} (current ${JSON.stringify(current)}): add one to foreign() in src/testing/conformance.ts`);
+      throw new Error(`no foreign value for ${knob.path} (current ${JSON.stringify(current)}): give the action's conformance case a foreign()`);
   }
 }
 
@@ -244,7 +238,7 @@ function foreign(knob: KnobRef, current: string): string {
  * A fresh tree on the host's real hierarchy: on v1 or hybrid hosts a cgroup in the cpu hierarchy with its twin in
  * the cpuset hierarchy, as the agent finds a target; on v2 one cgroup with the controllers enabled.
  */
-export function realConformanceTree(action: string): ConformanceTree {
+export function realConformanceTree(c: ConformanceCase): ConformanceTree {
   const layout = detectLayout();
   const cpu = makeTestCgroup('cpu', { layout });
   const v1Cpuset = cpu.version === 1 && layout.controllers.cpuset?.version === 1;
@@ -256,20 +250,15 @@ export function realConformanceTree(action: string): ConformanceTree {
     throw e;
   }
   const mk = (child: string): Target => {
-    const c = cpu.child(child);
+    const dir = cpu.child(child).path;
     cpuset?.child(child);
-    return { name: child, role: 'noisy', slot: 0, scope: { kind: 'cgroup', path: c.path, version: cpu.version, id: cgroupId(c.path) } };
+    return { name: child, role: 'noisy', slot: 0, scope: { kind: 'cgroup', path: dir, version: cpu.version, id: cgroupId(dir) } };
   };
   const target = mk('noisy');
   const outside = mk('x');
   const twin = cpuset ? path.join(cpuset.path, 'noisy') : undefined;
-  // On a one-node host node 0 holds every CPU, so homing a cgroup to it changes something only when its cpuset does
-  // not already hold them all: give both cgroups only the last CPU.
-  if (action === NUMA_REBALANCE) {
-    const root = cpuset ?? cpu;
-    const all = cpusOf(root.root);
-    for (const child of ['noisy', 'x']) fs.writeFileSync(path.join(root.path, child, 'cpuset.cpus'), `${all.split(/[,-]/).at(-1)}\n`);
-  }
+  const cpusetTree = cpuset ?? cpu;
+  c.prepare?.({ dirs: ['noisy', 'x'].map((child) => path.join(cpusetTree.path, child)), rootCpus: cpusOf(cpusetTree.root) });
   return {
     layout,
     target,
