@@ -2,7 +2,7 @@
  * The table `ebpf-tuner top` draws: fitted to the terminal's width (the least important columns dropped first, no
  * line ever longer), values that are bad against the policies' thresholds highlighted.
  */
-import type { TargetSignals, TickSnapshot } from '../core/types.js';
+import type { TickSnapshot } from '../core/types.js';
 
 /** What makes a value bad: the policies' own thresholds, so that top highlights what the agent would act on. */
 export interface Thresholds {
@@ -12,11 +12,18 @@ export interface Thresholds {
   psiSomeAvg10: number;
 }
 
+/** A row of the table: a target's signals, or the host's under the name `(host)`. */
+interface Row {
+  name: string;
+  role: string;
+  [signal: string]: unknown;
+}
+
 interface Column {
   header: string;
   /** 1 is the most important; a narrow terminal drops the highest numbers first. */
   priority: number;
-  get(t: TargetSignals): number | undefined;
+  get(t: Row): number | undefined;
   fmt(v: number): string;
   /** When a value is bad (highlighted); a column without it is never highlighted. */
   bad?(v: number, th: Thresholds): boolean;
@@ -32,7 +39,7 @@ const pct = (v: number) => `${(v * 100).toFixed(0)}%`;
 const rate = (v: number) => (v >= 1000 ? `${(v / 1000).toFixed(1)}k` : v.toFixed(0));
 const bytes = (v: number) => (v >= 1 << 20 ? `${(v / (1 << 20)).toFixed(1)}M` : v >= 1024 ? `${(v / 1024).toFixed(0)}K` : v.toFixed(0));
 /** A target's own cgroup pressure when it has one, else the host's; the host row's is at psi.<resource>. */
-const psi = (r: string) => (t: TargetSignals) =>
+const psi = (r: string) => (t: Row) =>
   num(t, 'psi', 'cgroup', r, 'someAvg10') ?? num(t, 'psi', 'host', r, 'someAvg10') ?? num(t, 'psi', r, 'someAvg10');
 const psiFmt = (v: number) => `${v.toFixed(1)}%`;
 const runqHot = (v: number, th: Thresholds) => v > th.runqP99Us;
@@ -104,8 +111,8 @@ const RESET = '\x1b[0m';
  */
 export function renderTop(s: TickSnapshot, opts: RenderOptions): string {
   const { color, width, thresholds } = opts;
-  const rows: TargetSignals[] = Object.values(s.targets);
-  if (s.host) rows.push({ name: '(host)', role: '-', ...(s.host as Record<string, unknown>) } as unknown as TargetSignals);
+  const rows: Row[] = Object.values(s.targets);
+  if (s.host) rows.push({ ...s.host, name: '(host)', role: '-' });
   const present = COLUMNS.filter((c) => rows.some((r) => c.get(r) !== undefined)).map((c) => {
     const cells = rows.map((r) => {
       const v = c.get(r);

@@ -54,6 +54,20 @@ export interface DecisionEvent {
   verdict?: Verdict;
 }
 
+/**
+ * Whether a bus payload (untyped on the channel) has what every decision carries: the required fields with their
+ * types, and a kind the audit trail knows.
+ */
+export function isDecisionEvent(m: unknown): m is DecisionEvent {
+  if (typeof m !== 'object' || m === null) return false;
+  const d = m as Record<string, unknown>;
+  return (
+    typeof d.time === 'number' &&
+    (DECISION_KINDS as readonly unknown[]).includes(d.kind) &&
+    ['id', 'action', 'target', 'rule', 'reason'].every((k) => typeof d[k] === 'string')
+  );
+}
+
 /** Payload of `channels.knob`: a knob was written (or would be, in dry-run), restored, or found changed by another writer. */
 export interface KnobEvent {
   kind: 'written' | 'dry-run' | 'restored' | 'overridden' | 'vanished' | 'failed';

@@ -109,13 +109,9 @@ function targetNames(ticks: readonly StoredTick[], control: AgentControl): { nam
   return [...out].map(([name, role]) => ({ name, role: role || configured.find((c) => c.name === name)?.role || '' }));
 }
 
-/** The agent's holds now; none from an agent that reports none, or one being replaced. */
+/** The agent's holds now; none from an agent that does not report holds. A failure to read them is an error, not none. */
 export function holdsOf(control: AgentControl): Hold[] {
-  try {
-    return control.holds?.() ?? [];
-  } catch {
-    return [];
-  }
+  return control.holds?.() ?? [];
 }
 
 export function buildOverview(telemetry: Telemetry, control: AgentControl): Overview {

@@ -3,7 +3,7 @@
  * bounded history of them, recent decisions with per-kind counts, the agent's own overhead over time, and the
  * field catalogue. /metrics, the JSON API and the live stream all read from here; none of them subscribes itself.
  */
-import { channels, DECISION_KINDS, type DecisionEvent } from '../core/events.js';
+import { channels, DECISION_KINDS, isDecisionEvent, type DecisionEvent } from '../core/events.js';
 import type { Logger } from '../core/log.js';
 import type { TickSnapshot } from '../core/types.js';
 import { FieldCatalogue, isRecord, type FieldInfo } from './fields.js';
@@ -210,20 +210,20 @@ export class Telemetry {
   }
 
   /** The kept decision with this id, parsed, or undefined. */
-  findDecision(id: string): Record<string, unknown> | undefined {
+  findDecision(id: string): DecisionEvent | undefined {
     for (const d of this.decisionRing.newest(this.decisionRing.size)) {
-      const rec = JSON.parse(d.json) as Record<string, unknown>;
-      if (rec.id === id) return rec;
+      const rec: unknown = JSON.parse(d.json);
+      if (isDecisionEvent(rec) && rec.id === id) return rec;
     }
     return undefined;
   }
 
   /** Kept decisions that refer to `id` (`ref`), oldest first. */
-  relatedDecisions(id: string): Record<string, unknown>[] {
+  relatedDecisions(id: string): DecisionEvent[] {
     return this.decisionRing
       .toArray()
-      .map((d) => JSON.parse(d.json) as Record<string, unknown>)
-      .filter((r) => r.ref === id);
+      .map((d): unknown => JSON.parse(d.json))
+      .filter((r): r is DecisionEvent => isDecisionEvent(r) && r.ref === id);
   }
 
   /** JSON text of up to `limit` decisions, newest first. */
@@ -315,24 +315,22 @@ export class Telemetry {
   }
 
   private decision(msg: unknown): void {
-    const json = this.accept(msg, (m) => typeof m.kind === 'string' && typeof m.action === 'string');
-    if (json === undefined) return;
-    const d = msg as unknown as DecisionEvent;
-    const time = typeof d.time === 'number' ? d.time : Date.now();
+    const json = this.accept(msg, isDecisionEvent);
+    if (json === undefined || !isDecisionEvent(msg)) return;
+    const d = msg;
+    const time = d.time;
     this.decisionRing.push({ json, time });
     this.decisionsSeen++;
-    if (typeof d.target === 'string' && typeof d.id === 'string') {
-      const prev = this.lastDecisionByTarget.get(d.target);
-      if (!prev || prev.time <= time) {
-        this.lastDecisionByTarget.set(d.target, {
-          id: d.id.slice(0, 128),
-          time,
-          kind: d.kind,
-          action: d.action,
-          target: d.target,
-          reason: typeof d.reason === 'string' ? d.reason.slice(0, 300) : '',
-        });
-      }
+    const prev = this.lastDecisionByTarget.get(d.target);
+    if (!prev || prev.time <= time) {
+      this.lastDecisionByTarget.set(d.target, {
+        id: d.id.slice(0, 128),
+        time,
+        kind: d.kind,
+        action: d.action,
+        target: d.target,
+        reason: d.reason.slice(0, 300),
+      });
     }
     this.countDecision(d.kind, d.action);
     this.emit('decision', json);

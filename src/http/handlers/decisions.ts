@@ -1,7 +1,6 @@
 /** Handlers for the agent's decisions: the recent ones, and one explained as `ebpf-tuner explain ID` explains it. */
 import { z } from 'zod';
 import { explainText } from '../../audit/explain.js';
-import type { AuditRecord } from '../../audit/audit.js';
 import type { Handler } from '../context.js';
 import { HttpError } from '../errors.js';
 import { parseName, parseQuery, sendBody, sendJson } from '../respond.js';
@@ -24,7 +23,7 @@ export const explain: Handler = ({ app, res, params }) => {
   if (!found) {
     const rec = telemetry.findDecision(id);
     if (rec) {
-      found = { decision: rec as unknown as AuditRecord, related: telemetry.relatedDecisions(id) as unknown as AuditRecord[] };
+      found = { decision: rec, related: telemetry.relatedDecisions(id) };
       source = 'recent';
     }
   }
