@@ -18,7 +18,9 @@ import { LearnedStrategy, type LoggedOutcome } from '../../engine/learned/learne
 import { NOOP_ARM } from '../../engine/learned/candidates.js';
 import { fixedArm, replayLog, replayShuffled } from '../../engine/learned/offline.js';
 import { runLearnerBench, type LearnerBenchRow } from '../../engine/learned/bench.js';
-import { startAgent, type AgentLogLine, type RunningAgent } from '../peers.js';
+import { learnerSettings } from '../../engine/learned/factory.js';
+import { parseConfig } from '../../config/load.js';
+import { startAgent, type AgentConfig, type AgentLogLine, type RunningAgent } from '../peers.js';
 import { fmt, median } from '../stats.js';
 import type { ChartPanel } from '../chart.js';
 import type { BenchContext, Goal, Section, Table } from '../types.js';
@@ -39,6 +41,27 @@ export const SHAPES: readonly { threads: number; pinned: boolean }[] = [
 
 /** The reaction section's victim: 5 ms of work every 20 ms, its run-queue waits beside the hogs over the 4 ms threshold. */
 const VICTIM = { periodUs: 20_000, workUs: 5_000 };
+
+/** The agent's configuration, but for its targets; the replayed learner is built from it too. */
+const AGENT_CONFIG = {
+  tick: '1s',
+  strategy: { kind: 'learned', exploration: { uniform_share: 1 } },
+  // Fewer calm ticks before the restore than by default, so more incidents fit in the run.
+  policy: { noisy_neighbor: { calm_ticks: 5 } },
+  // A reverted arm is offered again at the next incident: a penalty (5 min by default) would leave most incidents
+  // with "do nothing" alone to choose from.
+  closed_loop: { penalty: '0s' },
+} satisfies AgentConfig;
+
+/**
+ * The learner the replay judges: as the agent's configuration builds it, but with the default exploration (no
+ * uniform choices) and a seed per shuffle.
+ */
+function replayedLearner(seed: number): LearnedStrategy {
+  const { strategy, ...rest } = AGENT_CONFIG;
+  const config = parseConfig(JSON.stringify({ ...rest, strategy: { kind: strategy.kind, seed } }), 'the learner section');
+  return new LearnedStrategy(learnerSettings(config, ACTIONS));
+}
 
 function params(quick: boolean) {
   // settleMs: how long to wait for the agent's restores after an incident.
@@ -102,13 +125,7 @@ async function collect(
     agent = await startAgent(res, {
       logLevel: 'debug',
       config: {
-        tick: '1s',
-        strategy: { kind: 'learned', exploration: { uniform_share: 1 } },
-        // Fewer calm ticks before the restore than by default, so more incidents fit in the run.
-        policy: { noisy_neighbor: { calm_ticks: 5 } },
-        // A reverted arm is offered again at the next incident: a penalty (5 min by default) would leave most
-        // incidents with "do nothing" alone to choose from.
-        closed_loop: { penalty: '0s' },
+        ...AGENT_CONFIG,
         targets: [
           { name: 'victim', role: 'protect', cgroup: victimCg.path },
           { name: 'neighbour', role: 'noisy', cgroup: noisyCg.path },
@@ -248,18 +265,8 @@ export function judge(incidents: readonly Incident[], shuffles: number): PolicyV
     return { policy: name, matched: r.matched, mean: r.meanReward, lo: r.meanReward - 1.645 * se, hi: r.meanReward + 1.645 * se };
   };
   out.push(fixed(`the rule (${RULE_ARM} when it applies, else nothing)`, RULE_ARM));
-  const learned = replayShuffled(
-    log,
-    (i) =>
-      new LearnedStrategy({
-        // As the agent builds it; arms no logged incident could take are never eligible, so they draw nothing.
-        actions: ACTIONS,
-        hot: { p99ThresholdUs: 4000, triggerTicks: 2, calmTicks: 5, calmFraction: 0.5 },
-        windowTicks: 5,
-        seed: i + 1,
-      }),
-    { shuffles, seed: 7 },
-  );
+  // Arms no logged incident could take are never eligible, so they draw nothing.
+  const learned = replayShuffled(log, (i) => replayedLearner(i + 1), { shuffles, seed: 7 });
   const sorted = [...learned.means].sort((a, b) => a - b);
   out.push({
     policy: 'the learner (fresh, default exploration)',

@@ -10,7 +10,7 @@ import { channels, publish } from '../../core/events.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import type { Strategy } from '../strategy.js';
 import type { RegisteredAction } from './candidates.js';
-import { LearnedStrategy } from './learner.js';
+import { LearnedStrategy, type LearnerOptions } from './learner.js';
 import type { LearnerModel } from './model.js';
 import { ModelStore } from './model-store.js';
 import { CanaryStrategy, ShadowStrategy, type ModeOptions, type ShadowEvent } from './modes.js';
@@ -25,10 +25,33 @@ export interface LearnerDeps {
   dryRun?: boolean;
 }
 
-export function createLearner(config: Config, deps: LearnerDeps): LearnedStrategy {
+/**
+ * The learner's settings that come from the configuration alone: what a learner built from `config` decides with,
+ * before any model, persistence or logging.
+ */
+export function learnerSettings(
+  config: Config,
+  actions: readonly RegisteredAction[],
+): Pick<LearnerOptions, 'actions' | 'hot' | 'step' | 'windowTicks' | 'seed' | 'exploration'> {
   const s = config.strategy ?? DEFAULT_STRATEGY;
-  const log = (deps.log ?? silentLogger).child({ strategy: 'learned' });
   const nn = config.policy.noisyNeighbor;
+  return {
+    actions,
+    hot: {
+      p99ThresholdUs: nn.p99ThresholdUs,
+      triggerTicks: nn.triggerTicks,
+      calmTicks: nn.calmTicks,
+      calmFraction: nn.calmFraction,
+    },
+    step: { stepFraction: nn.stepFraction, minWeight: nn.minWeight },
+    windowTicks: config.closedLoop.windowTicks,
+    seed: s.seed,
+    exploration: { ...s.exploration },
+  };
+}
+
+export function createLearner(config: Config, deps: LearnerDeps): LearnedStrategy {
+  const log = (deps.log ?? silentLogger).child({ strategy: 'learned' });
   const store = deps.stateDir !== undefined ? new ModelStore(deps.stateDir) : undefined;
 
   let model: LearnerModel | undefined;
@@ -46,17 +69,7 @@ export function createLearner(config: Config, deps: LearnerDeps): LearnedStrateg
 
   let saveFailed = false;
   return new LearnedStrategy({
-    actions: deps.actions,
-    hot: {
-      p99ThresholdUs: nn.p99ThresholdUs,
-      triggerTicks: nn.triggerTicks,
-      calmTicks: nn.calmTicks,
-      calmFraction: nn.calmFraction,
-    },
-    step: { stepFraction: nn.stepFraction, minWeight: nn.minWeight },
-    windowTicks: config.closedLoop.windowTicks,
-    seed: s.seed,
-    exploration: { ...s.exploration },
+    ...learnerSettings(config, deps.actions),
     ...(model !== undefined ? { model } : {}),
     frozen: deps.dryRun === true,
     onModelChange: (m) => {
