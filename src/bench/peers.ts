@@ -6,8 +6,8 @@
 import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import { parse, stringify } from 'yaml';
-import { parseConfig } from '../config/load.js';
+import { stringify } from 'yaml';
+import { parseConfig, readYaml } from '../config/load.js';
 import { holdTracefs } from '../bpf/tracefs.js';
 import { TunerError } from '../core/errors.js';
 import { projectRoot } from '../bpf/paths.js';
@@ -83,9 +83,9 @@ export type AgentPolicy = Record<string, Record<string, unknown>>;
  * configs the bench writes.
  */
 export function parsePolicyOption(text: string): AgentPolicy {
-  const indented = text.split('\n').map((l) => `  ${l}`).join('\n');
-  parseConfig(`policy:\n${indented}\n`, '--policy');
-  const value: unknown = parse(text);
+  // Syntax first, so an error's line and column are the option's own; then the settings, under policy:.
+  const { value } = readYaml(text, '--policy');
+  parseConfig(JSON.stringify({ policy: value ?? {} }), '--policy');
   if (!isPolicy(value)) {
     throw new TunerError('CLI_USAGE', `read --policy: expected a mapping of rules to settings, got ${JSON.stringify(text)} — fix: e.g. --policy 'noisy_neighbor: {min_weight: 100}'`);
   }

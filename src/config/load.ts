@@ -55,6 +55,29 @@ export function loadConfig(file?: string): Config {
 
 /** The configuration in `text`; `source` names it in error messages. Empty text is the built-in defaults. */
 export function parseConfig(text: string, source: string): Config {
+  const { doc, lineCounter, value } = readYaml(text, source);
+  const result = configSchema.safeParse(absentAsUndefined(value ?? {}, 0));
+  if (result.success) return { source, ...result.data };
+
+  const issues: ConfigIssue[] = explainIssues(result.error.issues).map((iss) => {
+    const pos = locate(doc, lineCounter, iss.path);
+    const out: ConfigIssue = { path: formatPath(iss.path), message: iss.message };
+    if (pos !== undefined) {
+      out.line = pos.line;
+      out.column = pos.col;
+    }
+    return out;
+  });
+  // Sort is stable, so issues on the same spot keep the schema's order.
+  issues.sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity) || (a.column ?? 0) - (b.column ?? 0));
+  throw new ConfigError(source, issues);
+}
+
+/**
+ * The YAML document in `text` and its value, unchecked; a syntax error is a ConfigError naming `source` and the
+ * line and column in `text`.
+ */
+export function readYaml(text: string, source: string): { doc: Document.Parsed; lineCounter: LineCounter; value: unknown } {
   const lineCounter = new LineCounter();
   let doc: Document.Parsed;
   let value: unknown;
@@ -90,22 +113,7 @@ export function parseConfig(text: string, source: string): Config {
           'fix: define each &anchor before its *alias, and use few aliases';
     throw new ConfigError(source, [{ path: '', message }], { cause: e });
   }
-
-  const result = configSchema.safeParse(absentAsUndefined(value ?? {}, 0));
-  if (result.success) return { source, ...result.data };
-
-  const issues: ConfigIssue[] = explainIssues(result.error.issues).map((iss) => {
-    const pos = locate(doc, lineCounter, iss.path);
-    const out: ConfigIssue = { path: formatPath(iss.path), message: iss.message };
-    if (pos !== undefined) {
-      out.line = pos.line;
-      out.column = pos.col;
-    }
-    return out;
-  });
-  // Sort is stable, so issues on the same spot keep the schema's order.
-  issues.sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity) || (a.column ?? 0) - (b.column ?? 0));
-  throw new ConfigError(source, issues);
+  return { doc, lineCounter, value };
 }
 
 /**

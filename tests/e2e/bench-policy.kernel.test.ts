@@ -1,7 +1,7 @@
 /**
  * `ebpf-tuner bench --policy` through the CLI: a policy the config schema refuses stops the bench before anything
- * runs (exit 2, the key and the fix named, no output directory); a valid one reaches the agents of the servers
- * section. With `min_weight: 100` the rule's first cpu_weight step is cpu.idle (the defaults would halve the weight
+ * runs (exit 2, the key and the fix named, a syntax error at its line in the option, no output directory); a valid
+ * one reaches the agents of the servers section. With `min_weight: 100` the rule's first cpu_weight step is cpu.idle (the defaults would halve the weight
  * first), which the bench sees in the neighbour's own cgroup file (cpu.shares 3 while idle, read by the bench, not
  * the agent) and in the agent's logged decisions.
  */
@@ -36,6 +36,11 @@ describe('bench --policy', () => {
     const typo = bench(['--quick', '--sections', 'servers', '--out', out, '--policy', 'noisy_neigbor: {min_weight: 100}']);
     expect(typo.code).toBe(2);
     expect(typo.stderr).toContain('did you mean "noisy_neighbor"?');
+    // A syntax error is placed in the option's own text: its second line, where the bracket opens.
+    const unclosed = bench(['--quick', '--sections', 'servers', '--out', out, '--policy', 'noisy_neighbor:\n  min_weight: [1']);
+    expect(unclosed.code).toBe(2);
+    expect(unclosed.stderr).toMatch(/--policy: line 2, column 17: .* fix: close the \[ with \]/);
+    expect(existsSync(out)).toBe(false);
   });
 
   it('runs the servers section with the policy laid over the defaults', { timeout: 320_000 }, () => {
