@@ -30,6 +30,7 @@ import type { KnobValues } from '../engine/strategy.js';
 import { createStrategies } from '../engine/registry.js';
 import { createSignals } from '../signals/index.js';
 import { sharedMembership } from '../signals/membership.js';
+import { waitShare } from '../signals/runqlat/runqlat.js';
 import { Executor } from './executor.js';
 import { TargetSet } from './resolve.js';
 import { WriteScope } from './write-scope.js';
@@ -473,7 +474,7 @@ function summarize(s: TickSnapshot): Record<string, string> {
   const o: Record<string, string> = {};
   for (const [n, t] of Object.entries(s.targets)) {
     const r = t.runqlat;
-    if (r) o[n] = `p99=${r.p99.toFixed(0)}us n=${r.count} wait=${((1 - r.oncpuRatio) * 100).toFixed(1)}%`;
+    if (r) o[n] = `p99=${r.p99.toFixed(0)}us n=${r.count} wait=${(waitShare(r) * 100).toFixed(1)}%`;
   }
   return o;
 }

@@ -29,6 +29,7 @@ import { formatUs, ordinal } from '../format.js';
 import type { StrategyHold } from '../holds.js';
 import { type DecideInput, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import { cmp, recallNothing, recallSignal, streak } from './common.js';
+import { waitShare } from '../../signals/runqlat/runqlat.js';
 
 export const NOISY_NEIGHBOR_RULE = 'noisy-neighbor';
 /** The action this rule drives; its knobs are `weight` in cgroup v2 cpu.weight units and `idle` (cpu.idle). */
@@ -236,10 +237,11 @@ export class NoisyNeighborRule implements Strategy {
         ? 'calm: no protect target configured'
         : `calm: every protect target's run-queue p99 < ${bar} for ${p.calmTicks} ticks` +
           (worst !== undefined ? ` (worst now ${worst.name} ${formatUs(worst.p99)})` : ' (none ran this tick)');
-    const released = (name: string): string =>
-      protect.length === 0 ? '' : ` and ${name} wanted less than ${p.releaseBelowCpus} CPU for as long (${cpus(demandCpus(input.snapshot, name))} now)`;
+    const released = (name: string, demand: number): string =>
+      protect.length === 0 ? '' : ` and ${name} wanted less than ${p.releaseBelowCpus} CPU for as long (${cpus(demand)} now)`;
 
     return held.map((t) => {
+      const demand = demandCpus(input.snapshot, t.name);
       const cur = input.current(t.name, CPU_WEIGHT_ACTION);
       const from = cur?.weight;
       // An idle group has no weight of its own to restore toward: cpu.idle goes back first, then the weight.
@@ -255,7 +257,7 @@ export class NoisyNeighborRule implements Strategy {
         calmBelowUs,
         calmTicks: p.calmTicks,
         releaseBelowCpus: p.releaseBelowCpus,
-        demandCpus: demandCpus(input.snapshot, t.name),
+        demandCpus: demand,
       };
       if (worst !== undefined) evidence.worstP99Us = worst.p99;
       if (from !== undefined) evidence.fromWeight = from;
@@ -266,7 +268,7 @@ export class NoisyNeighborRule implements Strategy {
         action: CPU_WEIGHT_ACTION,
         target: t.name,
         ...(original !== undefined ? { desired: { weight: original } } : {}),
-        reason: `${why}${released(t.name)}; restoring ${t.name} ${move}`,
+        reason: `${why}${released(t.name, demand)}; restoring ${t.name} ${move}`,
         rule: NOISY_NEIGHBOR_RULE,
         evidence,
         expected: `protect targets stay below ${formatUs(p.p99ThresholdUs)} with ${t.name} at its original share`,
@@ -310,11 +312,6 @@ function hotBy(q: Runqlat | undefined, p: NoisyNeighborPolicy): Hot['by'] | unde
   if (q === undefined) return undefined;
   if (q.p99 > p.p99ThresholdUs) return 'p99';
   return waitShare(q) > p.waitShareThreshold ? 'wait' : undefined;
-}
-
-/** Share of its runnable time the target spent waiting for a CPU in the window: 1 − on-CPU ÷ (on-CPU + wait). */
-function waitShare(q: Runqlat): number {
-  return 1 - q.oncpuRatio;
 }
 
 function percent(x: number): string {

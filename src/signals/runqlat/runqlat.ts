@@ -84,6 +84,11 @@ export interface RunqlatWindow extends LatencyStats {
   threads?: { tid: number; tgid: number; count: number; maxUs: number; meanUs: number }[];
 }
 
+/** Share of its runnable time a target waited for a CPU over the window: 0 = never waited. */
+export function waitShare(w: Pick<RunqlatWindow, 'oncpuRatio'>): number {
+  return 1 - w.oncpuRatio;
+}
+
 export class RunqlatSignal extends BpfSignal<AttachKind> implements Signal {
   readonly name = 'runqlat';
   /** struct runqlat_hist: the buckets, then count, wait_ns, oncpu_ns, switches_out, preempted, migrations. */
