@@ -386,13 +386,20 @@ describe('NoisyNeighborRule reports what it holds, and why', () => {
     expect(holds[0]!.reason).toMatch(/calm is run-queue p99 < 3 ms, waits < 37\.5%; now p99 3\.5 ms, waited 0%\)$/);
   });
 
-  it('reports nothing when nothing is changed, when it restores, or while hot', () => {
+  it('reports nothing when nothing is changed, or when it restores', () => {
     expect(holdsOf(calm, { weights: { batch: 100, backup: 100 } }).holds).toEqual([]);
     expect(holdsOf([HOT, HOT, HOT, BAND], { weights: { batch: 100, backup: 100 } }).holds).toEqual([]);
     const restored = holdsOf(Array<P99>(5).fill(CALM), held, policy, QUIET);
     expect(restored.nudges).toMatchObject([{ kind: 'restore', target: 'batch' }]);
     expect(restored.holds).toEqual([]);
-    expect(holdsOf([HOT, HOT, HOT, HOT], held).holds).toEqual([]);
+  });
+
+  it('keeps holding under the same cause while hot, so an incident swinging between hot and the band is one hold', () => {
+    const hot = holdsOf([HOT, HOT, HOT, HOT], held);
+    expect(hot.nudges).toMatchObject([{ kind: 'set', target: 'batch' }]);
+    expect(hot.holds).toMatchObject([{ target: 'batch', cause: 'protect-not-calm', evidence: { calmTicks: 0, p99Us: HOT } }]);
+    const band = holdsOf([HOT, HOT, HOT, HOT, BAND], held);
+    expect(band.holds.map((h) => [h.target, h.cause])).toEqual([['batch', 'protect-not-calm']]);
   });
 
   it('holds one neighbour and restores the other in the same tick', () => {

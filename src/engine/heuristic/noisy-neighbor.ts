@@ -13,8 +13,8 @@
  * weights and cpu.idle only divide a CPU that both want.
  *
  * While it holds a change instead of restoring it, the rule says so each tick through `DecideInput.hold`, with the
- * cause: the protect targets not calm for long enough yet (`protect-not-calm`), or calm while the neighbour still
- * wants the CPU (`noisy-busy`). That is what `status`, the HTTP API and the dashboard show beside the change.
+ * cause: the protect targets not calm for long enough yet, hot ones included (`protect-not-calm`), or calm while the
+ * neighbour still wants the CPU (`noisy-busy`). That is what `status`, the HTTP API and the dashboard show beside the change.
  *
  * The rule keeps no state of its own: streaks are counted from the history the engine passes in, so replaying the
  * same ticks replays the same nudges, and a restarted agent needs only to observe again.
@@ -78,11 +78,15 @@ export class NoisyNeighborRule implements Strategy {
         hot.push({ name: t.name, stats, ticks, by: hotBy(stats, p)! });
       }
     }
-    if (hot.length > 0) return this.#step(input, hot, noisy);
-
     const calmBelowUs = p.p99ThresholdUs * p.calmFraction;
     const calmShare = p.waitShareThreshold * p.calmFraction;
     const calmTick = (q: Runqlat | undefined): boolean => q === undefined || (q.p99 < calmBelowUs && waitShare(q) < calmShare);
+    if (hot.length > 0) {
+      // Hot is not calm either: a change in effect stays held under the same cause while the rule steps further, so
+      // an incident that swings between hot and the band is one hold, not a new one (a log line, a state write) per swing.
+      if (input.hold !== undefined) this.#holdUncalm(input, input.hold, protect, noisy, calmTick);
+      return this.#step(input, hot, noisy);
+    }
     const calm = protect.every((t) => streak(input, p.calmTicks, (s) => calmTick(data(s, t.name))) >= p.calmTicks);
     if (calm) return this.#restore(input, protect, noisy, calmBelowUs);
     // Between the thresholds, or a streak not yet long enough: hold whatever is in place.
