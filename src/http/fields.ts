@@ -1,7 +1,8 @@
 /**
  * Turns the free-form numeric fields of a TickSnapshot into a catalogue of unit-normalised fields for the dashboard
  * and /api/signals: each field's base unit and how the dashboard groups it on a chart. Prometheus names are not made
- * here: /metrics exports only what metric-catalog.ts declares, so a field rename never renames a metric.
+ * here: /metrics exports only what the signals declare (src/signals/<name>/metrics.ts), so a field rename never
+ * renames a metric.
  *
  * Units come from the field name, by the convention the signals follow: a trailing word `Us`, `Ns`, `Ms`, `Sec`,
  * `Bytes`, `KiB`, `Ratio` or `Pct` names the unit; the keys of a LatencyStats (`p50`, `p99`, `mean`, `p99Ewma`, ...)

@@ -1,7 +1,8 @@
 /**
  * The /metrics page: Prometheus text exposition format 0.0.4. Agent metrics are prefixed `ebpf_tuner_`, in base units
  * (seconds, bytes, 0–1 ratios), with labels from bounded sets (target name, decision kind and action, BPF program
- * name, PSI resource; never a pid). Signal metrics are declared in metric-catalog.ts; the agent's own are below.
+ * name, PSI resource; never a pid). Signal metrics are declared by each signal in its folder's metrics.ts and
+ * gathered in src/signals/index.ts; the agent's own are below.
  *
  * The agent's families are written by hand: every value is read at scrape time from state someone else owns (the last
  * tick snapshot, the counters Telemetry sums, the kernel's BPF program totals, the control surface), which prom-client's
@@ -11,7 +12,8 @@
  */
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { CumulativeHistogram } from '../core/types.js';
-import { bucketLe, SIGNAL_METRICS, type Labels } from './metric-catalog.js';
+import { SIGNAL_METRICS } from '../signals/index.js';
+import { bucketLe, type Labels } from '../signals/metrics.js';
 import type { Telemetry } from './telemetry.js';
 import type { AgentControl } from './types.js';
 

@@ -6,8 +6,9 @@
 import { channels, DECISION_KINDS, isDecisionEvent, type DecisionEvent } from '../core/events.js';
 import type { Logger } from '../core/log.js';
 import type { TickSnapshot } from '../core/types.js';
+import { SIGNAL_METRICS } from '../signals/index.js';
+import type { CounterDecl, Labels, SnapshotView } from '../signals/metrics.js';
 import { FieldCatalogue, isRecord, type FieldInfo } from './fields.js';
-import { SIGNAL_METRICS, type CounterDecl, type Labels, type SnapshotView } from './metric-catalog.js';
 import { Ring } from './ring.js';
 import type { AgentControl } from './types.js';
 

@@ -1,15 +1,28 @@
-/** Every signal the agent can run. Adding one is one line here; the agent never branches on a name. */
+/**
+ * Every signal the agent can run, and the metrics each feeds. Adding one is its folder plus its line in each list
+ * here (the second only if it has metrics); the agent never branches on a name, and the HTTP server writes
+ * whatever SIGNAL_METRICS holds.
+ */
 import type { Signal } from '../core/types.js';
 import type { Config } from '../config/types.js';
 import { attachOrder } from '../bpf/probe.js';
 import { BLKIO_HOOK_ORDER, BlkioSignal } from './blkio/blkio.js';
+import { BLKIO_METRICS } from './blkio/metrics.js';
 import { CgstatSignal } from './cgstat/cgstat.js';
+import { CGSTAT_METRICS } from './cgstat/metrics.js';
 import { FUTEX_HOOK_ORDER, FutexSignal } from './futex/futex.js';
+import { FUTEX_METRICS } from './futex/metrics.js';
+import type { MetricDecl } from './metrics.js';
 import { NET_HOOK_ORDER, NetSignal } from './net/net.js';
+import { NET_METRICS } from './net/metrics.js';
 import { NumaSignal } from './numa/numa.js';
+import { NUMA_METRICS } from './numa/metrics.js';
 import { PlacementSignal } from './placement/placement.js';
+import { PLACEMENT_METRICS } from './placement/metrics.js';
 import { PsiSignal } from './psi/psi.js';
+import { PSI_METRICS } from './psi/metrics.js';
 import { RUNQLAT_WAKE_DEFAULTS, RunqlatSignal } from './runqlat/runqlat.js';
+import { RUNQLAT_METRICS } from './runqlat/metrics.js';
 
 export function createSignals(config: Config, observeHost: boolean): Signal[] {
   const out: Signal[] = [];
@@ -38,3 +51,15 @@ export function createSignals(config: Config, observeHost: boolean): Signal[] {
   }
   return out;
 }
+
+/** Every signal metric, in the order /metrics writes them. */
+export const SIGNAL_METRICS: readonly MetricDecl[] = [
+  ...RUNQLAT_METRICS,
+  ...FUTEX_METRICS,
+  ...BLKIO_METRICS,
+  ...CGSTAT_METRICS,
+  ...PSI_METRICS,
+  ...NET_METRICS,
+  ...NUMA_METRICS,
+  ...PLACEMENT_METRICS,
+];
