@@ -9,6 +9,7 @@ import { PID_FILE } from '../agent/agent.js';
 import { silentLogger } from '../core/log.js';
 import type { Verdict } from '../engine/closed-loop.js';
 import type { Hold } from '../engine/holds.js';
+import { busyHold } from '../testing/holds.js';
 import { Journal } from '../journal/journal.js';
 import { explainCommand, logCommand, statusCommand } from './audit.js';
 import { STATE_DB } from './state-access.js';
@@ -103,16 +104,7 @@ describe('log and explain over the real and the dry-run audit', () => {
 
 describe('status and explain of a change held on purpose', () => {
   const since = Date.UTC(2026, 0, 5, 12, 0, 9);
-  const hold: Hold = {
-    action: 'cpu_weight',
-    target: 'batch',
-    rule: 'noisy-neighbor',
-    cause: 'noisy-busy',
-    reason: 'protect targets calm for 5 ticks (calm_ticks), but batch still wants 1.91 CPU ≥ release_below_cpus 0.1',
-    evidence: { demandCpus: 1.91 },
-    since,
-    time: since + 65_000,
-  };
+  const hold = busyHold(since);
 
   /** A state directory with batch's cpu.weight changed, the hold, and (when `running`) this process as the agent. */
   function held(running: boolean, holds: Hold[] = [hold]): string {

@@ -11,7 +11,7 @@ import type { Overview } from './overview.js';
 import type { TargetDetails } from './details.js';
 import { startHttpServer, type HttpServerHandle, type HttpServerOptions } from './server.js';
 import { channels, type DecisionEvent, type HoldEvent } from '../core/events.js';
-import type { Hold } from '../engine/holds.js';
+import { busyHold } from '../testing/holds.js';
 import type { AgentStatus } from './api.js';
 import type { TargetInfo } from './types.js';
 
@@ -249,15 +249,7 @@ describe('/api/stream views', () => {
 });
 
 describe('changes held on purpose', () => {
-  const hold: Hold = {
-    action: 'cpu_weight',
-    target: 'batch',
-    rule: 'noisy-neighbor',
-    cause: 'noisy-busy',
-    reason: 'protect targets calm for 5 ticks (calm_ticks), but batch still wants 1.91 CPU ≥ release_below_cpus 0.1',
-    since: 1_700_000_000_000,
-    time: 1_700_000_065_000,
-  };
+  const hold = busyHold(1_700_000_000_000);
 
   it('are in /api/status, on their target in /api/targets and /api/overview, and announced on the stream once', async () => {
     const { url, control } = await start();
