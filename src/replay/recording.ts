@@ -11,7 +11,8 @@ import { errnoCode, TunerError } from '../core/errors.js';
 import type { Role, TickSnapshot } from '../core/types.js';
 import type { Config } from '../config/types.js';
 
-export const RECORDING_VERSION = 1;
+/** 2: each blkio device carries its `major` and `minor` beside `dev` (version 1 had only "major:minor"). */
+export const RECORDING_VERSION = 2;
 
 export interface RecordingHeader {
   format: 'ebpf-tuner-recording';
@@ -88,5 +89,18 @@ export async function readRecording(path: string): Promise<{ header: RecordingHe
       throw new TunerError('CLI_USAGE', `read recording ${path}: line ${i + 2} is not JSON (truncated file?) — ${fix}`);
     }
   });
+  if (header.version < 2) for (const t of ticks) addDeviceNumbers(t);
   return { header, ticks };
+}
+
+/** A version 1 tick as version 2 writes it: each blkio device's numbers from its "major:minor". */
+function addDeviceNumbers(tick: TickSnapshot): void {
+  for (const signals of [...Object.values(tick.targets ?? {}), tick.host ?? {}]) {
+    const devices: unknown = (signals.blkio as { devices?: unknown } | undefined)?.devices;
+    if (!Array.isArray(devices)) continue;
+    for (const d of devices as { dev?: unknown; major?: number; minor?: number }[]) {
+      const m = typeof d?.dev === 'string' ? /^(\d+):(\d+)$/.exec(d.dev) : null;
+      if (m !== null) [d.major, d.minor] = [Number(m[1]), Number(m[2])];
+    }
+  }
 }

@@ -1,8 +1,12 @@
-/** Replay is a pure function of the recording and the config: pinned on a synthetic recording. */
+/** Replay is a pure function of the recording and the config: pinned on a synthetic recording; and reading older ones. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import type { TickSnapshot } from '../core/types.js';
 import { parseConfig } from '../config/load.js';
-import type { RecordingHeader } from './recording.js';
+import { readRecording, type RecordingHeader } from './recording.js';
 import { formatReplay, replay } from './replay.js';
 import { runqlatWindow } from '../signals/windows.js';
 
@@ -39,5 +43,20 @@ describe('replay', () => {
     expect(a.some((d) => d.kind === 'kept')).toBe(true);
     expect(applied.at(-1)).toMatchObject({ target: 'batch', to: { weight: 100 } });
     expect(formatReplay(a)).toMatch(/proposed cpu_weight batch weight=100 → weight=50/);
+  });
+});
+
+describe('readRecording', () => {
+  it('gives the blkio devices of a version 1 recording their major and minor, as version 2 writes them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ebpf-tuner-recording-'));
+    try {
+      const file = join(dir, 'v1.jsonl.gz');
+      const v1 = { time: 1, windowMs: 1000, targets: { web: { name: 'web', role: 'protect', blkio: { devices: [{ dev: '259:3', ios: 4 }, { dev: 'junk' }] } } } };
+      writeFileSync(file, gzipSync(`${JSON.stringify(header)}\n${JSON.stringify(v1)}\n`));
+      const { ticks: [t] } = await readRecording(file);
+      expect(t!.targets.web!.blkio!.devices).toEqual([{ dev: '259:3', major: 259, minor: 3, ios: 4 }, { dev: 'junk' }]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -36,8 +36,10 @@ export function futexWindow(p: Partial<FutexWindow> = {}): FutexWindow {
 
 const requests = (): BlkioRequests => ({ ios: 0, readBytes: 0, writeBytes: 0, seqRatio: 0, p50: 0, p90: 0, p99: 0, mean: 0, maxInflight: 0 });
 
+/** A device window for `dev` ("major:minor"), its numbers taken from it unless given. */
 export function blkioDevice(p: Partial<BlkioDeviceWindow> & { dev: string }): BlkioDeviceWindow {
-  return { ...requests(), ...p };
+  const [major, minor] = p.dev.split(':').map(Number);
+  return { ...requests(), major: major!, minor: minor!, ...p };
 }
 
 export function blkioWindow(p: Partial<BlkioWindow> = {}): BlkioWindow {

@@ -52,10 +52,11 @@ export function blkioOf(snapshot: TickSnapshot, name: string): BlkioView | undef
   const devices: BlkioView['devices'] = [];
   for (const d of Array.isArray(o.devices) ? (o.devices as unknown[]) : []) {
     if (typeof d !== 'object' || d === null) continue;
-    const dv = d as Record<string, unknown>;
-    const m = typeof dv.dev === 'string' ? /^(\d+):(\d+)$/.exec(dv.dev) : null;
-    if (m === null) continue;
-    const entry: BlkioView['devices'][number] = { dev: dv.dev as string, major: Number(m[1]), minor: Number(m[2]) };
+    const dv: Record<string, unknown> = { ...d };
+    const major = num(dv, 'major');
+    const minor = num(dv, 'minor');
+    if (typeof dv.dev !== 'string' || major === undefined || minor === undefined) continue;
+    const entry: BlkioView['devices'][number] = { dev: dv.dev, major, minor };
     const rb = num(dv, 'readBytes');
     const n = num(dv, 'ios');
     if (rb !== undefined) entry.readBytes = rb;

@@ -6,7 +6,7 @@
  * latency, queue depth and each program's per-event cost from BPF run-time statistics.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -173,6 +173,9 @@ describe('blkio on the real kernel', () => {
         );
         expect(seqDev).toBeDefined();
         expect(seqDev!.name).toBe(basename(dev));
+        // Its numbers as the device node has them (st_rdev), not parsed back from the signal's own text.
+        const rdev = statSync(dev).rdev;
+        expect([seqDev!.major, seqDev!.minor]).toEqual([Math.floor(rdev / 256) & 0xfff, (rdev & 0xff) | ((rdev >> 12) & 0xfff00)]);
         expect(seqDev!.readBytes).toBeGreaterThanOrEqual(ddBytes(readOut) * 0.98);
         expect(seqDev!.readBytes).toBeLessThanOrEqual(ddBytes(readOut) * 1.02);
         expect(seqDev!.writeBytes).toBeGreaterThanOrEqual(ddBytes(writeOut) * 0.98);

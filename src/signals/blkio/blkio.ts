@@ -67,8 +67,11 @@ export interface BlkioRequests {
 }
 
 export interface BlkioDeviceWindow extends BlkioRequests {
-  /** "major:minor" of the whole disk. */
+  /** "major:minor" of the whole disk, as sysfs and the config's `devices` spell it. */
   dev: string;
+  /** The whole disk's device numbers. */
+  major: number;
+  minor: number;
   /** Kernel name of the disk (sda, nvme0n1, loop3), when it still exists. */
   name?: string;
 }
@@ -211,8 +214,12 @@ export class BlkioSignal extends BpfSignal<BlkioHook> implements Signal {
     for (let b = 0; b < BLKIO_BUCKETS; b++) this.total[b] += this.window[b];
     const latUs = (fresh ? c.latNs : c.latNs - p.latNs) / 1000;
     const seq = fresh ? c.seq : c.seq - p.seq;
+    const major = dev >>> MINORBITS;
+    const minor = dev & ((1 << MINORBITS) - 1);
     return {
-      dev: `${dev >>> MINORBITS}:${dev & ((1 << MINORBITS) - 1)}`,
+      dev: `${major}:${minor}`,
+      major,
+      minor,
       name: this.deviceName(dev),
       ios,
       readBytes: fresh ? c.readBytes : c.readBytes - p.readBytes,
