@@ -271,6 +271,11 @@ describe('pressure_backoff through the real agent on v1 cpu cgroups', () => {
       await sleep(3000);
       expect(hostCpuPsi()).toBeGreaterThan(THRESHOLD);
       expect(w.values.map((v) => v.quota)).toEqual([-1, 0.8 * period]);
+      // And said so: the cap is held while pressured, one hold (and one log line) for the whole stretch.
+      const { holds } = JSON.parse(runCli(['status', '--state-dir', state.path, '--json']).stdout) as { holds: { target: string; action: string; cause: string; reason: string }[] };
+      expect(holds).toMatchObject([{ target: 'batch', action: 'pressure_backoff', cause: 'pressured' }]);
+      expect(holds[0]!.reason).toMatch(new RegExp(`^host cpu PSI some avg10 [\\d.]+% > ${THRESHOLD}%: the quota is given back only once`));
+      expect(agent.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('holding batch pressure_backoff:'))).toHaveLength(1);
 
       agent.child.kill('SIGTERM');
       expect((await agent.exited).code).toBe(0);

@@ -4,6 +4,7 @@ import { DEFAULTS } from '../../config/defaults.js';
 import type { PressureBackoffPolicy } from '../../config/types.js';
 import type { TargetSignals, TickSnapshot } from '../../core/types.js';
 import { Guardrails } from '../guardrails.js';
+import type { StrategyHold } from '../holds.js';
 import { type DecideInput, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import {
   PRESSURE_BACKOFF_ACTION,
@@ -266,6 +267,43 @@ describe('PressureBackoffRule when calm', () => {
     knobs.original.set('batch', 'max');
     expect(run([CALM, HOT], knobs).at(-1)).toEqual([]);
     expect(run([CALM, CALM, CALM, CALM, CALM, CALM]).flat()).toEqual([]);
+  });
+});
+
+describe('pressure_backoff reports the caps it holds while pressured', () => {
+  function holdsAt(ticks: Tick[], knobs: SimulatedKnobs): StrategyHold[] {
+    const rule = new PressureBackoffRule(policy);
+    const snaps = ticks.map((t, i) => snapshot(i, t));
+    const holds: StrategyHold[] = [];
+    const last = snaps.length - 1;
+    rule.decide({ ...knobs.input(snaps[last]!, snaps.slice(0, last).slice(-rule.historyTicks).map((h) => rule.recall(h))), hold: (h) => holds.push(h) });
+    return holds;
+  }
+  const capped = (): SimulatedKnobs => {
+    const knobs = new SimulatedKnobs();
+    knobs.quota.set('batch', 0.5);
+    knobs.original.set('batch', 'max');
+    return knobs;
+  };
+
+  it('while pressured, not yet for trigger_ticks and for longer alike, under one cause', () => {
+    const early = holdsAt([CALM, HOT], capped());
+    expect(early).toEqual([
+      {
+        action: PRESSURE_BACKOFF_ACTION,
+        target: 'batch',
+        rule: 'pressure-backoff',
+        cause: 'pressured',
+        reason: 'host cpu PSI some avg10 45% > 20%: the quota is given back only once no PSI some avg10 is above it',
+        evidence: { psiSomeAvg10: 45, threshold: 20 },
+      },
+    ]);
+    expect(holdsAt([HOT, HOT, HOT, HOT], capped()).map((h) => [h.target, h.cause])).toEqual([['batch', 'pressured']]);
+  });
+
+  it('not while calm (the quota is being given back), nor for a target it has not capped', () => {
+    expect(holdsAt([HOT, CALM], capped())).toEqual([]);
+    expect(holdsAt([HOT, HOT], new SimulatedKnobs())).toEqual([]);
   });
 });
 

@@ -10,6 +10,9 @@
  * A decrease starts from what the target actually used in the window when that is below its quota, so the first cut
  * bites even when the quota was unlimited (which reads as every CPU of the host).
  *
+ * While pressured, each capped target is reported as held (`DecideInput.hold`, cause `pressured`), so `status` and
+ * the API say why a cap is still in place.
+ *
  * Like every rule here it keeps no state: streaks come from the history the engine passes in. PSI arrives as
  * `snapshot.host.psi.{cpu,memory,io}.someAvg10` and `targets[name].psi.{cpu,memory,io}.someAvg10`, in percent.
  */
@@ -17,6 +20,8 @@ import type { PressureBackoffPolicy } from '../../config/types.js';
 import type { TickSnapshot } from '../../core/types.js';
 import { restoreNudge, type DecideInput, type Objective, type Strategy, type StrategyNudge, type StrategyTarget } from '../strategy.js';
 import { cmp, recallNothing, recallSignal, streak } from './common.js';
+
+type Report = NonNullable<DecideInput['hold']>;
 
 export const PRESSURE_BACKOFF_RULE = 'pressure-backoff';
 /** The action this rule drives; its knob is `quotaCpus` (and `unlimited` 0/1 when read). */
@@ -126,6 +131,9 @@ export class PressureBackoffRule implements Strategy {
     const hot = (s: TickSnapshot): boolean => (worstPressure(s, protect)?.value ?? 0) > p.psiSomeAvg10Threshold;
 
     const hotTicks = streak(input, p.triggerTicks, hot);
+    // While pressured a cap in place stays, whether the rule lowers another one or waits for more evidence: said as
+    // one hold for the whole stretch of pressure, not one per tick or per step.
+    if (hotTicks > 0 && input.hold !== undefined) this.#holdPressured(input, input.hold, worstPressure(input.snapshot, protect)!, noisy);
     if (hotTicks >= p.triggerTicks) return this.#decrease(input, worstPressure(input.snapshot, protect)!, hotTicks, noisy);
     // Pressured, but not for long enough: hold whatever is in place.
     if (hotTicks > 0) return [];
@@ -141,6 +149,24 @@ export class PressureBackoffRule implements Strategy {
       return held.map((t) => this.#restore(input, t, why, { calmTicks }));
     }
     return held.flatMap((t) => this.#increase(input, t, worstNow, calmTicks));
+  }
+
+  /** Reports each capped noisy target as held while pressure lasts; the words are made only when one is capped. */
+  #holdPressured(input: DecideInput, report: Report, worst: Pressure, noisy: StrategyTarget[]): void {
+    const p = this.#policy;
+    let reason: string | undefined;
+    for (const t of noisy) {
+      if (!input.changed(t.name, PRESSURE_BACKOFF_ACTION)) continue;
+      reason ??= `${describe(worst)} > ${fmtPct(p.psiSomeAvg10Threshold)}: the quota is given back only once no PSI some avg10 is above it`;
+      report({
+        action: PRESSURE_BACKOFF_ACTION,
+        target: t.name,
+        rule: PRESSURE_BACKOFF_RULE,
+        cause: 'pressured',
+        reason,
+        evidence: { psiSomeAvg10: worst.value, threshold: p.psiSomeAvg10Threshold },
+      });
+    }
   }
 
   #decrease(input: DecideInput, worst: Pressure, hotTicks: number, noisy: StrategyTarget[]): StrategyNudge[] {
