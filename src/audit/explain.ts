@@ -5,6 +5,7 @@
  */
 import { describeVerdict } from '../engine/closed-loop.js';
 import type { Hold } from '../engine/holds.js';
+import type { BusDecision } from '../core/events.js';
 import type { AuditRecord } from './audit.js';
 
 /** UTC, to the second: `2026-12-05 13:04:11Z`. */
@@ -12,8 +13,11 @@ export function auditTime(ms: number): string {
   return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
 
+/** What `explain` can explain: an audited decision, or one heard on the bus (a shadow choice among them). */
+export type Explainable = BusDecision & Pick<AuditRecord, 'dryRun'>;
+
 /** The lines `explain` prints for `rec`, followed by the later decisions that refer to it. */
-export function explainLines(rec: AuditRecord, related: readonly AuditRecord[]): string[] {
+export function explainLines(rec: Explainable, related: readonly Explainable[]): string[] {
   const lines = [
     `${rec.id} at ${auditTime(rec.time)}: ${rec.dryRun ? 'dry run, nothing was changed — ' : ''}${rec.kind} — ${rec.action} on ${rec.target}, by ${rec.rule}`,
     `why: ${rec.reason}`,
@@ -54,7 +58,7 @@ function span(ms: number): string {
  * `held`: the hold the running agent keeps now on this change, so the text says why it is still in effect (counted to
  * `now`).
  */
-export function explainText(rec: AuditRecord, related: readonly AuditRecord[], held?: Hold, now?: number): string {
+export function explainText(rec: Explainable, related: readonly Explainable[], held?: Hold, now?: number): string {
   const lines = explainLines(rec, related);
   if (held) lines.push(`now: ${holdLine(held, now)}`);
   return lines.join('\n');

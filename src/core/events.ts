@@ -55,15 +55,24 @@ export interface DecisionEvent {
 }
 
 /**
- * Whether a bus payload (untyped on the channel) has what every decision carries: the required fields with their
- * types, and a kind the audit trail knows.
+ * Every kind `channels.decision` carries: the audit trail's, and `shadow`, a choice the learned strategy reports
+ * without acting on it (engine/learned/modes.ts), which is never audited.
  */
-export function isDecisionEvent(m: unknown): m is DecisionEvent {
+export const BUS_DECISION_KINDS = [...DECISION_KINDS, 'shadow'] as const;
+
+/** A payload of `channels.decision`: a decision, or a shadow choice with the same fields. */
+export type BusDecision = Omit<DecisionEvent, 'kind'> & { kind: (typeof BUS_DECISION_KINDS)[number] };
+
+/**
+ * Whether a bus payload (untyped on the channel) has what every decision carries: the required fields with their
+ * types, and a kind the channel carries.
+ */
+export function isBusDecision(m: unknown): m is BusDecision {
   if (typeof m !== 'object' || m === null) return false;
   const d = m as Record<string, unknown>;
   return (
     typeof d.time === 'number' &&
-    (DECISION_KINDS as readonly unknown[]).includes(d.kind) &&
+    (BUS_DECISION_KINDS as readonly unknown[]).includes(d.kind) &&
     ['id', 'action', 'target', 'rule', 'reason'].every((k) => typeof d[k] === 'string')
   );
 }

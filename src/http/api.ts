@@ -2,7 +2,7 @@
  * The JSON the HTTP API answers with, declared once: the handlers send these shapes (sendBody names the route, so a
  * handler cannot drift from its declared body), and the dashboard's app.js type-checks against the same declarations.
  */
-import type { AuditRecord } from '../audit/audit.js';
+import type { Explainable } from '../audit/explain.js';
 import type { DecisionEvent, HoldEvent, KnobEvent } from '../core/events.js';
 import type { Hold } from '../engine/holds.js';
 import type { TargetDetails, TargetTickDelta } from './details.js';
@@ -45,7 +45,7 @@ export interface ApiBodies {
   /** The configured targets; `holds` only on a target with a change held on purpose. */
   '/api/targets': { targets: (TargetInfo & { holds?: Hold[] })[] };
   /** /api/decisions/ID: the decision, the later ones that refer to it, where it was found, and `explain ID`'s text. */
-  '/api/decisions/ID': { decision: AuditRecord; related: AuditRecord[]; source: 'audit' | 'recent'; explain: string };
+  '/api/decisions/ID': { decision: Explainable; related: Explainable[]; source: 'audit' | 'recent'; explain: string };
 }
 
 /** The body of every answer that is not a success. */

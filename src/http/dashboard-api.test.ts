@@ -196,6 +196,12 @@ describe('/api/decisions/ID', () => {
     const b = await json<{ source: string; explain: string }>(`${url}/api/decisions/only-heard`);
     expect(b.body.source).toBe('recent');
     expect(b.body.explain).toContain('evidence:\n  p99Us = 2400\n  calm = 0.250');
+    // A shadow choice of the learned strategy travels the same channel: kept and explained, not dropped.
+    channels.decision.publish({ ...decision('shadow-1'), kind: 'shadow', reason: 'shadow: learner would choose cpu_weight' });
+    const s = await json<{ source: string; explain: string }>(`${url}/api/decisions/shadow-1`);
+    expect(s.body.source).toBe('recent');
+    expect(s.body.explain).toMatch(/^shadow-1 at .*: shadow — cpu-weight on batch, by noisy-neighbor\nwhy: shadow: learner would choose/);
+    expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/^ebpf_tuner_bus_events_dropped_total 0$/m);
     const c = await json<{ error: { message: string } }>(`${url}/api/decisions/missing`);
     expect(c.status).toBe(404);
     expect(c.body.error.message).toMatch(/explain missing: no such decision/);

@@ -3,7 +3,7 @@
  * bounded history of them, recent decisions with per-kind counts, the agent's own overhead over time, and the
  * field catalogue. /metrics, the JSON API and the live stream all read from here; none of them subscribes itself.
  */
-import { channels, DECISION_KINDS, isDecisionEvent, type DecisionEvent } from '../core/events.js';
+import { channels, DECISION_KINDS, isBusDecision, type BusDecision } from '../core/events.js';
 import type { Logger } from '../core/log.js';
 import type { TickSnapshot } from '../core/types.js';
 import { SIGNAL_METRICS } from '../signals/index.js';
@@ -211,20 +211,20 @@ export class Telemetry {
   }
 
   /** The kept decision with this id, parsed, or undefined. */
-  findDecision(id: string): DecisionEvent | undefined {
+  findDecision(id: string): BusDecision | undefined {
     for (const d of this.decisionRing.newest(this.decisionRing.size)) {
       const rec: unknown = JSON.parse(d.json);
-      if (isDecisionEvent(rec) && rec.id === id) return rec;
+      if (isBusDecision(rec) && rec.id === id) return rec;
     }
     return undefined;
   }
 
   /** Kept decisions that refer to `id` (`ref`), oldest first. */
-  relatedDecisions(id: string): DecisionEvent[] {
+  relatedDecisions(id: string): BusDecision[] {
     return this.decisionRing
       .toArray()
       .map((d): unknown => JSON.parse(d.json))
-      .filter((r): r is DecisionEvent => isDecisionEvent(r) && r.ref === id);
+      .filter((r): r is BusDecision => isBusDecision(r) && r.ref === id);
   }
 
   /** JSON text of up to `limit` decisions, newest first. */
@@ -316,8 +316,8 @@ export class Telemetry {
   }
 
   private decision(msg: unknown): void {
-    const json = this.accept(msg, isDecisionEvent);
-    if (json === undefined || !isDecisionEvent(msg)) return;
+    const json = this.accept(msg, isBusDecision);
+    if (json === undefined || !isBusDecision(msg)) return;
     const d = msg;
     const time = d.time;
     this.decisionRing.push({ json, time });

@@ -1,6 +1,6 @@
 /** Handlers for the agent's decisions: the recent ones, and one explained as `ebpf-tuner explain ID` explains it. */
 import { z } from 'zod';
-import { explainText } from '../../audit/explain.js';
+import { explainText, type Explainable } from '../../audit/explain.js';
 import type { Handler } from '../context.js';
 import { HttpError } from '../errors.js';
 import { parseName, parseQuery, sendBody, sendJson } from '../respond.js';
@@ -18,7 +18,7 @@ export const explain: Handler = ({ app, res, params }) => {
   const id = parseName(params.id, 'decision id');
   // The audit trail first: it has the closed loop's later outcome and verdicts; the decisions heard on the bus are
   // the fallback (an agent without an audit trail, or a decision older than it keeps).
-  let found = control.decision?.(id);
+  let found: { decision: Explainable; related: Explainable[] } | undefined = control.decision?.(id);
   let source: 'audit' | 'recent' = 'audit';
   if (!found) {
     const rec = telemetry.findDecision(id);
