@@ -27,6 +27,7 @@ import { fitSlope, heapAfterFullGc, summarize as summarizeSoak, type Sample } fr
 import { markdownTable, renderSummary } from './report.js';
 import { niceTicks, renderSvg, wrap } from './chart.js';
 import { selectSections } from './index.js';
+import { unitEnvironment } from './peers.js';
 
 describe('stats', () => {
   it('takes medians of finite values only', () => {
@@ -534,5 +535,12 @@ describe('charts', () => {
     expect(height).toBe(36 + 2 * 380);
     expect(niceTicks(0, 97)).toEqual([0, 20, 40, 60, 80, 100]);
     expect(wrap('ebpf-tuner (targets): runqlat_switch_btf', 12).every((l) => l.length <= 12)).toBe(true);
+  });
+});
+
+describe('unitEnvironment', () => {
+  it('reads Environment= lines as systemd does: words, quoted ones with spaces, a later value winning', () => {
+    const text = '[Service]\nEnvironment="NODE_OPTIONS=--a=1 --b" X=2\n# Environment=IGNORED=1\nEnvironment=X=3\nExecStart=/bin/true\n';
+    expect(unitEnvironment(text)).toEqual({ NODE_OPTIONS: '--a=1 --b', X: '3' });
   });
 });

@@ -3,7 +3,7 @@
  * (`bin/ebpf-tuner run`, as deployed), Debian's libbpf-tools `runqlat`, and bpftrace running run-queue-latency logic
  * equivalent to runqlat.bt. Each reports when it is attached and which BPF programs it holds.
  */
-import { existsSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -207,6 +207,27 @@ function configYaml(c: AgentConfig): string {
   return stringify(doc);
 }
 
+/** The systemd unit the agent ships with: the bench runs its agents with the environment it sets. */
+export const SYSTEMD_UNIT = path.join(projectRoot, 'deploy', 'systemd', 'ebpf-tuner.service');
+
+/**
+ * The variables a systemd unit's `Environment=` lines set, in order (a later one wins): each line holds assignments
+ * separated by spaces, an assignment with spaces in double quotes, as systemd.exec(5) reads them.
+ */
+export function unitEnvironment(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^Environment=(.*)$/.exec(line.trim());
+    if (m === null) continue;
+    for (const [, quoted, bare] of m[1]!.matchAll(/"([^"]*)"|(\S+)/g)) {
+      const word = quoted ?? bare!;
+      const eq = word.indexOf('=');
+      if (eq > 0) env[word.slice(0, eq)] = word.slice(eq + 1);
+    }
+  }
+  return env;
+}
+
 export function agentBinary(): string {
   const bin = path.join(projectRoot, 'bin', 'ebpf-tuner');
   if (!existsSync(path.join(projectRoot, 'dist', 'cli', 'main.js'))) {
@@ -227,9 +248,11 @@ export async function startAgent(res: Resources, opts: AgentOptions = {}): Promi
   }
   const port = opts.listen ? await freePort() : undefined;
   if (port !== undefined) args.push('--listen', `127.0.0.1:${port}`);
+  // As the systemd unit runs it: V8's and the C allocator's memory settings are part of what the agent costs.
+  const env = { ...process.env, ...unitEnvironment(readFileSync(SYSTEMD_UNIT, 'utf8')) };
   const proc = opts.nodeFlags?.length
-    ? res.spawn(process.execPath, [...opts.nodeFlags, agentBinary(), ...args], { name: 'ebpf-tuner' })
-    : res.spawn(agentBinary(), args, { name: 'ebpf-tuner' });
+    ? res.spawn(process.execPath, [...opts.nodeFlags, agentBinary(), ...args], { name: 'ebpf-tuner', env })
+    : res.spawn(agentBinary(), args, { name: 'ebpf-tuner', env });
   const agent = new RunningAgent(proc, res, dir, configFile, port);
   try {
     await proc.waitForLine(/"msg":"agent running/, opts.readyTimeoutMs ?? 60_000);

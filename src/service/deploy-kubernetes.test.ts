@@ -21,6 +21,7 @@ import { ResourceQuota } from 'kubernetes-models/v1/ResourceQuota';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import { parseConfig } from '../config/load.js';
+import { SYSTEMD_UNIT, unitEnvironment } from '../bench/peers.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const DIR = join(REPO, 'deploy/kubernetes');
@@ -193,6 +194,18 @@ describe('what the agent relies on', () => {
     expect(find('Namespace', '00-namespace.yaml').map((d) => d.obj.metadata?.name)).toEqual([NAMESPACE]);
     expect(find('ServiceAccount', '10-serviceaccount.yaml')[0].obj.metadata?.name).toBe(pod.serviceAccountName);
     expect(find('ConfigMap', '20-configmap.yaml')[0].obj.metadata?.name).toBe(volume('config').configMap?.name);
+  });
+
+  it("sizes the agent's memory as the systemd unit does, which is how the bench measures it", () => {
+    const unit = unitEnvironment(readFileSync(SYSTEMD_UNIT, 'utf8'));
+    expect(unit).toEqual({ NODE_OPTIONS: '--max-semi-space-size=4', MALLOC_ARENA_MAX: '2' });
+    for (const d of [ds, fallback]) {
+      const c = d.spec!.template.spec!.containers.find((x) => x.name === 'agent')!;
+      const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
+      // The pod caps the old generation too, inside its memory limit.
+      expect(env.NODE_OPTIONS!.split(' ').filter((f) => !f.startsWith('--max-old-space-size='))).toEqual(unit.NODE_OPTIONS!.split(' '));
+      expect(env.MALLOC_ARENA_MAX).toBe(unit.MALLOC_ARENA_MAX);
+    }
   });
 
   it('every container runs the image deploy/image/build.sh builds by default: ebpf-tuner:<package.json version>', () => {

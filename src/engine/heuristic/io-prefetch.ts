@@ -105,10 +105,14 @@ export class IoPrefetchRule implements Strategy {
     this.historyTicks = Math.max(policy.triggerTicks, policy.calmTicks) - 1;
   }
 
-  /** Streaks look back at each target's block I/O only. */
+  /**
+   * Streaks look back at each target's block I/O only, and only where it streamed: both streaks read a past tick
+   * through isStream alone (a small stream is a stream; a calm tick is one without), so a target left out of a past
+   * tick reads exactly as one that did not stream in it. Most targets stream in no tick, and are kept in none.
+   */
   recall(snapshot: TickSnapshot): TickSnapshot {
     if (!this.#policy.enabled) return recallNothing(snapshot);
-    return recallSignal(snapshot, 'blkio', () => true);
+    return recallSignal(snapshot, 'blkio', (t) => isStream(blkioOf(snapshot, t.name), snapshot.windowMs, this.#policy));
   }
 
   decide(input: DecideInput): StrategyNudge[] {
