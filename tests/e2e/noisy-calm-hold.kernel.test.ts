@@ -48,7 +48,9 @@ describe('noisy_neighbor calm restore with release_below_cpus', () => {
   it('holds cpu.idle while the neighbour still wants the CPU, and restores once it has stopped', { timeout: 120_000 }, async () => {
     const config = scene.state.file(
       'config.yaml',
-      noisyNeighborConfig(scene.web.path, scene.batch.path).replace(
+      // The closed loop's verdict is a precondition here, not what is tested: 8 ticks after the step (not 5) and a
+      // laxer significance keep a loaded machine's one slow tick from reverting a step that halved the waits.
+      noisyNeighborConfig(scene.web.path, scene.batch.path, 'closed_loop: {window_ticks: 8, significance: 0.2}\n').replace(
         'noisy_neighbor: {p99_threshold_us: 3000}',
         `noisy_neighbor: {p99_threshold_us: 3000, trigger_ticks: 3, calm_ticks: ${CALM_TICKS}, min_weight: 100, release_below_cpus: 0.5}`,
       ),
