@@ -68,6 +68,7 @@ describe('noisy_neighbor calm restore with release_below_cpus', () => {
     await waitUntil(() => log().some((r) => r.kind === 'kept'), 20_000, () => `the closed loop keeps the cpu.idle step (log: ${log().map((r) => `${r.kind} ${r.reason}`).join(' | ')})`);
 
     const [victim, hogs] = scene.procs;
+    const linesAtKill = agent.lines.length;
     await killAndWait(victim!);
     // Calm for well over calm_ticks, while the hogs still want far more than release_below_cpus.
     const demand = await demandCpus(hogs!.pid, (CALM_TICKS + 4) * 1000);
@@ -95,12 +96,16 @@ describe('noisy_neighbor calm restore with release_below_cpus', () => {
     const step = log().find((r) => r.kind === 'applied');
     const stepWhy = runCli(['explain', step!.id, '--state-dir', scene.state.path]);
     expect(stepWhy.stdout.trimEnd().split('\n').at(-1)).toMatch(/^now: batch cpu_weight held by noisy-neighbor since .*: protect targets calm for 3 ticks \(calm_ticks\), but batch still wants/);
-    // Logged once per change of state, not every tick.
-    const holding = () => agent.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('holding batch cpu_weight: protect targets calm'));
-    expect(holding()).toHaveLength(1);
-    // The whole incident so far is at most two states of one hold: not calm yet (hot ones included), then busy.
-    const states = agent.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('holding batch cpu_weight:'));
-    expect(states.length, states.map((l) => l.msg).join('\n')).toBeLessThanOrEqual(2);
+    // Logged once per change of state, not every tick. Before the victim went, a slow tick of it on a loaded machine
+    // may have taken the hold back to protect-not-calm for a while (hot ticks included, one state); since it went, the
+    // first window may still hold its last waits, and every tick after it is calm with the neighbour busy: at most two
+    // lines over the 7 ticks the demand was measured.
+    const holding = (from = 0) => agent.lines.slice(from).filter((l) => typeof l.msg === 'string' && l.msg.startsWith('holding batch cpu_weight:'));
+    const causes = holding().map((l) => String(l.cause));
+    for (let i = 1; i < causes.length; i++) expect(causes[i], causes.join(' → ')).not.toBe(causes[i - 1]);
+    expect(causes.at(-1)).toBe('noisy-busy');
+    expect(holding(linesAtKill).length).toBeLessThanOrEqual(2);
+    const heldLines = holding().length;
 
     await killAndWait(hogs!);
     await waitUntil(() => knob('cpu.idle') === 0 && knob('cpu.shares') === 1024, (CALM_TICKS + 6) * 1000, 'cpu.idle and cpu.shares restored');
@@ -114,7 +119,7 @@ describe('noisy_neighbor calm restore with release_below_cpus', () => {
     expect(status()).not.toContain('held');
     expect(statusHolds()).toEqual([]);
     expect((await api<{ holds: HoldRow[] }>('/api/status')).holds).toEqual([]);
-    expect(holding()).toHaveLength(1);
+    expect(holding()).toHaveLength(heldLines);
     expect(agent.lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('no longer holding batch cpu_weight'))).toBe(true);
 
     agent.child.kill('SIGTERM');
