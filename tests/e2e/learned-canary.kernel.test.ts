@@ -359,6 +359,11 @@ describe('learned strategy from the strategy section, through the agent', () => 
       await loadAfterWarmup(agent, startHogs);
       // Two outcomes of the learner's own choices, whichever arms they were.
       await waitUntil(() => agent.lines.filter((l) => l.msg === 'learner outcome' && l.onPolicy === true).length >= 2, 90_000, 'two outcomes of uniform choices');
+      // The agent goes on choosing: a step it applies in the tick of the second outcome is in the audit trail read
+      // below, and the kernel must be sampled for a while after that read, or the step would be in the trail unseen.
+      // Every step is written to the cgroup before its record, and stays at least until the next 1 s tick.
+      const applied = auditLog(state.path).filter((r) => r.kind === 'applied' && r.rule.startsWith('learned:'));
+      await sleep(400);
       kernel.stop();
       const choices = choicesOf(agent);
       console.log(choices.map((c) => `${c.arm} of ${c.estimates.filter((e) => e.eligible).map((e) => e.arm).join(',')}`).join('\n'));
@@ -372,7 +377,6 @@ describe('learned strategy from the strategy section, through the agent', () => 
         expect(typeof o.reward).toBe('number');
       }
       // What the kernel held: every learned step the audit trail records reached the cgroup's own file.
-      const applied = auditLog(state.path).filter((r) => r.kind === 'applied' && r.rule.startsWith('learned:'));
       for (const r of applied.filter((x) => x.action === 'cpu_weight')) {
         const cg = r.target === 'one' ? kernel.seen.one! : kernel.seen.two!;
         expect(cg, `${r.target} cpu.shares after ${r.to}`).toContain(sharesOf(weightTo(r)));
