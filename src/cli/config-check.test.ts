@@ -20,6 +20,8 @@ describe('checkConfigFile (--schema-only: nothing about this host)', () => {
     const r = checkConfigFile(f, { schemaOnly: true });
     expect(r).toMatchObject({ ok: true, source: f, hostChecked: false, issues: [] });
     expect(r.summary).toMatchObject({ targets: 2, targetKinds: { comm: 1, pids: 1 }, devices: 0, tickMs: 500, strategy: 'heuristic' });
+    // Named as the file spells them, in the schema's order.
+    expect(r.summary!.rules).toEqual(['noisy_neighbor', 'cpuset_spread', 'numa_rebalance', 'pressure_backoff', 'io_prefetch']);
     expect(formatOk(r)).toBe(
       `ebpf-tuner config check: ${f}: OK — 2 targets (1 comm, 1 pids), 0 devices, 0 PSI triggers, tick 500ms, 5 of 5 rules on, ` +
         'strategy heuristic; not checked against this host (--schema-only)',

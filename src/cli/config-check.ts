@@ -24,6 +24,8 @@ export interface ConfigSummary {
   tickMs: number;
   /** The policy rules that are on, by their config key. */
   rules: string[];
+  /** How many rules the policy section has, on or off. */
+  ruleCount: number;
   strategy: string;
   psiTriggers: number;
 }
@@ -39,13 +41,8 @@ export interface ConfigCheckReport {
   summary?: ConfigSummary;
 }
 
-const RULES: [keyof Config['policy'], string][] = [
-  ['noisyNeighbor', 'noisy_neighbor'],
-  ['cpusetSpread', 'cpuset_spread'],
-  ['numaRebalance', 'numa_rebalance'],
-  ['pressureBackoff', 'pressure_backoff'],
-  ['ioPrefetch', 'io_prefetch'],
-];
+/** A policy's key as the file spells it: `noisyNeighbor` → `noisy_neighbor`. */
+const fileKey = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 /** The key that says what a target is: the one written in the file. */
 function targetKey(t: TargetConfig): string {
@@ -64,7 +61,10 @@ function summarize(c: Config): ConfigSummary {
     targetKinds,
     devices: c.devices.length,
     tickMs: c.tickMs,
-    rules: RULES.filter(([k]) => c.policy[k].enabled).map(([, name]) => name),
+    rules: Object.entries(c.policy)
+      .filter(([, p]) => p.enabled)
+      .map(([k]) => fileKey(k)),
+    ruleCount: Object.keys(c.policy).length,
     strategy: c.strategy?.kind ?? 'heuristic',
     psiTriggers: c.signals.psi.triggers.length,
   };
@@ -186,7 +186,7 @@ export function formatOk(r: ConfigCheckReport): string {
   return (
     `ebpf-tuner config check: ${r.source}: OK — ${plural(s.targets, 'target')}${kinds ? ` (${kinds})` : ''}, ` +
     `${plural(s.devices, 'device')}, ${plural(s.psiTriggers, 'PSI trigger')}, tick ${tick}, ` +
-    `${s.rules.length} of ${RULES.length} rules on, strategy ${s.strategy}; ` +
+    `${s.rules.length} of ${s.ruleCount} rules on, strategy ${s.strategy}; ` +
     (r.hostChecked ? 'checked against this host' : 'not checked against this host (--schema-only)')
   );
 }
