@@ -66,7 +66,7 @@ interface Report {
   source: string;
   hostChecked: boolean;
   issues: { path: string; message: string; line?: number; column?: number }[];
-  summary?: { targets: number; targetKinds: Record<string, number>; devices: number };
+  summary?: { targets: number; targetKinds: Record<string, number>; devices: number; rules: string[]; ruleCount: number };
 }
 
 describe('ebpf-tuner config check', () => {
@@ -90,6 +90,8 @@ targets:
     pidfile: ${pidfile}
   - {name: me, role: noisy, pids: [${process.pid}]}
 devices: [${disk}]
+policy:
+  numa_rebalance: {enabled: false}
 `,
     );
     const before = hostState(cg);
@@ -100,13 +102,15 @@ devices: [${disk}]
     expect(r.stderr).toBe('');
     const out = r.stdout.trim().split('\n');
     expect(out).toHaveLength(1);
-    expect(out[0]).toMatch(new RegExp(`^ebpf-tuner config check: ${file}: OK — 3 targets \\(1 cgroup, 1 pidfile, 1 pids\\), 1 device, .*checked against this host$`));
+    expect(out[0]).toMatch(new RegExp(`^ebpf-tuner config check: ${file}: OK — 3 targets \\(1 cgroup, 1 pidfile, 1 pids\\), 1 device, .*, 4 of 5 rules on, .*checked against this host$`));
 
     const j = runCli(['config', 'check', '--json', file]);
     expect(j.code, j.stderr).toBe(0);
     const report = JSON.parse(j.stdout) as Report;
     expect(report).toMatchObject({ ok: true, source: file, hostChecked: true, issues: [] });
     expect(report.summary).toMatchObject({ targets: 3, targetKinds: { cgroup: 1, pidfile: 1, pids: 1 }, devices: 1 });
+    // The rules on, as the file names them, out of every rule the policy section has.
+    expect(report.summary).toMatchObject({ rules: ['noisy_neighbor', 'cpuset_spread', 'pressure_backoff', 'io_prefetch'], ruleCount: 5 });
 
     expect(hostState(cg)).toEqual(before);
     expect(bpfPrograms()).toBeLessThanOrEqual(programs);
