@@ -13,6 +13,7 @@ import { deviceProblems } from '../block/devices.js';
 import { cgroupVersionOf, detectLayout, type CgroupLayout } from '../cgroup/layout.js';
 import { isTunerError } from '../core/errors.js';
 import { ConfigError, keyPosition, loadConfig, type ConfigIssue } from '../config/load.js';
+import { snakeCase } from '../config/schema.js';
 import type { Config, TargetConfig } from '../config/types.js';
 import { assertSafeConfigFile } from '../security/perms.js';
 
@@ -41,9 +42,6 @@ export interface ConfigCheckReport {
   summary?: ConfigSummary;
 }
 
-/** A policy's key as the file spells it: `noisyNeighbor` → `noisy_neighbor`. */
-const fileKey = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-
 /** The key that says what a target is: the one written in the file. */
 function targetKey(t: TargetConfig): string {
   if (t.cgroupPattern !== undefined) return 'cgroup_pattern';
@@ -63,7 +61,7 @@ function summarize(c: Config): ConfigSummary {
     tickMs: c.tickMs,
     rules: Object.entries(c.policy)
       .filter(([, p]) => p.enabled)
-      .map(([k]) => fileKey(k)),
+      .map(([k]) => snakeCase(k)),
     ruleCount: Object.keys(c.policy).length,
     strategy: c.strategy?.kind ?? 'heuristic',
     psiTriggers: c.signals.psi.triggers.length,

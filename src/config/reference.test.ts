@@ -11,6 +11,7 @@ import { parse } from 'yaml';
 import { z } from 'zod';
 import { projectRoot } from '../bpf/paths.js';
 import { ConfigError, parseConfig } from './load.js';
+import { defaultConfig } from './defaults.js';
 import {
   CONFIG_README,
   CONFIG_SCHEMA_JSON,
@@ -20,7 +21,7 @@ import {
   referencedSections,
   renderReadme,
 } from './reference.js';
-import { configKey, configSchema, fileSchema, knownKeysAt, unwrap } from './schema.js';
+import { configKey, configSchema, fileSchema, knownKeysAt, snakeCase, unwrap } from './schema.js';
 
 const read = (file: string) => readFileSync(join(projectRoot, file), 'utf8');
 const REGENERATE = 'fix: run npm run gen:config-docs and commit the result';
@@ -119,6 +120,12 @@ devices:`,
     expect(keys.map(([y]) => y.join('.'))).toEqual(expect.arrayContaining(['targets.2.cgroup_pattern', 'targets.3.children', 'targets.4.comm']));
     for (const [yaml, cfg] of keys) expect(at(config, cfg), `${yaml.join('.')} → ${cfg.join('.')}`).toBeDefined();
     expect(config.signals.psi.triggers[0]).toMatchObject({ stallUs: 200_000, windowUs: 2_000_000 });
+  });
+
+  it('spells each policy rule back as the file does', () => {
+    const rules = knownKeysAt(['policy'])!;
+    expect(rules).toContain('noisy_neighbor');
+    expect(Object.keys(defaultConfig().policy).map(snakeCase)).toEqual(rules);
   });
 });
 

@@ -1304,6 +1304,11 @@ export function camelCase(key: string): string {
   return key.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
+/** `calmTicks` → `calm_ticks`: a key as the file spells it (no duration unit to drop). */
+export function snakeCase(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
 /** The unit a duration field is handed on in; undefined for any other field. */
 export function durationOf(schema: z.core.$ZodType | undefined) {
   for (let s = schema; s !== undefined; ) {
