@@ -22,6 +22,10 @@ describe('Ewma', () => {
   it('alpha = 1 tracks the input exactly; a constant input stays constant', () => {
     const a = new Ewma(1);
     for (const x of [3, 9, 1]) expect(a.update(x)).toBe(x);
+    // A pair where value + (x − value) is not x in floating point.
+    expect(1237.8275968853425 + (3998.754041268456 - 1237.8275968853425)).not.toBe(3998.754041268456);
+    a.update(1237.8275968853425);
+    expect(a.update(3998.754041268456)).toBe(3998.754041268456);
     const c = new Ewma(0.2);
     for (let i = 0; i < 100; i++) expect(c.update(7)).toBe(7);
   });

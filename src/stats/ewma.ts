@@ -21,10 +21,14 @@ export class Ewma {
    * Fold in one sample and return the new average. The first sample is taken as is: starting from 0 would drag the
    * average toward 0 for the first 1/alpha samples and read as a sudden improvement. Non-finite samples are
    * ignored, because one NaN would otherwise stay in the average for good.
+   *
+   * Written as x + (1 − alpha)(value − x) rather than value + alpha(x − value): the same average, but exact where
+   * it must be. With alpha = 1 it is x itself (value + (x − value) rounds away from x for about one pair in six),
+   * and a constant input stays constant.
    */
   update(x: number): number {
     if (Number.isFinite(x)) {
-      this.v = this.n === 0 ? x : this.v + this.alpha * (x - this.v);
+      this.v = this.n === 0 ? x : x + (1 - this.alpha) * (this.v - x);
       this.n++;
     }
     return this.n === 0 ? NaN : this.v;
