@@ -45,7 +45,7 @@ describe('overlapping targets through the CLI', () => {
         const snap = JSON.parse(r.stdout.trim().split('\n')[0]!) as Snap;
         const box = snap.targets.box!;
         const one = snap.targets.one!;
-        const detail = `order ${order.join(',')}: box ${JSON.stringify(box.runqlat)} one ${JSON.stringify(one.runqlat)}, kernel ${kernel}`;
+        const detail = `order ${order.join(',')}: futex box ${box.futex?.count} one ${one.futex?.count}; box ${JSON.stringify(box.runqlat)} one ${JSON.stringify(one.runqlat)}, kernel ${kernel}`;
         expect(one.runqlat.count, detail).toBeGreaterThan(50);
         // The cgroup holds nothing but this process, and both see the same events in the same window — up to the
         // odd event that lands between the reads of the two slots (a map read is not atomic across entries).

@@ -84,11 +84,13 @@ struct {
 
 DECLARE_TARGET_MAPS();
 
-/* A wait in progress. Only threads of targets (or every thread, in host mode) get one. */
+/*
+ * A wait in progress. Only threads of targets (or every thread, in host mode) get one. Which targets it counts for is
+ * looked up again when it ends (on_exit_of), not kept from its start.
+ */
 struct futex_pending {
 	__u64 start_ns;		/* 0: no wait in progress */
 	__u64 uaddr;
-	struct target_slots slots;	/* none: a task that only counts toward the host slot */
 	__u32 tgid;
 	__u32 pad;
 };
@@ -161,7 +163,6 @@ static __always_inline void on_enter(struct task_struct *t, __u64 uaddr, const b
 	if (!p)
 		return;
 	p->uaddr = uaddr;
-	p->slots = slots;
 	p->tgid = tgid;
 	p->start_ns = bpf_ktime_get_ns();
 }
@@ -194,10 +195,15 @@ static __always_inline void add_hist(__u32 slot, __u32 bucket, __u64 delta)
 	h->wait_ns += delta;
 }
 
-/* The wait of task `t` (thread `tid` of process `tgid`) ends, if one is in progress. */
+/*
+ * The wait of task `t` (thread `tid` of process `tgid`) ends, if one is in progress. It counts for the targets the
+ * thread is in now. The agent writes the pid and the cgroup membership maps one after the other; slots kept from the
+ * wait's start would leave a wait that began between the two writes in one of two targets naming the same thread.
+ */
 static __always_inline void on_exit_of(struct task_struct *t, __u32 tid, __u32 tgid, const bool btf)
 {
 	struct futex_pending *p;
+	struct target_slots slots;
 	__u64 now, delta;
 	__u32 bucket;
 
@@ -216,18 +222,20 @@ static __always_inline void on_exit_of(struct task_struct *t, __u32 tid, __u32 t
 	bucket = log2_u64(delta / 1000);
 	if (bucket >= FUTEX_BUCKETS)
 		bucket = FUTEX_BUCKETS - 1;
-	if (p->slots.pid >= 0) {
-		add_hist(p->slots.pid, bucket, delta);
-		add_top(p->uaddr, tgid, p->slots.pid, delta);
+	slots = slots_of(t, tgid, btf);
+	if (slots.pid >= 0) {
+		add_hist(slots.pid, bucket, delta);
+		add_top(p->uaddr, tgid, slots.pid, delta);
 	}
-	if (p->slots.cgroup >= 0) {
-		add_hist(p->slots.cgroup, bucket, delta);
-		add_top(p->uaddr, tgid, p->slots.cgroup, delta);
+	if (slots.cgroup >= 0) {
+		add_hist(slots.cgroup, bucket, delta);
+		add_top(p->uaddr, tgid, slots.cgroup, delta);
 	}
-	if (!target_slots_any(p->slots))
-		add_top(p->uaddr, tgid, cfg.filter.host_slot, delta);
-	if (cfg.filter.host)
+	if (cfg.filter.host) {
+		if (!target_slots_any(slots))
+			add_top(p->uaddr, tgid, cfg.filter.host_slot, delta);
 		add_hist(cfg.filter.host_slot, bucket, delta);
+	}
 }
 
 static __always_inline void on_exit(struct task_struct *t, const bool btf)
