@@ -151,8 +151,9 @@ export async function runCommand(opts: RunOptions): Promise<void> {
     // Nothing else keeps the loop alive once the agent has stopped; exit explicitly in case a handle lingers.
     setImmediate(() => process.exit(process.exitCode));
   };
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  // A repeated signal is the same request: it never cuts short the restore the first one started.
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.once('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception');
     void shutdown('fatal error', 1);

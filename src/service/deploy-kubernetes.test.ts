@@ -333,6 +333,7 @@ describe('the agent container entrypoint, run under /bin/sh with a stand-in agen
 echo "$1" >> "$LOG"
 case "$1" in
 run)
+  echo $$ > "$LOG.pid"
   echo "$*" > "$LOG.args"
   trap 'echo stopped >> "$LOG"; exit 0' TERM
   echo ready >> "$LOG"
@@ -350,32 +351,80 @@ esac
   });
   afterAll(() => rmSync(bin, { recursive: true, force: true }));
 
-  async function runEntrypoint(env: Record<string, string>, sigterm: boolean) {
+  /**
+   * Runs the entrypoint in its own process group. `sigterm`: when the shell gets SIGTERM — once the stand-in says
+   * `ready`, this many µs after the shell was started, or never. Whatever happens, nothing it started outlives the
+   * call.
+   */
+  async function runEntrypoint(env: Record<string, string>, sigterm: 'ready' | number | false) {
     const log = join(bin, `log${Math.random().toString(36).slice(2)}`);
     const child = spawn(agent.command![0], agent.command!.slice(1), {
       env: { PATH: `${bin}:/usr/bin:/bin`, LOG: log, ...env },
       stdio: 'ignore',
+      detached: true,
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const lines = () => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n') : []);
-    if (sigterm) {
-      for (let i = 0; i < 100 && !lines().includes('ready'); i++) await new Promise((r) => setTimeout(r, 20));
-      expect(lines()).toContain('ready');
-      child.kill('SIGTERM');
+    const standIn = () => (existsSync(`${log}.pid`) ? Number(readFileSync(`${log}.pid`, 'utf8')) : 0);
+    try {
+      if (sigterm === 'ready') {
+        for (let i = 0; i < 250 && !lines().includes('ready'); i++) await new Promise((r) => setTimeout(r, 20));
+        expect(lines()).toContain('ready');
+        child.kill('SIGTERM');
+      } else if (sigterm !== false) {
+        const t0 = process.hrtime.bigint();
+        while (process.hrtime.bigint() - t0 < BigInt(sigterm * 1000));
+        child.kill('SIGTERM');
+      }
+      const code = await exited;
+      // The stand-in is the shell's child: once the shell is gone it must be gone too.
+      const pid = standIn();
+      const alive = pid > 0 && existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+      const read = (suffix: string) => (existsSync(`${log}${suffix}`) ? readFileSync(`${log}${suffix}`, 'utf8').trim() : undefined);
+      return { code, lines: lines(), args: read('.args'), rollbackArgs: read('.rollback-args'), standInAlive: alive };
+    } finally {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // the group is gone already
+      }
+      const pid = standIn();
+      if (pid > 0) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
     }
-    const code = await exited;
-    const read = (suffix: string) => readFileSync(`${log}${suffix}`, 'utf8').trim();
-    return { code, lines: lines(), args: read('.args'), rollbackArgs: read('.rollback-args') };
   }
 
   it('passes SIGTERM to the agent, waits for it, then rolls back and exits 0', async () => {
-    const r = await runEntrypoint({}, true);
+    const r = await runEntrypoint({}, 'ready');
     expect(r.lines).toEqual(['run', 'ready', 'stopped', 'rollback']);
     expect(r.code).toBe(0);
+    expect(r.standInAlive).toBe(false);
     expect(r.args).toBe(
       'run --config /etc/ebpf-tuner/config.yaml --state-dir /var/lib/ebpf-tuner --listen 0.0.0.0:9479 --token-file /etc/ebpf-tuner/token',
     );
     expect(r.rollbackArgs).toBe('rollback --state-dir /var/lib/ebpf-tuner');
+  });
+
+  it('a SIGTERM at any moment of the start either comes before the agent or stops it and rolls back', async () => {
+    // Swept over the shell's first milliseconds: before its trap (the shell ends and starts nothing), between the
+    // trap and the agent's fork, between the fork and the exec (where a signal to the agent is lost and must be
+    // sent again), and after. A trap set only after the agent started left it running in that gap.
+    for (let us = 0; us <= 4000; us += 200) {
+      const r = await runEntrypoint({}, us);
+      const what = `SIGTERM at ${us} µs: ${r.lines.join(',')}, exit ${r.code}`;
+      expect(r.standInAlive, what).toBe(false);
+      // Nothing logged: the shell ended before its trap, and started nothing.
+      if (r.lines.length > 0) {
+        expect(r.lines.at(-1), what).toBe('rollback');
+        // The stand-in stopped on the signal (0), or got it before its own trap, as a real agent may (143).
+        expect([0, 143], what).toContain(r.code);
+      }
+    }
   });
 
   it('rolls back at once when the agent crashes, and keeps the crash exit code', async () => {
@@ -385,7 +434,7 @@ esac
   });
 
   it('fails the container when rollback fails after a clean stop', async () => {
-    const r = await runEntrypoint({ ROLLBACK_RC: '4' }, true);
+    const r = await runEntrypoint({ ROLLBACK_RC: '4' }, 'ready');
     expect(r.lines).toEqual(['run', 'ready', 'stopped', 'rollback']);
     expect(r.code).toBe(4);
   });

@@ -54,6 +54,24 @@ describe('foundation loop: runqlat → cpu_weight → journal → restore', () =
     expect(agent.lines.some((l) => l.msg === 'agent stopped; originals restored')).toBe(true);
   });
 
+  it('a second SIGTERM while stopping is the same request: the restore finishes and the exit is 0', async () => {
+    // What a supervisor that passes a stop on more than once (the DaemonSet's entrypoint) or an impatient operator does.
+    const agent = startAgent(['--config', config(), '--state-dir', scene.state.path]);
+    scene.procs.push(agent);
+    await agent.waitFor((l) => l.msg === 'agent running');
+    await startHogs();
+    await waitUntil(() => shares(scene.batch) < 1024, 15_000);
+    agent.child.kill('SIGTERM');
+    await agent.waitFor((l) => l.msg === 'stopping');
+    agent.child.kill('SIGTERM');
+    const exit = await agent.exited;
+    expect(exit.code).toBe(0);
+    expect(exit.signal).toBe(null);
+    expect(shares(scene.batch)).toBe(1024);
+    expect(shares(scene.web)).toBe(1024);
+    expect(agent.lines.some((l) => l.msg === 'agent stopped; originals restored')).toBe(true);
+  });
+
   it('after kill -9, rollback restores the originals without starting the agent', async () => {
     const agent = startAgent(['--config', config(), '--state-dir', scene.state.path]);
     scene.procs.push(agent);
