@@ -425,7 +425,7 @@ esac
         expect([0, 143], what).toContain(r.code);
       }
     }
-  });
+  }, 90_000);
 
   it('rolls back at once when the agent crashes, and keeps the crash exit code', async () => {
     const r = await runEntrypoint({ CRASH: '3' }, false);
