@@ -10,9 +10,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { toolPath } from '../../src/bpf/paths.js';
 import { cleanupAll, killAndWait, spawnTracked, type SpawnedProcess } from '../../src/testing/cgroups.js';
-import { runCli, tempDir } from './helpers.js';
+import { runCli, tempDir, waitUntil } from './helpers.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 afterAll(async () => {
   await cleanupAll();
@@ -75,8 +74,7 @@ describe('process targets through the CLI', () => {
       // The shell only waits; the work happens in its child, which only `children: true` reaches.
       const parent = spawnTracked('/bin/sh', ['-c', `"$0" "$@"; true`, toolPath('victim'), ...VICTIM_ARGS]);
       procs.push(byComm, byFile, parent);
-      await sleep(300);
-      expect(childrenOf(parent.pid)).toHaveLength(1);
+      await waitUntil(() => childrenOf(parent.pid).length === 1, 10_000, `the child of ${parent.pid}`);
       const pidfile = dir.file('svc.pid', `${byFile.pid}\n`);
       const config = dir.file(
         'c.yaml',

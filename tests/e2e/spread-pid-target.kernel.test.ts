@@ -8,9 +8,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { toolPath } from '../../src/bpf/paths.js';
 import { cleanupAll, killAndWait, spawnTracked, type SpawnedProcess } from '../../src/testing/cgroups.js';
-import { startAgent, tempDir, type AgentProcess } from './helpers.js';
+import { startAgent, tempDir, waitUntil, type AgentProcess } from './helpers.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 afterAll(async () => {
   await cleanupAll();
@@ -18,6 +17,15 @@ afterAll(async () => {
 
 function masks(pid: number): string[] {
   return readdirSync(`/proc/${pid}/task`).map((tid) => /^Cpus_allowed_list:\s+(\S+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))![1]!);
+}
+
+/** Waits until `taskset` has exec'd the hog and all its spinning threads exist (the main thread and `threads`). */
+async function hogRunning(pid: number, threads: number): Promise<void> {
+  await waitUntil(
+    () => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'hog' && readdirSync(`/proc/${pid}/task`).length === threads + 1,
+    10_000,
+    `hog ${pid} running with ${threads} threads`,
+  );
 }
 
 function cgroupLine(pid: number, controller: string): string {
@@ -47,7 +55,7 @@ describe('cpuset_spread on a pid target in the controller roots, through the age
       // cpu and cpuset roots, as every process does on a host nobody has split into cgroups.
       const hog = spawnTracked('taskset', ['-c', '1', toolPath('hog'), '--threads', '2']);
       procs.push(hog);
-      await sleep(300);
+      await hogRunning(hog.pid, 2);
       expect(cgroupLine(hog.pid, 'cpu')).toMatch(/:\/$/);
       expect(cgroupLine(hog.pid, 'cpuset')).toMatch(/:\/$/);
       const before = masks(hog.pid);
@@ -77,7 +85,7 @@ describe('cpuset_spread on a pid target in the controller roots, through the age
     try {
       const hog = spawnTracked('taskset', ['-c', '1', toolPath('hog'), '--threads', '2']);
       procs.push(hog);
-      await sleep(300);
+      await hogRunning(hog.pid, 2);
       const before = masks(hog.pid);
       expect(new Set(before)).toEqual(new Set(['1']));
       const config = state.file('c.yaml', spreadConfig(hog.pid, 'cpuset_spread: {mode: affinity, min_pileup: 2, idle_below: 1, trigger_ticks: 1, calm_ticks: 1000, pin_cpus: "0"}'));
