@@ -12,7 +12,6 @@ import { toolPath } from '../../src/bpf/paths.js';
 import { cleanupAll, killAndWait, spawnTracked, type SpawnedProcess } from '../../src/testing/cgroups.js';
 import { runCli, tempDir, waitUntil } from './helpers.js';
 
-
 afterAll(async () => {
   await cleanupAll();
 });

@@ -10,7 +10,6 @@ import { toolPath } from '../../src/bpf/paths.js';
 import { cleanupAll, killAndWait, spawnTracked, type SpawnedProcess } from '../../src/testing/cgroups.js';
 import { startAgent, tempDir, waitUntil, type AgentProcess } from './helpers.js';
 
-
 afterAll(async () => {
   await cleanupAll();
 });
